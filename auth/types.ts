@@ -1,0 +1,33 @@
+import type { FastifyRequest } from 'fastify';
+
+/** One resource and the actions a request needs on it, as in a token's `access` claim. */
+export interface AccessNeed {
+  type: 'repository' | 'registry';
+  /** Repository name, or `catalog` for type `registry`. */
+  name: string;
+  /** e.g. ['pull'], ['pull', 'push'], ['delete'], ['*']. */
+  actions: string[];
+}
+
+/** Who made the request, once authenticated. */
+export interface Principal {
+  /** Token `sub`; empty for anonymous. */
+  subject: string;
+  kind: 'user' | 'robot' | 'anonymous';
+}
+
+/**
+ * The registry side of auth, used by every /v2/ route. `authorize` throws an OciError
+ * (UNAUTHORIZED with a Bearer challenge, or DENIED) unless the request may do all of `needs`.
+ * `allows` answers without throwing (used to filter automatic mounts and catalog results).
+ */
+export interface Authorizer {
+  authorize(request: FastifyRequest, needs: AccessNeed[]): Promise<Principal>;
+  allows(request: FastifyRequest, need: AccessNeed): Promise<boolean>;
+}
+
+/** Auth off: everyone may do everything, as an anonymous principal. */
+export const openAccess: Authorizer = {
+  authorize: async () => ({ subject: '', kind: 'anonymous' }),
+  allows: async () => true,
+};

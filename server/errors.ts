@@ -1,0 +1,86 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { BlobNotFoundError, InvalidKeyError, InvalidOffsetError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
+import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
+
+/** Every error code Berth answers with, its HTTP status, and the spec's default message. */
+export const ERROR_CODES = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  RANGE_INVALID: { status: 416, message: 'invalid content range' },
+  TAG_INVALID: { status: 400, message: 'manifest tag did not match URI' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
+  MANIFEST_TOO_LARGE: { status: 413, message: 'manifest too large' },
+  REQUEST_INVALID: { status: 400, message: 'request invalid' },
+  NOT_FOUND: { status: 404, message: 'not found' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  UNKNOWN: { status: 500, message: 'unknown error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error the client caused (or must be told about), rendered as the spec's JSON error body. */
+export class OciError extends Error {
+  readonly status: number;
+  /** Extra response headers, e.g. WWW-Authenticate, Retry-After, Range. */
+  readonly headers: Record<string, string>;
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly detail?: unknown,
+    headers: Record<string, string> = {},
+  ) {
+    super(message ?? ERROR_CODES[code].message);
+    this.name = 'OciError';
+    this.status = ERROR_CODES[code].status;
+    this.headers = headers;
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string, detail?: unknown): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
+  return { errors: [detail === undefined ? { code, message } : { code, message, detail }] };
+}
+
+/** Maps anything thrown while handling a request to the spec's error body; never leaks a stack. */
+export function toOciError(err: unknown): OciError {
+  if (err instanceof OciError) return err;
+  if (err instanceof StorageUnavailableError || err instanceof MetadataUnavailableError) {
+    return new OciError('UNAVAILABLE', 'storage backend unavailable, try again later', undefined, { 'Retry-After': '1' });
+  }
+  if (err instanceof BlobNotFoundError) return new OciError('BLOB_UNKNOWN');
+  if (err instanceof InvalidKeyError) return new OciError('NAME_INVALID', 'invalid name or reference');
+  if (err instanceof InvalidOffsetError) return new OciError('RANGE_INVALID', 'requested range not satisfiable');
+  const fe = err as Partial<FastifyError> | undefined;
+  if (fe && typeof fe === 'object' && typeof fe.statusCode === 'number') {
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new OciError('MANIFEST_TOO_LARGE', 'request body too large');
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new OciError('REQUEST_INVALID', 'unsupported Content-Type');
+    if (fe.statusCode === 413) return new OciError('MANIFEST_TOO_LARGE', 'request body too large');
+    if (fe.statusCode === 404) return new OciError('NOT_FOUND');
+    if (fe.statusCode >= 400 && fe.statusCode < 500) return new OciError('REQUEST_INVALID', fe.message ?? 'request invalid');
+  }
+  return new OciError('UNKNOWN', 'internal error');
+}
+
+export function sendError(reply: FastifyReply, err: OciError): FastifyReply {
+  for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  return reply.code(err.status).type('application/json').send(errorBody(err.code, err.message, err.detail));
+}
+
+export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const oci = toOciError(err);
+  if (oci.status >= 500) request.log.error({ err }, 'request failed');
+  else request.log.debug({ code: oci.code }, oci.message);
+  return sendError(reply, oci);
+}

@@ -1,0 +1,111 @@
+/** A content digest, `algorithm:hex`, already validated by the caller. */
+export type Digest = string;
+
+/** What metadata keeps about a manifest (its bytes live in blob storage, content-addressed). */
+export interface ManifestRecord {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** The manifest's `artifactType`, else its config media type (image manifests); absent for plain indexes. */
+  artifactType?: string;
+  annotations?: Record<string, string>;
+  /** Digest of the `subject` descriptor's target, if the manifest has one. */
+  subject?: Digest;
+  /** Digests this manifest references: config, layers, blobs, child manifests. */
+  references: Digest[];
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** The manifest bytes, base64, when small enough to keep in metadata (saves a storage read). */
+  inline?: string;
+}
+
+export interface BlobLink {
+  digest: Digest;
+  size: number;
+}
+
+/** A resumable blob upload. */
+export interface UploadSession {
+  id: string;
+  repo: string;
+  /** Bytes received and stored so far (the driver's in-progress size is authoritative after a crash). */
+  offset: number;
+  /** Bumped on every change; compare-and-set key for updateUpload. */
+  revision: number;
+  /** While a PATCH is writing: ms since epoch until which other writers are refused. */
+  leaseUntil?: number;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+  /** Opaque per-driver state (e.g. an S3 multipart upload id and its parts), JSON. */
+  driverState?: string;
+}
+
+export interface Page {
+  /** At most this many entries; undefined: all. */
+  n?: number;
+  /** Start strictly after this value (byte order). */
+  last?: string;
+}
+
+export interface PutManifestResult {
+  /** For each tag set: the digest it pointed at before, if any (audit: "tag moved"). */
+  previousTags: Record<string, Digest | undefined>;
+}
+
+/**
+ * Tags, manifest metadata, per-repository links, the catalog and upload sessions. Every method that
+ * changes several keys does so atomically. Lists are in byte (ASCIIbetical) order.
+ */
+export interface MetadataStore {
+  readonly name: string;
+
+  /** Links the manifest into `repo`, records it as a referrer of its subject, points `tags` at it; one atomic step. */
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult>;
+  /** The manifest, only if linked in `repo`. */
+  getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
+  /** Unlinks the manifest from `repo`, drops the tags pointing at it and its referrer entry. Returns the dropped tags, or undefined when it was not linked. */
+  deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined>;
+
+  resolveTag(repo: string, tag: string): Promise<Digest | undefined>;
+  /** Removes a tag; the manifest stays. */
+  deleteTag(repo: string, tag: string): Promise<boolean>;
+  listTags(repo: string, page: Page): Promise<string[]>;
+
+  /** Manifests in `repo` whose subject is `subject`. */
+  listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]>;
+
+  linkBlob(repo: string, link: BlobLink): Promise<void>;
+  getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined>;
+  unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
+  /** Repositories in which the blob is linked (for automatic mounts), at most `limit`. */
+  blobRepositories(digest: Digest, limit: number): Promise<string[]>;
+
+  /** True once anything (blob or manifest) was ever linked in `repo`. */
+  repositoryExists(repo: string): Promise<boolean>;
+  listRepositories(page: Page): Promise<string[]>;
+
+  createUpload(session: UploadSession): Promise<void>;
+  getUpload(id: string): Promise<UploadSession | undefined>;
+  /**
+   * Compare-and-set: replaces the session only if its stored revision is still `expectedRevision`
+   * (callers pass `next.revision = expectedRevision + 1`). Returns false (nothing changed) when
+   * another request changed it first, or it is gone.
+   */
+  updateUpload(id: string, expectedRevision: number, next: UploadSession): Promise<boolean>;
+  deleteUpload(id: string): Promise<void>;
+  /** Sessions last updated before `updatedBefore` (ms since epoch), for the expiry sweep. */
+  listStaleUploads(updatedBefore: number, limit: number): Promise<UploadSession[]>;
+
+  /** Checks the backend is reachable (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The metadata backend failed or is unreachable; maps to 503 UNAVAILABLE. */
+export class MetadataUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MetadataUnavailableError';
+  }
+}
