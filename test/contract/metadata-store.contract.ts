@@ -1,0 +1,355 @@
+// The one behaviour every MetadataStore must show; run by test/metadata/*.test.ts for each store.
+import { createHash } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import type { ManifestRecord, MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
+
+export interface MetadataStoreFixture {
+  store: MetadataStore;
+  cleanup(): Promise<void>;
+}
+
+export function digestOf(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+function manifest(name: string, extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  return {
+    digest: digestOf(name),
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    size: 500 + name.length,
+    references: [digestOf(`${name}-config`), digestOf(`${name}-layer`)],
+    createdAt: 1_700_000_000_000,
+    ...extra,
+  };
+}
+
+function session(id: string, extra: Partial<UploadSession> = {}): UploadSession {
+  return { id, repo: 'library/app', offset: 0, revision: 0, createdAt: 1000, updatedAt: 1000, ...extra };
+}
+
+/** Bytewise comparison, the order the stores promise (not localeCompare). */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export function runMetadataStoreContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
+  describe(`MetadataStore contract: ${name}`, () => {
+    let fixture: MetadataStoreFixture;
+    let store: MetadataStore;
+    beforeEach(async () => {
+      fixture = await setup();
+      store = fixture.store;
+    });
+    afterEach(async () => {
+      await fixture.cleanup();
+    });
+
+    describe('tags', () => {
+      it('sets, resolves, moves and deletes a tag', async () => {
+        const a = manifest('a');
+        const b = manifest('b');
+        assert.equal(await store.resolveTag('r', 'latest'), undefined);
+        const first = await store.putManifest('r', a, ['latest']);
+        assert.deepEqual(first.previousTags, { latest: undefined });
+        assert.equal(await store.resolveTag('r', 'latest'), a.digest);
+
+        const moved = await store.putManifest('r', b, ['latest', 'v2']);
+        assert.deepEqual(moved.previousTags, { latest: a.digest, v2: undefined });
+        assert.equal(await store.resolveTag('r', 'latest'), b.digest);
+        assert.equal(await store.resolveTag('r', 'v2'), b.digest);
+
+        assert.equal(await store.deleteTag('r', 'latest'), true);
+        assert.equal(await store.deleteTag('r', 'latest'), false);
+        assert.equal(await store.resolveTag('r', 'latest'), undefined);
+        assert.deepEqual(await store.listTags('r', {}), ['v2']);
+      });
+
+      it('re-putting a tag onto the same manifest reports it as its own previous digest', async () => {
+        const a = manifest('a');
+        await store.putManifest('r', a, ['t']);
+        const again = await store.putManifest('r', a, ['t']);
+        assert.deepEqual(again.previousTags, { t: a.digest });
+        assert.deepEqual(await store.listTags('r', {}), ['t']);
+      });
+
+      it('lists tags in byte order, not locale or numeric order', async () => {
+        const tags = ['b', 'a', 'A', '1.9', '1.10', 'Z', '_x', 'a-b', 'a.b', 'a_b', '10'];
+        await store.putManifest('r', manifest('m'), tags);
+        assert.deepEqual(await store.listTags('r', {}), [...tags].sort(byteOrder));
+        assert.deepEqual((await store.listTags('r', {})).slice(0, 5), ['1.10', '1.9', '10', 'A', 'Z']);
+      });
+
+      it('pages tags with n and an exclusive last across many tags', async () => {
+        const tags = Array.from({ length: 1000 }, (_, i) => `v${i}`);
+        for (let i = 0; i < tags.length; i += 100) {
+          await store.putManifest('r', manifest(`m${i}`), tags.slice(i, i + 100));
+        }
+        const sorted = [...tags].sort(byteOrder);
+        assert.deepEqual(await store.listTags('r', {}), sorted);
+
+        const seen: string[] = [];
+        let last: string | undefined;
+        for (;;) {
+          const page = await store.listTags('r', { n: 77, last });
+          assert.ok(page.length <= 77);
+          if (page.length === 0) break;
+          seen.push(...page);
+          last = page[page.length - 1];
+        }
+        assert.deepEqual(seen, sorted);
+
+        assert.deepEqual(await store.listTags('r', { n: 3, last: 'v5' }), ['v50', 'v500', 'v501']);
+        // `last` need not be an existing tag.
+        assert.deepEqual(await store.listTags('r', { n: 2, last: 'v98z' }), ['v99', 'v990']);
+        assert.deepEqual(await store.listTags('r', { n: 2, last: 'v999' }), []);
+        assert.deepEqual(await store.listTags('r', { last: 'v997' }), ['v998', 'v999']);
+        assert.deepEqual(await store.listTags('r', { n: 0 }), []);
+      });
+
+      it('keeps tags of different repositories apart', async () => {
+        await store.putManifest('r1', manifest('a'), ['t1']);
+        await store.putManifest('r2', manifest('b'), ['t2']);
+        assert.deepEqual(await store.listTags('r1', {}), ['t1']);
+        assert.deepEqual(await store.listTags('r2', {}), ['t2']);
+        assert.equal(await store.resolveTag('r1', 't2'), undefined);
+        assert.deepEqual(await store.listTags('nothing', {}), []);
+        // A repository whose name prefixes another's must not see its tags.
+        await store.putManifest('r1/sub', manifest('c'), ['t3']);
+        assert.deepEqual(await store.listTags('r1', {}), ['t1']);
+      });
+    });
+
+    describe('manifests', () => {
+      it('round-trips every record field', async () => {
+        const subject = digestOf('subject');
+        const full = manifest('full', {
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          artifactType: 'application/vnd.example.sbom',
+          annotations: { 'org.opencontainers.image.created': '2026-01-01T00:00:00Z', 'x/y': 'ü €' },
+          subject,
+          references: [digestOf('c1'), digestOf('c2'), digestOf('c3')],
+          createdAt: 1_712_345_678_901,
+          inline: Buffer.from('{"schemaVersion":2}').toString('base64'),
+          size: 12345,
+        });
+        await store.putManifest('r', full, []);
+        assert.deepEqual(await store.getManifest('r', full.digest), full);
+
+        const plain = manifest('plain');
+        await store.putManifest('r', plain, []);
+        const got = await store.getManifest('r', plain.digest);
+        assert.deepEqual(got, plain);
+        assert.equal(got !== undefined && 'subject' in got, false);
+      });
+
+      it('a manifest linked in one repository is invisible in another', async () => {
+        const a = manifest('a');
+        await store.putManifest('ra', a, ['t']);
+        assert.equal(await store.getManifest('rb', a.digest), undefined);
+        assert.equal(await store.deleteManifest('rb', a.digest), undefined);
+        assert.deepEqual(await store.getManifest('ra', a.digest), a);
+      });
+
+      it('deleting a manifest drops exactly the tags pointing at it', async () => {
+        const a = manifest('a');
+        const b = manifest('b');
+        await store.putManifest('r', a, ['one', 'two', 'three']);
+        await store.putManifest('r', b, ['other']);
+        await store.putManifest('r', b, ['three']);
+        const dropped = await store.deleteManifest('r', a.digest);
+        assert.deepEqual([...(dropped ?? [])].sort(byteOrder), ['one', 'two']);
+        assert.equal(await store.getManifest('r', a.digest), undefined);
+        assert.deepEqual(await store.listTags('r', {}), ['other', 'three']);
+        assert.equal(await store.resolveTag('r', 'three'), b.digest);
+        assert.equal(await store.deleteManifest('r', a.digest), undefined);
+        assert.deepEqual(await store.deleteManifest('r', b.digest), ['other', 'three']);
+        assert.deepEqual(await store.listTags('r', {}), []);
+      });
+
+      it('deleting a tag keeps its manifest', async () => {
+        const a = manifest('a');
+        await store.putManifest('r', a, ['t']);
+        assert.equal(await store.deleteTag('r', 't'), true);
+        assert.deepEqual(await store.getManifest('r', a.digest), a);
+        assert.deepEqual(await store.deleteManifest('r', a.digest), []);
+      });
+
+      it('deleting a manifest in one repository leaves the same digest in another', async () => {
+        const a = manifest('a');
+        await store.putManifest('r1', a, ['t']);
+        await store.putManifest('r2', a, ['t']);
+        assert.deepEqual(await store.deleteManifest('r1', a.digest), ['t']);
+        assert.deepEqual(await store.getManifest('r2', a.digest), a);
+        assert.equal(await store.resolveTag('r2', 't'), a.digest);
+      });
+    });
+
+    describe('referrers', () => {
+      it('records referrers per subject on put and forgets them on delete', async () => {
+        const subject = manifest('image');
+        const sbom = manifest('sbom', { subject: subject.digest, artifactType: 'application/spdx+json' });
+        const sig = manifest('sig', { subject: subject.digest, annotations: { k: 'v' } });
+        const unrelated = manifest('unrelated', { subject: digestOf('elsewhere') });
+        await store.putManifest('r', subject, ['latest']);
+        await store.putManifest('r', sbom, []);
+        await store.putManifest('r', sig, []);
+        await store.putManifest('r', unrelated, []);
+
+        const listed = await store.listReferrers('r', subject.digest);
+        const byDigest = (x: ManifestRecord, y: ManifestRecord) => byteOrder(x.digest, y.digest);
+        assert.deepEqual([...listed].sort(byDigest), [sbom, sig].sort(byDigest));
+
+        await store.deleteManifest('r', sbom.digest);
+        assert.deepEqual(await store.listReferrers('r', subject.digest), [sig]);
+        assert.deepEqual(await store.listReferrers('r', digestOf('nothing')), []);
+      });
+
+      it('keeps referrers of different repositories apart', async () => {
+        const subject = digestOf('shared-subject');
+        const inA = manifest('sig-a', { subject });
+        const inB = manifest('sig-b', { subject });
+        await store.putManifest('ra', inA, []);
+        await store.putManifest('rb', inB, []);
+        assert.deepEqual(await store.listReferrers('ra', subject), [inA]);
+        assert.deepEqual(await store.listReferrers('rb', subject), [inB]);
+        await store.deleteManifest('ra', inA.digest);
+        assert.deepEqual(await store.listReferrers('ra', subject), []);
+        assert.deepEqual(await store.listReferrers('rb', subject), [inB]);
+      });
+    });
+
+    describe('blob links', () => {
+      it('links, reads and unlinks blobs per repository', async () => {
+        const d = digestOf('layer');
+        assert.equal(await store.getBlobLink('r', d), undefined);
+        await store.linkBlob('r', { digest: d, size: 42 });
+        await store.linkBlob('r', { digest: d, size: 42 }); // idempotent
+        assert.deepEqual(await store.getBlobLink('r', d), { digest: d, size: 42 });
+        assert.equal(await store.getBlobLink('other', d), undefined);
+        assert.equal(await store.unlinkBlob('r', d), true);
+        assert.equal(await store.unlinkBlob('r', d), false);
+        assert.equal(await store.getBlobLink('r', d), undefined);
+      });
+
+      it('knows the repositories a blob is linked in, bounded by limit', async () => {
+        const d = digestOf('shared-layer');
+        assert.deepEqual(await store.blobRepositories(d, 10), []);
+        for (const repo of ['c', 'a', 'b']) await store.linkBlob(repo, { digest: d, size: 7 });
+        await store.linkBlob('a', { digest: digestOf('another'), size: 1 });
+        assert.deepEqual([...(await store.blobRepositories(d, 10))].sort(byteOrder), ['a', 'b', 'c']);
+        const two = await store.blobRepositories(d, 2);
+        assert.equal(two.length, 2);
+        for (const repo of two) assert.ok(['a', 'b', 'c'].includes(repo));
+        await store.unlinkBlob('b', d);
+        assert.deepEqual([...(await store.blobRepositories(d, 10))].sort(byteOrder), ['a', 'c']);
+      });
+    });
+
+    describe('repositories', () => {
+      it('exists once a blob or a manifest was linked, and stays', async () => {
+        assert.equal(await store.repositoryExists('blobs-only'), false);
+        assert.equal(await store.repositoryExists('manifests-only'), false);
+        await store.linkBlob('blobs-only', { digest: digestOf('x'), size: 1 });
+        await store.putManifest('manifests-only', manifest('m'), []);
+        assert.equal(await store.repositoryExists('blobs-only'), true);
+        assert.equal(await store.repositoryExists('manifests-only'), true);
+        assert.equal(await store.repositoryExists('manifests'), false);
+        await store.unlinkBlob('blobs-only', digestOf('x'));
+        assert.equal(await store.repositoryExists('blobs-only'), true);
+      });
+
+      it('lists the catalog in byte order with paging', async () => {
+        assert.deepEqual(await store.listRepositories({}), []);
+        const repos = ['zeta', 'alpha/beta', 'alpha', 'alpha-x', 'alpha.x', 'alpha_x', 'b/c/d', '0num'];
+        for (const [i, repo] of repos.entries()) {
+          if (i % 2) await store.linkBlob(repo, { digest: digestOf(repo), size: 1 });
+          else await store.putManifest(repo, manifest(repo), ['t']);
+        }
+        await store.putManifest('alpha', manifest('again'), []); // listed once
+        const sorted = [...repos].sort(byteOrder);
+        assert.deepEqual(await store.listRepositories({}), sorted);
+        assert.deepEqual(await store.listRepositories({ n: 3 }), sorted.slice(0, 3));
+        assert.deepEqual(await store.listRepositories({ n: 3, last: sorted[2] }), sorted.slice(3, 6));
+        assert.deepEqual(await store.listRepositories({ last: 'alpha/' }), sorted.slice(sorted.indexOf('alpha/beta')));
+        assert.deepEqual(await store.listRepositories({ last: 'zeta' }), []);
+        assert.deepEqual(await store.listRepositories({ n: 0 }), []);
+      });
+
+      it('pages a large catalog without gaps or repeats', async () => {
+        const repos = Array.from({ length: 250 }, (_, i) => `org/repo-${i}`);
+        await Promise.all(repos.map((repo) => store.linkBlob(repo, { digest: digestOf(repo), size: 1 })));
+        const seen: string[] = [];
+        let last: string | undefined;
+        for (;;) {
+          const page = await store.listRepositories({ n: 40, last });
+          if (page.length === 0) break;
+          seen.push(...page);
+          last = page[page.length - 1];
+        }
+        assert.deepEqual(seen, [...repos].sort(byteOrder));
+      });
+    });
+
+    describe('upload sessions', () => {
+      it('creates, reads and deletes a session with every field', async () => {
+        const s = session('u1', { offset: 10, leaseUntil: 5000, driverState: '{"uploadId":"abc","parts":[1,2]}' });
+        await store.createUpload(s);
+        assert.deepEqual(await store.getUpload('u1'), s);
+        assert.equal(await store.getUpload('missing'), undefined);
+        await store.deleteUpload('u1');
+        assert.equal(await store.getUpload('u1'), undefined);
+        await store.deleteUpload('u1'); // already gone: no error
+      });
+
+      it('updates only when the revision still matches', async () => {
+        await store.createUpload(session('u', { leaseUntil: 9, driverState: 'x' }));
+        const next = session('u', { offset: 100, revision: 1, updatedAt: 2000 });
+        assert.equal(await store.updateUpload('u', 0, next), true);
+        assert.deepEqual(await store.getUpload('u'), next);
+        assert.equal(await store.updateUpload('u', 0, session('u', { offset: 5, revision: 1 })), false);
+        assert.deepEqual(await store.getUpload('u'), next);
+        assert.equal(await store.updateUpload('gone', 0, session('gone', { revision: 1 })), false);
+        assert.equal(await store.getUpload('gone'), undefined);
+        // Fields left out of `next` are gone afterwards (a replace, not a merge).
+        assert.equal('leaseUntil' in ((await store.getUpload('u')) ?? {}), false);
+        assert.equal(await store.updateUpload('u', 1, { ...next, revision: 2, leaseUntil: 7 }), true);
+        assert.deepEqual(await store.getUpload('u'), { ...next, revision: 2, leaseUntil: 7 });
+      });
+
+      it('lets exactly one of many concurrent updaters win', async () => {
+        await store.createUpload(session('race', { revision: 3 }));
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            store.updateUpload('race', 3, session('race', { revision: 4, offset: i + 1, updatedAt: 2000 + i })),
+          ),
+        );
+        assert.equal(results.filter(Boolean).length, 1);
+        const winner = results.indexOf(true);
+        assert.deepEqual(await store.getUpload('race'), session('race', { revision: 4, offset: winner + 1, updatedAt: 2000 + winner }));
+      });
+
+      it('lists stale sessions for the expiry sweep', async () => {
+        await store.createUpload(session('old1', { updatedAt: 100 }));
+        await store.createUpload(session('old2', { updatedAt: 200 }));
+        await store.createUpload(session('fresh', { updatedAt: 900 }));
+        await store.createUpload(session('refreshed', { updatedAt: 150 }));
+        assert.equal(await store.updateUpload('refreshed', 0, session('refreshed', { revision: 1, updatedAt: 950 })), true);
+
+        const stale = await store.listStaleUploads(500, 10);
+        assert.deepEqual(stale.map((s) => s.id).sort(), ['old1', 'old2']);
+        assert.deepEqual(stale.find((s) => s.id === 'old1'), session('old1', { updatedAt: 100 }));
+        assert.equal((await store.listStaleUploads(500, 1)).length, 1);
+        assert.deepEqual(await store.listStaleUploads(100, 10), []); // strictly before
+
+        await store.deleteUpload('old1');
+        assert.deepEqual((await store.listStaleUploads(500, 10)).map((s) => s.id), ['old2']);
+        assert.deepEqual((await store.listStaleUploads(10_000, 10)).map((s) => s.id).sort(), ['fresh', 'old2', 'refreshed']);
+      });
+    });
+
+    it('answers ping', async () => {
+      await store.ping();
+    });
+  });
+}
