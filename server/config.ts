@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { coerceEnvValue, configLeaves, type ConfigLeaf } from './config-leaves.js';
 import { authConfigSchema } from '../auth/config.js';
 import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
@@ -10,79 +11,151 @@ const MiB = 1024 * 1024;
 
 export const configSchema = z
   .object({
-    /** Where the filesystem driver and the embedded store keep their data unless told otherwise. */
-    dataDir: z.string().min(1).default('./data'),
+    dataDir: z
+      .string()
+      .min(1)
+      .default('./data')
+      .describe('Where the filesystem driver and the embedded store keep their data unless told otherwise.'),
     http: z
       .object({
-        host: z.string().min(1).default('0.0.0.0'),
-        port: z.number().int().min(0).max(65535).default(5000),
-        /** The externally visible base URL, e.g. https://registry.example.com (used for token realms). */
-        publicUrl: z.string().url().optional(),
-        trustProxy: z.boolean().default(false),
+        host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
+        port: z.number().int().min(0).max(65535).default(5000).describe('Port to listen on (also `PORT`).'),
+        publicUrl: z
+          .string()
+          .url()
+          .optional()
+          .describe('The externally visible base URL, e.g. https://registry.example.com (used for token realms).'),
+        trustProxy: z.boolean().default(false).describe('Take client addresses from X-Forwarded-For.'),
         tls: z
-          .object({ certFile: z.string().min(1), keyFile: z.string().min(1) })
+          .object({
+            certFile: z.string().min(1).describe('PEM certificate chain; re-read on SIGHUP.'),
+            keyFile: z.string().min(1).describe('PEM private key; re-read on SIGHUP.'),
+          })
           .strict()
           .optional(),
-        /** How long SIGTERM waits for in-flight requests before closing. */
-        shutdownTimeoutSeconds: z.number().int().min(0).default(30),
+        shutdownTimeoutSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .default(30)
+          .describe('How long SIGTERM waits for in-flight requests and uploads before closing.'),
       })
       .strict()
       .prefault({}),
     storage: z
       .object({
-        driver: z.enum(['filesystem', 's3', 'memory']).default('filesystem'),
-        filesystem: z.object({ root: z.string().min(1).optional() }).strict().prefault({}),
+        driver: z.enum(['filesystem', 's3', 'memory']).default('filesystem').describe('Where blobs are kept.'),
+        filesystem: z
+          .object({ root: z.string().min(1).optional().describe('Defaults to `<dataDir>/storage`.') })
+          .strict()
+          .prefault({}),
         s3: s3ConfigSchema.optional(),
-        /** Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one. */
-        redirect: z.boolean().default(false),
+        redirect: z
+          .boolean()
+          .default(false)
+          .describe("Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one."),
       })
       .strict()
       .prefault({}),
     metadata: z
       .object({
-        store: z.enum(['embedded', 'redis']).default('embedded'),
-        embedded: z.object({ path: z.string().min(1).optional() }).strict().prefault({}),
+        store: z.enum(['embedded', 'redis']).default('embedded').describe('Where tags, links and upload sessions are kept.'),
+        embedded: z
+          .object({ path: z.string().min(1).optional().describe('Defaults to `<dataDir>/metadata`.') })
+          .strict()
+          .prefault({}),
         redis: redisConfigSchema.optional(),
       })
       .strict()
       .prefault({}),
     uploads: z
       .object({
-        /** An upload untouched this long is cancelled and its data removed. */
-        idleTimeoutSeconds: z.number().int().min(1).default(3600),
-        sweepIntervalSeconds: z.number().int().min(1).default(60),
-        /** Advertised as OCI-Chunk-Min-Length. */
-        chunkMinLength: z.number().int().min(0).optional(),
+        idleTimeoutSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .default(3600)
+          .describe('An upload untouched this long is cancelled and its data removed.'),
+        sweepIntervalSeconds: z.number().int().min(1).default(60).describe('How often idle uploads are looked for.'),
+        chunkMinLength: z.number().int().min(0).optional().describe('Advertised as OCI-Chunk-Min-Length.'),
       })
       .strict()
       .prefault({}),
     manifests: z
       .object({
-        maxBytes: z.number().int().min(1024).default(4 * MiB),
-        /** Refuse an index whose child manifests are not in the repository. */
-        requireIndexChildren: z.boolean().default(true),
+        maxBytes: z.number().int().min(1024).default(4 * MiB).describe('Largest manifest accepted.'),
+        requireIndexChildren: z
+          .boolean()
+          .default(true)
+          .describe('Refuse an index whose child manifests are not in the repository.'),
       })
       .strict()
       .prefault({}),
     catalog: z
       .object({
-        defaultEntries: z.number().int().min(1).default(100),
-        maxEntries: z.number().int().min(1).default(1000),
+        defaultEntries: z.number().int().min(1).default(100).describe('Page size when the client gives no `n`.'),
+        maxEntries: z.number().int().min(1).default(1000).describe('Largest page size allowed.'),
       })
       .strict()
       .prefault({}),
-    delete: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
-    /** Refuse every write with a clear error; pulls go on. */
-    readOnly: z.boolean().default(false),
+    delete: z
+      .object({ enabled: z.boolean().default(true).describe('Allow deleting manifests, tags and blobs.') })
+      .strict()
+      .prefault({}),
+    readOnly: z.boolean().default(false).describe('Refuse every write with a clear error; pulls go on.'),
     log: z
       .object({
-        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('Minimum level of the JSON log on stdout.'),
+        access: z.boolean().default(true).describe('Write one access line per request.'),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        enabled: z.boolean().default(true).describe('Serve Prometheus metrics.'),
+        path: z
+          .string()
+          .regex(/^\/[^\s?#]*$/, 'must be an absolute URL path')
+          .default('/metrics')
+          .describe('Where metrics are served.'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .optional()
+          .describe('Serve metrics on this separate port instead of the registry port.'),
+        host: z.string().min(1).optional().describe('Address of the separate metrics listener; defaults to `http.host`.'),
+        token: z.string().min(1).optional().describe('Require `Authorization: Bearer <token>` to read metrics.'),
+      })
+      .strict()
+      .prefault({}),
+    audit: z
+      .object({
+        enabled: z.boolean().default(true).describe('Write the audit stream of security-relevant events.'),
+        output: z
+          .string()
+          .min(1)
+          .default('stdout')
+          .describe('`stdout`, or a file path the JSON lines are appended to.'),
       })
       .strict()
       .prefault({}),
     auth: authConfigSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    if (config.storage.driver === 's3' && !config.storage.s3) {
+      ctx.addIssue({ code: 'custom', path: ['storage', 's3'], message: "required when storage.driver is 's3'" });
+    }
+    const { port } = config.metrics;
+    if (port !== undefined && port !== 0 && port === config.http.port) {
+      ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: 'must differ from http.port (leave it unset to serve metrics on http.port)' });
+    }
+  });
 
 export type BerthConfig = z.infer<typeof configSchema>;
 export type BerthConfigInput = z.input<typeof configSchema>;
@@ -96,43 +169,87 @@ export class ConfigError extends Error {
 
 /** Validates a config object; throws ConfigError with one line per problem, each naming its key. */
 export function parseConfig(input: unknown): BerthConfig {
-  const result = configSchema.safeParse(input ?? {});
-  if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map((issue) => {
-        const key = issue.path.join('.') || '(root)';
-        if (issue.code === 'unrecognized_keys') {
-          const prefix = issue.path.length ? `${issue.path.join('.')}.` : '';
-          return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${prefix}${k}'`).join(', ')}`;
-        }
-        return `${key}: ${issue.message}`;
-      }),
-    );
-  }
-  return result.data;
+  return validate(input, new Map());
 }
 
-/** Reads an optional YAML file, applies environment overrides, validates. */
+/** `origins` maps a dotted key to the environment variable that set it, so messages can name both. */
+function validate(input: unknown, origins: Map<string, string>, earlier: string[] = []): BerthConfig {
+  const result = configSchema.safeParse(input ?? {});
+  if (result.success && earlier.length === 0) return result.data;
+  const problems = [...earlier];
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const key = issue.path.join('.');
+      if (issue.code === 'unrecognized_keys') {
+        const prefix = key ? `${key}.` : '';
+        problems.push(`unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${prefix}${k}'`).join(', ')}`);
+        continue;
+      }
+      const origin = origins.get(key);
+      problems.push(`${key || '(root)'}: ${issue.message}${origin ? ` (from ${origin})` : ''}`);
+    }
+  }
+  throw new ConfigError(problems);
+}
+
+/** Environment variables starting with BERTH_ that are not configuration keys. */
+const NON_CONFIG_ENV = new Set(['BERTH_CONFIG']);
+const NON_CONFIG_ENV_PREFIXES = ['BERTH_TEST_'];
+
+let leafIndex: Map<string, ConfigLeaf> | undefined;
+/** BERTH_HTTP_PORT → the `http.port` leaf, for every key in the schema. */
+export function configEnvVars(): Map<string, ConfigLeaf> {
+  if (!leafIndex) {
+    leafIndex = new Map();
+    for (const leaf of configLeaves(configSchema)) {
+      const clash = leafIndex.get(leaf.envName);
+      if (clash) throw new Error(`${leaf.envName} would name both ${clash.path.join('.')} and ${leaf.path.join('.')}`);
+      leafIndex.set(leaf.envName, leaf);
+    }
+  }
+  return leafIndex;
+}
+
+/** Reads an optional YAML file (or BERTH_CONFIG), applies environment overrides, validates. */
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } = {}): BerthConfig {
   const env = options.env ?? process.env;
-  let raw: Record<string, unknown> = {};
   const file = options.file ?? env.BERTH_CONFIG;
-  if (file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError([`cannot read config file ${file}: ${(err as Error).message}`]);
-    }
-    try {
-      raw = (parseYaml(text) as Record<string, unknown> | null) ?? {};
-    } catch (err) {
-      throw new ConfigError([`config file ${file} is not valid YAML: ${(err as Error).message}`]);
-    }
-    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError([`config file ${file} must hold a mapping`]);
+  const raw = file ? readConfigFile(file) : {};
+  const origins = new Map<string, string>();
+  const problems = applyEnvOverrides(raw, env, origins);
+  return validate(raw, origins, problems);
+}
+
+/**
+ * For `berth config check FILE`: every problem at once, never a throw. The environment is left out
+ * unless given, so the file is judged on its own.
+ */
+export function configCheck(file: string, options: { env?: NodeJS.ProcessEnv } = {}): { ok: boolean; problems: string[] } {
+  try {
+    loadConfig({ file, env: options.env ?? {} });
+    return { ok: true, problems: [] };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, problems: err.problems };
+    throw err;
   }
-  applyEnvOverrides(raw, env);
-  return parseConfig(raw);
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`cannot read config file ${file}: ${(err as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([`config file ${file} is not valid YAML: ${(err as Error).message}`]);
+  }
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError([`config file ${file} must hold a mapping`]);
+  return raw as Record<string, unknown>;
 }
 
 function section(raw: Record<string, unknown>, key: string): Record<string, unknown> {
@@ -143,15 +260,41 @@ function section(raw: Record<string, unknown>, key: string): Record<string, unkn
   return fresh;
 }
 
-function envNumber(name: string, value: string): number {
-  if (!/^\d+$/.test(value)) throw new ConfigError([`${name}: expected a whole number, got ${JSON.stringify(value)}`]);
-  return Number(value);
-}
-
-/** The short-hand variables scripts and tests rely on. */
-function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
-  if (env.PORT !== undefined && env.PORT !== '') section(raw, 'http').port = envNumber('PORT', env.PORT);
-  if (env.BERTH_DATA_DIR) raw.dataDir = env.BERTH_DATA_DIR;
+/**
+ * PORT and BERTH_DATA_DIR are the short-hands scripts and platforms set; every other BERTH_<SECTION>_<KEY>
+ * names a schema key (camelCase words split by underscores) and wins over the file. Returns the problems.
+ */
+function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, origins: Map<string, string>): string[] {
+  const problems: string[] = [];
+  const vars = configEnvVars();
+  const set = (leaf: ConfigLeaf, name: string, text: string) => {
+    const coerced = coerceEnvValue(leaf, text);
+    if ('problem' in coerced) {
+      problems.push(`${name}: ${coerced.problem}`);
+      return;
+    }
+    let target = raw;
+    for (const segment of leaf.path.slice(0, -1)) target = section(target, segment);
+    target[leaf.path[leaf.path.length - 1]!] = coerced.value;
+    origins.set(leaf.path.join('.'), name);
+  };
+  const portLeaf = vars.get('BERTH_HTTP_PORT');
+  if (env.PORT !== undefined && env.PORT !== '' && portLeaf) set(portLeaf, 'PORT', env.PORT);
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('BERTH_') || NON_CONFIG_ENV.has(name)) continue;
+    if (NON_CONFIG_ENV_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
+    const value = env[name];
+    if (value === undefined) continue;
+    const leaf = vars.get(name);
+    if (!leaf) {
+      problems.push(`${name}: not a configuration variable (see docs/configuration.md for the BERTH_* names)`);
+      continue;
+    }
+    // An empty variable means "not set" so compose files can leave a value blank.
+    if (value === '') continue;
+    set(leaf, name, value);
+  }
+  return problems;
 }
 
 export function resolvedPaths(config: BerthConfig): { storageRoot: string; metadataPath: string } {

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { ConfigError, configCheck, configEnvVars, loadConfig, parseConfig } from '../../server/config.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'berth-config-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function writeYaml(name: string, text: string): string {
+  const file = join(scratch, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('config defaults and new sections', () => {
+  it('fills metrics, audit and log defaults', () => {
+    const config = parseConfig({});
+    assert.deepEqual(config.metrics, { enabled: true, path: '/metrics' });
+    assert.deepEqual(config.audit, { enabled: true, output: 'stdout' });
+    assert.equal(config.log.access, true);
+  });
+
+  it('refuses a metrics port equal to the registry port', () => {
+    const problems = problemsOf(() => parseConfig({ http: { port: 6000 }, metrics: { port: 6000 } }));
+    assert.deepEqual(problems, ['metrics.port: must differ from http.port (leave it unset to serve metrics on http.port)']);
+  });
+
+  it("requires storage.s3 when the driver is 's3'", () => {
+    const problems = problemsOf(() => parseConfig({ storage: { driver: 's3' } }));
+    assert.deepEqual(problems, ["storage.s3: required when storage.driver is 's3'"]);
+  });
+});
+
+describe('environment overrides', () => {
+  it('maps BERTH_<SECTION>_<KEY> onto nested keys with their types', () => {
+    const config = loadConfig({
+      env: {
+        BERTH_HTTP_PORT: '7000',
+        BERTH_HTTP_TRUST_PROXY: 'true',
+        BERTH_HTTP_SHUTDOWN_TIMEOUT_SECONDS: '5',
+        BERTH_STORAGE_DRIVER: 'memory',
+        BERTH_METADATA_STORE: 'redis',
+        BERTH_METADATA_REDIS_URL: 'redis://cache:6380',
+        BERTH_LOG_LEVEL: 'warn',
+        BERTH_READ_ONLY: 'yes',
+        BERTH_METRICS_TOKEN: 's3cret',
+        BERTH_HTTP_TLS_CERT_FILE: '/certs/tls.crt',
+        BERTH_HTTP_TLS_KEY_FILE: '/certs/tls.key',
+      },
+    });
+    assert.equal(config.http.port, 7000);
+    assert.equal(config.http.trustProxy, true);
+    assert.equal(config.http.shutdownTimeoutSeconds, 5);
+    assert.equal(config.storage.driver, 'memory');
+    assert.equal(config.metadata.store, 'redis');
+    assert.equal(config.metadata.redis?.url, 'redis://cache:6380');
+    assert.equal(config.log.level, 'warn');
+    assert.equal(config.readOnly, true);
+    assert.equal(config.metrics.token, 's3cret');
+    assert.deepEqual(config.http.tls, { certFile: '/certs/tls.crt', keyFile: '/certs/tls.key' });
+  });
+
+  it('lets the environment win over the file, and BERTH_HTTP_PORT over PORT', () => {
+    const file = writeYaml('base.yaml', 'http:\n  port: 5001\n  host: 127.0.0.1\nlog:\n  level: debug\n');
+    const config = loadConfig({ file, env: { PORT: '5002', BERTH_HTTP_PORT: '5003', BERTH_LOG_LEVEL: 'error' } });
+    assert.equal(config.http.port, 5003);
+    assert.equal(config.http.host, '127.0.0.1');
+    assert.equal(config.log.level, 'error');
+    assert.equal(loadConfig({ file, env: { PORT: '5002' } }).http.port, 5002);
+  });
+
+  it('keeps the BERTH_DATA_DIR and BERTH_CONFIG short-hands and ignores BERTH_TEST_*', () => {
+    const file = writeYaml('dir.yaml', 'readOnly: true\n');
+    const config = loadConfig({ env: { BERTH_CONFIG: file, BERTH_DATA_DIR: '/srv/berth', BERTH_TEST_CONCURRENCY: '4' } });
+    assert.equal(config.dataDir, '/srv/berth');
+    assert.equal(config.readOnly, true);
+  });
+
+  it('names an unknown BERTH_ variable', () => {
+    const problems = problemsOf(() => loadConfig({ env: { BERTH_HTTP_PROT: '1', BERTH_LOG_LEVEL: 'info' } }));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^BERTH_HTTP_PROT: not a configuration variable/);
+  });
+
+  it('names the variable when its value has the wrong type', () => {
+    const problems = problemsOf(() =>
+      loadConfig({ env: { BERTH_HTTP_PORT: 'eighty', BERTH_READ_ONLY: 'maybe', BERTH_STORAGE_DRIVER: 'tape' } }),
+    );
+    assert.deepEqual(problems.sort(), [
+      'BERTH_HTTP_PORT: expected a number, got "eighty"',
+      'BERTH_READ_ONLY: expected true or false, got "maybe"',
+      "BERTH_STORAGE_DRIVER: expected one of 'filesystem', 's3', 'memory', got \"tape\"",
+    ]);
+  });
+
+  it('reports schema limits with the key and the variable that set it', () => {
+    const problems = problemsOf(() => loadConfig({ env: { BERTH_HTTP_PORT: '70000' } }));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^http\.port: .*\(from BERTH_HTTP_PORT\)$/);
+  });
+
+  it('gives every key a distinct variable name', () => {
+    const vars = configEnvVars();
+    assert.equal(vars.get('BERTH_METADATA_REDIS_URL')?.path.join('.'), 'metadata.redis.url');
+    assert.equal(vars.get('BERTH_DATA_DIR')?.path.join('.'), 'dataDir');
+    assert.equal(vars.get('BERTH_METRICS_PORT')?.kind, 'number');
+    assert.equal(vars.get('BERTH_DELETE_ENABLED')?.kind, 'boolean');
+  });
+});
+
+describe('configCheck', () => {
+  it('accepts a valid file', () => {
+    const file = writeYaml('ok.yaml', 'http:\n  port: 5000\nmetrics:\n  port: 9100\naudit:\n  output: /var/log/berth/audit.log\n');
+    assert.deepEqual(configCheck(file), { ok: true, problems: [] });
+  });
+
+  it('lists every problem, each naming its key', () => {
+    const file = writeYaml('bad.yaml', 'http:\n  port: "80"\n  hots: 0.0.0.0\nstorage:\n  driver: tape\nlogs: {}\n');
+    const result = configCheck(file);
+    assert.equal(result.ok, false);
+    assert.equal(result.problems.length, 4, result.problems.join('\n'));
+    assert.ok(result.problems.some((p) => p === "unknown key 'http.hots'"));
+    assert.ok(result.problems.some((p) => p === "unknown key 'logs'"));
+    assert.ok(result.problems.some((p) => p.startsWith('http.port: ')));
+    assert.ok(result.problems.some((p) => p.startsWith('storage.driver: ')));
+  });
+
+  it('judges the file alone unless given an environment', () => {
+    const file = writeYaml('plain.yaml', '{}\n');
+    assert.equal(configCheck(file).ok, true);
+    assert.equal(configCheck(file, { env: { BERTH_NOPE: '1' } }).ok, false);
+  });
+
+  it('explains an unreadable file and invalid YAML', () => {
+    assert.match(configCheck(join(scratch, 'missing.yaml')).problems[0]!, /^cannot read config file/);
+    assert.match(configCheck(writeYaml('broken.yaml', 'http: [\n')).problems[0]!, /is not valid YAML/);
+  });
+});
