@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
+import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'berth-embedded-'));
+});
+after(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+let counter = 0;
+runMetadataStoreContract('embedded', async () => {
+  const path = join(scratch, `contract-${counter++}`);
+  const store = new EmbeddedStore({ path });
+  return {
+    store,
+    async cleanup() {
+      await store.close();
+      await rm(path, { recursive: true, force: true });
+    },
+  };
+});
+
+const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
+
+/** Runs `body` in a child node process with `store` open on `path`; resolves with the child once it printed `marker`. */
+async function childWriting(path: string, body: string, marker: string) {
+  const script = `
+    import { EmbeddedStore } from ${JSON.stringify(embeddedModule)};
+    const store = new EmbeddedStore({ path: ${JSON.stringify(path)} });
+    ${body}
+    process.stdout.write(${JSON.stringify(marker)} + '\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('child did not report in 10 s')), 10_000);
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      if (out.includes(marker)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited early (${code}): ${out}`));
+    });
+  });
+  return child;
+}
+
+describe('embedded store durability', () => {
+  it('keeps everything across close and reopen', async () => {
+    const path = join(scratch, 'reopen');
+    const m = { digest: digestOf('m'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 3, references: [], createdAt: 1 };
+    const first = new EmbeddedStore({ path });
+    await first.putManifest('r', m, ['latest']);
+    await first.linkBlob('r', { digest: digestOf('b'), size: 9 });
+    await first.createUpload({ id: 'u', repo: 'r', offset: 5, revision: 2, createdAt: 1, updatedAt: 2 });
+    await first.close();
+    await assert.rejects(first.resolveTag('r', 'latest'), { name: 'MetadataUnavailableError' });
+
+    const second = new EmbeddedStore({ path });
+    try {
+      assert.equal(await second.resolveTag('r', 'latest'), m.digest);
+      assert.deepEqual(await second.getManifest('r', m.digest), m);
+      assert.deepEqual(await second.getBlobLink('r', digestOf('b')), { digest: digestOf('b'), size: 9 });
+      assert.equal((await second.getUpload('u'))?.offset, 5);
+      assert.deepEqual(await second.listRepositories({}), ['r']);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('keeps acknowledged writes when the process is killed with SIGKILL', async () => {
+    const path = join(scratch, 'killed');
+    const child = await childWriting(
+      path,
+      `for (let i = 0; i < 50; i++) {
+         await store.putManifest('r', { digest: 'sha256:' + String(i).padStart(64, '0'), mediaType: 'x', size: i, references: [], createdAt: i }, ['t' + i]);
+       }`,
+      'written',
+    );
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const store = new EmbeddedStore({ path });
+    try {
+      const tags = await store.listTags('r', {});
+      assert.equal(tags.length, 50);
+      assert.equal(await store.resolveTag('r', 't49'), `sha256:${'49'.padStart(64, '0')}`);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('two processes share one store path', async () => {
+    const path = join(scratch, 'shared');
+    const mine = new EmbeddedStore({ path });
+    const child = await childWriting(
+      path,
+      `await store.putManifest('other', { digest: 'sha256:${'a'.repeat(64)}', mediaType: 'x', size: 1, references: [], createdAt: 1 }, ['from-child']);`,
+      'written',
+    );
+    try {
+      assert.equal(await mine.resolveTag('other', 'from-child'), `sha256:${'a'.repeat(64)}`);
+      await mine.createUpload({ id: 'x', repo: 'other', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
+      assert.equal(await mine.updateUpload('x', 0, { id: 'x', repo: 'other', offset: 1, revision: 1, createdAt: 1, updatedAt: 2 }), true);
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      await mine.close();
+    }
+  });
+});
