@@ -1,0 +1,737 @@
+// The one behaviour every BlobDriver must show (in the spirit of distribution's
+// registry/storage/driver/testsuites); run by test/drivers/*.test.ts for each driver.
+//
+// Semantics pinned down here, beyond the comments in storage-drivers/blob/types.ts:
+// - Reads: `start` defaults to 0 and `end` (inclusive) to size - 1; `end` past the object is clamped.
+//   `start === size` yields an empty stream (so an empty object reads as empty); `start > size`,
+//   negative or non-integer offsets, or `end < start` throw InvalidOffsetError.
+// - `writer(key, { append: true })` with no in-progress object at `key` starts an empty one (size 0).
+// - Abort: when `write()` is aborted through its signal it rejects (AbortError), nothing becomes visible
+//   at `key`, and the writer stays usable for `close()` or `cancel()`. The in-progress object is
+//   *resumable*: after `close()`, `writer(key, { append: true }).size` equals the aborted writer's
+//   `size`, and its bytes are a prefix of what was sent.
+// - A reader given an already-aborted signal either rejects or returns a stream that errors.
+// - A key may not be both an object and a prefix of other objects (the filesystem cannot do it), so the
+//   suite never creates `a/b` next to `a/b/c`.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import {
+  BlobNotFoundError,
+  InvalidKeyError,
+  InvalidOffsetError,
+  type BlobDriver,
+} from '../../storage-drivers/blob/types.js';
+
+export interface BlobDriverFixture {
+  driver: BlobDriver;
+  cleanup(): Promise<void>;
+  /**
+   * Optional: a second, independent driver over the same backend, as another Berth process would have
+   * it. When given, resumed writers and cross-instance reads use it.
+   */
+  peer?: BlobDriver;
+  /**
+   * Optional: every raw object the backend holds, including hidden in-progress and temporary data.
+   * When given, the suite fails a test that leaves any raw object whose name contains its prefix.
+   */
+  rawKeys?(): Promise<string[]>;
+}
+
+const MiB = 1024 * 1024;
+
+/** Deterministic filler: a fixed pseudo-random block, each chunk stamped with its offset. */
+const BLOCK = (() => {
+  const block = Buffer.alloc(MiB);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < block.length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block.writeUInt32LE(x >>> 0, i);
+  }
+  return block;
+})();
+
+/**
+ * Filler bytes as a pure function of their absolute position (so any piece, range or chunking of the
+ * same positions agrees): period n of the block is the block rotated by n * 7919, which makes swapped,
+ * repeated or shifted data change the digest.
+ */
+function chunkAt(offset: number, length: number): Buffer {
+  const chunk = Buffer.allocUnsafe(length);
+  let written = 0;
+  while (written < length) {
+    const position = offset + written;
+    const period = Math.floor(position / BLOCK.length);
+    const from = (position - period * BLOCK.length + period * 7919) % BLOCK.length;
+    const take = Math.min(length - written, BLOCK.length - from, BLOCK.length - (position % BLOCK.length));
+    BLOCK.copy(chunk, written, from, from + take);
+    written += take;
+  }
+  return chunk;
+}
+
+/** Odd chunk sizes so no chunk boundary lines up with a part or buffer boundary. */
+const CHUNK_SIZES = [65_536, 1, 131_071, 16_384, 1_000_003, 7, 300_001];
+
+interface Generated {
+  stream: Readable;
+  /** The sha256 of everything streamed; call only after the stream was fully consumed. */
+  digest(): string;
+}
+
+/** Streams `length` bytes starting at logical `offset` of the filler, hashing them as they go. */
+function generate(length: number, offset = 0, hash = createHash('sha256')): Generated {
+  let produced = 0;
+  let sizeIndex = 0;
+  let digest: string | undefined;
+  const stream = new Readable({
+    highWaterMark: 256 * 1024,
+    read() {
+      if (produced === length) {
+        this.push(null);
+        return;
+      }
+      const size = Math.min(CHUNK_SIZES[sizeIndex++ % CHUNK_SIZES.length] ?? 65_536, length - produced);
+      const chunk = chunkAt(offset + produced, size);
+      produced += size;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  return {
+    stream,
+    digest() {
+      assert.equal(produced, length, 'source was not fully consumed');
+      digest ??= hash.digest('hex');
+      return digest;
+    },
+  };
+}
+
+function bytes(length: number, offset = 0): Buffer {
+  return chunkAt(offset, length);
+}
+
+function source(data: Buffer | Buffer[]): Readable {
+  return Readable.from(Array.isArray(data) ? data : [data], { objectMode: false });
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
+async function hashAll(stream: Readable): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of stream) {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+    size += buf.length;
+    hash.update(buf);
+  }
+  return { digest: hash.digest('hex'), size };
+}
+
+async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const key of iterable) keys.push(key);
+  return keys.sort();
+}
+
+async function rejectsWith(fn: () => unknown, type: new (...args: never[]) => Error, what: string): Promise<void> {
+  await assert.rejects(async () => fn(), (err: unknown) => {
+    assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
+    return true;
+  });
+}
+
+/** A source that hands out `before` bytes, then aborts `controller` when asked for more and stalls. */
+function abortingSource(before: number, controller: AbortController): Readable {
+  let produced = 0;
+  return new Readable({
+    highWaterMark: 64 * 1024,
+    read() {
+      if (produced >= before) {
+        controller.abort();
+        return;
+      }
+      const size = Math.min(64 * 1024, before - produced);
+      this.push(chunkAt(produced, size));
+      produced += size;
+    },
+  });
+}
+
+const INVALID_KEYS = [
+  '',
+  '/',
+  '/abs',
+  '/etc/passwd',
+  'a/',
+  'a//b',
+  '.',
+  '..',
+  '../x',
+  'a/../b',
+  'a/..',
+  './a',
+  'a/./b',
+  'a\\b',
+  '..\\x',
+  'a b',
+  'a\0b',
+  'é',
+  'a/%2e%2e/b',
+  'x'.repeat(1025),
+];
+
+export function runBlobDriverContract(name: string, setup: () => Promise<BlobDriverFixture>): void {
+  describe(`BlobDriver contract: ${name}`, () => {
+    let fixture: BlobDriverFixture;
+    let driver: BlobDriver;
+    /** Where a resumed writer or another process would look; the same driver when no peer is given. */
+    let other: BlobDriver;
+    let prefix: string;
+    const k = (path: string): string => `${prefix}/${path}`;
+
+    before(async () => {
+      fixture = await setup();
+      driver = fixture.driver;
+      other = fixture.peer ?? driver;
+    });
+    after(async () => {
+      await fixture.cleanup();
+    });
+    beforeEach(() => {
+      prefix = `contract-${randomBytes(6).toString('hex')}`;
+    });
+    afterEach(async () => {
+      const left = await collect(driver.list(prefix));
+      const raw = fixture.rawKeys ? (await fixture.rawKeys()).filter((key) => key.includes(prefix)) : [];
+      await driver.delete(prefix);
+      assert.deepEqual(left, [], 'test left committed keys behind');
+      assert.deepEqual(raw, [], 'test left raw (in-progress or temporary) objects behind');
+    });
+
+    describe('keys', () => {
+      it('rejects invalid keys with InvalidKeyError from every method', async () => {
+        await driver.put(k('valid'), Buffer.from('v'));
+        for (const bad of INVALID_KEYS) {
+          const what = `key ${JSON.stringify(bad.slice(0, 20))}`;
+          await rejectsWith(() => driver.stat(bad), InvalidKeyError, `stat ${what}`);
+          await rejectsWith(() => driver.reader(bad), InvalidKeyError, `reader ${what}`);
+          await rejectsWith(() => driver.get(bad), InvalidKeyError, `get ${what}`);
+          await rejectsWith(() => driver.put(bad, Buffer.from('x')), InvalidKeyError, `put ${what}`);
+          await rejectsWith(() => driver.writer(bad, { append: false }), InvalidKeyError, `writer ${what}`);
+          await rejectsWith(() => driver.writer(bad, { append: true }), InvalidKeyError, `append ${what}`);
+          await rejectsWith(() => driver.move(bad, k('to')), InvalidKeyError, `move from ${what}`);
+          await rejectsWith(() => driver.move(k('valid'), bad), InvalidKeyError, `move to ${what}`);
+          await rejectsWith(() => driver.delete(bad), InvalidKeyError, `delete ${what}`);
+          await rejectsWith(() => collect(driver.list(bad)), InvalidKeyError, `list ${what}`);
+        }
+        // Nothing moved or deleted by the rejected calls.
+        assert.deepEqual(await driver.get(k('valid')), Buffer.from('v'));
+        assert.deepEqual(await collect(driver.list(prefix)), [k('valid')]);
+        await driver.delete(k('valid'));
+      });
+
+      it('accepts every character of the key alphabet', async () => {
+        const key = k('Az09._-/x.y_z-W/..a/a..');
+        await driver.put(key, Buffer.from('ok'));
+        assert.deepEqual(await driver.get(key), Buffer.from('ok'));
+        assert.deepEqual(await collect(driver.list(prefix)), [key]);
+        await driver.delete(key);
+      });
+    });
+
+    describe('small objects', () => {
+      it('puts, gets, stats and overwrites', async () => {
+        const key = k('small/object');
+        const before = Date.now();
+        await driver.put(key, Buffer.from('hello'));
+        assert.deepEqual(await driver.get(key), Buffer.from('hello'));
+        const info = await driver.stat(key);
+        assert.equal(info.key, key);
+        assert.equal(info.size, 5);
+        assert.ok(info.modifiedAt instanceof Date);
+        // Clocks of remote backends differ a little; only catch absurd values.
+        assert.ok(Math.abs(info.modifiedAt.getTime() - before) < 10 * 60_000, 'modifiedAt is about now');
+        assert.deepEqual(await readAll(await driver.reader(key)), Buffer.from('hello'));
+
+        await driver.put(key, Buffer.from('bye'));
+        assert.deepEqual(await driver.get(key), Buffer.from('bye'));
+        assert.equal((await driver.stat(key)).size, 3);
+        assert.deepEqual(await other.get(key), Buffer.from('bye'));
+        await driver.delete(key);
+      });
+
+      it('puts and gets an empty object and arbitrary bytes', async () => {
+        await driver.put(k('empty'), Buffer.alloc(0));
+        assert.deepEqual(await driver.get(k('empty')), Buffer.alloc(0));
+        assert.equal((await driver.stat(k('empty'))).size, 0);
+        assert.deepEqual(await readAll(await driver.reader(k('empty'))), Buffer.alloc(0));
+
+        const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+        await driver.put(k('binary'), binary);
+        assert.deepEqual(await driver.get(k('binary')), binary);
+        await driver.delete(k('empty'));
+        await driver.delete(k('binary'));
+      });
+
+      it('throws BlobNotFoundError for missing objects', async () => {
+        await rejectsWith(() => driver.get(k('missing')), BlobNotFoundError, 'get');
+        await rejectsWith(() => driver.stat(k('missing')), BlobNotFoundError, 'stat');
+        await rejectsWith(() => driver.reader(k('missing')), BlobNotFoundError, 'reader');
+        await rejectsWith(() => driver.reader(k('missing'), { start: 3 }), BlobNotFoundError, 'ranged reader');
+        await rejectsWith(() => driver.get(k('no/such/deep/key')), BlobNotFoundError, 'deep get');
+        // A prefix of existing objects is not an object.
+        await driver.put(k('dir/leaf'), Buffer.from('x'));
+        await rejectsWith(() => driver.stat(k('dir')), BlobNotFoundError, 'stat of a prefix');
+        await rejectsWith(() => driver.get(k('dir')), BlobNotFoundError, 'get of a prefix');
+        await rejectsWith(() => driver.reader(k('dir')), BlobNotFoundError, 'reader of a prefix');
+        // A path below an object is not an object either.
+        await rejectsWith(() => driver.stat(k('dir/leaf/below')), BlobNotFoundError, 'stat below an object');
+        await driver.delete(k('dir/leaf'));
+      });
+    });
+
+    describe('streams', () => {
+      it('writes and commits an empty stream', async () => {
+        const key = k('empty-stream');
+        const writer = await driver.writer(key, { append: false });
+        assert.equal(writer.size, 0);
+        assert.equal(await writer.write(source([])), 0);
+        assert.equal(writer.size, 0);
+        await writer.commit();
+        assert.equal((await driver.stat(key)).size, 0);
+        assert.deepEqual(await readAll(await driver.reader(key)), Buffer.alloc(0));
+        assert.deepEqual(await readAll(await driver.reader(key, { start: 0 })), Buffer.alloc(0));
+        await rejectsWith(() => driver.reader(key, { start: 1 }), InvalidOffsetError, 'start 1 of empty');
+        await driver.delete(key);
+      });
+
+      it('commits a writer that never wrote as an empty object', async () => {
+        const key = k('never-written');
+        const writer = await driver.writer(key, { append: false });
+        await writer.commit();
+        assert.deepEqual(await driver.get(key), Buffer.alloc(0));
+        await driver.delete(key);
+      });
+
+      it('streams 1 MiB in and out', async () => {
+        const key = k('one-mib');
+        const src = generate(MiB);
+        const writer = await driver.writer(key, { append: false });
+        assert.equal(await writer.write(src.stream), MiB);
+        assert.equal(writer.size, MiB);
+        await writer.commit();
+        assert.equal((await driver.stat(key)).size, MiB);
+        assert.deepEqual(await hashAll(await driver.reader(key)), { digest: src.digest(), size: MiB });
+        assert.deepEqual(await driver.get(key), bytes(MiB));
+        await driver.delete(key);
+      });
+
+      it('streams a large object across writers and reads it back without holding it', { timeout: 120_000 }, async () => {
+        // 24 MiB in pieces that straddle 5 MiB (S3 part) and 1 MiB (buffer) boundaries.
+        const pieces = [7 * MiB + 1, 0, 5 * MiB - 1, 12 * MiB];
+        const total = pieces.reduce((a, b) => a + b, 0);
+        const key = k('large');
+        const hash = createHash('sha256');
+        let written = 0;
+        let resumedSize = 0;
+        for (const [index, piece] of pieces.entries()) {
+          const on = index % 2 === 0 ? driver : other;
+          const writer = await on.writer(key, { append: index > 0 });
+          assert.equal(writer.size, written, `writer ${index} resumes at the bytes written so far`);
+          const src = generate(piece, written, hash);
+          assert.equal(await writer.write(src.stream), piece);
+          written += piece;
+          assert.equal(writer.size, written);
+          resumedSize = writer.size;
+          if (index === pieces.length - 1) await writer.commit();
+          else await writer.close();
+        }
+        assert.equal(resumedSize, total);
+        const expected = hash.digest('hex');
+        assert.equal((await driver.stat(key)).size, total);
+        assert.deepEqual(await hashAll(await driver.reader(key)), { digest: expected, size: total });
+        assert.deepEqual(await hashAll(await other.reader(key)), { digest: expected, size: total });
+
+        // A range straddling the first piece boundary.
+        const start = 7 * MiB - 10;
+        const end = 7 * MiB + 20;
+        const range = await readAll(await driver.reader(key, { start, end }));
+        assert.deepEqual(range, bytes(end - start + 1, start));
+        // The tail from an offset inside the last piece.
+        const tailStart = total - 3 * MiB - 3;
+        const tail = await hashAll(await driver.reader(key, { start: tailStart }));
+        assert.equal(tail.size, total - tailStart);
+        assert.equal(tail.digest, createHash('sha256').update(bytes(total - tailStart, tailStart)).digest('hex'));
+        await driver.delete(key);
+      });
+    });
+
+    describe('ranged reads', () => {
+      const size = MiB + 17;
+      it('reads from offsets and inclusive ranges', async () => {
+        const key = k('ranged');
+        const data = bytes(size);
+        await driver.put(key, data);
+        const read = async (options: { start?: number; end?: number }): Promise<Buffer> =>
+          readAll(await driver.reader(key, options));
+        assert.deepEqual(await read({}), data);
+        assert.deepEqual(await read({ start: 0 }), data);
+        assert.deepEqual(await read({ start: 5 }), data.subarray(5));
+        assert.deepEqual(await read({ start: 5, end: 5 }), data.subarray(5, 6));
+        assert.deepEqual(await read({ start: 5, end: 100 }), data.subarray(5, 101));
+        assert.deepEqual(await read({ end: 9 }), data.subarray(0, 10));
+        assert.deepEqual(await read({ start: 0, end: 0 }), data.subarray(0, 1));
+        assert.deepEqual(await read({ start: size - 1 }), data.subarray(size - 1));
+        assert.deepEqual(await read({ start: size - 1, end: size - 1 }), data.subarray(size - 1));
+        assert.deepEqual(await read({ start: 1000, end: size + 1000 }), data.subarray(1000), 'end is clamped');
+        assert.deepEqual(await read({ start: size }), Buffer.alloc(0), 'start at the end reads nothing');
+        await rejectsWith(() => driver.reader(key, { start: size + 1 }), InvalidOffsetError, 'start past end');
+        await rejectsWith(() => driver.reader(key, { start: 10 * size }), InvalidOffsetError, 'start far past end');
+        await rejectsWith(() => driver.reader(key, { start: -1 }), InvalidOffsetError, 'negative start');
+        await rejectsWith(() => driver.reader(key, { start: 10, end: 5 }), InvalidOffsetError, 'end before start');
+        await rejectsWith(() => driver.reader(key, { start: 1.5 }), InvalidOffsetError, 'fractional start');
+        await rejectsWith(() => driver.reader(key, { start: 0, end: -2 }), InvalidOffsetError, 'negative end');
+        await driver.delete(key);
+      });
+    });
+
+    describe('writers', () => {
+      it('appends across write() calls and tracks size', async () => {
+        const key = k('appends');
+        const writer = await driver.writer(key, { append: false });
+        const parts = [bytes(10), bytes(0), bytes(70_000, 10), bytes(1, 70_010), bytes(3 * 65_536, 70_011)];
+        let expected = 0;
+        for (const part of parts) {
+          assert.equal(await writer.write(source(part)), part.length);
+          expected += part.length;
+          assert.equal(writer.size, expected);
+        }
+        await writer.commit();
+        assert.deepEqual(await driver.get(key), Buffer.concat(parts));
+        await driver.delete(key);
+      });
+
+      it('resumes after close() with a new append writer (a later PATCH, maybe another process)', async () => {
+        const key = k('resume');
+        const first = await driver.writer(key, { append: false });
+        await first.write(source(Buffer.from('hello ')));
+        await first.close();
+        assert.equal(first.size, 6);
+
+        const second = await other.writer(key, { append: true });
+        assert.equal(second.size, 6);
+        assert.equal(await second.write(source([Buffer.from('wor'), Buffer.from('ld')])), 5);
+        assert.equal(second.size, 11);
+        await second.close();
+
+        const third = await driver.writer(key, { append: true });
+        assert.equal(third.size, 11);
+        await third.write(source(Buffer.from('!')));
+        await third.commit();
+        assert.deepEqual(await driver.get(key), Buffer.from('hello world!'));
+        assert.deepEqual(await other.get(key), Buffer.from('hello world!'));
+        await driver.delete(key);
+      });
+
+      it('appends after a zero-byte write and a zero-byte writer', async () => {
+        const key = k('zero-then-append');
+        const first = await driver.writer(key, { append: false });
+        assert.equal(await first.write(source(Buffer.alloc(0))), 0);
+        await first.close();
+        const second = await other.writer(key, { append: true });
+        assert.equal(second.size, 0);
+        assert.equal(await second.write(source(Buffer.from('data'))), 4);
+        await second.commit();
+        assert.deepEqual(await driver.get(key), Buffer.from('data'));
+        await driver.delete(key);
+      });
+
+      it('starts an empty in-progress object when appending to none', async () => {
+        const key = k('append-to-none');
+        const writer = await driver.writer(key, { append: true });
+        assert.equal(writer.size, 0);
+        await writer.write(source(Buffer.from('abc')));
+        await writer.commit();
+        assert.deepEqual(await driver.get(key), Buffer.from('abc'));
+        await driver.delete(key);
+      });
+
+      it('keeps in-progress data invisible until commit()', async () => {
+        const key = k('hidden/object');
+        const writer = await driver.writer(key, { append: false });
+        await writer.write(source(bytes(1000)));
+        const invisible = async (): Promise<void> => {
+          for (const on of [driver, other]) {
+            await rejectsWith(() => on.stat(key), BlobNotFoundError, 'stat of in-progress');
+            await rejectsWith(() => on.reader(key), BlobNotFoundError, 'reader of in-progress');
+            await rejectsWith(() => on.get(key), BlobNotFoundError, 'get of in-progress');
+            assert.deepEqual(await collect(on.list(prefix)), [], 'list shows in-progress data');
+          }
+        };
+        await invisible();
+        await writer.close();
+        await invisible();
+        const resumed = await driver.writer(key, { append: true });
+        await resumed.commit();
+        assert.deepEqual(await driver.get(key), bytes(1000));
+        assert.deepEqual(await collect(driver.list(prefix)), [key]);
+        await driver.delete(key);
+      });
+
+      it('commit() overwrites an existing object at the key', async () => {
+        const key = k('overwrite');
+        await driver.put(key, Buffer.from('old contents'));
+        const writer = await driver.writer(key, { append: false });
+        await writer.write(source(Buffer.from('new')));
+        assert.deepEqual(await driver.get(key), Buffer.from('old contents'), 'old object readable until commit');
+        await writer.commit();
+        assert.deepEqual(await driver.get(key), Buffer.from('new'));
+        assert.equal((await driver.stat(key)).size, 3);
+        await driver.delete(key);
+      });
+
+      it('cancel() discards the in-progress object', async () => {
+        const key = k('cancelled');
+        const writer = await driver.writer(key, { append: false });
+        await writer.write(source(bytes(5000)));
+        await writer.cancel();
+        await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after cancel');
+        const again = await other.writer(key, { append: true });
+        assert.equal(again.size, 0, 'cancelled data is gone');
+        await again.cancel();
+
+        // Cancelling a resumed writer discards what earlier writers wrote too.
+        const first = await driver.writer(key, { append: false });
+        await first.write(source(bytes(10)));
+        await first.close();
+        const second = await other.writer(key, { append: true });
+        await second.write(source(bytes(10, 10)));
+        await second.cancel();
+        const third = await driver.writer(key, { append: true });
+        assert.equal(third.size, 0);
+        await third.cancel();
+      });
+
+      it('writer(append: false) discards a previous in-progress object', async () => {
+        const key = k('restart');
+        const first = await driver.writer(key, { append: false });
+        await first.write(source(Buffer.from('stale data')));
+        await first.close();
+        const second = await other.writer(key, { append: false });
+        assert.equal(second.size, 0);
+        await second.write(source(Buffer.from('fresh')));
+        await second.commit();
+        assert.deepEqual(await driver.get(key), Buffer.from('fresh'));
+        await driver.delete(key);
+      });
+
+      it('aborting write() rejects, hides the data and leaves a resumable object', async () => {
+        const key = k('aborted');
+        const writer = await driver.writer(key, { append: false });
+        await writer.write(source(bytes(100)));
+        const controller = new AbortController();
+        await assert.rejects(writer.write(abortingSource(3 * MiB, controller), controller.signal));
+        assert.ok(controller.signal.aborted);
+        await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after abort');
+        assert.deepEqual(await collect(driver.list(prefix)), []);
+        const kept = writer.size;
+        assert.ok(kept >= 100 && kept <= 100 + 3 * MiB, `size after abort is plausible: ${kept}`);
+        await writer.close();
+
+        const resumed = await other.writer(key, { append: true });
+        assert.equal(resumed.size, kept, 'a resumed writer starts where the aborted one stopped');
+        await resumed.write(source(Buffer.from('tail')));
+        await resumed.commit();
+        const stored = await driver.get(key);
+        assert.equal(stored.length, kept + 4);
+        assert.deepEqual(stored.subarray(0, 100), bytes(100));
+        assert.deepEqual(stored.subarray(100, kept), bytes(kept - 100), 'kept bytes are a prefix of what was sent');
+        assert.deepEqual(stored.subarray(kept), Buffer.from('tail'));
+        await driver.delete(key);
+      });
+
+      it('a writer aborted by a pre-aborted signal can be cancelled', async () => {
+        const key = k('aborted-early');
+        const writer = await driver.writer(key, { append: false });
+        await assert.rejects(writer.write(source(bytes(1000)), AbortSignal.abort()));
+        await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after abort');
+        await writer.cancel();
+        const again = await driver.writer(key, { append: true });
+        assert.equal(again.size, 0);
+        await again.cancel();
+      });
+
+      it('runs two writers for different keys concurrently', async () => {
+        const a = await driver.writer(k('concurrent/a'), { append: false });
+        const b = await other.writer(k('concurrent/b'), { append: false });
+        const srcA = generate(2 * MiB + 3, 0);
+        const srcB = generate(MiB + 5, 12_345);
+        assert.deepEqual(await Promise.all([a.write(srcA.stream), b.write(srcB.stream)]), [2 * MiB + 3, MiB + 5]);
+        await Promise.all([a.commit(), b.commit()]);
+        assert.deepEqual(await hashAll(await driver.reader(k('concurrent/a'))), { digest: srcA.digest(), size: 2 * MiB + 3 });
+        assert.deepEqual(await hashAll(await driver.reader(k('concurrent/b'))), { digest: srcB.digest(), size: MiB + 5 });
+        await driver.delete(k('concurrent'));
+      });
+    });
+
+    describe('readers', () => {
+      it('serves many concurrent readers of one object', async () => {
+        const key = k('shared');
+        const data = bytes(MiB + 1);
+        await driver.put(key, data);
+        const expected = createHash('sha256').update(data).digest('hex');
+        const readers = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? driver : other).reader(key, i === 7 ? { start: 3 } : {})),
+        );
+        const results = await Promise.all(readers.map(hashAll));
+        for (const [i, result] of results.entries()) {
+          if (i === 7) assert.equal(result.size, MiB - 2);
+          else assert.deepEqual(result, { digest: expected, size: MiB + 1 });
+        }
+        await driver.delete(key);
+      });
+
+      it('stops a reader whose signal is aborted', async () => {
+        const key = k('abort-read');
+        await driver.put(key, bytes(100));
+        await assert.rejects(async () => readAll(await driver.reader(key, { signal: AbortSignal.abort() })));
+        const controller = new AbortController();
+        const stream = await driver.reader(key, { signal: controller.signal });
+        controller.abort();
+        await assert.rejects(readAll(stream));
+        assert.deepEqual(await driver.get(key), bytes(100), 'the object is untouched');
+        await driver.delete(key);
+      });
+    });
+
+    describe('move', () => {
+      it('moves an object to a new key, creating parents', async () => {
+        await driver.put(k('src'), Buffer.from('payload'));
+        await driver.move(k('src'), k('deep/er/dst'));
+        assert.deepEqual(await driver.get(k('deep/er/dst')), Buffer.from('payload'));
+        await rejectsWith(() => driver.stat(k('src')), BlobNotFoundError, 'source after move');
+        assert.deepEqual(await collect(driver.list(prefix)), [k('deep/er/dst')]);
+        await driver.delete(k('deep/er/dst'));
+      });
+
+      it('overwrites an existing target', async () => {
+        await driver.put(k('src'), Buffer.from('new'));
+        await driver.put(k('dst'), Buffer.from('old and longer'));
+        await driver.move(k('src'), k('dst'));
+        assert.deepEqual(await driver.get(k('dst')), Buffer.from('new'));
+        assert.equal((await driver.stat(k('dst'))).size, 3);
+        assert.deepEqual(await collect(driver.list(prefix)), [k('dst')]);
+        await driver.delete(k('dst'));
+      });
+
+      it('moves a committed streamed object', async () => {
+        const writer = await driver.writer(k('upload/data'), { append: false });
+        const src = generate(MiB + 9);
+        await writer.write(src.stream);
+        await writer.commit();
+        await other.move(k('upload/data'), k('blobs/final'));
+        assert.deepEqual(await hashAll(await driver.reader(k('blobs/final'))), { digest: src.digest(), size: MiB + 9 });
+        await driver.delete(k('blobs'));
+        await driver.delete(k('upload'));
+      });
+
+      it('throws BlobNotFoundError for a missing source and leaves the target alone', async () => {
+        await driver.put(k('dst'), Buffer.from('keep'));
+        await rejectsWith(() => driver.move(k('missing'), k('dst')), BlobNotFoundError, 'move of missing');
+        await rejectsWith(() => driver.move(k('missing'), k('other')), BlobNotFoundError, 'move of missing');
+        assert.deepEqual(await driver.get(k('dst')), Buffer.from('keep'));
+        // An in-progress object is not a committed one.
+        const writer = await driver.writer(k('pending'), { append: false });
+        await writer.write(source(Buffer.from('p')));
+        await writer.close();
+        await rejectsWith(() => driver.move(k('pending'), k('other')), BlobNotFoundError, 'move of in-progress');
+        await driver.delete(k('pending'));
+        await driver.delete(k('dst'));
+      });
+    });
+
+    describe('delete', () => {
+      it('deletes a key and everything under it, not siblings sharing a name prefix', async () => {
+        const doomed = [k('a/b/c'), k('a/b/d/e'), k('a/b/.hidden')];
+        const kept = [k('a/bc'), k('a/b-x'), k('a/b.c/d'), k('a/ab'), k('ab')];
+        for (const key of [...doomed, ...kept]) await driver.put(key, Buffer.from(key));
+        await driver.delete(k('a/b'));
+        for (const key of doomed) await rejectsWith(() => driver.stat(key), BlobNotFoundError, `stat ${key}`);
+        for (const key of kept) assert.deepEqual(await driver.get(key), Buffer.from(key));
+        assert.deepEqual(await collect(driver.list(prefix)), [...kept].sort());
+        for (const key of kept) await driver.delete(key);
+      });
+
+      it('deletes a single object without touching name-prefix siblings', async () => {
+        await driver.put(k('x/b'), Buffer.from('1'));
+        await driver.put(k('x/bc'), Buffer.from('2'));
+        await driver.put(k('x/b.old'), Buffer.from('3'));
+        await driver.delete(k('x/b'));
+        await rejectsWith(() => driver.get(k('x/b')), BlobNotFoundError, 'deleted object');
+        assert.deepEqual(await collect(driver.list(prefix)), [k('x/b.old'), k('x/bc')]);
+        await driver.delete(k('x/bc'));
+        await driver.delete(k('x/b.old'));
+      });
+
+      it('deletes in-progress objects at and under the key', async () => {
+        const top = await driver.writer(k('up/one'), { append: false });
+        await top.write(source(bytes(50)));
+        await top.close();
+        const nested = await driver.writer(k('up/two/data'), { append: false });
+        await nested.write(source(bytes(60)));
+        await nested.close();
+        const sibling = await driver.writer(k('upx'), { append: false });
+        await sibling.write(source(bytes(70)));
+        await sibling.close();
+        await other.delete(k('up'));
+        for (const key of [k('up/one'), k('up/two/data')]) {
+          const resumed = await driver.writer(key, { append: true });
+          assert.equal(resumed.size, 0, `in-progress ${key} deleted`);
+          await resumed.cancel();
+        }
+        const survivor = await driver.writer(k('upx'), { append: true });
+        assert.equal(survivor.size, 70, 'sibling in-progress object kept');
+        await survivor.cancel();
+      });
+
+      it('treats deleting a missing key as success', async () => {
+        await driver.delete(k('never/existed'));
+        await driver.delete(k('never/existed'));
+      });
+    });
+
+    describe('list', () => {
+      it('lists committed keys under a prefix, recursively', async () => {
+        const inside = [k('l/x'), k('l/y/z'), k('l/y/w'), k('l/deep/er/est')];
+        const outside = [k('lx/q'), k('l-other')];
+        for (const key of [...inside, ...outside]) await driver.put(key, Buffer.from('.'));
+        const pending = await driver.writer(k('l/pending'), { append: false });
+        await pending.write(source(Buffer.from('not yet')));
+        await pending.close();
+
+        assert.deepEqual(await collect(driver.list(k('l'))), [...inside].sort());
+        assert.deepEqual(await collect(other.list(k('l/y'))), [k('l/y/w'), k('l/y/z')]);
+        assert.deepEqual(await collect(driver.list(k('nothing/here'))), []);
+        assert.deepEqual(await collect(driver.list(prefix)), [...inside, ...outside].sort());
+
+        await driver.delete(k('l/pending'));
+        for (const key of [...inside, ...outside]) await driver.delete(key);
+      });
+    });
+
+    describe('health', () => {
+      it('answers ping()', async () => {
+        await driver.ping();
+      });
+    });
+  });
+}
