@@ -1,0 +1,163 @@
+// Reference driver: the whole store in one process's memory. For fast tests, never for production.
+import { addAbortSignal, Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  assertValidKey,
+  BlobDriverError,
+  BlobNotFoundError,
+  type BlobDriver,
+  type BlobInfo,
+  type BlobWriter,
+  type ReadOptions,
+  type WriterOptions,
+} from './types.js';
+import { checkRange, combineSignals, isUnder } from './driver-util.js';
+
+interface StoredObject {
+  data: Buffer;
+  modifiedAt: Date;
+}
+
+interface InProgress {
+  chunks: Buffer[];
+  size: number;
+}
+
+export class MemoryDriver implements BlobDriver {
+  readonly name = 'memory';
+  private readonly objects = new Map<string, StoredObject>();
+  private readonly inProgress = new Map<string, InProgress>();
+
+  async stat(key: string): Promise<BlobInfo> {
+    const object = this.object(key);
+    return { key, size: object.data.length, modifiedAt: object.modifiedAt };
+  }
+
+  async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
+    const object = this.object(key);
+    options.signal?.throwIfAborted();
+    const range = checkRange(key, object.data.length, options);
+    const stream = Readable.from(range.length === 0 ? [] : [object.data.subarray(range.start, range.start + range.length)], {
+      objectMode: false,
+    });
+    if (options.signal) addAbortSignal(options.signal, stream);
+    return stream;
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    assertValidKey(key);
+    this.objects.set(key, { data: Buffer.from(data), modifiedAt: new Date() });
+  }
+
+  async get(key: string): Promise<Buffer> {
+    return Buffer.from(this.object(key).data);
+  }
+
+  async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
+    assertValidKey(key);
+    options.signal?.throwIfAborted();
+    let state = options.append ? this.inProgress.get(key) : undefined;
+    if (!state) {
+      state = { chunks: [], size: 0 };
+      this.inProgress.set(key, state);
+    }
+    return new MemoryWriter(this, key, state, options.signal);
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    assertValidKey(from);
+    assertValidKey(to);
+    const object = this.object(from);
+    this.objects.delete(from);
+    this.objects.set(to, object);
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    for (const map of [this.objects, this.inProgress] as Map<string, unknown>[]) {
+      for (const existing of [...map.keys()]) if (isUnder(existing, key)) map.delete(existing);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    assertValidKey(prefix);
+    // A snapshot, so callers may delete while iterating.
+    const keys = [...this.objects.keys()].filter((key) => key.startsWith(`${prefix}/`));
+    yield* keys;
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  /** @internal Used by MemoryWriter. */
+  finish(key: string, state: InProgress, commit: boolean): void {
+    if (this.inProgress.get(key) === state) this.inProgress.delete(key);
+    else if (commit) throw new BlobNotFoundError(key); // deleted or restarted meanwhile
+    if (commit) this.objects.set(key, { data: Buffer.concat(state.chunks, state.size), modifiedAt: new Date() });
+  }
+
+  /** Every raw entry, committed and in progress, for the contract suite's leftover check. */
+  rawKeys(): string[] {
+    return [...this.objects.keys(), ...[...this.inProgress.keys()].map((key) => `inprogress:${key}`)];
+  }
+
+  private object(key: string): StoredObject {
+    assertValidKey(key);
+    const object = this.objects.get(key);
+    if (!object) throw new BlobNotFoundError(key);
+    return object;
+  }
+}
+
+class MemoryWriter implements BlobWriter {
+  private done = false;
+
+  constructor(
+    private readonly driver: MemoryDriver,
+    private readonly key: string,
+    private readonly state: InProgress,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  get size(): number {
+    return this.state.size;
+  }
+
+  async write(src: Readable, signal?: AbortSignal): Promise<number> {
+    this.assertOpen();
+    const before = this.state.size;
+    const state = this.state;
+    const sink = new Writable({
+      write(chunk: Buffer | string, _encoding, callback) {
+        // Copy: the source may reuse its buffers.
+        const copy = Buffer.from(chunk);
+        state.chunks.push(copy);
+        state.size += copy.length;
+        callback();
+      },
+    });
+    const combined = combineSignals(this.signal, signal);
+    await (combined ? pipeline(src, sink, { signal: combined }) : pipeline(src, sink));
+    return this.state.size - before;
+  }
+
+  async close(): Promise<void> {
+    this.done = true;
+  }
+
+  async commit(): Promise<void> {
+    this.assertOpen();
+    this.done = true;
+    this.driver.finish(this.key, this.state, true);
+  }
+
+  async cancel(): Promise<void> {
+    this.done = true;
+    this.driver.finish(this.key, this.state, false);
+  }
+
+  private assertOpen(): void {
+    if (this.done) throw new BlobDriverError(`writer for ${this.key} is already closed`);
+  }
+}
