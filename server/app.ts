@@ -1,0 +1,93 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { openAccess, type Authorizer } from '../auth/types.js';
+import type { BlobDriver } from '../storage-drivers/blob/types.js';
+import type { MetadataStore } from '../storage-drivers/metadata/types.js';
+import type { BerthConfig } from './config.js';
+import { errorHandler, OciError, sendError } from './errors.js';
+import { BlobService } from './registry/blobs.js';
+import { ManifestService } from './registry/manifests.js';
+import { UploadService } from './registry/uploads.js';
+import { baseRoutes } from './routes/base.js';
+import { blobRoutes } from './routes/blobs.js';
+import type { RegistryEvent, RouteContext } from './routes/context.js';
+import { manifestRoutes } from './routes/manifests.js';
+import { referrerRoutes } from './routes/referrers.js';
+import { tagRoutes } from './routes/tags.js';
+import { uploadRoutes } from './routes/uploads.js';
+import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
+
+export interface AppDeps {
+  config: BerthConfig;
+  driver: BlobDriver;
+  metadata: MetadataStore;
+  authorizer?: Authorizer;
+  /** Fastify server options merged over the defaults (logger, https, …). */
+  server?: FastifyServerOptions & Record<string, unknown>;
+  /** Registers extra plugins before the registry routes (token service, health, metrics). */
+  plugins?: (app: FastifyInstance) => Promise<void>;
+  /** Audit / metrics sink for registry events. */
+  onEvent?: (event: RegistryEvent) => void;
+  onUploadActive?: (delta: 1 | -1) => void;
+}
+
+const KNOWN_PATHS = [
+  new RegExp(`^${REPO_PREFIX}[^/]+/(manifests|blobs|referrers)/[^/]+$`),
+  new RegExp(`^${REPO_PREFIX}[^/]+/blobs/uploads/[^/]*$`),
+  new RegExp(`^${REPO_PREFIX}[^/]+/tags/list$`),
+  /^\/v2\/(_catalog)?$/,
+];
+
+/** Builds the registry's HTTP app without listening; main.ts and the tests call listen themselves. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, driver, metadata } = deps;
+  const app = Fastify({
+    logger: { level: config.log.level },
+    maxParamLength: 1024,
+    trustProxy: config.http.trustProxy,
+    rewriteUrl: (req) => rewriteRegistryUrl(req.url ?? '/'),
+    ...deps.server,
+  });
+
+  const uploads = new UploadService(driver, metadata, { idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000, onActiveChange: deps.onUploadActive });
+  const ctx: RouteContext = {
+    config,
+    metadata,
+    blobs: new BlobService(driver, metadata),
+    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }),
+    uploads,
+    authorizer: deps.authorizer ?? openAccess,
+    emit: (event) => {
+      try {
+        deps.onEvent?.(event);
+      } catch (err) {
+        event.request.log.warn({ err }, 'event sink failed');
+      }
+    },
+  };
+
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+    return payload;
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (KNOWN_PATHS.some((re) => re.test(path))) {
+      return sendError(reply, new OciError('UNSUPPORTED', `${request.method} is not supported on this endpoint`));
+    }
+    return sendError(reply, new OciError('NOT_FOUND', `no such endpoint: ${request.method} ${path.startsWith(REPO_PREFIX) ? 'under /v2/' : path.slice(0, 200)}`));
+  });
+
+  if (deps.plugins) await deps.plugins(app);
+  for (const routes of [baseRoutes, blobRoutes, uploadRoutes, manifestRoutes, tagRoutes, referrerRoutes]) {
+    await app.register(async (scope) => routes(scope, ctx));
+  }
+
+  const sweep = setInterval(() => {
+    uploads.sweep(Date.now() - config.uploads.idleTimeoutSeconds * 1000).catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
+  }, config.uploads.sweepIntervalSeconds * 1000);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
+  app.decorate('uploads', uploads);
+  return app;
+}

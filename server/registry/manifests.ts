@@ -1,0 +1,142 @@
+import type { BlobDriver } from '../../storage-drivers/blob/types.js';
+import type { Digest, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
+import { OciError } from '../errors.js';
+import { blobKey } from './keys.js';
+import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
+import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
+
+/** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
+const INLINE_LIMIT = 16 * 1024;
+
+export interface ManifestOptions {
+  requireIndexChildren: boolean;
+}
+
+export interface StoredManifest {
+  record: ManifestRecord;
+  bytes: Buffer;
+}
+
+export interface PutResult {
+  digest: Digest;
+  subject?: Digest;
+  tags: string[];
+  previousTags: Record<string, Digest | undefined>;
+}
+
+export interface Referrer {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class ManifestService {
+  constructor(
+    private readonly driver: BlobDriver,
+    private readonly metadata: MetadataStore,
+    private readonly options: ManifestOptions,
+  ) {}
+
+  /** Resolves a tag or digest to the manifest record linked in `repo`. */
+  async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
+    const digest = reference.kind === 'tag' ? await this.metadata.resolveTag(repo, reference.tag) : reference.digest.value;
+    const record = digest ? await this.metadata.getManifest(repo, digest) : undefined;
+    if (!record) {
+      if (!(await this.metadata.repositoryExists(repo))) throw new OciError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
+      const what = reference.kind === 'tag' ? `tag ${reference.tag}` : `manifest ${reference.digest.value}`;
+      throw new OciError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
+    }
+    return record;
+  }
+
+  async read(record: ManifestRecord): Promise<Buffer> {
+    if (record.inline !== undefined) return Buffer.from(record.inline, 'base64');
+    return this.driver.get(blobKey(parseDigest(record.digest)));
+  }
+
+  /**
+   * Stores a manifest: checks it, checks everything it references is in `repo`, writes the bytes to
+   * content-addressed storage, then links it and moves its tags in one metadata step.
+   */
+  async put(repo: string, reference: Reference, extraTags: string[], bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+    const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
+    const digest = digestOf(bytes, algorithm);
+    if (reference.kind === 'digest' && reference.digest.value !== digest) {
+      throw new OciError('DIGEST_INVALID', `the manifest's digest is ${digest}, not ${reference.digest.value}`);
+    }
+    const tags = [...new Set([...(reference.kind === 'tag' ? [reference.tag] : []), ...extraTags.map(assertTag)])];
+    const parsed = parseManifest(bytes, contentType);
+
+    const missing: string[] = [];
+    for (const blob of parsed.blobs) {
+      if (isExternal(blob)) continue;
+      if (!(await this.metadata.getBlobLink(repo, blob.digest))) missing.push(blob.digest);
+    }
+    if (this.options.requireIndexChildren) {
+      for (const child of parsed.children) {
+        if (!(await this.metadata.getManifest(repo, child.digest))) missing.push(child.digest);
+      }
+    }
+    if (missing.length > 0) {
+      throw new OciError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${missing.length === 1 ? 'content' : `${missing.length} items`} not pushed to ${repo}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`, missing.slice(0, 50).map((d) => ({ digest: d })));
+    }
+
+    const record: ManifestRecord = {
+      digest,
+      mediaType: parsed.mediaType,
+      size: bytes.length,
+      references: [...parsed.blobs, ...parsed.children].map((d) => d.digest),
+      createdAt: Date.now(),
+    };
+    if (parsed.artifactType !== undefined) record.artifactType = parsed.artifactType;
+    if (parsed.annotations) record.annotations = parsed.annotations;
+    if (parsed.subject) record.subject = parsed.subject.digest;
+    if (bytes.length <= INLINE_LIMIT) record.inline = bytes.toString('base64');
+
+    await this.driver.put(blobKey(parseDigest(digest)), bytes);
+    const { previousTags } = await this.metadata.putManifest(repo, record, tags);
+    const result: PutResult = { digest, tags, previousTags };
+    if (record.subject) result.subject = record.subject;
+    return result;
+  }
+
+  async deleteByDigest(repo: string, digest: ParsedDigest): Promise<string[]> {
+    const dropped = await this.metadata.deleteManifest(repo, digest.value);
+    if (dropped === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
+    return dropped;
+  }
+
+  async deleteTag(repo: string, tag: string): Promise<void> {
+    if (!(await this.metadata.deleteTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
+  }
+
+  /**
+   * Manifests in `repo` whose subject is `subject`: those recorded at push, plus (the spec's upgrade
+   * rule) any listed in a `<alg>-<hex>` fallback-tag index that a client maintained for that subject.
+   */
+  async referrers(repo: string, subject: ParsedDigest, artifactType: string | undefined): Promise<Referrer[]> {
+    const byDigest = new Map<string, ManifestRecord>();
+    for (const r of await this.metadata.listReferrers(repo, subject.value)) byDigest.set(r.digest, r);
+    const fallbackTag = `${subject.algorithm}-${subject.hex}`.slice(0, 128);
+    const indexDigest = await this.metadata.resolveTag(repo, fallbackTag);
+    const index = indexDigest ? await this.metadata.getManifest(repo, indexDigest) : undefined;
+    if (index && index.mediaType === MEDIA_TYPES.ociIndex) {
+      for (const child of index.references) {
+        if (byDigest.has(child)) continue;
+        const record = await this.metadata.getManifest(repo, child);
+        if (record?.subject === subject.value) byDigest.set(child, record);
+      }
+    }
+    return [...byDigest.values()]
+      .filter((r) => artifactType === undefined || r.artifactType === artifactType)
+      .sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0))
+      .map((r) => {
+        const d: Referrer = { mediaType: r.mediaType, digest: r.digest, size: r.size };
+        if (r.artifactType !== undefined) d.artifactType = r.artifactType;
+        if (r.annotations) d.annotations = r.annotations;
+        return d;
+      });
+  }
+}

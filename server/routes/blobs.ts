@@ -1,0 +1,74 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OciError } from '../errors.js';
+import { assertName, parseDigest } from '../registry/references.js';
+import type { RouteContext } from './context.js';
+import { byteRange, header, repoPath } from './http.js';
+import { REPO_PREFIX } from './url-rewrite.js';
+
+type BlobRequest = FastifyRequest<{ Params: { name: string; digest: string } }>;
+
+export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  const path = `${REPO_PREFIX}:name/blobs/:digest`;
+
+  async function prepare(request: BlobRequest, reply: FastifyReply, actions: string[]) {
+    const name = assertName(request.params.name);
+    const digest = parseDigest(request.params.digest);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions }]);
+    const link = await ctx.blobs.stat(name, digest);
+    reply.header('Docker-Content-Digest', digest.value);
+    reply.header('ETag', `"${digest.value}"`);
+    reply.header('Accept-Ranges', 'bytes');
+    reply.header('Cache-Control', 'max-age=31536000');
+    return { name, digest, size: link.size };
+  }
+
+  function notModified(request: FastifyRequest, digest: string): boolean {
+    const inm = header(request, 'if-none-match');
+    return inm !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${digest}"`);
+  }
+
+  app.head<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
+    const { digest, size } = await prepare(request, reply, ['pull']);
+    if (notModified(request, digest.value)) return reply.code(304).send();
+    return reply.code(200).type('application/octet-stream').header('Content-Length', size).send();
+  });
+
+  app.get<{ Params: { name: string; digest: string } }>(path, { exposeHeadRoute: false }, async (request, reply) => {
+    const { digest, size } = await prepare(request, reply, ['pull']);
+    if (notModified(request, digest.value)) return reply.code(304).send();
+    const range = byteRange(request, size);
+    if (ctx.config.storage.redirect) {
+      const url = await ctx.blobs.redirectUrl(digest);
+      if (url) return reply.code(307).header('Location', url).send();
+    }
+    const abort = new AbortController();
+    request.raw.once('close', () => abort.abort());
+    const stream = await ctx.blobs.open(digest, range, abort.signal);
+    reply.type('application/octet-stream');
+    if (range) {
+      reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
+    } else {
+      reply.code(200).header('Content-Length', size);
+    }
+    return reply.send(stream);
+  });
+
+  app.delete<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
+    const name = assertName(request.params.name);
+    const digest = parseDigest(request.params.digest);
+    const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['delete'] }]);
+    if (!ctx.config.delete.enabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (delete.enabled: false)');
+    if (ctx.config.readOnly) throw readOnlyError();
+    await ctx.blobs.unlink(name, digest);
+    ctx.emit({ action: 'blob_delete', repository: name, digest: digest.value, principal, request });
+    return reply.code(202).header('Docker-Content-Digest', digest.value).header('Content-Length', 0).send();
+  });
+}
+
+export function readOnlyError(): OciError {
+  return new OciError('UNSUPPORTED', 'this registry is in read-only mode (maintenance); pulls work, pushes and deletes are refused');
+}
+
+export function blobLocation(name: string, digest: string): string {
+  return `${repoPath(name)}/blobs/${digest}`;
+}

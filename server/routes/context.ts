@@ -1,0 +1,29 @@
+import type { FastifyRequest } from 'fastify';
+import type { Authorizer, Principal } from '../../auth/types.js';
+import type { BerthConfig } from '../config.js';
+import type { BlobService } from '../registry/blobs.js';
+import type { ManifestService } from '../registry/manifests.js';
+import type { UploadService } from '../registry/uploads.js';
+import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
+
+/** Something worth recording for operators (audit log, per-repository metrics). */
+export interface RegistryEvent {
+  action: 'push' | 'pull' | 'delete' | 'tag_moved' | 'blob_push' | 'blob_mount' | 'blob_delete';
+  repository: string;
+  digest?: string;
+  tag?: string;
+  previousDigest?: string;
+  principal: Principal;
+  request: FastifyRequest;
+}
+
+/** What every /v2/ route needs; built once per app. */
+export interface RouteContext {
+  config: BerthConfig;
+  blobs: BlobService;
+  uploads: UploadService;
+  manifests: ManifestService;
+  metadata: MetadataStore;
+  authorizer: Authorizer;
+  emit(event: RegistryEvent): void;
+}

@@ -1,0 +1,18 @@
+import type { FastifyInstance } from 'fastify';
+import { assertName, parseDigest } from '../registry/references.js';
+import { MEDIA_TYPES } from '../registry/manifest-parse.js';
+import type { RouteContext } from './context.js';
+import { queryParam } from './http.js';
+import { REPO_PREFIX } from './url-rewrite.js';
+
+export async function referrerRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  app.get<{ Params: { name: string; digest: string } }>(`${REPO_PREFIX}:name/referrers/:digest`, async (request, reply) => {
+    const name = assertName(request.params.name);
+    const subject = parseDigest(request.params.digest);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull'] }]);
+    const artifactType = queryParam(request, 'artifactType');
+    const manifests = await ctx.manifests.referrers(name, subject, artifactType || undefined);
+    if (artifactType) reply.header('OCI-Filters-Applied', 'artifactType');
+    return reply.type(MEDIA_TYPES.ociIndex).send({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests });
+  });
+}

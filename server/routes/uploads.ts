@@ -1,0 +1,120 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OciError } from '../errors.js';
+import { assertName, assertUploadId, parseDigest } from '../registry/references.js';
+import { rangeHeaders } from '../registry/uploads.js';
+import type { UploadSession } from '../../storage-drivers/metadata/types.js';
+import type { RouteContext } from './context.js';
+import { blobLocation, readOnlyError } from './blobs.js';
+import { chunkRange, contentLength, queryParam, repoPath } from './http.js';
+import { REPO_PREFIX } from './url-rewrite.js';
+
+type UploadRequest = FastifyRequest<{ Params: { name: string; uuid: string } }>;
+
+function uploadLocation(name: string, id: string): string {
+  return `${repoPath(name)}/blobs/uploads/${id}`;
+}
+
+/** Upload sessions. Bodies are never parsed or buffered here: the raw request streams to storage. */
+export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  const push = async (request: FastifyRequest, name: string) => {
+    const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull', 'push'] }]);
+    if (ctx.config.readOnly) throw readOnlyError();
+    return principal;
+  };
+
+  function sessionHeaders(reply: FastifyReply, name: string, session: UploadSession): FastifyReply {
+    return reply
+      .header('Location', uploadLocation(name, session.id))
+      .header('Docker-Upload-UUID', session.id)
+      .header('Range', rangeHeaders(session.offset).Range)
+      .header('Content-Length', 0);
+  }
+
+  function created(reply: FastifyReply, name: string, digest: string): FastifyReply {
+    return reply.code(201).header('Location', blobLocation(name, digest)).header('Docker-Content-Digest', digest).header('Content-Length', 0).send();
+  }
+
+  function abortSignal(request: FastifyRequest): AbortSignal {
+    const abort = new AbortController();
+    request.raw.once('close', () => {
+      if (!request.raw.complete) abort.abort();
+    });
+    return abort.signal;
+  }
+
+  app.post<{ Params: { name: string } }>(`${REPO_PREFIX}:name/blobs/uploads/`, async (request, reply) => {
+    const name = assertName(request.params.name);
+    const mount = queryParam(request, 'mount');
+    const from = queryParam(request, 'from');
+    const digestParam = queryParam(request, 'digest');
+    const principal = await push(request, name);
+
+    if (mount !== undefined) {
+      const digest = parseDigest(mount);
+      if (from !== undefined) {
+        assertName(from);
+        await ctx.authorizer.authorize(request, [{ type: 'repository', name: from, actions: ['pull'] }]);
+      }
+      const link = await ctx.blobs.mount(name, digest, from, (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }));
+      if (link) {
+        ctx.emit({ action: 'blob_mount', repository: name, digest: digest.value, principal, request });
+        return created(reply, name, digest.value);
+      }
+    }
+
+    const session = await ctx.uploads.start(name);
+    if (digestParam !== undefined) {
+      const digest = parseDigest(digestParam);
+      const length = contentLength(request);
+      await ctx.uploads.finish(name, session.id, digest, request.raw, undefined, length, abortSignal(request));
+      ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
+      return created(reply, name, digest.value);
+    }
+    if (ctx.config.uploads.chunkMinLength !== undefined) reply.header('OCI-Chunk-Min-Length', ctx.config.uploads.chunkMinLength);
+    return sessionHeaders(reply.code(202), name, session).send();
+  });
+
+  const sessionPath = `${REPO_PREFIX}:name/blobs/uploads/:uuid`;
+
+  function ids(request: UploadRequest): { name: string; id: string } {
+    return { name: assertName(request.params.name), id: assertUploadId(request.params.uuid) };
+  }
+
+  app.get<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
+    const { name, id } = ids(request);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull', 'push'] }]);
+    const session = await ctx.uploads.get(name, id);
+    return sessionHeaders(reply.code(204), name, session).send();
+  });
+
+  app.patch<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
+    const { name, id } = ids(request);
+    await push(request, name);
+    const range = chunkRange(request, () => 0);
+    const session = await ctx.uploads.append(name, id, request.raw, range, contentLength(request), abortSignal(request));
+    return sessionHeaders(reply.code(202), name, session).send();
+  });
+
+  app.put<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
+    const { name, id } = ids(request);
+    const principal = await push(request, name);
+    const digestParam = queryParam(request, 'digest');
+    if (digestParam === undefined) throw new OciError('DIGEST_INVALID', 'PUT that completes an upload needs ?digest=<algorithm:hex> of the whole blob');
+    const digest = parseDigest(digestParam);
+    const range = chunkRange(request, () => 0);
+    const length = contentLength(request);
+    await ctx.uploads.finish(name, id, digest, request.raw, range, length, abortSignal(request));
+    ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
+    return created(reply, name, digest.value);
+  });
+
+  app.delete<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
+    const { name, id } = ids(request);
+    await push(request, name);
+    await ctx.uploads.cancel(name, id);
+    return reply.code(204).header('Content-Length', 0).send();
+  });
+}
