@@ -18,6 +18,20 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return undefined;
 }
 
+/**
+ * Metrics are recorded on the server's 'finish', which can come after the client has read the body,
+ * so a read right after a response polls (bounded) until the expected request shows up.
+ */
+async function exposedWhen(metrics: Metrics, ready: (text: string) => boolean, timeoutMs = 2000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await metrics.exposition();
+    if (ready(text)) return text;
+    if (Date.now() > deadline) return text;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 async function tinyApp(metrics: Metrics, settings: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; base: string }> {
   const config = parseConfig({ metrics: settings });
   const app = Fastify({ logger: false });
@@ -56,9 +70,12 @@ describe('metrics plugin', () => {
   it('labels request durations by route template, method and status', async () => {
     for (const name of ['a', 'b', 'c', 'd']) assert.equal((await fetch(`${base}/v2/_r/${name}/manifests/latest`)).status, 200);
     assert.equal((await fetch(`${base}/nowhere`)).status, 404);
-    await fetch(`${base}/custom/one/two`);
-    const text = await (await fetch(`${base}/metrics`)).text();
+    await (await fetch(`${base}/custom/one/two`)).text();
     const route = '/v2/_r/:name/manifests/:reference';
+    const text = await exposedWhen(
+      metrics,
+      (t) => sample(t, 'berth_http_request_duration_seconds_count', { route: '/custom/<thing>', method: 'GET', status: '200' }) === 1,
+    );
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route, method: 'GET', status: '200' }), 4);
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route: 'unmatched', method: 'GET', status: '404' }), 1);
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route: '/custom/<thing>', method: 'GET', status: '200' }), 1);
@@ -91,8 +108,9 @@ describe('metrics plugin', () => {
     } as RequestInit);
     assert.equal(res.status, 202);
     assert.deepEqual(await res.json(), { bytes: 300_000 });
-    const text = await metrics.exposition();
-    assert.equal(sample(text, 'berth_http_received_bytes_total', { route: '/v2/_r/:name/blobs/uploads/:id' }), 300_000);
+    const uploadRoute = '/v2/_r/:name/blobs/uploads/:id';
+    const text = await exposedWhen(metrics, (t) => sample(t, 'berth_http_received_bytes_total', { route: uploadRoute }) !== undefined);
+    assert.equal(sample(text, 'berth_http_received_bytes_total', { route: uploadRoute }), 300_000);
     assert.equal(sample(text, 'berth_uploads_in_progress'), 0);
   });
 
@@ -136,6 +154,7 @@ describe('metrics token and separate port', () => {
     const server = await startMetricsServer({ metrics, config: parseConfig({ http: { host: '127.0.0.1' }, metrics: { port: 0, token: 't' } }) });
     try {
       assert.equal((await fetch(`${base}/metrics`)).status, 404);
+      await exposedWhen(metrics, (t) => t.includes('status="404"'));
       const res = await fetch(`http://127.0.0.1:${server.port}/metrics`, { headers: { authorization: 'Bearer t' } });
       assert.equal(res.status, 200);
       const text = await res.text();
