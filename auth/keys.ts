@@ -93,6 +93,21 @@ export class KeyStore {
     return kid;
   }
 
+  /** Rotates when the active generated key is older than rotateAfterDays (called periodically). */
+  async rotateIfDue(): Promise<boolean> {
+    if (this.options.keyFile || this.options.rotateAfterDays === undefined) return false;
+    let rotated = false;
+    await this.withLock(async () => {
+      const state = await this.stateFile.load();
+      const active = activeEntry(state);
+      if (active && this.now() - Date.parse(active.createdAt) <= this.options.rotateAfterDays! * 86_400_000) return;
+      await this.rotateLocked(state);
+      rotated = true;
+    });
+    if (rotated) await this.signingKey();
+    return rotated;
+  }
+
   /** The key to sign with, following a rotation done by another process. */
   async signingKey(): Promise<SigningKey> {
     const state = await this.stateFile.get();
