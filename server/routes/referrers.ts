@@ -13,6 +13,7 @@ export async function referrerRoutes(app: FastifyInstance, ctx: RouteContext): P
     const artifactType = queryParam(request, 'artifactType');
     const manifests = await ctx.manifests.referrers(name, subject, artifactType || undefined);
     if (artifactType) reply.header('OCI-Filters-Applied', 'artifactType');
-    return reply.type(MEDIA_TYPES.ociIndex).send({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests });
+    // A Buffer, so Fastify adds no charset parameter: the spec wants the bare index media type.
+    return reply.type(MEDIA_TYPES.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests })));
   });
 }

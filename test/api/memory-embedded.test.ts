@@ -1,0 +1,3 @@
+import { runApiSuite } from './api-suite.js';
+
+runApiSuite('memory blobs + embedded metadata', async () => ({}));
