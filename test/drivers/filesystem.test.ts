@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
+import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
+import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
+import { BlobNotFoundError, InvalidKeyError, StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => relative(root, join(e.parentPath, e.name)));
+}
+
+runBlobDriverContract('filesystem', async () => {
+  const scratch = await makeScratchDir('fs-contract');
+  const root = join(scratch.path, 'root');
+  const driver = new FilesystemDriver({ root });
+  const peer = new FilesystemDriver({ root });
+  return {
+    driver,
+    peer,
+    rawKeys: () => filesUnder(root),
+    cleanup: async () => {
+      await driver.close();
+      await peer.close();
+      await scratch.remove();
+    },
+  };
+});
+
+describe('FilesystemDriver', () => {
+  let scratch: ScratchDir;
+  let root: string;
+  let driver: FilesystemDriver;
+  before(async () => {
+    scratch = await makeScratchDir('fs-driver');
+    root = join(scratch.path, 'root');
+    driver = new FilesystemDriver({ root });
+  });
+  after(async () => {
+    await driver.close();
+    await scratch.remove();
+  });
+
+  it('stores a committed object at <root>/<key> and in-progress data elsewhere', async () => {
+    const writer = await driver.writer('layout/blob', { append: false });
+    await writer.write(textSource('abc'));
+    await writer.close();
+    await assert.rejects(stat(join(root, 'layout', 'blob')));
+    const resumed = await driver.writer('layout/blob', { append: true });
+    await resumed.commit();
+    assert.equal(await readFile(join(root, 'layout', 'blob'), 'utf8'), 'abc');
+    await driver.put('layout/small', Buffer.from('s'));
+    assert.deepEqual((await filesUnder(root)).sort(), ['layout/blob', 'layout/small']);
+    await driver.delete('layout');
+  });
+
+  it('hides the data of a writer whose process was killed mid-write, and can resume it', { timeout: 30_000 }, async () => {
+    const chunk = 64 * 1024;
+    const before = 4 * 1024 * 1024;
+    const moduleUrl = new URL('../../storage-drivers/blob/filesystem.js', import.meta.url).href;
+    // The child writes `before` bytes, says so, then waits for more data that never comes.
+    const script = `
+      import { Readable } from 'node:stream';
+      const { FilesystemDriver } = await import(${JSON.stringify(moduleUrl)});
+      const driver = new FilesystemDriver({ root: ${JSON.stringify(root)} });
+      const writer = await driver.writer('crash/upload', { append: false });
+      let sent = 0;
+      const src = new Readable({
+        read() {
+          if (sent < ${before}) {
+            this.push(Buffer.alloc(${chunk}, (sent / ${chunk}) % 251));
+            sent += ${chunk};
+          }
+        },
+      });
+      writer.write(src).catch(() => {});
+      const timer = setInterval(async () => {
+        const { size } = await (await import('node:fs/promises')).stat(${JSON.stringify(join(root, '@inprogress', 'crash', 'upload', '@data'))});
+        if (size === ${before}) { clearInterval(timer); process.stdout.write('ready\\n'); }
+      }, 5);
+      process.stdin.resume();
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.setEncoding('utf8');
+    await new Promise<void>((ready, fail) => {
+      child.stdout.on('data', (text: string) => {
+        output += text;
+        if (output.includes('ready')) ready();
+      });
+      child.once('exit', (code) => fail(new Error(`child exited early with ${code}`)));
+    });
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+
+    const fresh = new FilesystemDriver({ root });
+    await assert.rejects(fresh.stat('crash/upload'), BlobNotFoundError);
+    const listed: string[] = [];
+    for await (const key of fresh.list('crash')) listed.push(key);
+    assert.deepEqual(listed, []);
+
+    const resumed = await fresh.writer('crash/upload', { append: true });
+    assert.equal(resumed.size, before);
+    await resumed.write(textSource('end'));
+    await resumed.commit();
+    const stored = await fresh.get('crash/upload');
+    assert.equal(stored.length, before + 3);
+    for (let offset = 0; offset < before; offset += chunk) assert.equal(stored[offset], (offset / chunk) % 251);
+    assert.equal(stored.subarray(before).toString(), 'end');
+    await fresh.delete('crash');
+    assert.deepEqual(await filesUnder(root), []);
+  });
+
+  it('cannot be made to touch files outside its root', async () => {
+    const outside = join(scratch.path, 'outside.txt');
+    await writeFile(outside, 'precious');
+    await writeFile(join(scratch.path, 'root-sibling'), 'also precious');
+    const attempts: [string, () => Promise<unknown>][] = [
+      ['get', () => driver.get('../outside.txt')],
+      ['stat', () => driver.stat('../outside.txt')],
+      ['reader', () => driver.reader('../outside.txt')],
+      ['put', () => driver.put('../outside.txt', Buffer.from('overwritten'))],
+      ['writer', () => driver.writer('../outside.txt', { append: false })],
+      ['move from', () => driver.move('../outside.txt', 'stolen')],
+      ['move to', () => driver.move('stolen', '../outside.txt')],
+      ['delete ..', () => driver.delete('..')],
+      ['delete sibling', () => driver.delete('../root-sibling')],
+      ['delete nested', () => driver.delete('a/../../outside.txt')],
+      ['delete absolute', () => driver.delete(outside)],
+      ['list', async () => {
+        for await (const key of driver.list('..')) void key;
+      }],
+    ];
+    for (const [what, attempt] of attempts) await assert.rejects(attempt(), InvalidKeyError, what);
+    assert.equal(await readFile(outside, 'utf8'), 'precious');
+    assert.equal(await readFile(join(scratch.path, 'root-sibling'), 'utf8'), 'also precious');
+  });
+
+  it('reports an unusable root through ping()', async () => {
+    const file = join(scratch.path, 'not-a-dir');
+    await writeFile(file, '');
+    const broken = new FilesystemDriver({ root: join(file, 'root') });
+    await assert.rejects(broken.ping(), StorageUnavailableError);
+    await driver.ping();
+  });
+});
+
+function textSource(text: string): Readable {
+  return Readable.from([Buffer.from(text)], { objectMode: false });
+}
