@@ -1,0 +1,132 @@
+import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
+import type { BerthConfig } from './config.js';
+
+/** Security-relevant events, named as operators search for them. */
+export type AuditAction =
+  | 'push'
+  | 'pull'
+  | 'delete'
+  | 'tag_moved'
+  | 'blob_push'
+  | 'blob_mount'
+  | 'blob_delete'
+  | 'login_failed'
+  | 'access_denied'
+  | 'user_added'
+  | 'user_removed'
+  | 'user_changed'
+  | 'robot_added'
+  | 'robot_removed'
+  | 'robot_changed';
+
+export interface AuditEvent {
+  action: AuditAction;
+  /** Who did it: a user or robot name, 'anonymous', or the operator account for CLI changes. */
+  actor: string;
+  actorKind?: 'user' | 'robot' | 'anonymous' | 'operator';
+  repository?: string;
+  digest?: string;
+  tag?: string;
+  /** For tag_moved: the digest the tag pointed at before. */
+  previousDigest?: string;
+  /** Absent for changes made from the command line. */
+  clientAddress?: string;
+  requestId?: string;
+  /** Short machine-friendly reason, e.g. for login_failed: 'bad_password', 'unknown_user'. */
+  reason?: string;
+}
+
+/** Where audit lines go. `write` receives one complete line including its newline. */
+export interface AuditSink {
+  write(line: string): void;
+  close(): Promise<void>;
+}
+
+/** Appends to a file opened once at start-up, so an unwritable path fails fast with a clear message. */
+export class FileAuditSink implements AuditSink {
+  private readonly stream: WriteStream;
+  private failure: Error | undefined;
+
+  constructor(readonly path: string) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'a', 0o640);
+    } catch (err) {
+      throw new Error(`cannot open audit log ${path}: ${(err as Error).message}`);
+    }
+    try {
+      this.stream = createWriteStream('', { fd, autoClose: true });
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    this.stream.on('error', (err) => {
+      // Losing audit lines must be loud, but must not take the registry down with it.
+      if (!this.failure) process.stderr.write(`berth: audit log ${path} failed: ${err.message}\n`);
+      this.failure = err;
+    });
+  }
+
+  write(line: string): void {
+    if (!this.failure) this.stream.write(line);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stream.closed || this.failure) return resolve();
+      this.stream.end(() => resolve());
+    });
+  }
+}
+
+export class StdoutAuditSink implements AuditSink {
+  write(line: string): void {
+    process.stdout.write(line);
+  }
+  async close(): Promise<void> {}
+}
+
+/** Keeps events in memory, for tests that assert on them. */
+export class MemoryAuditSink implements AuditSink {
+  readonly lines: string[] = [];
+  get events(): (AuditEvent & { time: string })[] {
+    return this.lines.map((line) => JSON.parse(line) as AuditEvent & { time: string });
+  }
+  write(line: string): void {
+    this.lines.push(line);
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * One JSON line per event, `{"time":…,"audit":true,"action":…,…}`, kept apart from the request log
+ * (or, on stdout, marked with `"audit":true` so a log shipper can split the two).
+ */
+export class AuditLog {
+  constructor(private readonly sink: AuditSink | null) {}
+
+  static fromConfig(config: Pick<BerthConfig, 'audit'>): AuditLog {
+    if (!config.audit.enabled) return new AuditLog(null);
+    const output = config.audit.output;
+    return new AuditLog(output === 'stdout' ? new StdoutAuditSink() : new FileAuditSink(output));
+  }
+
+  static disabled(): AuditLog {
+    return new AuditLog(null);
+  }
+
+  get enabled(): boolean {
+    return this.sink !== null;
+  }
+
+  emit(event: AuditEvent): void {
+    if (!this.sink) return;
+    const line: Record<string, unknown> = { time: new Date().toISOString(), audit: true };
+    for (const [key, value] of Object.entries(event)) if (value !== undefined) line[key] = value;
+    this.sink.write(`${JSON.stringify(line)}\n`);
+  }
+
+  close(): Promise<void> {
+    return this.sink ? this.sink.close() : Promise.resolve();
+  }
+}
