@@ -1,0 +1,166 @@
+// One wrapper for every blob driver: checks keys before the backend sees them, times each operation
+// for metrics, and turns unexpected backend failures into StorageUnavailableError (503).
+import type { Readable } from 'node:stream';
+import {
+  assertValidKey,
+  BlobDriverError,
+  StorageUnavailableError,
+  type BlobDriver,
+  type BlobInfo,
+  type BlobWriter,
+  type ReadOptions,
+  type WriterOptions,
+} from './types.js';
+
+export interface BlobOperation {
+  /** The wrapped driver's name. */
+  driver: string;
+  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `list`, `ping`, `close`, `redirectUrl`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
+  op: string;
+  seconds: number;
+  /** Class name of the error the caller saw (after mapping), when the operation failed. */
+  error?: string;
+  /** Bytes appended, for `writer.write` (also set when an aborted write kept some). */
+  bytes?: number;
+}
+
+export type BlobObserver = (operation: BlobOperation) => void;
+
+/**
+ * Wraps `driver`. `reader` is timed until the stream is returned (time to open), `list` until
+ * iteration ends; errors raised later by a returned stream are passed through unchanged.
+ */
+export function instrument(driver: BlobDriver, observe: BlobObserver): BlobDriver {
+  return new InstrumentedDriver(driver, observe);
+}
+
+class InstrumentedDriver implements BlobDriver {
+  readonly name: string;
+  readonly redirectUrl?: (key: string) => Promise<string | undefined>;
+
+  constructor(
+    private readonly inner: BlobDriver,
+    private readonly observe: BlobObserver,
+  ) {
+    this.name = inner.name;
+    const redirect = inner.redirectUrl?.bind(inner);
+    if (redirect) this.redirectUrl = (key) => this.run('redirectUrl', [key], () => redirect(key));
+  }
+
+  stat(key: string): Promise<BlobInfo> {
+    return this.run('stat', [key], () => this.inner.stat(key));
+  }
+
+  reader(key: string, options?: ReadOptions): Promise<Readable> {
+    return this.run('reader', [key], () => this.inner.reader(key, options));
+  }
+
+  put(key: string, data: Buffer): Promise<void> {
+    return this.run('put', [key], () => this.inner.put(key, data));
+  }
+
+  get(key: string): Promise<Buffer> {
+    return this.run('get', [key], () => this.inner.get(key));
+  }
+
+  async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
+    const writer = await this.run('writer', [key], () => this.inner.writer(key, options));
+    return new InstrumentedWriter(writer, (op, fn, bytes) => this.run(op, [], fn, bytes));
+  }
+
+  move(from: string, to: string): Promise<void> {
+    return this.run('move', [from, to], () => this.inner.move(from, to));
+  }
+
+  delete(key: string): Promise<void> {
+    return this.run('delete', [key], () => this.inner.delete(key));
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const started = performance.now();
+    let error: unknown;
+    try {
+      assertValidKey(prefix);
+      for await (const key of this.inner.list(prefix)) yield key;
+    } catch (err) {
+      error = this.normalize(err, 'list');
+      throw error;
+    } finally {
+      // Also reached when the consumer stops early (return() on the generator).
+      this.report('list', started, error);
+    }
+  }
+
+  ping(): Promise<void> {
+    return this.run('ping', [], () => this.inner.ping());
+  }
+
+  close(): Promise<void> {
+    return this.run('close', [], () => this.inner.close());
+  }
+
+  private async run<T>(op: string, keys: string[], fn: () => Promise<T>, bytes?: () => number): Promise<T> {
+    const started = performance.now();
+    try {
+      for (const key of keys) assertValidKey(key);
+      const result = await fn();
+      this.report(op, started, undefined, bytes?.());
+      return result;
+    } catch (err) {
+      const mapped = this.normalize(err, op);
+      this.report(op, started, mapped, bytes?.());
+      throw mapped;
+    }
+  }
+
+  private normalize(err: unknown, op: string): unknown {
+    if (err instanceof BlobDriverError || isAbort(err)) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new StorageUnavailableError(`${this.name} ${op} failed: ${message}`, { cause: err });
+  }
+
+  private report(op: string, started: number, error: unknown, bytes?: number): void {
+    const operation: BlobOperation = { driver: this.name, op, seconds: (performance.now() - started) / 1000 };
+    if (error !== undefined) operation.error = error instanceof Error ? error.name : typeof error;
+    if (bytes !== undefined) operation.bytes = bytes;
+    try {
+      this.observe(operation);
+    } catch {
+      // A broken metrics hook must never fail a storage operation.
+    }
+  }
+}
+
+type Runner = <T>(op: string, fn: () => Promise<T>, bytes?: () => number) => Promise<T>;
+
+class InstrumentedWriter implements BlobWriter {
+  constructor(
+    private readonly inner: BlobWriter,
+    private readonly run: Runner,
+  ) {}
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  write(src: Readable, signal?: AbortSignal): Promise<number> {
+    const before = this.inner.size;
+    return this.run('writer.write', () => this.inner.write(src, signal), () => this.inner.size - before);
+  }
+
+  close(): Promise<void> {
+    return this.run('writer.close', () => this.inner.close());
+  }
+
+  commit(): Promise<void> {
+    return this.run('writer.commit', () => this.inner.commit());
+  }
+
+  cancel(): Promise<void> {
+    return this.run('writer.cancel', () => this.inner.cancel());
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
