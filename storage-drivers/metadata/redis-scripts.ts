@@ -1,0 +1,109 @@
+// Lua scripts of the Redis metadata store. Each one runs atomically; every key it touches is passed in
+// KEYS (never built inside the script) and shares one Cluster hash tag, so they also run on Cluster.
+
+/** The per-repository keys, in the KEYS order every repository script expects. */
+export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists'] as const;
+
+const REPO_KEYS = `
+local K_TAGS, K_TAGMAP, K_TAGSOF, K_MANIFESTS, K_REFERRERS, K_EXISTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+`;
+
+/**
+ * ARGV: digest, record JSON, subject ('' = none), tags…
+ * Returns, per tag, the digest it pointed at before ('' = none).
+ */
+const putManifest = `${REPO_KEYS}
+local digest = ARGV[1]
+redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
+if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
+local previous = {}
+for i = 4, #ARGV do
+  local tag = ARGV[i]
+  local old = redis.call('HGET', K_TAGMAP, tag)
+  if old then
+    previous[#previous + 1] = old
+    if old ~= digest then redis.call('ZREM', K_TAGSOF, old .. ' ' .. tag) end
+  else
+    previous[#previous + 1] = ''
+  end
+  redis.call('HSET', K_TAGMAP, tag, digest)
+  redis.call('ZADD', K_TAGS, 0, tag)
+  redis.call('ZADD', K_TAGSOF, 0, digest .. ' ' .. tag)
+end
+redis.call('SET', K_EXISTS, '1')
+return previous
+`;
+
+/** ARGV: digest. Returns the dropped tags, or nil when the manifest was not linked. */
+const deleteManifest = `${REPO_KEYS}
+local digest = ARGV[1]
+local record = redis.call('HGET', K_MANIFESTS, digest)
+if not record then return false end
+redis.call('HDEL', K_MANIFESTS, digest)
+local ok, decoded = pcall(cjson.decode, record)
+if ok and type(decoded) == 'table' and type(decoded.subject) == 'string' then
+  redis.call('ZREM', K_REFERRERS, decoded.subject .. ' ' .. digest)
+end
+local head = digest .. ' '
+local dropped = {}
+for _, member in ipairs(redis.call('ZRANGEBYLEX', K_TAGSOF, '[' .. head, '(' .. digest .. '!')) do
+  local tag = string.sub(member, #head + 1)
+  redis.call('HDEL', K_TAGMAP, tag)
+  redis.call('ZREM', K_TAGS, tag)
+  redis.call('ZREM', K_TAGSOF, member)
+  dropped[#dropped + 1] = tag
+end
+return dropped
+`;
+
+/** ARGV: tag. Returns 1 when the tag existed. */
+const deleteTag = `${REPO_KEYS}
+local tag = ARGV[1]
+local digest = redis.call('HGET', K_TAGMAP, tag)
+if not digest then return 0 end
+redis.call('HDEL', K_TAGMAP, tag)
+redis.call('ZREM', K_TAGS, tag)
+redis.call('ZREM', K_TAGSOF, digest .. ' ' .. tag)
+return 1
+`;
+
+/** ARGV: tag. The tag's manifest record JSON in one round trip, or nil. */
+const taggedManifest = `${REPO_KEYS}
+local digest = redis.call('HGET', K_TAGMAP, ARGV[1])
+if not digest then return false end
+return redis.call('HGET', K_MANIFESTS, digest)
+`;
+
+/** ARGV: subject. The record JSON of each manifest in the repository whose subject it is. */
+const referrers = `${REPO_KEYS}
+local subject = ARGV[1]
+local records = {}
+for _, member in ipairs(redis.call('ZRANGEBYLEX', K_REFERRERS, '[' .. subject .. ' ', '(' .. subject .. '!')) do
+  local record = redis.call('HGET', K_MANIFESTS, string.sub(member, #subject + 2))
+  if record then records[#records + 1] = record end
+end
+return records
+`;
+
+/**
+ * KEYS: session hash, age zset. ARGV: expected revision, next revision, next JSON, next updatedAt, id.
+ * Returns 1 when the stored revision matched and the session was replaced, else 0.
+ */
+const updateUpload = `
+local current = redis.call('HGET', KEYS[1], 'rev')
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rev', ARGV[2], 'data', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+return 1
+`;
+
+export const SCRIPTS = {
+  berthPutManifest: { source: putManifest, keys: PER_REPO_KEYS.length },
+  berthDeleteManifest: { source: deleteManifest, keys: PER_REPO_KEYS.length },
+  berthDeleteTag: { source: deleteTag, keys: PER_REPO_KEYS.length },
+  berthTaggedManifest: { source: taggedManifest, keys: PER_REPO_KEYS.length },
+  berthReferrers: { source: referrers, keys: PER_REPO_KEYS.length },
+  berthUpdateUpload: { source: updateUpload, keys: 2 },
+} as const;
+
+export type ScriptName = keyof typeof SCRIPTS;

@@ -1,0 +1,428 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from './redis-config.js';
+import { PER_REPO_KEYS, SCRIPTS, type ScriptName } from './redis-scripts.js';
+import {
+  MetadataUnavailableError,
+  type BlobLink,
+  type Digest,
+  type ManifestRecord,
+  type MetadataStore,
+  type Page,
+  type PutManifestResult,
+  type UploadSession,
+} from './types.js';
+
+/*
+ * Key layout (P = keyPrefix). Keys that change together carry the same Cluster hash tag `{…}`, so one
+ * Lua script or MULTI can update them atomically even on Redis Cluster.
+ *
+ *   P{repo:<name>}:tags       zset, score 0, member tag            → ZRANGEBYLEX gives byte order and `last` paging
+ *   P{repo:<name>}:tagmap     hash tag → digest
+ *   P{repo:<name>}:tagsof     zset, score 0, "<digest> <tag>"      → the tags to drop with a manifest
+ *   P{repo:<name>}:manifests  hash digest → ManifestRecord JSON    → presence = linked in the repository
+ *   P{repo:<name>}:referrers  zset, score 0, "<subject> <digest>"
+ *   P{repo:<name>}:blobs      hash digest → size
+ *   P{repo:<name>}:exists     "1" once anything was linked
+ *   P{uploads}:s:<id>         hash { rev, data: UploadSession JSON }
+ *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
+ *   Pcatalog                  zset, score 0, member repository     (cross-repository)
+ *   P{blob:<digest>}:repos    zset, score 0, member repository     (cross-repository)
+ *
+ * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
+ * cannot join its transaction. They are written in a separate idempotent step, ordered so that the
+ * index is never missing something the per-repository keys hold:
+ *  - catalog: ZADD *before* the repository transaction. It only grows, so it is always a superset of the
+ *    repositories; an entry left by a transaction that then failed names a repository without its
+ *    `exists` key, and listRepositories skips such entries (the retried push makes them real).
+ *  - blob → repositories: ZADD before linking, ZREM after unlinking; readers verify each candidate
+ *    against the repository's own `blobs` hash, so a leftover entry is never reported. (A link and an
+ *    unlink of the same blob in the same repository racing each other can leave the link unindexed: it
+ *    then just isn't offered for automatic mounts, and the client uploads the blob instead.)
+ * Upload sessions all share the `{uploads}` tag so the CAS and the age index change in one script.
+ */
+
+type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
+type Client = Redis | Cluster;
+
+export interface RedisStoreOptions extends RedisConfig {
+  /** Connection name shown by CLIENT LIST. */
+  connectionName?: string;
+}
+
+function tlsOptions(config: RedisConfig): ConnectionOptions | undefined {
+  const t = config.tls;
+  if (t === undefined) return undefined;
+  return {
+    rejectUnauthorized: t.rejectUnauthorized,
+    ...(t.caFile === undefined ? {} : { ca: readFileSync(t.caFile) }),
+    ...(t.certFile === undefined ? {} : { cert: readFileSync(t.certFile) }),
+    ...(t.keyFile === undefined ? {} : { key: readFileSync(t.keyFile) }),
+    ...(t.servername === undefined ? {} : { servername: t.servername }),
+  };
+}
+
+/** Reconnect quickly and forever: Berth must recover by itself once Redis is back. */
+function retryDelay(attempt: number): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 5), 1000);
+}
+
+function createClient(config: RedisStoreOptions): Client {
+  const tls = tlsOptions(config);
+  // No offline queue and no per-request retries: with Redis unreachable a call fails at once (→ 503)
+  // instead of waiting for a reconnect; commandTimeout bounds a Redis that accepts but does not answer.
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: config.commandTimeoutMs,
+    connectTimeout: config.connectTimeoutMs,
+    retryStrategy: retryDelay,
+    ...(config.connectionName === undefined ? {} : { connectionName: config.connectionName }),
+    ...(config.username === undefined ? {} : { username: config.username }),
+    ...(config.password === undefined ? {} : { password: config.password }),
+    ...(config.db === undefined ? {} : { db: config.db }),
+    ...(tls === undefined ? {} : { tls }),
+  };
+  if (config.cluster !== undefined) {
+    const nodes = config.cluster.nodes.map((u) => {
+      const url = new URL(u);
+      return { host: url.hostname, port: url.port === '' ? 6379 : Number(url.port) };
+    });
+    const anyTls = config.cluster.nodes.some((u) => u.startsWith('rediss:'));
+    const options: ClusterOptions = {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: retryDelay,
+      redisOptions: { ...common, ...(anyTls && tls === undefined ? { tls: {} } : {}) },
+    };
+    return new Cluster(nodes, options);
+  }
+  if (config.sentinel !== undefined) {
+    const s = config.sentinel;
+    return new Redis({
+      ...common,
+      name: s.name,
+      sentinels: s.sentinels,
+      ...(s.username === undefined ? {} : { sentinelUsername: s.username }),
+      ...(s.password === undefined ? {} : { sentinelPassword: s.password }),
+      ...(tls === undefined ? {} : { enableTLSForSentinelMode: true }),
+      sentinelRetryStrategy: retryDelay,
+    });
+  }
+  return new Redis(config.url ?? 'redis://127.0.0.1:6379', common);
+}
+
+function lexAfter(last: string | undefined): string {
+  return last === undefined ? '-' : `(${last}`;
+}
+
+/** Lex bounds of the members "<head> …" of an equal-score zset (space is 0x20, '!' the byte after it). */
+function lexUnder(head: string): [string, string] {
+  return [`[${head} `, `(${head}!`];
+}
+
+export class RedisStore implements MetadataStore {
+  readonly name = 'redis';
+  readonly client: Client;
+  private readonly prefix: string;
+  private closed = false;
+
+  constructor(config: RedisStoreOptions) {
+    this.prefix = config.keyPrefix;
+    this.client = createClient(config);
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      this.client.defineCommand(name, { lua: lua.source, numberOfKeys: lua.keys });
+    }
+    // ioredis reports connection problems as 'error' events; calls already reject with
+    // MetadataUnavailableError, so an unhandled event must not crash the process.
+    this.client.on('error', () => {});
+  }
+
+  /** Resolves once connected (true), or false after `timeoutMs`; the client keeps trying either way. */
+  async waitUntilReady(timeoutMs: number): Promise<boolean> {
+    if (this.client.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.client.off('ready', onReady);
+        resolve(false);
+      }, timeoutMs);
+      this.client.once('ready', onReady);
+    });
+  }
+
+  private repoKey(repo: string, kind: string): string {
+    return `${this.prefix}{repo:${repo}}:${kind}`;
+  }
+
+  private repoKeys(repo: string): string[] {
+    return PER_REPO_KEYS.map((kind) => this.repoKey(repo, kind));
+  }
+
+  private catalogKey(): string {
+    return `${this.prefix}catalog`;
+  }
+
+  private blobReposKey(digest: Digest): string {
+    return `${this.prefix}{blob:${digest}}:repos`;
+  }
+
+  private uploadKey(id: string): string {
+    return `${this.prefix}{uploads}:s:${id}`;
+  }
+
+  private uploadAgeKey(): string {
+    return `${this.prefix}{uploads}:age`;
+  }
+
+  private script(name: ScriptName): ScriptRunner {
+    const fn = (this.client as unknown as Record<ScriptName, ScriptRunner>)[name];
+    return fn.bind(this.client);
+  }
+
+  /** Every Redis failure (down, timeout, refused) becomes MetadataUnavailableError. */
+  private async run<T>(what: string, action: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new MetadataUnavailableError('redis metadata store is closed');
+    try {
+      return await action();
+    } catch (err) {
+      if (err instanceof MetadataUnavailableError) throw err;
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new MetadataUnavailableError(`redis metadata store: ${what} failed: ${reason}`, { cause: err });
+    }
+  }
+
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
+    return this.run('putManifest', async () => {
+      const unique = [...new Set(tags)];
+      await this.client.zadd(this.catalogKey(), 0, repo);
+      const previous = (await this.script('berthPutManifest')(
+        ...this.repoKeys(repo),
+        manifest.digest,
+        JSON.stringify(manifest),
+        manifest.subject ?? '',
+        ...unique,
+      )) as string[];
+      return { previousTags: Object.fromEntries(unique.map((tag, i) => [tag, previous[i] || undefined])) };
+    });
+  }
+
+  getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
+    return this.run('getManifest', async () => {
+      const json = await this.client.hget(this.repoKey(repo, 'manifests'), digest);
+      return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
+    });
+  }
+
+  /** A tag's manifest record in one round trip (resolveTag + getManifest). */
+  getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
+    return this.run('getTaggedManifest', async () => {
+      const json = (await this.script('berthTaggedManifest')(...this.repoKeys(repo), tag)) as string | null;
+      return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
+    });
+  }
+
+  deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
+    return this.run('deleteManifest', async () => {
+      const dropped = (await this.script('berthDeleteManifest')(...this.repoKeys(repo), digest)) as string[] | null;
+      return dropped ?? undefined;
+    });
+  }
+
+  resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
+    return this.run('resolveTag', async () => (await this.client.hget(this.repoKey(repo, 'tagmap'), tag)) ?? undefined);
+  }
+
+  deleteTag(repo: string, tag: string): Promise<boolean> {
+    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.repoKeys(repo), tag)) === 1);
+  }
+
+  listTags(repo: string, page: Page): Promise<string[]> {
+    return this.run('listTags', () => this.rangeByLex(this.repoKey(repo, 'tags'), lexAfter(page.last), '+', page.n));
+  }
+
+  listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]> {
+    return this.run('listReferrers', async () => {
+      const records = (await this.script('berthReferrers')(...this.repoKeys(repo), subject)) as string[];
+      return records.map((json) => JSON.parse(json) as ManifestRecord);
+    });
+  }
+
+  linkBlob(repo: string, link: BlobLink): Promise<void> {
+    return this.run('linkBlob', async () => {
+      await this.client.zadd(this.catalogKey(), 0, repo);
+      await this.client.zadd(this.blobReposKey(link.digest), 0, repo);
+      await this.exec(
+        this.client
+          .multi()
+          .hset(this.repoKey(repo, 'blobs'), link.digest, String(link.size))
+          .set(this.repoKey(repo, 'exists'), '1'),
+      );
+    });
+  }
+
+  getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined> {
+    return this.run('getBlobLink', async () => {
+      const size = await this.client.hget(this.repoKey(repo, 'blobs'), digest);
+      return size === null ? undefined : { digest, size: Number(size) };
+    });
+  }
+
+  unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+    return this.run('unlinkBlob', async () => {
+      const removed = await this.client.hdel(this.repoKey(repo, 'blobs'), digest);
+      if (removed === 0) return false;
+      await this.client.zrem(this.blobReposKey(digest), repo);
+      return true;
+    });
+  }
+
+  blobRepositories(digest: Digest, limit: number): Promise<string[]> {
+    return this.run('blobRepositories', async () => {
+      if (limit <= 0) return [];
+      const found: string[] = [];
+      let last: string | undefined;
+      // The index may hold a few entries whose link is gone; read on until `limit` verified ones.
+      for (;;) {
+        const batch = await this.rangeByLex(this.blobReposKey(digest), lexAfter(last), '+', limit);
+        if (batch.length === 0) return found;
+        const linked = await Promise.all(batch.map((repo) => this.client.hexists(this.repoKey(repo, 'blobs'), digest)));
+        for (const [i, repo] of batch.entries()) {
+          if (linked[i] === 1) found.push(repo);
+          if (found.length >= limit) return found;
+        }
+        if (batch.length < limit) return found;
+        last = batch[batch.length - 1];
+      }
+    });
+  }
+
+  repositoryExists(repo: string): Promise<boolean> {
+    return this.run('repositoryExists', async () => (await this.client.exists(this.repoKey(repo, 'exists'))) === 1);
+  }
+
+  listRepositories(page: Page): Promise<string[]> {
+    return this.run('listRepositories', async () => {
+      if (page.n === 0) return [];
+      const found: string[] = [];
+      let last = page.last;
+      const want = page.n;
+      // See the layout comment: skip catalog entries whose repository transaction never happened.
+      for (;;) {
+        const batch = await this.rangeByLex(this.catalogKey(), lexAfter(last), '+', want === undefined ? undefined : want - found.length);
+        if (batch.length === 0) return found;
+        const exists = await Promise.all(batch.map((repo) => this.client.exists(this.repoKey(repo, 'exists'))));
+        for (const [i, repo] of batch.entries()) if (exists[i] === 1) found.push(repo);
+        if (want === undefined || found.length >= want) return found;
+        last = batch[batch.length - 1];
+      }
+    });
+  }
+
+  createUpload(session: UploadSession): Promise<void> {
+    return this.run('createUpload', async () => {
+      const key = this.uploadKey(session.id);
+      await this.exec(
+        this.client
+          .multi()
+          .del(key)
+          .hset(key, 'rev', String(session.revision), 'data', JSON.stringify(session))
+          .zadd(this.uploadAgeKey(), session.updatedAt, session.id),
+      );
+    });
+  }
+
+  getUpload(id: string): Promise<UploadSession | undefined> {
+    return this.run('getUpload', async () => {
+      const json = await this.client.hget(this.uploadKey(id), 'data');
+      return json === null ? undefined : (JSON.parse(json) as UploadSession);
+    });
+  }
+
+  updateUpload(id: string, expectedRevision: number, next: UploadSession): Promise<boolean> {
+    return this.run('updateUpload', async () => {
+      const won = await this.script('berthUpdateUpload')(
+        this.uploadKey(id),
+        this.uploadAgeKey(),
+        String(expectedRevision),
+        String(next.revision),
+        JSON.stringify(next),
+        next.updatedAt,
+        id,
+      );
+      return won === 1;
+    });
+  }
+
+  deleteUpload(id: string): Promise<void> {
+    return this.run('deleteUpload', async () => {
+      await this.exec(this.client.multi().del(this.uploadKey(id)).zrem(this.uploadAgeKey(), id));
+    });
+  }
+
+  listStaleUploads(updatedBefore: number, limit: number): Promise<UploadSession[]> {
+    return this.run('listStaleUploads', async () => {
+      if (limit <= 0) return [];
+      const ids = await this.client.zrangebyscore(this.uploadAgeKey(), '-inf', `(${updatedBefore}`, 'LIMIT', 0, limit);
+      const sessions = await Promise.all(ids.map((id) => this.client.hget(this.uploadKey(id), 'data')));
+      return sessions.filter((json): json is string => json !== null).map((json) => JSON.parse(json) as UploadSession);
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.run('ping', async () => {
+      await this.client.ping();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.client.quit();
+    } catch {
+      // Redis unreachable: nothing to say goodbye to.
+    }
+    this.client.disconnect();
+  }
+
+  private async rangeByLex(key: string, min: string, max: string, n: number | undefined): Promise<string[]> {
+    if (n === undefined) return this.client.zrangebylex(key, min, max);
+    if (n <= 0) return [];
+    return this.client.zrangebylex(key, min, max, 'LIMIT', 0, n);
+  }
+
+  private async exec(multi: ReturnType<Client['multi']>): Promise<void> {
+    const results = await multi.exec();
+    if (results === null) throw new Error('transaction aborted');
+    for (const [err] of results) if (err) throw err;
+  }
+}
+
+/**
+ * A start-up warning when the Redis behind `store` keeps nothing on disk (no AOF, no RDB snapshots):
+ * a restart would then lose every tag. Undefined when persistence is on, the store is not Redis, or
+ * CONFIG is disabled (managed services): we cannot tell, and say nothing.
+ */
+export async function warnIfEphemeral(store: MetadataStore): Promise<string | undefined> {
+  if (!(store instanceof RedisStore)) return undefined;
+  const nodes: Redis[] = store.client instanceof Cluster ? store.client.nodes('master') : [store.client];
+  const ephemeral: string[] = [];
+  for (const node of nodes) {
+    try {
+      const aof = (await node.config('GET', 'appendonly')) as string[];
+      const save = (await node.config('GET', 'save')) as string[];
+      if (aof[1] === 'no' && (save[1] ?? '').trim() === '') ephemeral.push(`${node.options.host}:${node.options.port}`);
+    } catch {
+      return undefined;
+    }
+  }
+  if (ephemeral.length === 0) return undefined;
+  return (
+    `Redis at ${ephemeral.join(', ')} keeps nothing on disk (appendonly no, save ""): ` +
+    'a Redis restart loses every tag and manifest link. Turn on AOF (appendonly yes) or RDB snapshots.'
+  );
+}

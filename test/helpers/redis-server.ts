@@ -1,0 +1,151 @@
+// Starts a real redis-server for tests: own free port, own scratch directory, never the one on 6379.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RedisServerOptions {
+  /** Turn on the append-only file (default: off, like `--appendonly no`). */
+  appendonly?: boolean;
+  /** RDB snapshot rule, e.g. '3600 1' (default: '' = no snapshots). */
+  save?: string;
+  /** Extra command-line arguments, e.g. ['--requirepass', 'secret']. */
+  args?: string[];
+}
+
+export interface RedisServer {
+  readonly url: string;
+  readonly port: number;
+  readonly dir: string;
+  /** Starts the server again on the same port and directory after kill(); resolves once it answers PING. */
+  restart(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections but answers nothing (a hung Redis). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** SIGKILL, as a crash; the directory stays for restart(). Resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** Ends the server and removes its directory. */
+  stop(): Promise<void>;
+}
+
+const BINARY = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
+const READY_TIMEOUT_MS = 10_000;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (address === null || typeof address === 'string') throw new Error('no port from the OS');
+  return address.port;
+}
+
+/** One PING over a raw socket; true on +PONG (or NOAUTH, which still proves the server is up). */
+function pingOnce(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
+    });
+  });
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-redis-'));
+  let child: ChildProcess | undefined;
+  let port = 0;
+
+  const launch = async (): Promise<void> => {
+    const args = [
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', options.save ?? '',
+      '--appendonly', options.appendonly ? 'yes' : 'no',
+      '--daemonize', 'no',
+      '--logfile', '',
+      ...(options.args ?? []),
+    ];
+    const proc = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    let log = '';
+    const keep = (chunk: Buffer) => {
+      log = (log + chunk.toString('utf8')).slice(-4000);
+    };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    let exited = false;
+    proc.once('exit', () => {
+      exited = true;
+    });
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!(await pingOnce(port))) {
+      if (exited) throw new Error(`redis-server exited during start-up on port ${port}:\n${log}`);
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`redis-server did not answer PING on port ${port} within ${READY_TIMEOUT_MS} ms:\n${log}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+
+  const killChild = async (signal: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    child = undefined;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = once(proc, 'exit');
+    proc.kill(signal);
+    proc.kill('SIGCONT'); // a paused server would otherwise never act on SIGTERM
+    await exited;
+  };
+
+  // Another process may grab the free port between our probe and redis binding it: try a few.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      await killChild('SIGKILL');
+      if (attempt >= 3) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    dir,
+    async restart() {
+      await killChild('SIGKILL');
+      await launch();
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
+    kill: () => killChild('SIGKILL'),
+    async stop() {
+      await killChild('SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

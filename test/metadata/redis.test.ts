@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
+import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
+import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
+import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+
+async function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
+  const store = new RedisStore(redisConfigSchema.parse({ url: server.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, ...extra }));
+  assert.equal(await store.waitUntilReady(5000), true, 'store did not connect');
+  return store;
+}
+
+/** Polls `probe` until it resolves, at most `boundMs`. */
+async function eventually(probe: () => Promise<unknown>, boundMs: number): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    try {
+      await probe();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+}
+
+function manifest(name: string, extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  return { digest: digestOf(name), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, references: [], createdAt: 1, ...extra };
+}
+
+let shared: RedisServer;
+before(async () => {
+  shared = await startRedisServer();
+});
+after(async () => {
+  await shared.stop();
+});
+
+runMetadataStoreContract('redis', async () => {
+  const store = await openStore(shared);
+  return { store, cleanup: () => store.close() };
+});
+
+describe('redis store specifics', () => {
+  it('keeps every key under the prefix, with a per-repository hash tag', async () => {
+    const store = await openStore(shared, { keyPrefix: 'pfx-check:' });
+    try {
+      await store.putManifest('lib/app', manifest('m', { subject: digestOf('s') }), ['v1']);
+      await store.linkBlob('lib/app', { digest: digestOf('b'), size: 3 });
+      await store.createUpload({ id: 'u1', repo: 'lib/app', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
+      const keys = (await store.client.keys('*')).filter((k) => !k.startsWith('t')).sort();
+      assert.deepEqual(keys, [
+        'pfx-check:catalog',
+        `pfx-check:{blob:${digestOf('b')}}:repos`,
+        'pfx-check:{repo:lib/app}:blobs',
+        'pfx-check:{repo:lib/app}:exists',
+        'pfx-check:{repo:lib/app}:manifests',
+        'pfx-check:{repo:lib/app}:referrers',
+        'pfx-check:{repo:lib/app}:tagmap',
+        'pfx-check:{repo:lib/app}:tags',
+        'pfx-check:{repo:lib/app}:tagsof',
+        'pfx-check:{uploads}:age',
+        'pfx-check:{uploads}:s:u1',
+      ]);
+      assert.deepEqual(await store.getTaggedManifest('lib/app', 'v1'), manifest('m', { subject: digestOf('s') }));
+      assert.equal(await store.getTaggedManifest('lib/app', 'nope'), undefined);
+    } finally {
+      await store.client.del(...(await store.client.keys('pfx-check:*')));
+      await store.close();
+    }
+  });
+
+  it('skips catalog entries and blob index entries whose repository keys are missing', async () => {
+    const store = await openStore(shared);
+    try {
+      await store.linkBlob('real', { digest: digestOf('b'), size: 1 });
+      // What a put leaves behind when Redis dies between the index step and the repository script.
+      const prefix = (store as unknown as { prefix: string }).prefix;
+      await store.client.zadd(`${prefix}catalog`, 0, 'phantom');
+      await store.client.zadd(`${prefix}{blob:${digestOf('b')}}:repos`, 0, 'phantom');
+      assert.deepEqual(await store.listRepositories({}), ['real']);
+      assert.deepEqual(await store.listRepositories({ n: 1 }), ['real']);
+      assert.deepEqual(await store.blobRepositories(digestOf('b'), 1), ['real']);
+      assert.equal(await store.repositoryExists('phantom'), false);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails fast with MetadataUnavailableError while Redis is down and recovers by itself', async () => {
+    const server = await startRedisServer({ appendonly: true, args: ['--appendfsync', 'always'] });
+    const store = await openStore(server, { commandTimeoutMs: 1000 });
+    try {
+      await store.putManifest('r', manifest('m'), ['latest']);
+      await server.kill();
+      for (const call of [() => store.resolveTag('r', 'latest'), () => store.ping(), () => store.putManifest('r', manifest('n'), ['x'])]) {
+        const started = Date.now();
+        await assert.rejects(call(), MetadataUnavailableError);
+        assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+      }
+      await server.restart();
+      await eventually(() => store.ping(), 10_000);
+      assert.equal(await store.resolveTag('r', 'latest'), digestOf('m'));
+      await store.putManifest('r', manifest('n'), ['x']);
+      assert.equal(await store.resolveTag('r', 'x'), digestOf('n'));
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('times out instead of hanging when Redis accepts but does not answer', async () => {
+    const server = await startRedisServer();
+    const store = await openStore(server, { commandTimeoutMs: 300 });
+    try {
+      server.pause();
+      const started = Date.now();
+      await assert.rejects(store.resolveTag('r', 't'), MetadataUnavailableError);
+      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+      server.resume();
+      await eventually(() => store.ping(), 10_000);
+    } finally {
+      server.resume();
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('leaves no half-written manifest when Redis is killed in the middle of pushes', async () => {
+    const server = await startRedisServer({ appendonly: true, args: ['--appendfsync', 'always'] });
+    const store = await openStore(server);
+    try {
+      // Eight pushers go on until Redis is gone, so some pushes are in flight when it dies.
+      const outcomes: boolean[] = [];
+      let next = 0;
+      const push = (i: number) =>
+        store.putManifest('r', manifest(`m${i}`, { subject: digestOf(`s${i % 5}`) }), [`t${i}`, `shared${i % 7}`]);
+      const pushers = Array.from({ length: 8 }, async () => {
+        while (next < 100_000) {
+          const i = next++;
+          outcomes[i] = await push(i).then(() => true, () => false);
+          if (!outcomes[i]) return;
+        }
+      });
+      await eventually(async () => {
+        if (next < 200) throw new Error('not yet');
+      }, 10_000);
+      await server.kill();
+      await Promise.all(pushers);
+      assert.ok(outcomes.some((ok) => !ok), 'no push was cut off');
+      await server.restart();
+      await eventually(() => store.ping(), 10_000);
+
+      const tags = await store.listTags('r', {});
+      for (let i = 0; i < outcomes.length; i++) {
+        const digest = digestOf(`m${i}`);
+        const linked = (await store.getManifest('r', digest)) !== undefined;
+        const tagged = (await store.resolveTag('r', `t${i}`)) === digest;
+        // All or nothing: the manifest and its own tag are both there or both absent.
+        assert.equal(linked, tagged, `push ${i}: manifest ${linked}, tag ${tagged}`);
+        if (outcomes[i]) assert.ok(linked, `acknowledged push ${i} lost`);
+      }
+      for (const tag of tags) {
+        const digest = await store.resolveTag('r', tag);
+        assert.ok(digest !== undefined && (await store.getManifest('r', digest)) !== undefined, `tag ${tag} dangles`);
+      }
+      for (let s = 0; s < 5; s++) {
+        for (const ref of await store.listReferrers('r', digestOf(`s${s}`))) assert.equal(ref.subject, digestOf(`s${s}`));
+      }
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('warns when Redis keeps nothing on disk, and only then', async () => {
+    const store = await openStore(shared);
+    const durable = await startRedisServer({ appendonly: true });
+    const durableStore = await openStore(durable);
+    const snapshotting = await startRedisServer({ save: '3600 1' });
+    const snapshotStore = await openStore(snapshotting);
+    try {
+      assert.match((await warnIfEphemeral(store)) ?? '', /keeps nothing on disk/);
+      assert.equal(await warnIfEphemeral(durableStore), undefined);
+      assert.equal(await warnIfEphemeral(snapshotStore), undefined);
+    } finally {
+      await Promise.all([store.close(), durableStore.close(), snapshotStore.close()]);
+      await Promise.all([durable.stop(), snapshotting.stop()]);
+    }
+  });
+
+  it('stays silent when CONFIG is disabled', async () => {
+    const server = await startRedisServer({ args: ['--rename-command', 'CONFIG', ''] });
+    const store = await openStore(server);
+    try {
+      assert.equal(await warnIfEphemeral(store), undefined);
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('authenticates with username and password', async () => {
+    const server = await startRedisServer({ args: ['--requirepass', 'sekret'] });
+    const store = await openStore(server, { password: 'sekret' });
+    try {
+      await store.linkBlob('r', { digest: digestOf('x'), size: 1 });
+      assert.equal(await store.repositoryExists('r'), true);
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('redis config', () => {
+  it('applies defaults and accepts the documented shapes', () => {
+    const parsed = redisConfigSchema.parse({});
+    assert.equal(parsed.keyPrefix, 'berth:');
+    assert.equal(parsed.commandTimeoutMs, 2000);
+    redisConfigSchema.parse({ url: 'rediss://user:pw@redis.example:6380/2' });
+    redisConfigSchema.parse({ sentinel: { name: 'mymaster', sentinels: [{ host: 's1', port: 26379 }, { host: 's2' }] }, password: 'p' });
+    redisConfigSchema.parse({ cluster: { nodes: ['redis://n1:7000', 'redis://n2:7001'] }, username: 'berth', password: 'p' });
+  });
+
+  it('rejects unknown keys, other schemes, braces in the prefix and two modes at once', () => {
+    assert.throws(() => redisConfigSchema.parse({ host: 'x' }));
+    assert.throws(() => redisConfigSchema.parse({ url: 'http://x:6379' }));
+    assert.throws(() => redisConfigSchema.parse({ keyPrefix: 'a{b}:' }));
+    assert.throws(() => redisConfigSchema.parse({ url: 'redis://x', cluster: { nodes: ['redis://y'] } }));
+    assert.throws(() => redisConfigSchema.parse({ cluster: { nodes: ['redis://y'] }, db: 3 }));
+  });
+});
