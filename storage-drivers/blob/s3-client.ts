@@ -1,0 +1,34 @@
+import http from 'node:http';
+import https from 'node:https';
+import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { S3Config } from './s3-config.js';
+
+/** An S3 client configured from Berth's settings: timeouts, retries, sockets, checksum mode. */
+export function createS3Client(config: S3Config): S3Client {
+  const agent = { keepAlive: true, maxSockets: config.maxSockets };
+  // Many S3-compatible stores store aws-chunked framing verbatim; checksums only where S3 insists.
+  const checksum = config.checksum === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
+  return new S3Client({
+    region: config.region,
+    endpoint: config.endpoint,
+    forcePathStyle: config.forcePathStyle,
+    credentials: config.credentials,
+    maxAttempts: config.maxAttempts,
+    retryMode: 'standard',
+    requestChecksumCalculation: checksum,
+    responseChecksumValidation: checksum,
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: config.connectTimeoutMs,
+      // An idle timeout, not a total one: a multi-GiB part may take minutes but never stalls that long.
+      socketTimeout: config.requestTimeoutMs,
+      httpAgent: new http.Agent(agent),
+      httpsAgent: new https.Agent(agent),
+    }),
+  });
+}
+
+/** How the endpoint is named in error messages. */
+export function describeEndpoint(config: Pick<S3Config, 'endpoint' | 'region'>): string {
+  return config.endpoint ?? `AWS S3 (${config.region})`;
+}

@@ -1,0 +1,240 @@
+// S3 plumbing shared by the driver and its writers: listing, batched deletes, the persisted state of
+// in-progress objects, streamed bodies with their own retries.
+import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type _Object,
+  type S3Client,
+  type ServerSideEncryption,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { S3Keys } from './s3-keys.js';
+import type { PartPlan, S3Limits } from './s3-parts.js';
+import { isNotFound, isRetryable, isUnsupported, unavailable } from './s3-errors.js';
+
+/** Everything a driver and its writers share. */
+export interface S3Context {
+  client: S3Client;
+  bucket: string;
+  keys: S3Keys;
+  limits: S3Limits;
+  /** Part plan for uploads started by this process (resumed uploads keep the plan they started with). */
+  plan: PartPlan;
+  maxAttempts: number;
+  /** Encryption and storage class for committed objects. */
+  objectParams: ObjectParams;
+  /** Temporary objects only get encryption: a cold storage class would bill them for weeks. */
+  tempParams: ObjectParams;
+}
+
+export interface ObjectParams {
+  ServerSideEncryption?: ServerSideEncryption;
+  SSEKMSKeyId?: string;
+  StorageClass?: StorageClass;
+}
+
+const partSchema = z.object({
+  n: z.number().int().min(1),
+  etag: z.string().min(1),
+  size: z.number().int().min(0),
+  crc32: z.string().optional(),
+});
+const segmentSchema = z.object({ key: z.string().min(1), size: z.number().int().min(0) });
+
+/** What is persisted at the state key after every close(). */
+export const uploadStateSchema = z.object({
+  v: z.literal(1),
+  key: z.string(),
+  uploadId: z.string().min(1).optional(),
+  plan: z.object({ base: z.number().int().positive(), tierLength: z.number().int().positive() }),
+  /** Finished multipart parts, in part-number order. */
+  parts: z.array(partSchema),
+  /** Bytes after the last part, stored as small objects until they fill the next part. */
+  segments: z.array(segmentSchema),
+  createdAt: z.string(),
+});
+export type UploadState = z.infer<typeof uploadStateSchema>;
+export type PartRecord = z.infer<typeof partSchema>;
+export type SegmentRecord = z.infer<typeof segmentSchema>;
+
+export function freshState(key: string, plan: PartPlan): UploadState {
+  return { v: 1, key, plan, parts: [], segments: [], createdAt: new Date().toISOString() };
+}
+
+export function stateSize(state: UploadState): number {
+  let size = 0;
+  for (const part of state.parts) size += part.size;
+  for (const segment of state.segments) size += segment.size;
+  return size;
+}
+
+export async function readState(ctx: S3Context, key: string): Promise<UploadState | undefined> {
+  const s3Key = ctx.keys.state(key);
+  try {
+    const out = await ctx.client.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: s3Key }));
+    const text = out.Body === undefined ? '' : await out.Body.transformToString();
+    return uploadStateSchema.parse(JSON.parse(text));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    if (err instanceof SyntaxError || err instanceof z.ZodError) {
+      throw unavailable('read of upload state', s3Key, err);
+    }
+    throw unavailable('GetObject', s3Key, err);
+  }
+}
+
+export async function writeState(ctx: S3Context, key: string, state: UploadState): Promise<void> {
+  const s3Key = ctx.keys.state(key);
+  const body = Buffer.from(JSON.stringify(state));
+  try {
+    await ctx.client.send(
+      new PutObjectCommand({
+        Bucket: ctx.bucket,
+        Key: s3Key,
+        Body: body,
+        ContentLength: body.length,
+        ContentType: 'application/json',
+        ...ctx.tempParams,
+      }),
+    );
+  } catch (err) {
+    throw unavailable('PutObject', s3Key, err);
+  }
+}
+
+/** Every object under `prefix` (paginated); with a delimiter, only the direct children. */
+export async function* listObjects(ctx: S3Context, prefix: string, delimiter?: string): AsyncGenerator<_Object> {
+  let token: string | undefined;
+  do {
+    let out;
+    try {
+      out = await ctx.client.send(
+        new ListObjectsV2Command({ Bucket: ctx.bucket, Prefix: prefix, ContinuationToken: token, Delimiter: delimiter }),
+      );
+    } catch (err) {
+      throw unavailable('ListObjectsV2', prefix, err);
+    }
+    for (const object of out.Contents ?? []) {
+      if (object.Key !== undefined) yield object;
+    }
+    token = out.IsTruncated === true ? out.NextContinuationToken : undefined;
+  } while (token !== undefined);
+}
+
+const DELETE_BATCH = 1000;
+
+/** Deletes keys in batches of 1000 (the DeleteObjects limit). Missing keys are not an error. */
+export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promise<void> {
+  let batch: string[] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const objects = batch.map((Key) => ({ Key }));
+    batch = [];
+    let out;
+    try {
+      out = await ctx.client.send(
+        new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: objects, Quiet: true } }),
+      );
+    } catch (err) {
+      throw unavailable('DeleteObjects', `${objects.length} keys`, err);
+    }
+    const failed = out.Errors?.[0];
+    if (failed !== undefined) {
+      throw unavailable('DeleteObjects', failed.Key ?? '?', { name: failed.Code, message: failed.Message });
+    }
+  };
+  for (const key of keys) {
+    batch.push(key);
+    if (batch.length === DELETE_BATCH) await flush();
+  }
+  await flush();
+}
+
+/** Deletes every object under `prefix` (recursively, or only direct children with a delimiter). */
+export async function deletePrefix(ctx: S3Context, prefix: string, delimiter?: string): Promise<void> {
+  const keys: string[] = [];
+  for await (const object of listObjects(ctx, prefix, delimiter)) {
+    keys.push(object.Key as string);
+    if (keys.length === DELETE_BATCH) await deleteKeys(ctx, keys.splice(0));
+  }
+  await deleteKeys(ctx, keys);
+}
+
+/** Sends AbortMultipartUpload; a store without the call (s3rver) or an already gone upload is fine. */
+export async function abortUpload(ctx: S3Context, s3Key: string, uploadId: string): Promise<void> {
+  try {
+    await ctx.client.send(new AbortMultipartUploadCommand({ Bucket: ctx.bucket, Key: s3Key, UploadId: uploadId }));
+  } catch (err) {
+    if (isUnsupported(err) || isNotFound(err)) return;
+    throw unavailable('AbortMultipartUpload', s3Key, err);
+  }
+}
+
+/** Throws away the in-progress object at `key`: its multipart upload, segments and state. */
+export async function discardInProgress(ctx: S3Context, key: string, state: UploadState | undefined): Promise<void> {
+  if (state?.uploadId !== undefined) await abortUpload(ctx, ctx.keys.object(key), state.uploadId);
+  // Direct children only: in-progress objects under `key/` are not this one's.
+  await deletePrefix(ctx, ctx.keys.uploadDir(key), '/');
+}
+
+/**
+ * A body made of stored segments (read back from S3) followed by in-memory chunks, exactly `total`
+ * bytes long. Built fresh per attempt because a stream cannot be rewound.
+ */
+export function concatBody(
+  ctx: S3Context,
+  segments: readonly SegmentRecord[],
+  chunks: readonly Buffer[],
+  total: number,
+): Readable {
+  async function* bytes(): AsyncGenerator<Buffer> {
+    let sent = 0;
+    const account = (length: number): void => {
+      sent += length;
+      if (sent > total) throw new Error(`upload body longer than the expected ${total} bytes`);
+    };
+    for (const segment of segments) {
+      let out;
+      try {
+        out = await ctx.client.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: segment.key }));
+      } catch (err) {
+        throw unavailable('GetObject', segment.key, err);
+      }
+      let read = 0;
+      for await (const chunk of out.Body as Readable) {
+        const buf = chunk as Buffer;
+        read += buf.length;
+        account(buf.length);
+        yield buf;
+      }
+      if (read !== segment.size) throw new Error(`segment ${segment.key} holds ${read} bytes, expected ${segment.size}`);
+    }
+    for (const chunk of chunks) {
+      account(chunk.length);
+      yield chunk;
+    }
+    if (sent !== total) throw new Error(`upload body has ${sent} bytes, expected ${total}`);
+  }
+  return Readable.from(bytes(), { objectMode: false });
+}
+
+/**
+ * Runs a request whose body is a stream: the SDK does not retry those (it cannot rewind them), so
+ * retryable failures are retried here with a fresh body, with exponential backoff and jitter.
+ */
+export async function withStreamRetries<T>(ctx: S3Context, attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (n >= ctx.maxAttempts || !isRetryable(err)) throw err;
+      await delay(Math.min(20_000, 100 * 2 ** n) * (0.5 + Math.random() / 2));
+    }
+  }
+}

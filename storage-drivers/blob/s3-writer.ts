@@ -1,0 +1,333 @@
+// The in-progress object at a key is one S3 multipart upload plus a tail of small "segment" objects
+// holding the bytes that do not fill a part yet. Its state (upload id, finished parts, segments) is a
+// JSON object in the bucket, rewritten by every close(), so the next PATCH can land on any process.
+//
+// Memory: the writer buffers at most one part while the previous part uploads (two parts at most).
+// A close() with an unfinished part writes the buffered bytes as a new segment; when later writes fill
+// the part, the segments are streamed back from S3 together with the new bytes as that part. Commit
+// completes the multipart upload server-side (or, below one part, writes or copies a single object),
+// so a finished blob is never streamed back through Berth.
+import { addAbortSignal, type Readable } from 'node:stream';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { partSizeFor } from './s3-parts.js';
+import {
+  abortUpload,
+  concatBody,
+  deleteKeys,
+  deletePrefix,
+  stateSize,
+  withStreamRetries,
+  writeState,
+  type PartRecord,
+  type S3Context,
+  type SegmentRecord,
+  type UploadState,
+} from './s3-io.js';
+import { unavailable } from './s3-errors.js';
+import { BlobDriverError, StorageUnavailableError, type BlobWriter } from './types.js';
+
+export class S3Writer implements BlobWriter {
+  private readonly s3Key: string;
+  /** Bytes received since the last part or segment, not yet stored anywhere. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private segmentBytes: number;
+  private written: number;
+  private nextPart: number;
+  private inflight: Promise<void> | undefined;
+  private failure: unknown;
+  /** Segments already folded into a part; deleted once a state without them is stored. */
+  private obsolete: string[] = [];
+  private finished = false;
+
+  constructor(
+    private readonly ctx: S3Context,
+    private readonly key: string,
+    private readonly state: UploadState,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.s3Key = ctx.keys.object(key);
+    this.written = stateSize(state);
+    this.segmentBytes = state.segments.reduce((sum, segment) => sum + segment.size, 0);
+    this.nextPart = state.parts.length + 1;
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  async write(src: Readable, signal?: AbortSignal): Promise<number> {
+    this.assertOpen();
+    const signals = [this.signal, signal].filter((s): s is AbortSignal => s !== undefined);
+    const abort = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+    let appended = 0;
+    try {
+      abort?.throwIfAborted();
+      // A stalled source must still notice the abort, so the signal destroys the stream itself.
+      if (abort !== undefined) addAbortSignal(abort, src);
+      for await (const raw of src) {
+        let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
+        while (chunk.length > 0) {
+          const room = this.partTarget() - this.segmentBytes - this.buffered;
+          if (room <= 0) {
+            await this.launchPart();
+            continue;
+          }
+          const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
+          this.chunks.push(piece);
+          this.buffered += piece.length;
+          this.written += piece.length;
+          appended += piece.length;
+          chunk = chunk.subarray(piece.length);
+          if (piece.length === room) await this.launchPart();
+        }
+      }
+    } finally {
+      // Even on abort, wait for the part in flight: `size` must describe stored or buffered bytes only.
+      await this.settle();
+    }
+    this.throwIfFailed();
+    return appended;
+  }
+
+  async close(): Promise<void> {
+    this.assertOpen();
+    await this.settle();
+    this.throwIfFailed();
+    this.finished = true;
+    if (this.buffered > 0) {
+      const segment = await this.storeSegment();
+      this.state.segments.push(segment);
+      this.segmentBytes += segment.size;
+    }
+    await writeState(this.ctx, this.key, this.state);
+    // Only now no stored state refers to the folded segments any more.
+    await deleteKeys(this.ctx, this.obsolete.splice(0));
+  }
+
+  async commit(): Promise<void> {
+    this.assertOpen();
+    await this.settle();
+    this.throwIfFailed();
+    this.finished = true;
+    const { state } = this;
+    const pending = this.segmentBytes + this.buffered;
+    if (state.uploadId === undefined || (state.parts.length === 0 && pending === this.written)) {
+      await this.commitSingle();
+      if (state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, state.uploadId);
+    } else {
+      if (pending > 0) {
+        const segments = state.segments.splice(0);
+        state.parts.push(await this.uploadPart(this.nextPart++, segments, this.takeChunks(), pending));
+      }
+      await this.completeUpload(state.uploadId, state.parts);
+    }
+    await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/');
+  }
+
+  async cancel(): Promise<void> {
+    this.assertOpen();
+    this.finished = true;
+    await this.settle();
+    this.chunks = [];
+    if (this.state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, this.state.uploadId);
+    await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/');
+  }
+
+  private partTarget(): number {
+    return partSizeFor(this.state.plan, Math.min(this.nextPart, this.ctx.limits.maxParts), this.ctx.limits);
+  }
+
+  /** Turns the segments and buffered bytes into the next part, uploading while the caller reads on. */
+  private async launchPart(): Promise<void> {
+    const partNumber = this.nextPart;
+    if (partNumber > this.ctx.limits.maxParts) {
+      throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
+    }
+    // One part in flight at a time keeps memory at two parts and parts in order.
+    await this.settle();
+    this.throwIfFailed();
+    const uploadId = await this.ensureUpload();
+    this.nextPart++;
+    const segments = this.state.segments.splice(0);
+    const bytes = this.segmentBytes + this.buffered;
+    this.segmentBytes = 0;
+    const chunks = this.takeChunks();
+    this.inflight = this.uploadPart(partNumber, segments, chunks, bytes, uploadId).then(
+      (part) => {
+        this.state.parts.push(part);
+        for (const segment of segments) this.obsolete.push(segment.key);
+      },
+      (err: unknown) => {
+        this.failure = err;
+      },
+    );
+  }
+
+  private takeChunks(): Buffer[] {
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.buffered = 0;
+    return chunks;
+  }
+
+  private async settle(): Promise<void> {
+    const inflight = this.inflight;
+    this.inflight = undefined;
+    if (inflight !== undefined) await inflight;
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure === undefined) return;
+    const err = this.failure;
+    if (err instanceof BlobDriverError) throw err;
+    throw unavailable('UploadPart', this.s3Key, err);
+  }
+
+  private assertOpen(): void {
+    if (this.finished) throw new BlobDriverError(`writer for ${this.key} is already closed`);
+  }
+
+  private async ensureUpload(): Promise<string> {
+    if (this.state.uploadId !== undefined) return this.state.uploadId;
+    try {
+      const out = await this.ctx.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.ctx.bucket, Key: this.s3Key, ...this.ctx.objectParams }),
+      );
+      if (out.UploadId === undefined) throw new Error('no UploadId in the response');
+      this.state.uploadId = out.UploadId;
+      return out.UploadId;
+    } catch (err) {
+      throw unavailable('CreateMultipartUpload', this.s3Key, err);
+    }
+  }
+
+  private async uploadPart(
+    partNumber: number,
+    segments: SegmentRecord[],
+    chunks: Buffer[],
+    bytes: number,
+    uploadId = this.state.uploadId,
+  ): Promise<PartRecord> {
+    if (partNumber > this.ctx.limits.maxParts) {
+      throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
+    }
+    if (bytes > this.ctx.limits.maxPartSize) {
+      throw new BlobDriverError(`${this.key}: part ${partNumber} of ${bytes} bytes exceeds the part limit`);
+    }
+    try {
+      const out = await withStreamRetries(this.ctx, () =>
+        this.ctx.client.send(
+          new UploadPartCommand({
+            Bucket: this.ctx.bucket,
+            Key: this.s3Key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            ContentLength: bytes,
+            Body: concatBody(this.ctx, segments, chunks, bytes),
+          }),
+        ),
+      );
+      if (out.ETag === undefined) throw new Error('no ETag in the response');
+      const part: PartRecord = { n: partNumber, etag: out.ETag, size: bytes };
+      if (out.ChecksumCRC32 !== undefined) part.crc32 = out.ChecksumCRC32;
+      return part;
+    } catch (err) {
+      if (err instanceof StorageUnavailableError || err instanceof BlobDriverError) throw err;
+      throw unavailable(`UploadPart ${partNumber}`, this.s3Key, err);
+    }
+  }
+
+  /** Stores the buffered bytes as one more tail segment. */
+  private async storeSegment(): Promise<SegmentRecord> {
+    const bytes = this.buffered;
+    const chunks = this.takeChunks();
+    const key = this.ctx.keys.segment(this.key, this.written - bytes);
+    try {
+      await withStreamRetries(this.ctx, () =>
+        this.ctx.client.send(
+          new PutObjectCommand({
+            Bucket: this.ctx.bucket,
+            Key: key,
+            ContentLength: bytes,
+            Body: concatBody(this.ctx, [], chunks, bytes),
+            ...this.ctx.tempParams,
+          }),
+        ),
+      );
+    } catch (err) {
+      throw unavailable('PutObject', key, err);
+    }
+    return { key, size: bytes };
+  }
+
+  /** Less than one part in total: one PutObject, or a server-side copy of a lone segment. */
+  private async commitSingle(): Promise<void> {
+    const segments = this.state.segments.splice(0);
+    const only = segments[0];
+    if (segments.length === 1 && only !== undefined && this.buffered === 0) {
+      try {
+        await this.ctx.client.send(
+          new CopyObjectCommand({
+            Bucket: this.ctx.bucket,
+            Key: this.s3Key,
+            CopySource: copySource(this.ctx.bucket, only.key),
+            MetadataDirective: 'REPLACE',
+            ...this.ctx.objectParams,
+          }),
+        );
+      } catch (err) {
+        throw unavailable('CopyObject', this.s3Key, err);
+      }
+      return;
+    }
+    const bytes = this.segmentBytes + this.buffered;
+    const chunks = this.takeChunks();
+    try {
+      await withStreamRetries(this.ctx, () =>
+        this.ctx.client.send(
+          new PutObjectCommand({
+            Bucket: this.ctx.bucket,
+            Key: this.s3Key,
+            ContentLength: bytes,
+            Body: concatBody(this.ctx, segments, chunks, bytes),
+            ...this.ctx.objectParams,
+          }),
+        ),
+      );
+    } catch (err) {
+      if (err instanceof StorageUnavailableError) throw err;
+      throw unavailable('PutObject', this.s3Key, err);
+    }
+  }
+
+  private async completeUpload(uploadId: string, parts: PartRecord[]): Promise<void> {
+    try {
+      await this.ctx.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.ctx.bucket,
+          Key: this.s3Key,
+          UploadId: uploadId,
+          MultipartUpload: {
+            Parts: [...parts]
+              .sort((a, b) => a.n - b.n)
+              .map((part) => ({ PartNumber: part.n, ETag: part.etag, ChecksumCRC32: part.crc32 })),
+          },
+        }),
+      );
+    } catch (err) {
+      throw unavailable('CompleteMultipartUpload', this.s3Key, err);
+    }
+  }
+}
+
+/** The x-amz-copy-source value: bucket/key, URL-encoded except for the slashes. */
+export function copySource(bucket: string, s3Key: string): string {
+  return `${bucket}/${s3Key.split('/').map(encodeURIComponent).join('/')}`;
+}

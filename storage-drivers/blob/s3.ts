@@ -1,0 +1,458 @@
+// BlobDriver on S3-compatible object storage (@aws-sdk/client-s3). Key layout: ./s3-keys.ts.
+// In-progress objects: ./s3-writer.ts. Part and copy arithmetic: ./s3-parts.ts.
+import { addAbortSignal, Readable } from 'node:stream';
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.js';
+import { createS3Client, describeEndpoint } from './s3-client.js';
+import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, isUnsupported, unavailable } from './s3-errors.js';
+import {
+  abortUpload,
+  deleteKeys,
+  deletePrefix,
+  discardInProgress,
+  freshState,
+  listObjects,
+  readState,
+  type ObjectParams,
+  type S3Context,
+} from './s3-io.js';
+import { S3Keys } from './s3-keys.js';
+import { copyRanges, formatRange, planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
+import { copySource, S3Writer } from './s3-writer.js';
+import {
+  assertValidKey,
+  BlobNotFoundError,
+  InvalidOffsetError,
+  StorageUnavailableError,
+  type BlobDriver,
+  type BlobInfo,
+  type BlobWriter,
+  type ReadOptions,
+  type WriterOptions,
+} from './types.js';
+
+const GiB = 1024 * 1024 * 1024;
+
+/** Knobs for tests and unusual stores; production uses S3's real limits. */
+export interface S3DriverOptions {
+  /** Overrides S3's limits, e.g. a lower maxCopySize to exercise multipart copies with small objects. */
+  limits?: Partial<S3Limits>;
+  /** Range size for multipart copies of objects over maxCopySize (default 1 GiB, capped at maxCopySize). */
+  copyRangeBytes?: number;
+  /** Clock for the presigned-URL cache. */
+  now?: () => number;
+}
+
+/** Presigned URLs kept for reuse; bounded so a huge catalogue cannot grow it without end. */
+const PRESIGN_CACHE_ENTRIES = 10_000;
+
+export class S3BlobDriver implements BlobDriver {
+  readonly name = 's3';
+  /** The SDK client; tests attach middleware to it to record requests. */
+  readonly client: S3Client;
+  private readonly ctx: S3Context;
+  private readonly keys: S3Keys;
+  private readonly copyRangeBytes: number;
+  private readonly now: () => number;
+  private readonly presigned = new Map<string, { url: string; reuseUntil: number }>();
+
+  constructor(
+    readonly config: S3Config,
+    options: S3DriverOptions = {},
+  ) {
+    this.client = createS3Client(config);
+    this.keys = new S3Keys(config.prefix);
+    const limits: S3Limits = { ...S3_LIMITS, ...options.limits };
+    const objectParams: ObjectParams = {};
+    const tempParams: ObjectParams = {};
+    if (config.sse !== undefined) {
+      objectParams.ServerSideEncryption = tempParams.ServerSideEncryption = config.sse;
+      if (config.kmsKeyId !== undefined) objectParams.SSEKMSKeyId = tempParams.SSEKMSKeyId = config.kmsKeyId;
+    }
+    if (config.storageClass !== undefined) objectParams.StorageClass = config.storageClass as ObjectParams['StorageClass'];
+    this.ctx = {
+      client: this.client,
+      bucket: config.bucket,
+      keys: this.keys,
+      limits,
+      plan: planParts(config.partSizeBytes, limits),
+      maxAttempts: config.maxAttempts,
+      objectParams,
+      tempParams,
+    };
+    this.copyRangeBytes = Math.min(options.copyRangeBytes ?? GiB, limits.maxCopySize);
+    this.now = options.now ?? Date.now;
+  }
+
+  async stat(key: string): Promise<BlobInfo> {
+    assertValidKey(key);
+    const s3Key = this.keys.object(key);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: s3Key }));
+      return { key, size: out.ContentLength ?? 0, modifiedAt: out.LastModified ?? new Date(0) };
+    } catch (err) {
+      throw this.mapError('HeadObject', key, err);
+    }
+  }
+
+  async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
+    assertValidKey(key);
+    const start = options.start ?? 0;
+    const { end, signal } = options;
+    if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
+    if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
+    // No Range header for whole-object reads: S3 answers 416 to any range of an empty object.
+    const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}`;
+    let body: Readable;
+    let length: number | undefined;
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key), Range: range }),
+        { abortSignal: signal },
+      );
+      body = out.Body as Readable;
+      length = out.ContentLength;
+      const total = totalFromContentRange(out.ContentRange);
+      // Some stores ignore parts of a Range (s3rver reads "bytes=0-0" as the whole object): trim.
+      if (end !== undefined && total !== undefined && length !== undefined) {
+        const expected = Math.min(end, total - 1) - start + 1;
+        if (length > expected) body = takeBytes(body, expected);
+      }
+    } catch (err) {
+      if (isInvalidRange(err) && !isAbort(err)) return this.readPastEnd(key, start);
+      throw this.mapError('GetObject', key, err);
+    }
+    if (signal !== undefined) addAbortSignal(signal, body);
+    return body;
+  }
+
+  async put(key: string, data: Buffer): Promise<void> {
+    assertValidKey(key);
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key: this.keys.object(key),
+          Body: data,
+          ContentLength: data.length,
+          ...this.ctx.objectParams,
+        }),
+      );
+    } catch (err) {
+      throw this.mapError('PutObject', key, err);
+    }
+  }
+
+  async get(key: string): Promise<Buffer> {
+    assertValidKey(key);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key) }));
+      return out.Body === undefined ? Buffer.alloc(0) : Buffer.from(await out.Body.transformToByteArray());
+    } catch (err) {
+      throw this.mapError('GetObject', key, err);
+    }
+  }
+
+  async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
+    assertValidKey(key);
+    options.signal?.throwIfAborted();
+    const existing = await readState(this.ctx, key);
+    if (options.append && existing !== undefined) return new S3Writer(this.ctx, key, existing, options.signal);
+    if (existing !== undefined) await discardInProgress(this.ctx, key, existing);
+    return new S3Writer(this.ctx, key, freshState(key, this.ctx.plan), options.signal);
+  }
+
+  async move(from: string, to: string): Promise<void> {
+    assertValidKey(from);
+    assertValidKey(to);
+    const size = (await this.stat(from)).size;
+    if (from === to) return;
+    const source = this.keys.object(from);
+    const target = this.keys.object(to);
+    if (size <= this.ctx.limits.maxCopySize) {
+      try {
+        await this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.config.bucket,
+            Key: target,
+            CopySource: copySource(this.config.bucket, source),
+            MetadataDirective: 'COPY',
+            ...this.ctx.objectParams,
+          }),
+        );
+      } catch (err) {
+        throw this.mapError('CopyObject', from, err);
+      }
+    } else {
+      await this.multipartCopy(source, target, size);
+    }
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: source }));
+    } catch (err) {
+      throw this.mapError('DeleteObject', from, err);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key);
+    const s3Key = this.keys.object(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: s3Key }));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.mapError('DeleteObject', key, err);
+    }
+    await deletePrefix(this.ctx, this.keys.children(key));
+    // In-progress objects at `key` and under `key/` share the upload directory of `key`.
+    const internal: string[] = [];
+    for await (const object of listObjects(this.ctx, this.keys.uploadDir(key))) {
+      const objectKey = object.Key as string;
+      internal.push(objectKey);
+      if (!S3Keys.isState(objectKey)) continue;
+      const dir = S3Keys.dirOf(objectKey);
+      const state = await readState(this.ctx, this.keys.keyOfUploadDir(dir));
+      if (state?.uploadId !== undefined) await abortUpload(this.ctx, this.keys.object(state.key), state.uploadId);
+    }
+    await deleteKeys(this.ctx, internal);
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    assertValidKey(prefix);
+    for await (const object of listObjects(this.ctx, this.keys.children(prefix))) {
+      const key = this.keys.fromObject(object.Key as string);
+      if (key !== undefined) yield key;
+    }
+  }
+
+  /** A presigned GET, reused until shortly before it expires; undefined when redirects are off. */
+  async redirectUrl(key: string): Promise<string | undefined> {
+    assertValidKey(key);
+    const { enabled, expiresSeconds, cacheSeconds } = this.config.redirect;
+    if (!enabled) return undefined;
+    const now = this.now();
+    const cached = this.presigned.get(key);
+    if (cached !== undefined && now < cached.reuseUntil) return cached.url;
+    const url = await getSignedUrl(
+      this.client,
+      new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key) }),
+      { expiresIn: expiresSeconds },
+    );
+    // Default reuse window: the lifetime minus a margin (a tenth, at least a minute) for the client's fetch.
+    const reuse = cacheSeconds ?? Math.max(0, expiresSeconds - Math.max(60, Math.ceil(expiresSeconds / 10)));
+    this.presigned.delete(key);
+    this.presigned.set(key, { url, reuseUntil: now + reuse * 1000 });
+    if (this.presigned.size > PRESIGN_CACHE_ENTRIES) {
+      const oldest = this.presigned.keys().next();
+      if (oldest.done !== true) this.presigned.delete(oldest.value);
+    }
+    return url;
+  }
+
+  /** HeadBucket; the error names the endpoint and bucket and says what is wrong. */
+  async ping(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.config.bucket }));
+    } catch (err) {
+      throw new StorageUnavailableError(describeS3Failure(this.config, err), { cause: err });
+    }
+  }
+
+  /**
+   * Crash leftovers: aborts in-progress objects untouched since `olderThan` (their multipart upload,
+   * segments and state), orphaned segments, and multipart uploads no state refers to. Returns how many
+   * in-progress objects or orphans were removed.
+   */
+  async sweep(olderThan: Date): Promise<number> {
+    const cutoff = olderThan.getTime();
+    const dirs = new Map<string, { state?: Date; objects: { key: string; modified: number }[] }>();
+    for await (const object of listObjects(this.ctx, this.keys.uploadsRoot())) {
+      const objectKey = object.Key as string;
+      const dir = S3Keys.dirOf(objectKey);
+      const entry = dirs.get(dir) ?? { objects: [] };
+      const modified = object.LastModified?.getTime() ?? 0;
+      if (S3Keys.isState(objectKey)) entry.state = object.LastModified ?? new Date(0);
+      entry.objects.push({ key: objectKey, modified });
+      dirs.set(dir, entry);
+    }
+    let removed = 0;
+    for (const [dir, entry] of dirs) {
+      const key = this.keys.keyOfUploadDir(dir);
+      if (entry.state !== undefined) {
+        if (entry.state.getTime() >= cutoff) continue;
+        await discardInProgress(this.ctx, key, await readState(this.ctx, key));
+        removed++;
+      } else {
+        const stale = entry.objects.filter((o) => o.modified < cutoff).map((o) => o.key);
+        if (stale.length === 0) continue;
+        await deleteKeys(this.ctx, stale);
+        removed++;
+      }
+    }
+    return removed + (await this.sweepUploads(cutoff));
+  }
+
+  async close(): Promise<void> {
+    this.presigned.clear();
+    this.client.destroy();
+  }
+
+  /** Multipart uploads started before `cutoff` that no in-progress state refers to. */
+  private async sweepUploads(cutoff: number): Promise<number> {
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      let out;
+      try {
+        out = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.config.bucket,
+            Prefix: this.keys.children(''),
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        );
+      } catch (err) {
+        // s3rver and some other stores cannot list uploads; their leftovers need a lifecycle rule.
+        if (isUnsupported(err)) return removed;
+        throw unavailable('ListMultipartUploads', this.config.bucket, err);
+      }
+      for (const upload of out.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined) continue;
+        if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
+        const key = this.keys.fromObject(upload.Key);
+        const state = key === undefined ? undefined : await readState(this.ctx, key);
+        if (state?.uploadId === upload.UploadId) continue;
+        await abortUpload(this.ctx, upload.Key, upload.UploadId);
+        removed++;
+      }
+      keyMarker = out.IsTruncated === true ? out.NextKeyMarker : undefined;
+      uploadIdMarker = out.IsTruncated === true ? out.NextUploadIdMarker : undefined;
+    } while (keyMarker !== undefined);
+    return removed;
+  }
+
+  /** Objects over the single-copy limit: UploadPartCopy in ranges, all server-side. */
+  private async multipartCopy(source: string, target: string, size: number): Promise<void> {
+    const ranges = copyRanges(size, this.copyRangeBytes, this.ctx.limits);
+    let uploadId: string | undefined;
+    try {
+      const created = await this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: this.config.bucket, Key: target, ...this.ctx.objectParams }),
+      );
+      uploadId = created.UploadId;
+      if (uploadId === undefined) throw new Error('no UploadId in the response');
+      const parts: { PartNumber: number; ETag: string }[] = [];
+      // A few ranges at a time: each is a server-side copy of up to 5 GiB.
+      const concurrency = 4;
+      for (let i = 0; i < ranges.length; i += concurrency) {
+        const batch = ranges.slice(i, i + concurrency);
+        const copied = await Promise.all(
+          batch.map(async (range, j) => {
+            const PartNumber = i + j + 1;
+            const out = await this.client.send(
+              new UploadPartCopyCommand({
+                Bucket: this.config.bucket,
+                Key: target,
+                UploadId: uploadId,
+                PartNumber,
+                CopySource: copySource(this.config.bucket, source),
+                CopySourceRange: formatRange(range),
+              }),
+            );
+            const ETag = out.CopyPartResult?.ETag;
+            if (ETag === undefined) throw new Error(`no ETag for copied part ${PartNumber}`);
+            return { PartNumber, ETag };
+          }),
+        );
+        parts.push(...copied);
+      }
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.config.bucket,
+          Key: target,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+    } catch (err) {
+      if (uploadId !== undefined) await abortUpload(this.ctx, target, uploadId).catch(() => undefined);
+      throw unavailable('multipart copy to', target, err);
+    }
+  }
+
+  /** A 416: reading exactly at the end gives an empty stream, past it an InvalidOffsetError. */
+  private async readPastEnd(key: string, start: number): Promise<Readable> {
+    const { size } = await this.stat(key);
+    if (start === size) return Readable.from([], { objectMode: false });
+    throw new InvalidOffsetError(key, start);
+  }
+
+  private mapError(operation: string, key: string, err: unknown): Error {
+    if (isAbort(err)) return err as Error;
+    if (isNotFound(err)) return new BlobNotFoundError(key);
+    return unavailable(operation, `${this.config.bucket}/${this.keys.object(key)}`, err);
+  }
+}
+
+/** Parses the total size from `bytes a-b/total`. */
+function totalFromContentRange(contentRange: string | undefined): number | undefined {
+  const match = contentRange === undefined ? null : /\/(\d+)$/.exec(contentRange);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+/** The first `length` bytes of `src`; stops reading (and destroys `src`) after them. */
+function takeBytes(src: Readable, length: number): Readable {
+  async function* take(): AsyncGenerator<Buffer> {
+    let left = length;
+    if (left === 0) return;
+    for await (const chunk of src) {
+      const buf = chunk as Buffer;
+      const piece = buf.length > left ? buf.subarray(0, left) : buf;
+      left -= piece.length;
+      yield piece;
+      if (left === 0) return;
+    }
+  }
+  return Readable.from(take(), { objectMode: false });
+}
+
+/** A startup/readiness message naming the endpoint and bucket and the likely cause. */
+export function describeS3Failure(config: Pick<S3Config, 'bucket' | 'endpoint' | 'region'>, err: unknown): string {
+  const where = `S3 bucket "${config.bucket}" at ${describeEndpoint(config)}`;
+  const name = errorName(err);
+  const status = httpStatus(err);
+  if (name === 'NoSuchBucket' || name === 'NotFound' || status === 404) return `${where} does not exist`;
+  if (status === 403 || status === 401 || /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden/.test(name)) {
+    return `${where}: access denied (${name}); check the credentials and the bucket policy`;
+  }
+  if (status === undefined) return `${where} is unreachable: ${name}: ${errorMessage(err)}`;
+  return `${where} failed: ${name} (HTTP ${status}): ${errorMessage(err)}`;
+}
+
+/** Builds the driver from (unparsed or parsed) configuration. */
+export function createS3Driver(config: S3ConfigInput | S3Config, options?: S3DriverOptions): S3BlobDriver {
+  return new S3BlobDriver(s3ConfigSchema.parse(config), options);
+}
+
+/** Refuses to start on a missing bucket, wrong credentials or an unreachable endpoint. */
+export async function checkS3Startup(config: S3ConfigInput | S3Config): Promise<void> {
+  const driver = createS3Driver(config);
+  try {
+    await driver.ping();
+  } finally {
+    await driver.close();
+  }
+}
