@@ -149,6 +149,14 @@ export class EmbeddedStore implements MetadataStore {
     return this.read('getManifest', () => this.manifests.get(key(repo, digest)));
   }
 
+  /** A tag's manifest record (resolveTag + getManifest in one read). */
+  getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
+    return this.read('getTaggedManifest', () => {
+      const digest = this.tags.get(key(repo, tag));
+      return digest === undefined ? undefined : this.manifests.get(key(repo, digest));
+    });
+  }
+
   deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
     return this.write('deleteManifest', () => {
       const record = this.manifests.get(key(repo, digest));

@@ -75,6 +75,8 @@ describe('embedded store durability', () => {
     try {
       assert.equal(await second.resolveTag('r', 'latest'), m.digest);
       assert.deepEqual(await second.getManifest('r', m.digest), m);
+      assert.deepEqual(await second.getTaggedManifest('r', 'latest'), m);
+      assert.equal(await second.getTaggedManifest('r', 'nope'), undefined);
       assert.deepEqual(await second.getBlobLink('r', digestOf('b')), { digest: digestOf('b'), size: 9 });
       assert.equal((await second.getUpload('u'))?.offset, 5);
       assert.deepEqual(await second.listRepositories({}), ['r']);

@@ -1,0 +1,26 @@
+import type { BerthConfig } from '../../server/config.js';
+import { EmbeddedStore } from './embedded.js';
+import { redisConfigSchema } from './redis-config.js';
+import { RedisStore } from './redis.js';
+import type { MetadataStore } from './types.js';
+
+/**
+ * Opens the configured metadata store. For Redis it waits up to `connectTimeoutMs` for the first
+ * connection but returns the store either way: calls fail with MetadataUnavailableError (503, /readyz
+ * not ready) until Redis answers, and the client keeps reconnecting by itself.
+ */
+export async function createMetadataStore(
+  config: BerthConfig['metadata'],
+  paths: { metadataPath: string },
+): Promise<MetadataStore> {
+  switch (config.store) {
+    case 'embedded':
+      return new EmbeddedStore({ path: paths.metadataPath });
+    case 'redis': {
+      const redis = config.redis ?? redisConfigSchema.parse({});
+      const store = new RedisStore({ ...redis, connectionName: 'berth' });
+      await store.waitUntilReady(redis.connectTimeoutMs);
+      return store;
+    }
+  }
+}
