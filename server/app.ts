@@ -42,7 +42,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, driver, metadata } = deps;
   const app = Fastify({
     logger: { level: config.log.level },
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     trustProxy: config.http.trustProxy,
     rewriteUrl: (req) => rewriteRegistryUrl(req.url ?? '/'),
     ...deps.server,

@@ -1,0 +1,78 @@
+import { startServer } from './main.js';
+import { configCheck, ConfigError } from './config.js';
+
+const HELP = `berth — an OCI container image registry
+
+Usage:
+  berth serve [--config FILE]     start the registry (default: filesystem storage under ./data, port 5000)
+  berth config check FILE         validate a configuration file and exit
+  berth help                      show this help
+
+Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
+`;
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i === -1) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+async function serve(args: string[]): Promise<void> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write('Usage: berth serve [--config FILE]\n\nStarts the registry. Stops gracefully on SIGTERM/SIGINT.\n');
+    return;
+  }
+  const server = await startServer({ configFile: option(args, '--config') });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      server.app.log.info({ signal }, 'shutting down');
+      server.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          server.app.log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(rest);
+      case 'config': {
+        const [sub, file] = rest;
+        if (sub !== 'check' || !file || rest.includes('--help')) {
+          process.stdout.write('Usage: berth config check FILE\n\nValidates FILE (with BERTH_* environment overrides) and prints every problem.\n');
+          if (sub !== 'check' || !file) process.exitCode = rest.includes('--help') ? 0 : 2;
+          return;
+        }
+        const result = configCheck(file);
+        if (result.ok) process.stdout.write(`${file}: configuration is valid\n`);
+        else {
+          process.stderr.write(`${file}: invalid configuration\n${result.problems.map((p) => `  - ${p}`).join('\n')}\n`);
+          process.exitCode = 1;
+        }
+        return;
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(HELP);
+        return;
+      default:
+        process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+        process.exitCode = 2;
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+    else process.stderr.write(`berth: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
