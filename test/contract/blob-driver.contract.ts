@@ -644,6 +644,16 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await driver.delete(k('upload'));
       });
 
+      it('lets two concurrent moves land on the same target (the same blob pushed twice)', async () => {
+        const data = bytes(300_000);
+        await driver.put(k('upload-1/data'), data);
+        await driver.put(k('upload-2/data'), data);
+        await Promise.all([driver.move(k('upload-1/data'), k('blob')), other.move(k('upload-2/data'), k('blob'))]);
+        assert.deepEqual(await driver.get(k('blob')), data);
+        assert.deepEqual(await collect(driver.list(prefix)), [k('blob')]);
+        await driver.delete(k('blob'));
+      });
+
       it('throws BlobNotFoundError for a missing source and leaves the target alone', async () => {
         await driver.put(k('dst'), Buffer.from('keep'));
         await rejectsWith(() => driver.move(k('missing'), k('dst')), BlobNotFoundError, 'move of missing');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -114,6 +114,23 @@ describe('FilesystemDriver', () => {
     assert.equal(stored.subarray(before).toString(), 'end');
     await fresh.delete('crash');
     assert.deepEqual(await filesUnder(root), []);
+  });
+
+  it('lists only committed objects, not temporaries or foreign names', async () => {
+    await driver.put('strays/kept', Buffer.from('k'));
+    // What a crash could leave behind, and files no key can name.
+    await mkdir(join(root, '@tmp'), { recursive: true });
+    await writeFile(join(root, '@tmp', '0123.strays+half'), 'half');
+    await mkdir(join(root, '@inprogress', 'strays', 'up'), { recursive: true });
+    await writeFile(join(root, '@inprogress', 'strays', 'up', '@data'), 'partial');
+    await writeFile(join(root, 'strays', 'has space'), 'x');
+    await writeFile(join(root, 'strays', 'kept@tmp'), 'x');
+    const keys: string[] = [];
+    for await (const key of driver.list('strays')) keys.push(key);
+    assert.deepEqual(keys, ['strays/kept']);
+    await driver.delete('strays');
+    assert.deepEqual(await filesUnder(root), ['@tmp/0123.strays+half']);
+    await rm(join(root, '@tmp'), { recursive: true });
   });
 
   it('cannot be made to touch files outside its root', async () => {
