@@ -381,10 +381,13 @@ export class RedisStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      await this.client.quit();
-    } catch {
-      // Redis unreachable: nothing to say goodbye to.
+    // QUIT only over a live connection; otherwise just stop the reconnect loop.
+    if (this.client.status === 'ready') {
+      try {
+        await this.client.quit();
+      } catch {
+        // Lost in between: nothing to say goodbye to.
+      }
     }
     this.client.disconnect();
   }

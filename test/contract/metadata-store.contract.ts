@@ -73,6 +73,35 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         assert.deepEqual(await store.listTags('r', {}), ['t']);
       });
 
+      it('keeps one answer per tag when many puts move it at once', async () => {
+        const manifests = Array.from({ length: 20 }, (_, i) => manifest(`concurrent-${i}`));
+        const results = await Promise.all(manifests.map((m) => store.putManifest('r', m, ['latest', 'stable'])));
+        const winner = await store.resolveTag('r', 'latest');
+        assert.equal(await store.resolveTag('r', 'stable'), winner);
+        // Each put saw the one before it: exactly one saw nothing, the others a distinct earlier digest.
+        const seen = results.map((r) => r.previousTags.latest);
+        assert.equal(seen.filter((d) => d === undefined).length, 1);
+        assert.equal(new Set(seen).size, 20);
+        assert.ok(!seen.includes(winner));
+        for (const m of manifests) {
+          if (m.digest !== winner) assert.deepEqual(await store.deleteManifest('r', m.digest), []);
+        }
+        assert.deepEqual(await store.listTags('r', {}), ['latest', 'stable']);
+        assert.deepEqual([...((await store.deleteManifest('r', winner ?? '')) ?? [])].sort(), ['latest', 'stable']);
+        assert.deepEqual(await store.listTags('r', {}), []);
+      });
+
+      it('handles tag names that are special words in JavaScript or Lua', async () => {
+        const tags = ['__proto__', 'constructor', 'toString', 'nil', 'false', 'end'];
+        const a = manifest('a');
+        const result = await store.putManifest('r', a, tags);
+        assert.deepEqual(Object.keys(result.previousTags).sort(), [...tags].sort());
+        assert.equal(Object.getPrototypeOf(result.previousTags), Object.prototype);
+        for (const tag of tags) assert.equal(await store.resolveTag('r', tag), a.digest);
+        const again = await store.putManifest('r', manifest('b'), ['__proto__']);
+        assert.equal(Object.getOwnPropertyDescriptor(again.previousTags, '__proto__')?.value, a.digest);
+      });
+
       it('lists tags in byte order, not locale or numeric order', async () => {
         const tags = ['b', 'a', 'A', '1.9', '1.10', 'Z', '_x', 'a-b', 'a.b', 'a_b', '10'];
         await store.putManifest('r', manifest('m'), tags);
