@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createBlobDriver } from '../storage-drivers/blob/factory.js';
 import type { BlobDriver } from '../storage-drivers/blob/types.js';
-import { EmbeddedStore } from '../storage-drivers/metadata/embedded.js';
+import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { buildApp } from './app.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
@@ -21,8 +21,8 @@ function isLoopback(host: string): boolean {
 export async function startServer(options: { configFile?: string } = {}): Promise<Server> {
   const config = loadConfig({ file: options.configFile });
   const paths = resolvedPaths(config);
-  const driver: BlobDriver = await createBlobDriver(config, paths);
-  const metadata: MetadataStore = new EmbeddedStore({ path: paths.metadataPath });
+  const driver: BlobDriver = createBlobDriver(config, paths);
+  const metadata: MetadataStore = await createMetadataStore(config.metadata, paths);
   try {
     await driver.ping();
   } catch (err) {
