@@ -7,7 +7,7 @@
 //   <root>/@tmp/<random>.<key with + for />  put() temporaries, renamed into place once synced
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
-import { mkdir, open, opendir, readFile, rename, rm, rmdir, stat, access, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -118,6 +118,9 @@ export class FilesystemDriver implements BlobDriver {
     try {
       if (!options.append) await handle.truncate(0);
       const { size } = await handle.stat();
+      // A new in-progress file: make its directory entry durable, so data acknowledged after close()
+      // survives a power loss too.
+      if (size === 0) await syncDir(dir);
       return new FilesystemWriter(this, key, data, handle, size, options.signal);
     } catch (err) {
       await handle.close();
@@ -156,6 +159,30 @@ export class FilesystemDriver implements BlobDriver {
   }
 
   async close(): Promise<void> {}
+
+  /**
+   * Removes put() temporaries older than `maxAgeMs` that a killed process left in <root>/@tmp (never
+   * visible as objects, only using space). Young ones may belong to a put() running elsewhere right now.
+   * Returns how many were removed. In-progress writer data is not touched: upload expiry deletes it.
+   */
+  async removeStaleTemporaries(maxAgeMs = 24 * 60 * 60 * 1000): Promise<number> {
+    const dir = join(this.root, TMP);
+    const names = await readdir(dir).catch((err: unknown) => {
+      if (isCode(err, 'ENOENT')) return [];
+      throw err;
+    });
+    const cutoff = Date.now() - maxAgeMs;
+    let removed = 0;
+    for (const name of names) {
+      const path = join(dir, name);
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.mtimeMs < cutoff) {
+        await rm(path, { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
 
   /** @internal The file a committed writer's data is renamed to. */
   committedPath(key: string): string {

@@ -65,7 +65,7 @@ class InstrumentedDriver implements BlobDriver {
 
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
     const writer = await this.run('writer', [key], () => this.inner.writer(key, options));
-    return new InstrumentedWriter(writer, (op, fn, bytes) => this.run(op, [], fn, bytes));
+    return new InstrumentedWriter(writer, (op, fn, bytes, isForeign) => this.run(op, [], fn, bytes, isForeign));
   }
 
   move(from: string, to: string): Promise<void> {
@@ -99,7 +99,13 @@ class InstrumentedDriver implements BlobDriver {
     return this.run('close', [], () => this.inner.close());
   }
 
-  private async run<T>(op: string, keys: string[], fn: () => Promise<T>, bytes?: () => number): Promise<T> {
+  private async run<T>(
+    op: string,
+    keys: string[],
+    fn: () => Promise<T>,
+    bytes?: () => number,
+    isForeign?: (err: unknown) => boolean,
+  ): Promise<T> {
     const started = performance.now();
     try {
       for (const key of keys) assertValidKey(key);
@@ -107,7 +113,7 @@ class InstrumentedDriver implements BlobDriver {
       this.report(op, started, undefined, bytes?.());
       return result;
     } catch (err) {
-      const mapped = this.normalize(err, op);
+      const mapped = isForeign?.(err) ? err : this.normalize(err, op);
       this.report(op, started, mapped, bytes?.());
       throw mapped;
     }
@@ -131,7 +137,12 @@ class InstrumentedDriver implements BlobDriver {
   }
 }
 
-type Runner = <T>(op: string, fn: () => Promise<T>, bytes?: () => number) => Promise<T>;
+type Runner = <T>(
+  op: string,
+  fn: () => Promise<T>,
+  bytes?: () => number,
+  isForeign?: (err: unknown) => boolean,
+) => Promise<T>;
 
 class InstrumentedWriter implements BlobWriter {
   constructor(
@@ -145,7 +156,13 @@ class InstrumentedWriter implements BlobWriter {
 
   write(src: Readable, signal?: AbortSignal): Promise<number> {
     const before = this.inner.size;
-    return this.run('writer.write', () => this.inner.write(src, signal), () => this.inner.size - before);
+    return this.run(
+      'writer.write',
+      () => this.inner.write(src, signal),
+      () => this.inner.size - before,
+      // The source failing (a client that went away) is the caller's problem, not the backend's.
+      (err) => err === src.errored,
+    );
   }
 
   close(): Promise<void> {

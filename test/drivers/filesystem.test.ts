@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -131,6 +131,20 @@ describe('FilesystemDriver', () => {
     await driver.delete('strays');
     assert.deepEqual(await filesUnder(root), ['@tmp/0123.strays+half']);
     await rm(join(root, '@tmp'), { recursive: true });
+  });
+
+  it('removes only stale put() temporaries', async () => {
+    await mkdir(join(root, '@tmp'), { recursive: true });
+    const old = join(root, '@tmp', 'aaaa.stale+key');
+    const young = join(root, '@tmp', 'bbbb.young+key');
+    await writeFile(old, 'left by a crash');
+    await writeFile(young, 'being written elsewhere');
+    const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
+    await utimes(old, twoDaysAgo, twoDaysAgo);
+    assert.equal(await driver.removeStaleTemporaries(), 1);
+    assert.deepEqual(await filesUnder(join(root, '@tmp')), ['bbbb.young+key']);
+    await rm(join(root, '@tmp'), { recursive: true });
+    assert.equal(await driver.removeStaleTemporaries(), 0, 'a missing @tmp is fine');
   });
 
   it('cannot be made to touch files outside its root', async () => {

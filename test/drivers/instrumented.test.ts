@@ -71,6 +71,21 @@ describe('instrument()', () => {
     }
   });
 
+  it('passes a failing source stream\'s own error through, not as a storage failure', async () => {
+    const seen: BlobOperation[] = [];
+    const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
+    const writer = await driver.writer('k', { append: false });
+    const gone = new Error('client went away');
+    const src = new Readable({
+      read() {
+        this.destroy(gone);
+      },
+    });
+    await assert.rejects(writer.write(src), (err: unknown) => err === gone);
+    await writer.cancel();
+    assert.equal(seen.find((op) => op.op === 'writer.write')?.error, 'Error');
+  });
+
   it('survives an observer that throws', async () => {
     const driver = instrument(new MemoryDriver(), () => {
       throw new Error('metrics broke');
