@@ -20,11 +20,11 @@ export interface Harness {
  * A small Fastify app with the token routes and two dummy routes standing in for the registry:
  * POST /check {needs} calls authorize, POST /allows {need} calls allows. GET /v2/ needs no scope.
  */
-export async function startHarness(config: AuthConfigInput, prepare?: (dir: string) => Promise<void>): Promise<Harness> {
+export async function startHarness(config: AuthConfigInput | ((dir: string) => AuthConfigInput), prepare?: (dir: string) => Promise<void>): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-auth-'));
   await prepare?.(dir);
   const clock = { now: Date.now() };
-  const auth = await createAuth({ enabled: true, ...config }, { dataDir: dir, now: () => clock.now, log: { info() {}, warn() {}, error() {} } });
+  const auth = await createAuth({ enabled: true, ...(typeof config === 'function' ? config(dir) : config) }, { dataDir: dir, now: () => clock.now, log: { info() {}, warn() {}, error() {} } });
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
   await app.register(auth.tokenRoutes);
