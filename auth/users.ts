@@ -74,10 +74,19 @@ export class UserStore {
   async verify(username: string, password: string): Promise<LoginResult> {
     const { users } = await this.file.get();
     const hash = users.get(username);
-    // An unknown name still costs one bcrypt comparison, so timing does not reveal which names exist.
-    this.dummyHash ??= bcrypt.hashSync(randomBytes(16).toString('hex'), NEW_HASH_COST);
-    const ok = await bcrypt.compare(password, hash ?? this.dummyHash);
+    // An unknown name still costs one bcrypt comparison at the cost the file uses, so timing
+    // does not reveal which names exist.
+    const ok = await bcrypt.compare(password, hash ?? this.dummy(users));
     return ok && hash !== undefined ? { ok: true, fingerprint: credentialFingerprint(hash) } : { ok: false };
+  }
+
+  private dummy(users: Map<string, string>): string {
+    const first = users.values().next().value;
+    const cost = first === undefined ? NEW_HASH_COST : Number(first.slice(4, 6));
+    if (this.dummyHash === undefined || Number(this.dummyHash.slice(4, 6)) !== cost) {
+      this.dummyHash = bcrypt.hashSync(randomBytes(16).toString('hex'), cost);
+    }
+    return this.dummyHash;
   }
 
   /** The current fingerprint of a user, or undefined once the user is gone. */
@@ -97,10 +106,10 @@ async function readEntries(path: string): Promise<Map<string, string>> {
 }
 
 /** Adds a user or replaces their password. Returns true when the user is new. */
-export async function setUserPassword(path: string, username: string, password: string): Promise<boolean> {
+export async function setUserPassword(path: string, username: string, password: string, cost = NEW_HASH_COST): Promise<boolean> {
   const users = await readEntries(path);
   const fresh = !users.has(username);
-  users.set(username, await bcrypt.hash(password, NEW_HASH_COST));
+  users.set(username, await bcrypt.hash(password, cost));
   await writeFileAtomic(path, formatHtpasswd(users));
   return fresh;
 }

@@ -172,11 +172,11 @@ describe('auth: attempts to break in are refused', () => {
 
   it('refuses refresh tokens once the user is removed or changes password', async () => {
     const file = join(h.dir, 'auth', 'htpasswd');
-    await setUserPassword(file, 'dave', 'dave-secret-pw');
+    await setUserPassword(file, 'dave', 'dave-secret-pw', 4);
     const t = await getToken(h, [], basic('dave', 'dave-secret-pw'), { offline_token: 'true', client_id: 'test' });
     const rt = t.body.refresh_token as string;
     assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: rt, scope: 'repository:dave/x:push' })).status, 200);
-    await setUserPassword(file, 'dave', 'dave-new-password');
+    await setUserPassword(file, 'dave', 'dave-new-password', 4);
     assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: rt })).status, 400, 'password changed');
     const t2 = await postToken(h, { grant_type: 'password', username: 'dave', password: 'dave-new-password', access_type: 'offline' });
     const rt2 = t2.body.refresh_token as string;

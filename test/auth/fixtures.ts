@@ -24,7 +24,7 @@ export const baseConfig: AuthConfigInput = {
 
 export async function addUsers(dir: string): Promise<void> {
   const file = join(dir, 'auth', 'htpasswd');
-  for (const [name, pw] of Object.entries(PASSWORDS)) await setUserPassword(file, name, pw);
+  for (const [name, pw] of Object.entries(PASSWORDS)) await setUserPassword(file, name, pw, 4);
 }
 
 /** The active generated private key, read from disk the way an attacker who stole it would. */
