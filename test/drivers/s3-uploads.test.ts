@@ -1,0 +1,246 @@
+// S3-specific behaviour on a real S3-compatible server (s3rver over HTTP): uploads spread over many
+// PATCH-like writers and two driver instances ("processes"), big streams, restarts, crash sweeps,
+// presigned redirects, start-up checks and error mapping.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { s3ConfigSchema } from '../../storage-drivers/blob/s3-config.js';
+import { checkS3Startup, createS3Driver, type S3BlobDriver } from '../../storage-drivers/blob/s3.js';
+import { StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { digestOfStreams, MiB, patternStream, rawKeys, sha256Of } from './s3-fixtures.js';
+
+describe('S3 driver on s3rver', () => {
+  let server: S3rverHandle;
+  let a: S3BlobDriver;
+  let b: S3BlobDriver;
+
+  before(async () => {
+    server = await startS3rver();
+    a = createS3Driver(server.config({ prefix: 'berth' }));
+    b = createS3Driver(server.config({ prefix: 'berth' }));
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+    await server.stop();
+  });
+
+  const raw = (): Promise<string[]> => rawKeys(a.client, server.bucket);
+
+  it('assembles 24 separate 1 MiB PATCHes from two processes into the exact blob', async () => {
+    const key = 'uploads/many/data';
+    const hash = createHash('sha256');
+    const count = 24;
+    for (let i = 0; i < count; i++) {
+      const driver = i % 2 === 0 ? a : b;
+      const writer = await driver.writer(key, { append: i > 0 });
+      assert.equal(writer.size, i * MiB, `PATCH ${i} resumes at the stored size`);
+      assert.equal(await writer.write(patternStream(i * MiB, MiB, hash)), MiB);
+      await writer.close();
+    }
+    const last = await b.writer(key, { append: true });
+    assert.equal(last.size, count * MiB);
+    await last.commit();
+    assert.deepEqual(await sha256Of(await a.reader(key)), { digest: hash.digest('hex'), size: count * MiB });
+    assert.deepEqual(await raw(), ['berth/uploads/many/data'], 'no state, segment or temporary object is left');
+    await a.delete('uploads');
+  });
+
+  it('streams one 64 MiB write and reads it back byte for byte', { timeout: 60_000 }, async () => {
+    const key = 'uploads/big/data';
+    const hash = createHash('sha256');
+    const writer = await a.writer(key, { append: false });
+    assert.equal(await writer.write(patternStream(0, 64 * MiB + 5, hash)), 64 * MiB + 5);
+    await writer.commit();
+    const expected = hash.digest('hex');
+    assert.equal((await b.stat(key)).size, 64 * MiB + 5);
+    assert.deepEqual(await sha256Of(await b.reader(key)), { digest: expected, size: 64 * MiB + 5 });
+    const tail = await sha256Of(await b.reader(key, { start: 60 * MiB + 3 }));
+    assert.equal(tail.size, 4 * MiB + 2);
+    await a.move(key, 'blobs/big');
+    assert.deepEqual(await sha256Of(await b.reader('blobs/big')), { digest: expected, size: 64 * MiB + 5 });
+    await a.delete('blobs');
+    assert.deepEqual(await raw(), []);
+  });
+
+  it('continues after a restart, and a crashed writer loses only what it never closed', async () => {
+    const key = 'uploads/restart/data';
+    const first = createS3Driver(server.config({ prefix: 'berth' }));
+    const writer = await first.writer(key, { append: false });
+    await writer.write(patternStream(0, 12 * MiB + 11));
+    await writer.close();
+    await first.close();
+
+    const state = JSON.parse(
+      await (await a.client.send(new GetObjectCommand({ Bucket: server.bucket, Key: `berth/~uploads/${key}/~state` })))
+        .Body!.transformToString(),
+    ) as { uploadId?: string; parts: { size: number }[]; segments: { size: number }[] };
+    assert.ok(state.uploadId, 'the multipart upload id is stored in the bucket');
+    assert.deepEqual(state.parts.map((p) => p.size), [5 * MiB, 5 * MiB]);
+    assert.deepEqual(state.segments.map((s) => s.size), [2 * MiB + 11]);
+
+    // A second process writes past a part boundary, then dies without close().
+    const crashing = createS3Driver(server.config({ prefix: 'berth' }));
+    const lost = await crashing.writer(key, { append: true });
+    await lost.write(patternStream(0, 7 * MiB));
+    await crashing.close();
+
+    // The next process sees the last closed state and overwrites the crashed writer's part.
+    const restarted = createS3Driver(server.config({ prefix: 'berth' }));
+    const resumed = await restarted.writer(key, { append: true });
+    assert.equal(resumed.size, 12 * MiB + 11);
+    await resumed.write(patternStream(12 * MiB + 11, 9 * MiB));
+    await resumed.commit();
+    await restarted.close();
+    const expected = await digestOfStreams([patternStream(0, 12 * MiB + 11), patternStream(12 * MiB + 11, 9 * MiB)]);
+    assert.deepEqual(await sha256Of(await a.reader(key)), { digest: expected, size: 21 * MiB + 11 });
+    await a.delete('uploads');
+    assert.deepEqual(await raw(), []);
+  });
+
+  it('sweeps in-progress objects and orphans older than the cutoff', async () => {
+    const stale = await a.writer('sweep/stale', { append: false });
+    await stale.write(patternStream(0, 6 * MiB));
+    await stale.close();
+    const nested = await a.writer('sweep/stale/nested', { append: false });
+    await nested.write(patternStream(0, 10));
+    await nested.close();
+    await a.client.send(
+      new PutObjectCommand({ Bucket: server.bucket, Key: 'berth/~uploads/sweep/orphan/~seg-000000000000000-abc', Body: 'x' }),
+    );
+    await a.put('sweep/committed', Buffer.from('kept'));
+
+    assert.equal(await a.sweep(new Date(Date.now() - 3_600_000)), 0, 'recent uploads are kept');
+    assert.equal((await a.writer('sweep/stale', { append: true })).size, 6 * MiB);
+
+    assert.equal(await b.sweep(new Date(Date.now() + 3_600_000)), 3);
+    assert.deepEqual(await raw(), ['berth/sweep/committed']);
+    assert.equal((await a.writer('sweep/stale', { append: true })).size, 0);
+    await a.delete('sweep');
+  });
+
+  it('hands out cached presigned URLs that fetch the blob', async () => {
+    let now = 1_000_000;
+    const config = server.config({ prefix: 'berth', redirect: { enabled: true, expiresSeconds: 600 } });
+    const driver = createS3Driver(config, { now: () => now });
+    let signed = 0;
+    driver.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'GetObjectCommand') signed++;
+        return next(args);
+      },
+      { step: 'initialize', name: 'countSigning' },
+    );
+    await driver.put('redirect/blob', Buffer.from('layer bytes'));
+
+    const url = (await driver.redirectUrl('redirect/blob')) ?? assert.fail('no URL');
+    assert.ok(url.startsWith(`${server.endpoint}/${server.bucket}/berth/redirect/blob?`), url);
+    assert.match(url, /X-Amz-Expires=600/);
+    assert.equal(Buffer.from(await (await fetch(url)).arrayBuffer()).toString(), 'layer bytes');
+    for (let i = 0; i < 1000; i++) assert.equal(await driver.redirectUrl('redirect/blob'), url);
+    assert.equal(signed, 1, 'a thousand pulls share one signature');
+
+    now += 539_000;
+    await driver.redirectUrl('redirect/blob');
+    assert.equal(signed, 1, 'still reused shortly before the margin');
+    now += 2_000;
+    await driver.redirectUrl('redirect/blob');
+    assert.equal(signed, 2, 're-signed before expiry');
+
+    assert.equal(await a.redirectUrl('redirect/blob'), undefined, 'redirects are off by default');
+    await driver.delete('redirect');
+    await driver.close();
+  });
+
+  it('sends server-side encryption and storage class with committed objects only', async () => {
+    const driver = createS3Driver(server.config({ prefix: 'berth', sse: 'AES256', storageClass: 'STANDARD_IA' }));
+    const seen: { command: string; sse?: string; storageClass?: string }[] = [];
+    driver.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { ServerSideEncryption?: string; StorageClass?: string };
+        seen.push({ command: String(context.commandName), sse: input.ServerSideEncryption, storageClass: input.StorageClass });
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordParams' },
+    );
+    const writer = await driver.writer('sse/data', { append: false });
+    await writer.write(patternStream(0, 6 * MiB));
+    await writer.close();
+    const resumed = await driver.writer('sse/data', { append: true });
+    await resumed.commit();
+    await driver.put('sse/small', Buffer.from('x'));
+    const of = (command: string) => seen.filter((s) => s.command === command);
+    assert.ok(of('CreateMultipartUploadCommand').every((s) => s.sse === 'AES256' && s.storageClass === 'STANDARD_IA'));
+    // Temporary objects (state, segments) are encrypted but stay in the default class.
+    const puts = of('PutObjectCommand');
+    assert.equal(puts.length, 3, 'a segment, the state and the small object');
+    assert.ok(puts.every((s) => s.sse === 'AES256'));
+    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, undefined, 'STANDARD_IA']);
+    assert.equal((await driver.stat('sse/data')).size, 6 * MiB);
+    await driver.delete('sse');
+    await driver.close();
+  });
+
+  it('refuses to start with a message naming the endpoint and bucket', async () => {
+    await assert.rejects(checkS3Startup(server.config({ bucket: 'no-such-bucket' })), (err: Error) => {
+      assert.ok(err instanceof StorageUnavailableError);
+      assert.match(err.message, /no-such-bucket/);
+      assert.ok(err.message.includes(server.endpoint), err.message);
+      assert.match(err.message, /does not exist/);
+      return true;
+    });
+    await assert.rejects(
+      checkS3Startup(server.config({ credentials: { accessKeyId: 'WRONG', secretAccessKey: 'WRONG' } })),
+      (err: Error) => {
+        assert.ok(err.message.includes(server.bucket) && err.message.includes(server.endpoint), err.message);
+        assert.match(err.message, /access denied/);
+        return true;
+      },
+    );
+    const closed = await startS3rver();
+    const unreachable = closed.config({ maxAttempts: 1, connectTimeoutMs: 2_000 });
+    await closed.stop();
+    await assert.rejects(checkS3Startup(unreachable), (err: Error) => {
+      assert.ok(err.message.includes(closed.endpoint) && err.message.includes(closed.bucket), err.message);
+      assert.match(err.message, /unreachable/);
+      return true;
+    });
+    await checkS3Startup(server.config());
+  });
+
+  it('maps a dead backend to StorageUnavailableError before any byte is read', async () => {
+    const doomed = await startS3rver();
+    const driver = createS3Driver(doomed.config({ maxAttempts: 1 }));
+    await driver.put('x/blob', Buffer.from('data'));
+    await doomed.stop();
+    for (const call of [
+      () => driver.reader('x/blob'),
+      () => driver.stat('x/blob'),
+      () => driver.get('x/blob'),
+      () => driver.writer('x/new', { append: true }),
+      () => driver.ping(),
+    ]) {
+      await assert.rejects(call(), StorageUnavailableError);
+    }
+    await driver.close();
+  });
+});
+
+describe('S3 configuration', () => {
+  it('applies defaults and rejects unknown or inconsistent settings', () => {
+    const config = s3ConfigSchema.parse({ bucket: 'b' });
+    assert.equal(config.checksum, 'when_required');
+    assert.equal(config.partSizeBytes, 16 * MiB);
+    assert.deepEqual(config.redirect, { enabled: false, expiresSeconds: 1200 });
+    assert.equal(config.prefix, '');
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', unknown: 1 }));
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', redirect: { enabled: true, typo: 1 } }));
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', partSizeBytes: 5 * MiB - 1 }));
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', kmsKeyId: 'k' }));
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', prefix: '/x/' }));
+    assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', redirect: { expiresSeconds: 600, cacheSeconds: 600 } }));
+    assert.equal(s3ConfigSchema.parse({ bucket: 'b', sse: 'aws:kms', kmsKeyId: 'k' }).kmsKeyId, 'k');
+  });
+});
