@@ -23,7 +23,7 @@ import {
   type ReadOptions,
   type WriterOptions,
 } from './types.js';
-import { checkRange, combineSignals } from './driver-util.js';
+import { checkRange, combineSignals, type ByteRange } from './driver-util.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -40,9 +40,11 @@ const NAME = /^[A-Za-z0-9._-]+$/;
 export class FilesystemDriver implements BlobDriver {
   readonly name = 'filesystem';
   readonly root: string;
+  private readonly rootPrefix: string;
 
   constructor(options: FilesystemDriverOptions) {
     this.root = resolve(options.root);
+    this.rootPrefix = this.root.endsWith(sep) ? this.root : this.root + sep;
   }
 
   async stat(key: string): Promise<BlobInfo> {
@@ -57,7 +59,7 @@ export class FilesystemDriver implements BlobDriver {
     options.signal?.throwIfAborted();
     // Open first and stat the handle, so a concurrent delete or overwrite cannot split the two.
     const handle = await open(path, 'r').catch((err: unknown) => rethrow(err, key));
-    let range;
+    let range: ByteRange;
     try {
       const info = await handle.stat();
       if (!info.isFile()) throw new BlobNotFoundError(key);
@@ -198,7 +200,7 @@ export class FilesystemDriver implements BlobDriver {
     assertValidKey(key);
     const path = join(this.root, ...key.split('/'));
     // assertValidKey already rules out traversal; this guards against a future change to it.
-    if (!path.startsWith(this.root + sep)) throw new InvalidKeyError(key);
+    if (!path.startsWith(this.rootPrefix)) throw new InvalidKeyError(key);
     return path;
   }
 }
