@@ -149,3 +149,64 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     },
   };
 }
+
+export interface RedisCluster {
+  readonly nodes: RedisServer[];
+  /** redis:// URLs of every node, as `cluster.nodes` in the config. */
+  readonly urls: string[];
+  stop(): Promise<void>;
+}
+
+/** A real Redis Cluster of `masters` nodes (no replicas), all slots assigned, state ok. */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      nodes.push(
+        await startRedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }),
+      );
+    }
+    const create = spawn(
+      '/usr/bin/redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    create.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    create.stderr.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    const [code] = (await once(create, 'exit')) as [number | null];
+    if (code !== 0) throw new Error(`redis-cli --cluster create failed (${code}):\n${output}`);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    for (const node of nodes) {
+      while (!(await clusterStateOk(node.port))) {
+        if (Date.now() > deadline) throw new Error(`cluster did not reach state ok:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return { nodes, urls: nodes.map((n) => n.url), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function clusterStateOk(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('CLUSTER INFO\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('cluster_state:')) done(reply.includes('cluster_state:ok'));
+    });
+  });
+}

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import type { Cluster } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { startRedisCluster, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
 async function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
   const store = new RedisStore(redisConfigSchema.parse({ url: server.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, ...extra }));
@@ -41,6 +42,20 @@ after(async () => {
 
 runMetadataStoreContract('redis', async () => {
   const store = await openStore(shared);
+  return { store, cleanup: () => store.close() };
+});
+
+// The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
+let cluster: RedisCluster;
+before(async () => {
+  cluster = await startRedisCluster(3);
+});
+after(async () => {
+  await cluster.stop();
+});
+runMetadataStoreContract('redis cluster', async () => {
+  const store = new RedisStore(redisConfigSchema.parse({ cluster: { nodes: cluster.urls }, keyPrefix: `c${randomUUID().slice(0, 8)}:` }));
+  assert.equal(await store.waitUntilReady(5000), true, 'cluster store did not connect');
   return { store, cleanup: () => store.close() };
 });
 
@@ -212,6 +227,25 @@ describe('redis store specifics', () => {
     } finally {
       await store.close();
       await server.stop();
+    }
+  });
+});
+
+describe('redis cluster specifics', () => {
+  it('spreads repositories over slots and warns about every ephemeral primary', async () => {
+    const store = new RedisStore(redisConfigSchema.parse({ cluster: { nodes: cluster.urls }, keyPrefix: 'spread:' }));
+    try {
+      assert.equal(await store.waitUntilReady(5000), true);
+      const repos = Array.from({ length: 30 }, (_, i) => `team/app-${i}`);
+      for (const repo of repos) await store.putManifest(repo, manifest(repo), ['v1']);
+      assert.deepEqual(await store.listRepositories({}), [...repos].sort());
+      const masters = (store.client as Cluster).nodes('master');
+      const counts = await Promise.all(masters.map((node) => node.dbsize()));
+      assert.ok(counts.filter((c) => c > 0).length >= 2, `keys on ${counts.join('/')}`);
+      const warning = (await warnIfEphemeral(store)) ?? '';
+      for (const node of cluster.nodes) assert.ok(warning.includes(`:${node.port}`), warning);
+    } finally {
+      await store.close();
     }
   });
 });
