@@ -1,0 +1,269 @@
+// Records every S3 request the driver sends (against s3rver, which enforces none of S3's limits) and
+// checks them against AWS S3's rules: parts ≥ 5 MiB except the last, ≤ 5 GiB, ≤ 10,000 of them,
+// single copies ≤ the copy limit and multipart copies in legal ranges. The copy limit is lowered to
+// 8 MiB to drive a 20 MiB object down the >5 GiB path; s3rver does not implement UploadPartCopy, so
+// that path is proven by the requests sent (the move then fails cleanly, leaving the source intact).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createS3Driver, type S3BlobDriver } from '../../storage-drivers/blob/s3.js';
+import { S3_LIMITS } from '../../storage-drivers/blob/s3-parts.js';
+import { BlobNotFoundError, StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { MiB, patternStream, rawKeys, sha256Of } from './s3-fixtures.js';
+
+interface Sent {
+  command: string;
+  key?: string;
+  uploadId?: string;
+  partNumber?: number;
+  /** The Content-Length header actually sent. */
+  bytes?: number;
+  copySource?: string;
+  copyRange?: string;
+  completedParts?: number[];
+  /** ContentLength of the response (HeadObject, GetObject). */
+  responseBytes?: number;
+  error?: string;
+}
+
+interface CommandInput {
+  Key?: string;
+  UploadId?: string;
+  PartNumber?: number;
+  CopySource?: string;
+  CopySourceRange?: string;
+  MultipartUpload?: { Parts?: { PartNumber?: number }[] };
+}
+
+/** Adds recording middleware: the command and its input when sent, the wire size, the outcome. */
+function record(client: S3Client, log: Sent[]): void {
+  const byContext = new WeakMap<object, Sent>();
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as CommandInput;
+      const sent: Sent = {
+        command: String(context.commandName).replace(/Command$/, ''),
+        key: input.Key,
+        uploadId: input.UploadId,
+        partNumber: input.PartNumber,
+        copySource: input.CopySource,
+        copyRange: input.CopySourceRange,
+        completedParts: input.MultipartUpload?.Parts?.map((p) => p.PartNumber ?? 0),
+      };
+      log.push(sent);
+      byContext.set(context, sent);
+      try {
+        const output = await next(args);
+        const length = (output.output as { ContentLength?: number }).ContentLength;
+        if (typeof length === 'number') sent.responseBytes = length;
+        return output;
+      } catch (err) {
+        sent.error = (err as Error).name;
+        throw err;
+      }
+    },
+    { step: 'initialize', name: 'recordCommands', priority: 'high' },
+  );
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+      const sent = byContext.get(context);
+      if (sent !== undefined && headers['content-length'] !== undefined) sent.bytes = Number(headers['content-length']);
+      return next(args);
+    },
+    { step: 'finalizeRequest', name: 'recordWireSize', priority: 'low' },
+  );
+}
+
+/** S3's rules for every multipart upload the log completed or started. */
+function assertS3Rules(log: Sent[], limits = S3_LIMITS): void {
+  const partSizes = new Map<string, Map<number, number>>();
+  for (const sent of log) {
+    if (sent.command === 'UploadPart') {
+      assert.ok(sent.uploadId !== undefined && sent.partNumber !== undefined && sent.bytes !== undefined);
+      assert.ok(sent.partNumber >= 1 && sent.partNumber <= limits.maxParts, `part number ${sent.partNumber}`);
+      assert.ok(sent.bytes <= limits.maxPartSize, `part of ${sent.bytes} bytes is over 5 GiB`);
+      const parts = partSizes.get(sent.uploadId) ?? new Map<number, number>();
+      parts.set(sent.partNumber, sent.bytes);
+      partSizes.set(sent.uploadId, parts);
+    }
+    if (sent.command === 'UploadPartCopy') {
+      const match = /^bytes=(\d+)-(\d+)$/.exec(sent.copyRange ?? '');
+      assert.ok(match, `copy range ${sent.copyRange}`);
+      const length = Number(match[2]) - Number(match[1]) + 1;
+      assert.ok(length <= limits.maxCopySize, `copy range of ${length} bytes over the copy limit`);
+      assert.ok(sent.partNumber !== undefined && sent.partNumber <= limits.maxParts);
+    }
+  }
+  for (const sent of log) {
+    if (sent.command !== 'CompleteMultipartUpload' || sent.uploadId === undefined) continue;
+    const numbers = sent.completedParts ?? [];
+    assert.ok(numbers.length >= 1 && numbers.length <= limits.maxParts, `${numbers.length} parts`);
+    assert.deepEqual(numbers, [...numbers].sort((x, y) => x - y), 'parts listed in order');
+    const sizes = partSizes.get(sent.uploadId);
+    if (sizes === undefined) continue; // a multipart copy: checked above
+    for (const [i, n] of numbers.entries()) {
+      const size = sizes.get(n);
+      assert.ok(size !== undefined, `completed part ${n} was uploaded`);
+      if (i < numbers.length - 1) assert.ok(size >= limits.minPartSize, `part ${n} of ${size} bytes is under 5 MiB`);
+    }
+  }
+  // Single copies: the size of each source, from the HeadObject the driver sends first.
+  for (const [i, sent] of log.entries()) {
+    if (sent.command !== 'CopyObject') continue;
+    const head = log.slice(0, i).reverse().find((s) => s.command === 'HeadObject' && s.responseBytes !== undefined);
+    if (sent.copySource?.includes('/~uploads/') === true) continue; // a lone tail segment, under one part
+    assert.ok(head?.responseBytes !== undefined, 'copy size known');
+    assert.ok(head.responseBytes <= limits.maxCopySize, `single copy of ${head.responseBytes} bytes`);
+  }
+}
+
+/** Sizes of the parts of the one upload in the log that was completed, in part order. */
+function completedPartSizes(log: Sent[]): number[] {
+  const complete = log.filter((s) => s.command === 'CompleteMultipartUpload' && s.error === undefined);
+  assert.equal(complete.length, 1);
+  const uploadId = complete[0]?.uploadId;
+  const sizes = new Map<number, number>();
+  for (const s of log) if (s.command === 'UploadPart' && s.uploadId === uploadId) sizes.set(s.partNumber ?? 0, s.bytes ?? -1);
+  return (complete[0]?.completedParts ?? []).map((n) => sizes.get(n) ?? -1);
+}
+
+describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
+  let server: S3rverHandle;
+  let a: S3BlobDriver;
+  let b: S3BlobDriver;
+  const log: Sent[] = [];
+
+  before(async () => {
+    server = await startS3rver();
+    // Two instances with the smallest legal part size, as two Berth processes.
+    a = createS3Driver(server.config({ prefix: 'rec', partSizeBytes: 5 * MiB }));
+    b = createS3Driver(server.config({ prefix: 'rec', partSizeBytes: 5 * MiB }));
+    record(a.client, log);
+    record(b.client, log);
+  });
+  beforeEach(() => {
+    log.length = 0;
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+    await server.stop();
+  });
+
+  it('turns 20 separate 1 MiB PATCHes into 5 MiB parts', async () => {
+    const key = 'uploads/small-patches/data';
+    const hash = createHash('sha256');
+    for (let i = 0; i < 20; i++) {
+      const writer = await (i % 2 === 0 ? a : b).writer(key, { append: i > 0 });
+      await writer.write(patternStream(i * MiB, MiB, hash));
+      await writer.close();
+    }
+    await (await a.writer(key, { append: true })).commit();
+
+    const uploads = log.filter((s) => s.command === 'UploadPart');
+    assert.ok(uploads.length > 0);
+    for (const part of uploads) assert.ok((part.bytes ?? 0) >= 5 * MiB, `UploadPart of ${part.bytes} bytes`);
+    assert.deepEqual(completedPartSizes(log), [5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB]);
+    assertS3Rules(log);
+    // Finishing never streams the blob back: reads touch only the small tail segments and the state.
+    for (const get of log.filter((s) => s.command === 'GetObject')) {
+      assert.match(get.key ?? '', /\/~uploads\/.*\/~(seg-|state)/, `GetObject of ${get.key}`);
+      assert.ok((get.responseBytes ?? 0) < 5 * MiB);
+    }
+    assert.deepEqual(await sha256Of(await a.reader(key)), { digest: hash.digest('hex'), size: 20 * MiB });
+    await a.delete('uploads');
+  });
+
+  it('keeps uneven PATCHes and one big streamed PATCH within the rules', async () => {
+    const key = 'uploads/uneven/data';
+    const hash = createHash('sha256');
+    let offset = 0;
+    const sizes = [...Array.from({ length: 9 }, () => 700 * 1024 + 13), 17 * MiB + 5, 1, 3 * MiB, 2];
+    for (const [i, size] of sizes.entries()) {
+      const writer = await (i % 2 === 0 ? b : a).writer(key, { append: i > 0 });
+      await writer.write(patternStream(offset, size, hash));
+      offset += size;
+      if (i === sizes.length - 1) await writer.commit();
+      else await writer.close();
+    }
+    const parts = completedPartSizes(log);
+    assert.equal(parts.reduce((x, y) => x + y, 0), offset);
+    assert.ok(parts.slice(0, -1).every((p) => p === 5 * MiB), `parts ${parts.join(',')}`);
+    assertS3Rules(log);
+    assert.deepEqual(await sha256Of(await b.reader(key)), { digest: hash.digest('hex'), size: offset });
+    await a.delete('uploads');
+  });
+
+  it('streams one 23 MiB PATCH as 5 MiB parts plus the remainder', async () => {
+    const key = 'uploads/stream/data';
+    const writer = await a.writer(key, { append: false });
+    await writer.write(patternStream(0, 23 * MiB + 1));
+    await writer.commit();
+    assert.deepEqual(completedPartSizes(log), [5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB, 3 * MiB + 1]);
+    assert.equal(log.filter((s) => s.command === 'PutObject').length, 0, 'no temporary objects for one PATCH');
+    assertS3Rules(log);
+    await a.delete('uploads');
+  });
+
+  it('moves with one CopyObject up to the copy limit', async () => {
+    const writer = await a.writer('copy/small', { append: false });
+    await writer.write(patternStream(0, 6 * MiB));
+    await writer.commit();
+    log.length = 0;
+    await b.move('copy/small', 'copy/moved');
+    assert.deepEqual(
+      log.map((s) => s.command),
+      ['HeadObject', 'CopyObject', 'DeleteObject'],
+    );
+    assertS3Rules(log);
+    assert.equal((await a.stat('copy/moved')).size, 6 * MiB);
+    await a.delete('copy');
+  });
+
+  it('copies objects over the copy limit in UploadPartCopy ranges (limit lowered to 8 MiB)', async () => {
+    const limited = createS3Driver(server.config({ prefix: 'rec' }), { limits: { maxCopySize: 8 * MiB } });
+    record(limited.client, log);
+    const writer = await limited.writer('copy/big', { append: false });
+    await writer.write(patternStream(0, 20 * MiB));
+    await writer.commit();
+    log.length = 0;
+
+    // s3rver answers UploadPartCopy with NotImplemented; real S3 would complete the copy.
+    await assert.rejects(limited.move('copy/big', 'copy/target'), StorageUnavailableError);
+    const commands = log.map((s) => s.command);
+    assert.deepEqual(commands.slice(0, 2), ['HeadObject', 'CreateMultipartUpload']);
+    assert.ok(!commands.includes('CopyObject'), 'no single copy over the limit');
+    const copies = log.filter((s) => s.command === 'UploadPartCopy');
+    assert.deepEqual(
+      copies.map((s) => [s.partNumber, s.copyRange]),
+      [
+        [1, `bytes=0-${8 * MiB - 1}`],
+        [2, `bytes=${8 * MiB}-${16 * MiB - 1}`],
+        [3, `bytes=${16 * MiB}-${20 * MiB - 1}`],
+      ],
+    );
+    assert.ok(copies.every((s) => s.copySource === `${server.bucket}/rec/copy/big` && s.key === 'rec/copy/target'));
+    assertS3Rules(log, { ...S3_LIMITS, maxCopySize: 8 * MiB });
+    assert.equal(commands.at(-1), 'AbortMultipartUpload', 'the failed copy is aborted');
+    assert.equal((await a.stat('copy/big')).size, 20 * MiB, 'the source survives a failed move');
+    await assert.rejects(a.stat('copy/target'), BlobNotFoundError);
+    await limited.delete('copy');
+    await limited.close();
+    assert.deepEqual(await rawKeys(a.client, server.bucket), []);
+  });
+
+  it('cancels with AbortMultipartUpload (tolerated when unsupported) and removes temporary objects', async () => {
+    const writer = await a.writer('cancel/data', { append: false });
+    await writer.write(patternStream(0, 7 * MiB));
+    await writer.close();
+    const resumed = await b.writer('cancel/data', { append: true });
+    await resumed.cancel();
+    const abort = log.find((s) => s.command === 'AbortMultipartUpload');
+    assert.ok(abort?.uploadId !== undefined && abort.key === 'rec/cancel/data');
+    assert.equal(abort.error, 'MethodNotAllowed', 's3rver lacks AbortMultipartUpload');
+    assert.deepEqual(await rawKeys(a.client, server.bucket), []);
+  });
+});
