@@ -1,7 +1,7 @@
 // Starts a real redis-server for tests: own free port, own scratch directory, never the one on 6379.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -209,4 +209,38 @@ function clusterStateOk(port: number): Promise<boolean> {
       if (reply.includes('cluster_state:')) done(reply.includes('cluster_state:ok'));
     });
   });
+}
+
+export interface RedisSentinel {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** One redis-sentinel watching `primary` under `name` (quorum 1). */
+export async function startRedisSentinel(primary: RedisServer, name: string): Promise<RedisSentinel> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-sentinel-'));
+  const port = await freePort();
+  const conf = join(dir, 'sentinel.conf');
+  await writeFile(
+    conf,
+    [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary.port} 1`, ''].join('\n'),
+  );
+  const proc = spawn(BINARY, [conf, '--sentinel'], { stdio: 'ignore' });
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = once(proc, 'exit');
+      proc.kill('SIGKILL');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!(await pingOnce(port))) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`redis-sentinel did not start on port ${port}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return { port, stop };
 }

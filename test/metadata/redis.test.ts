@@ -6,7 +6,7 @@ import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/
 import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
-import { startRedisCluster, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
+import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
 async function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
   const store = new RedisStore(redisConfigSchema.parse({ url: server.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, ...extra }));
@@ -246,6 +246,26 @@ describe('redis cluster specifics', () => {
       for (const node of cluster.nodes) assert.ok(warning.includes(`:${node.port}`), warning);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('redis sentinel', () => {
+  it('finds the primary through Sentinel', async () => {
+    const primary = await startRedisServer();
+    const sentinel = await startRedisSentinel(primary, 'berthmain');
+    const store = new RedisStore(
+      redisConfigSchema.parse({ sentinel: { name: 'berthmain', sentinels: [{ host: '127.0.0.1', port: sentinel.port }] }, keyPrefix: 'sent:' }),
+    );
+    try {
+      assert.equal(await store.waitUntilReady(5000), true);
+      await store.putManifest('r', manifest('m'), ['v1']);
+      assert.equal(await store.resolveTag('r', 'v1'), digestOf('m'));
+      assert.equal((await store.client.info('server')).includes(`tcp_port:${primary.port}`), true);
+    } finally {
+      await store.close();
+      await sentinel.stop();
+      await primary.stop();
     }
   });
 });
