@@ -5,6 +5,7 @@ import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import type { BerthConfig } from './config.js';
 import { errorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
+import { JournaledStore } from './registry/journal.js';
 import { ManifestService } from './registry/manifests.js';
 import { UploadService } from './registry/uploads.js';
 import { baseRoutes } from './routes/base.js';
@@ -39,7 +40,8 @@ const KNOWN_PATHS = [
 
 /** Builds the registry's HTTP app without listening; main.ts and the tests call listen themselves. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const { config, driver, metadata } = deps;
+  const { config, driver } = deps;
+  const metadata = new JournaledStore(deps.metadata, driver);
   const app = Fastify({
     logger: { level: config.log.level },
     routerOptions: { maxParamLength: 1024 },

@@ -1,4 +1,4 @@
-import { startServer } from './main.js';
+import { rebuildFromConfig, startServer } from './main.js';
 import { configCheck, ConfigError } from './config.js';
 
 const HELP = `berth — an OCI container image registry
@@ -6,6 +6,8 @@ const HELP = `berth — an OCI container image registry
 Usage:
   berth serve [--config FILE]     start the registry (default: filesystem storage under ./data, port 5000)
   berth config check FILE         validate a configuration file and exit
+  berth metadata rebuild [--config FILE]
+                                  recreate tags, manifests and links in the metadata store from storage
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -58,6 +60,19 @@ export async function main(argv: string[]): Promise<void> {
           process.stderr.write(`${file}: invalid configuration\n${result.problems.map((p) => `  - ${p}`).join('\n')}\n`);
           process.exitCode = 1;
         }
+        return;
+      }
+      case 'metadata': {
+        if (rest[0] !== 'rebuild' || rest.includes('--help')) {
+          process.stdout.write('Usage: berth metadata rebuild [--config FILE]\n\nReads the journal in blob storage and writes every blob link, manifest, referrer and tag\ninto the configured metadata store (Redis or embedded). Safe to run more than once.\n');
+          if (rest[0] !== 'rebuild') process.exitCode = 2;
+          return;
+        }
+        const result = await rebuildFromConfig({ configFile: option(rest, '--config') }, (p) => {
+          process.stderr.write(`\rrebuilt ${p.repositories} repositories: ${p.manifests} manifests, ${p.tags} tags, ${p.blobs} blob links`);
+        });
+        process.stderr.write('\n');
+        process.stdout.write(`${JSON.stringify(result)}\n`);
         return;
       }
       case undefined:

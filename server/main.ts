@@ -4,6 +4,7 @@ import type { BlobDriver } from '../storage-drivers/blob/types.js';
 import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { buildApp } from './app.js';
+import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
 
 export interface Server {
@@ -55,4 +56,20 @@ export async function startServer(options: { configFile?: string } = {}): Promis
       }
     })());
   return { app, config, url, stop };
+}
+
+/** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */
+export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildProgress> {
+  const config = loadConfig({ file: options.configFile });
+  const paths = resolvedPaths(config);
+  const driver = createBlobDriver(config, paths);
+  const metadata = await createMetadataStore(config.metadata, paths);
+  try {
+    await driver.ping();
+    await metadata.ping();
+    return await rebuildMetadata(driver, metadata, onProgress);
+  } finally {
+    await metadata.close();
+    await driver.close();
+  }
 }

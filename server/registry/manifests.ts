@@ -41,8 +41,7 @@ export class ManifestService {
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
   async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
-    const digest = reference.kind === 'tag' ? await this.metadata.resolveTag(repo, reference.tag) : reference.digest.value;
-    const record = digest ? await this.metadata.getManifest(repo, digest) : undefined;
+    const record = reference.kind === 'tag' ? await this.metadata.getTaggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
     if (!record) {
       if (!(await this.metadata.repositoryExists(repo))) throw new OciError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
       const what = reference.kind === 'tag' ? `tag ${reference.tag}` : `manifest ${reference.digest.value}`;

@@ -66,6 +66,8 @@ export interface BlobDriver {
   list(prefix: string): AsyncIterable<string>;
   /** A URL the client may be redirected to for a GET of `key`, when the driver supports it. */
   redirectUrl?(key: string): Promise<string | undefined>;
+  /** Removes in-progress data (and backend leftovers such as multipart uploads) older than the cutoff. */
+  sweep?(olderThan: Date): Promise<number>;
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

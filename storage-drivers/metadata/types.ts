@@ -68,6 +68,8 @@ export interface MetadataStore {
   deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined>;
 
   resolveTag(repo: string, tag: string): Promise<Digest | undefined>;
+  /** The manifest a tag points at, in one round trip (the hot path of every pull by tag). */
+  getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined>;
   /** Removes a tag; the manifest stays. */
   deleteTag(repo: string, tag: string): Promise<boolean>;
   listTags(repo: string, page: Page): Promise<string[]>;

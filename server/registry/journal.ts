@@ -1,0 +1,104 @@
+import type { BlobDriver } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
+import type { BlobLink, Digest, ManifestRecord, MetadataStore, Page, PutManifestResult, UploadSession } from '../../storage-drivers/metadata/types.js';
+
+/*
+ * The metadata journal: every committed link, manifest and tag is also written as a small object in
+ * blob storage, so `berth metadata rebuild` can recreate the whole metadata store (Redis that lost its
+ * data, or a corrupted embedded store) from storage alone:
+ *   journal/repositories/<repo>/_blobs/<alg>/<hex>       {"digest","size"}
+ *   journal/repositories/<repo>/_manifests/<alg>/<hex>   the ManifestRecord (without inline bytes)
+ *   journal/repositories/<repo>/_tags/<tag>              the digest
+ * Names never contain a component starting with '_', so the markers cannot collide with a repository.
+ * Additions are journaled before the metadata commit (a crash in between leaves an extra, valid entry
+ * that a rebuild restores); removals after it (a crash in between may let a rebuild restore the removed
+ * entry). Either way nothing acknowledged is ever lost.
+ */
+export const JOURNAL_ROOT = 'journal/repositories';
+
+function digestPath(digest: Digest): string {
+  return digest.replace(':', '/');
+}
+
+export function journalBlobKey(repo: string, digest: Digest): string {
+  return `${JOURNAL_ROOT}/${repo}/_blobs/${digestPath(digest)}`;
+}
+
+export function journalManifestKey(repo: string, digest: Digest): string {
+  return `${JOURNAL_ROOT}/${repo}/_manifests/${digestPath(digest)}`;
+}
+
+export function journalTagKey(repo: string, tag: string): string {
+  return `${JOURNAL_ROOT}/${repo}/_tags/${tag}`;
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+async function ignoreMissing(p: Promise<void>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof BlobNotFoundError)) throw err;
+  }
+}
+
+/** A MetadataStore that journals every committed change to blob storage before passing it on. */
+export class JournaledStore implements MetadataStore {
+  readonly name: string;
+  constructor(
+    private readonly inner: MetadataStore,
+    private readonly driver: BlobDriver,
+  ) {
+    this.name = inner.name;
+  }
+
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
+    const { inline: _inline, ...record } = manifest;
+    await this.driver.put(journalManifestKey(repo, manifest.digest), json(record));
+    for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest));
+    return this.inner.putManifest(repo, manifest, tags);
+  }
+
+  async deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
+    const dropped = await this.inner.deleteManifest(repo, digest);
+    if (dropped !== undefined) {
+      for (const tag of dropped) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
+      await ignoreMissing(this.driver.delete(journalManifestKey(repo, digest)));
+    }
+    return dropped;
+  }
+
+  async deleteTag(repo: string, tag: string): Promise<boolean> {
+    const deleted = await this.inner.deleteTag(repo, tag);
+    if (deleted) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
+    return deleted;
+  }
+
+  async linkBlob(repo: string, link: BlobLink): Promise<void> {
+    await this.driver.put(journalBlobKey(repo, link.digest), json(link));
+    await this.inner.linkBlob(repo, link);
+  }
+
+  async unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+    const unlinked = await this.inner.unlinkBlob(repo, digest);
+    if (unlinked) await ignoreMissing(this.driver.delete(journalBlobKey(repo, digest)));
+    return unlinked;
+  }
+
+  getManifest(repo: string, digest: Digest) { return this.inner.getManifest(repo, digest); }
+  resolveTag(repo: string, tag: string) { return this.inner.resolveTag(repo, tag); }
+  getTaggedManifest(repo: string, tag: string) { return this.inner.getTaggedManifest(repo, tag); }
+  listTags(repo: string, page: Page) { return this.inner.listTags(repo, page); }
+  listReferrers(repo: string, subject: Digest) { return this.inner.listReferrers(repo, subject); }
+  getBlobLink(repo: string, digest: Digest) { return this.inner.getBlobLink(repo, digest); }
+  blobRepositories(digest: Digest, limit: number) { return this.inner.blobRepositories(digest, limit); }
+  repositoryExists(repo: string) { return this.inner.repositoryExists(repo); }
+  listRepositories(page: Page) { return this.inner.listRepositories(page); }
+  createUpload(session: UploadSession) { return this.inner.createUpload(session); }
+  getUpload(id: string) { return this.inner.getUpload(id); }
+  updateUpload(id: string, expectedRevision: number, next: UploadSession) { return this.inner.updateUpload(id, expectedRevision, next); }
+  deleteUpload(id: string) { return this.inner.deleteUpload(id); }
+  listStaleUploads(updatedBefore: number, limit: number) { return this.inner.listStaleUploads(updatedBefore, limit); }
+  ping() { return this.inner.ping(); }
+  close() { return this.inner.close(); }
+}
