@@ -20,8 +20,13 @@ export interface Harness {
  * A small Fastify app with the token routes and two dummy routes standing in for the registry:
  * POST /check {needs} calls authorize, POST /allows {need} calls allows. GET /v2/ needs no scope.
  */
-export async function startHarness(config: AuthConfigInput | ((dir: string) => AuthConfigInput), prepare?: (dir: string) => Promise<void>): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-auth-'));
+export async function startHarness(
+  config: AuthConfigInput | ((dir: string) => AuthConfigInput),
+  prepare?: (dir: string) => Promise<void>,
+  /** Share a data directory between harnesses (like processes sharing a dataDir); the caller removes it. */
+  shared?: { dir: string },
+): Promise<Harness> {
+  const dir = shared?.dir ?? (await mkdtemp(join(tmpdir(), 'berth-auth-')));
   await prepare?.(dir);
   const clock = { now: Date.now() };
   const auth = await createAuth({ enabled: true, ...(typeof config === 'function' ? config(dir) : config) }, { dataDir: dir, now: () => clock.now, log: { info() {}, warn() {}, error() {} } });
@@ -41,7 +46,7 @@ export async function startHarness(config: AuthConfigInput | ((dir: string) => A
     async close() {
       await app.close();
       await auth.close();
-      await rm(dir, { recursive: true, force: true });
+      if (!shared) await rm(dir, { recursive: true, force: true });
     },
   };
 }
