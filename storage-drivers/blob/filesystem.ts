@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
 import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
@@ -163,25 +163,20 @@ export class FilesystemDriver implements BlobDriver {
   async close(): Promise<void> {}
 
   /**
-   * Removes put() temporaries older than `maxAgeMs` that a killed process left in <root>/@tmp (never
-   * visible as objects, only using space). Young ones may belong to a put() running elsewhere right now.
-   * Returns how many were removed. In-progress writer data is not touched: upload expiry deletes it.
+   * Crash and abandonment leftovers: removes in-progress objects not written to since `olderThan`
+   * and put() temporaries a killed process left in <root>/@tmp (younger ones may belong to a put()
+   * running elsewhere right now). Returns how many files were removed.
    */
-  async removeStaleTemporaries(maxAgeMs = 24 * 60 * 60 * 1000): Promise<number> {
-    const dir = join(this.root, TMP);
-    const names = await readdir(dir).catch((err: unknown) => {
-      if (isCode(err, 'ENOENT')) return [];
-      throw err;
-    });
-    const cutoff = Date.now() - maxAgeMs;
+  async sweep(olderThan: Date): Promise<number> {
+    const cutoff = olderThan.getTime();
     let removed = 0;
-    for (const name of names) {
-      const path = join(dir, name);
-      const info = await stat(path).catch(() => undefined);
-      if (info && info.mtimeMs < cutoff) {
-        await rm(path, { force: true });
-        removed++;
-      }
+    for (const path of await filesBelow(join(this.root, TMP))) {
+      if (await removeIfOlder(path, cutoff)) removed++;
+    }
+    for (const path of await filesBelow(join(this.root, IN_PROGRESS))) {
+      if (basename(path) !== DATA || !(await removeIfOlder(path, cutoff))) continue;
+      removed++;
+      await removeEmptyDir(dirname(path));
     }
     return removed;
   }
@@ -306,6 +301,21 @@ async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+async function filesBelow(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch((err: unknown) => {
+    if (isCode(err, 'ENOENT')) return [];
+    throw err;
+  });
+  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+}
+
+async function removeIfOlder(path: string, cutoff: number): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info || info.mtimeMs >= cutoff) return false;
+  await rm(path, { force: true });
+  return true;
 }
 
 async function removeEmptyDir(dir: string): Promise<void> {

@@ -15,7 +15,7 @@ import {
 export interface BlobOperation {
   /** The wrapped driver's name. */
   driver: string;
-  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `list`, `ping`, `close`, `redirectUrl`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
+  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
   op: string;
   seconds: number;
   /** Class name of the error the caller saw (after mapping), when the operation failed. */
@@ -37,6 +37,7 @@ export function instrument(driver: BlobDriver, observe: BlobObserver): BlobDrive
 class InstrumentedDriver implements BlobDriver {
   readonly name: string;
   readonly redirectUrl?: (key: string) => Promise<string | undefined>;
+  readonly sweep?: (olderThan: Date) => Promise<number>;
 
   constructor(
     private readonly inner: BlobDriver,
@@ -45,6 +46,8 @@ class InstrumentedDriver implements BlobDriver {
     this.name = inner.name;
     const redirect = inner.redirectUrl?.bind(inner);
     if (redirect) this.redirectUrl = (key) => this.run('redirectUrl', [key], () => redirect(key));
+    const sweep = (inner as { sweep?: (olderThan: Date) => Promise<number> }).sweep?.bind(inner);
+    if (sweep) this.sweep = (olderThan) => this.run('sweep', [], () => sweep(olderThan));
   }
 
   stat(key: string): Promise<BlobInfo> {

@@ -21,6 +21,8 @@ interface StoredObject {
 interface InProgress {
   chunks: Buffer[];
   size: number;
+  /** Last write, for sweep(). */
+  touchedAt: number;
 }
 
 export class MemoryDriver implements BlobDriver {
@@ -58,7 +60,7 @@ export class MemoryDriver implements BlobDriver {
     options.signal?.throwIfAborted();
     let state = options.append ? this.inProgress.get(key) : undefined;
     if (!state) {
-      state = { chunks: [], size: 0 };
+      state = { chunks: [], size: 0, touchedAt: Date.now() };
       this.inProgress.set(key, state);
     }
     return new MemoryWriter(this, key, state, options.signal);
@@ -84,6 +86,17 @@ export class MemoryDriver implements BlobDriver {
     // A snapshot, so callers may delete while iterating.
     const keys = [...this.objects.keys()].filter((key) => key.startsWith(`${prefix}/`));
     yield* keys;
+  }
+
+  /** Removes in-progress objects not written to since `olderThan`; returns how many. */
+  async sweep(olderThan: Date): Promise<number> {
+    let removed = 0;
+    for (const [key, state] of [...this.inProgress]) {
+      if (state.touchedAt >= olderThan.getTime()) continue;
+      this.inProgress.delete(key);
+      removed++;
+    }
+    return removed;
   }
 
   async ping(): Promise<void> {}
@@ -134,6 +147,7 @@ class MemoryWriter implements BlobWriter {
         const copy = Buffer.from(chunk);
         state.chunks.push(copy);
         state.size += copy.length;
+        state.touchedAt = Date.now();
         callback();
       },
     });

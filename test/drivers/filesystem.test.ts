@@ -133,18 +133,32 @@ describe('FilesystemDriver', () => {
     await rm(join(root, '@tmp'), { recursive: true });
   });
 
-  it('removes only stale put() temporaries', async () => {
-    await mkdir(join(root, '@tmp'), { recursive: true });
-    const old = join(root, '@tmp', 'aaaa.stale+key');
-    const young = join(root, '@tmp', 'bbbb.young+key');
-    await writeFile(old, 'left by a crash');
-    await writeFile(young, 'being written elsewhere');
+  it('sweeps stale in-progress objects and put() temporaries, nothing else', async () => {
     const twoDaysAgo = new Date(Date.now() - 2 * 24 * 60 * 60 * 1000);
-    await utimes(old, twoDaysAgo, twoDaysAgo);
-    assert.equal(await driver.removeStaleTemporaries(), 1);
-    assert.deepEqual(await filesUnder(join(root, '@tmp')), ['bbbb.young+key']);
+    const cutoff = new Date(Date.now() - 24 * 60 * 60 * 1000);
+    await driver.put('sweep/committed', Buffer.from('kept'));
+    await utimes(join(root, 'sweep', 'committed'), twoDaysAgo, twoDaysAgo);
+    for (const key of ['sweep/stale', 'sweep/stale/nested', 'sweep/fresh']) {
+      const writer = await driver.writer(key, { append: false });
+      await writer.write(textSource(key));
+      await writer.close();
+      if (key !== 'sweep/fresh') await utimes(join(root, '@inprogress', ...key.split('/'), '@data'), twoDaysAgo, twoDaysAgo);
+    }
+    await writeFile(join(root, '@tmp', 'aaaa.stale+key'), 'left by a crash');
+    await utimes(join(root, '@tmp', 'aaaa.stale+key'), twoDaysAgo, twoDaysAgo);
+    await writeFile(join(root, '@tmp', 'bbbb.young+key'), 'being written elsewhere');
+
+    assert.equal(await driver.sweep(cutoff), 3);
+    assert.deepEqual((await filesUnder(root)).sort(), ['@inprogress/sweep/fresh/@data', '@tmp/bbbb.young+key', 'sweep/committed']);
+    const fresh = await driver.writer('sweep/fresh', { append: true });
+    assert.equal(fresh.size, 'sweep/fresh'.length);
+    await fresh.cancel();
+    const stale = await driver.writer('sweep/stale', { append: true });
+    assert.equal(stale.size, 0);
+    await stale.cancel();
+    await driver.delete('sweep');
     await rm(join(root, '@tmp'), { recursive: true });
-    assert.equal(await driver.removeStaleTemporaries(), 0, 'a missing @tmp is fine');
+    assert.equal(await driver.sweep(new Date()), 0, 'nothing to sweep is fine');
   });
 
   it('cannot be made to touch files outside its root', async () => {

@@ -94,7 +94,11 @@ describe('instrument()', () => {
     assert.deepEqual(await driver.get('k'), Buffer.from('v'));
   });
 
-  it('passes redirectUrl through only when the driver has it', () => {
-    assert.equal(instrument(new MemoryDriver(), () => {}).redirectUrl, undefined);
+  it('passes optional members through only when the driver has them', async () => {
+    const seen: BlobOperation[] = [];
+    const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
+    assert.equal(driver.redirectUrl, undefined);
+    assert.equal(await driver.sweep?.(new Date()), 0);
+    assert.deepEqual(seen.map((op) => op.op), ['sweep']);
   });
 });

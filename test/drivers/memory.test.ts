@@ -1,7 +1,24 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 
 runBlobDriverContract('memory', async () => {
   const driver = new MemoryDriver();
   return { driver, cleanup: () => driver.close(), rawKeys: async () => driver.rawKeys() };
+});
+
+describe('MemoryDriver', () => {
+  it('sweeps in-progress objects idle since the cutoff, never committed ones', async () => {
+    const driver = new MemoryDriver();
+    const idle = await driver.writer('u/idle', { append: false });
+    await idle.close();
+    const busy = await driver.writer('u/busy', { append: false });
+    await busy.write(Readable.from([Buffer.from('x')], { objectMode: false }));
+    await driver.put('u/committed', Buffer.from('c'));
+    assert.equal(await driver.sweep(new Date(Date.now() - 60_000)), 0, 'nothing is a minute old');
+    assert.equal(await driver.sweep(new Date(Date.now() + 60_000)), 2);
+    assert.deepEqual(driver.rawKeys(), ['u/committed']);
+  });
 });
