@@ -74,7 +74,15 @@ export function stateSize(state: UploadState): number {
   return size;
 }
 
-export async function readState(ctx: S3Context, key: string): Promise<UploadState | undefined> {
+/**
+ * The stored state of the in-progress object at `key`. A corrupt state is an error, except when the
+ * caller is about to throw it away anyway (`corrupt: 'ignore'`).
+ */
+export async function readState(
+  ctx: S3Context,
+  key: string,
+  options: { corrupt?: 'throw' | 'ignore' } = {},
+): Promise<UploadState | undefined> {
   const s3Key = ctx.keys.state(key);
   try {
     const out = await ctx.client.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: s3Key }));
@@ -83,6 +91,7 @@ export async function readState(ctx: S3Context, key: string): Promise<UploadStat
   } catch (err) {
     if (isNotFound(err)) return undefined;
     if (err instanceof SyntaxError || err instanceof z.ZodError) {
+      if (options.corrupt === 'ignore') return undefined;
       throw unavailable('read of upload state', s3Key, err);
     }
     throw unavailable('GetObject', s3Key, err);

@@ -34,6 +34,7 @@ import { copyRanges, formatRange, planParts, S3_LIMITS, type S3Limits } from './
 import { copySource, S3Writer } from './s3-writer.js';
 import {
   assertValidKey,
+  BlobDriverError,
   BlobNotFoundError,
   InvalidOffsetError,
   StorageUnavailableError,
@@ -117,19 +118,28 @@ export class S3BlobDriver implements BlobDriver {
     // No Range header for whole-object reads: S3 answers 416 to any range of an empty object.
     const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}`;
     let body: Readable;
-    let length: number | undefined;
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key), Range: range }),
         { abortSignal: signal },
       );
       body = out.Body as Readable;
-      length = out.ContentLength;
-      const total = totalFromContentRange(out.ContentRange);
-      // Some stores ignore parts of a Range (s3rver reads "bytes=0-0" as the whole object): trim.
-      if (end !== undefined && total !== undefined && length !== undefined) {
-        const expected = Math.min(end, total - 1) - start + 1;
-        if (length > expected) body = takeBytes(body, expected);
+      const length = out.ContentLength;
+      if (range !== undefined && out.ContentRange === undefined) {
+        // The store ignored the Range and sent the whole object: cut the range out here.
+        const whole = length ?? Number.MAX_SAFE_INTEGER;
+        if (start > whole) {
+          body.destroy();
+          throw new InvalidOffsetError(key, start);
+        }
+        body = sliceStream(body, start, end === undefined ? undefined : Math.min(end, whole - 1) - start + 1);
+      } else {
+        const total = totalFromContentRange(out.ContentRange);
+        // Some stores serve more than asked (s3rver reads "bytes=0-0" as the whole object): trim.
+        if (end !== undefined && total !== undefined && length !== undefined) {
+          const expected = Math.min(end, total - 1) - start + 1;
+          if (length > expected) body = sliceStream(body, 0, expected);
+        }
       }
     } catch (err) {
       if (isInvalidRange(err) && !isAbort(err)) return this.readPastEnd(key, start);
@@ -169,7 +179,7 @@ export class S3BlobDriver implements BlobDriver {
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
     assertValidKey(key);
     options.signal?.throwIfAborted();
-    const existing = await readState(this.ctx, key);
+    const existing = await readState(this.ctx, key, { corrupt: options.append ? 'throw' : 'ignore' });
     if (options.append && existing !== undefined) return new S3Writer(this.ctx, key, existing, options.signal);
     if (existing !== undefined) await discardInProgress(this.ctx, key, existing);
     return new S3Writer(this.ctx, key, freshState(key, this.ctx.plan), options.signal);
@@ -222,7 +232,7 @@ export class S3BlobDriver implements BlobDriver {
       internal.push(objectKey);
       if (!S3Keys.isState(objectKey)) continue;
       const dir = S3Keys.dirOf(objectKey);
-      const state = await readState(this.ctx, this.keys.keyOfUploadDir(dir));
+      const state = await readState(this.ctx, this.keys.keyOfUploadDir(dir), { corrupt: 'ignore' });
       if (state?.uploadId !== undefined) await abortUpload(this.ctx, this.keys.object(state.key), state.uploadId);
     }
     await deleteKeys(this.ctx, internal);
@@ -291,7 +301,7 @@ export class S3BlobDriver implements BlobDriver {
       const key = this.keys.keyOfUploadDir(dir);
       if (entry.state !== undefined) {
         if (entry.state.getTime() >= cutoff) continue;
-        await discardInProgress(this.ctx, key, await readState(this.ctx, key));
+        await discardInProgress(this.ctx, key, await readState(this.ctx, key, { corrupt: 'ignore' }));
         removed++;
       } else {
         const stale = entry.objects.filter((o) => o.modified < cutoff).map((o) => o.key);
@@ -333,7 +343,7 @@ export class S3BlobDriver implements BlobDriver {
         if (upload.Key === undefined || upload.UploadId === undefined) continue;
         if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
         const key = this.keys.fromObject(upload.Key);
-        const state = key === undefined ? undefined : await readState(this.ctx, key);
+        const state = key === undefined ? undefined : await readState(this.ctx, key, { corrupt: 'ignore' });
         if (state?.uploadId === upload.UploadId) continue;
         await abortUpload(this.ctx, upload.Key, upload.UploadId);
         removed++;
@@ -401,7 +411,7 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   private mapError(operation: string, key: string, err: unknown): Error {
-    if (isAbort(err)) return err as Error;
+    if (isAbort(err) || err instanceof BlobDriverError) return err as Error;
     if (isNotFound(err)) return new BlobNotFoundError(key);
     return unavailable(operation, `${this.config.bucket}/${this.keys.object(key)}`, err);
   }
@@ -413,20 +423,27 @@ function totalFromContentRange(contentRange: string | undefined): number | undef
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-/** The first `length` bytes of `src`; stops reading (and destroys `src`) after them. */
-function takeBytes(src: Readable, length: number): Readable {
-  async function* take(): AsyncGenerator<Buffer> {
-    let left = length;
+/** `length` bytes of `src` after skipping `skip` (to the end without a length); stops reading early. */
+function sliceStream(src: Readable, skip: number, length?: number): Readable {
+  async function* slice(): AsyncGenerator<Buffer> {
+    let toSkip = skip;
+    let left = length ?? Number.POSITIVE_INFINITY;
     if (left === 0) return;
     for await (const chunk of src) {
-      const buf = chunk as Buffer;
+      let buf = chunk as Buffer;
+      if (toSkip > 0) {
+        const dropped = Math.min(toSkip, buf.length);
+        toSkip -= dropped;
+        buf = buf.subarray(dropped);
+        if (buf.length === 0) continue;
+      }
       const piece = buf.length > left ? buf.subarray(0, left) : buf;
       left -= piece.length;
       yield piece;
       if (left === 0) return;
     }
   }
-  return Readable.from(take(), { objectMode: false });
+  return Readable.from(slice(), { objectMode: false });
 }
 
 /** A startup/readiness message naming the endpoint and bucket and the likely cause. */

@@ -1,5 +1,5 @@
 // The shared blob-driver contract against the S3 driver over real HTTP (s3rver), with a second driver
-// instance as the "other process" and every raw object in the bucket checked for leftovers.
+// instance as the "other process", no key prefix, and every raw object in the bucket checked for leftovers.
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createS3Driver } from '../../storage-drivers/blob/s3.js';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
@@ -7,8 +7,8 @@ import { startS3rver } from '../helpers/s3rver.js';
 
 runBlobDriverContract('s3 (s3rver)', async () => {
   const server = await startS3rver();
-  const driver = createS3Driver(server.config({ prefix: 'contract-root' }));
-  const peer = createS3Driver(server.config({ prefix: 'contract-root' }));
+  const driver = createS3Driver(server.config());
+  const peer = createS3Driver(server.config());
   return {
     driver,
     peer,
