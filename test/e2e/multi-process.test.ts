@@ -9,16 +9,11 @@ import { blob, imageManifest, randomBlob, RegistryClient, sha256 } from '../help
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 
-interface Setup {
-  name: string;
-  storage: (dir: string) => Record<string, unknown>;
-}
-
 const MiB = 1024 * 1024;
 
 /** Several Berth processes over one Redis and one storage, as behind a load balancer. */
-function multiProcessSuite(setup: Setup, makeStorage: () => Promise<(dir: string) => Record<string, unknown>>): void {
-  describe(`three Berth processes over one Redis and ${setup.name}`, () => {
+function multiProcessSuite(name: string, makeStorage: () => Promise<(dir: string) => Record<string, unknown>>): void {
+  describe(`three Berth processes over one Redis and ${name}`, () => {
     let redis: RedisServer;
     let dir: string;
     let procs: BerthProcess[] = [];
@@ -119,14 +114,13 @@ function multiProcessSuite(setup: Setup, makeStorage: () => Promise<(dir: string
       assert.equal(sha256(Buffer.from(await get.arrayBuffer())), b.digest);
     });
   });
-  void setup;
 }
 
 let s3: S3rverHandle | undefined;
 after(async () => s3?.stop());
 
-multiProcessSuite({ name: 'a shared filesystem directory', storage: () => ({}) }, async () => (dir) => ({ driver: 'filesystem', filesystem: { root: join(dir, 'shared-storage') } }));
-multiProcessSuite({ name: 'S3 (s3rver)', storage: () => ({}) }, async () => {
+multiProcessSuite('a shared filesystem directory', async () => (dir) => ({ driver: 'filesystem', filesystem: { root: join(dir, 'shared-storage') } }));
+multiProcessSuite('S3 (s3rver)', async () => {
   s3 ??= await startS3rver();
   const server = s3;
   const prefix = `mp-${randomBytes(4).toString('hex')}`;
