@@ -10,6 +10,8 @@ export interface StorageObservation {
   op: string;
   seconds: number;
   error?: unknown;
+  /** Bytes appended, for `writer.write`. */
+  bytes?: number;
 }
 
 /** The same for metadata-store calls. */
@@ -117,6 +119,12 @@ export class Metrics {
     labelNames: ['driver', 'op', 'error'] as const,
     registers: [this.registry],
   });
+  readonly storageWrittenBytes = new Counter({
+    name: 'berth_storage_written_bytes_total',
+    help: 'Bytes appended to blob storage by upload writers, by driver.',
+    labelNames: ['driver'] as const,
+    registers: [this.registry],
+  });
   readonly metadataDuration = new Histogram({
     name: 'berth_metadata_operation_duration_seconds',
     help: 'Metadata store call latency, by store and operation.',
@@ -178,6 +186,7 @@ export class Metrics {
   readonly observeStorage = (o: StorageObservation): void => {
     this.storageDuration.observe({ driver: o.driver, op: o.op }, o.seconds);
     if (o.error !== undefined) this.storageErrors.inc({ driver: o.driver, op: o.op, error: errorLabel(o.error) });
+    if (o.bytes) this.storageWrittenBytes.inc({ driver: o.driver }, o.bytes);
   };
 
   readonly observeMetadata = (o: MetadataObservation): void => {
