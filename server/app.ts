@@ -86,7 +86,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
 
   const sweep = setInterval(() => {
-    uploads.sweep(Date.now() - config.uploads.idleTimeoutSeconds * 1000).catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
+    const cutoff = Date.now() - config.uploads.idleTimeoutSeconds * 1000;
+    // Sessions first, then whatever a crash left in storage without a session (S3 multipart uploads, temp files).
+    uploads
+      .sweep(cutoff)
+      .then(() => driver.sweep?.(new Date(cutoff)))
+      .catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
   }, config.uploads.sweepIntervalSeconds * 1000);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
