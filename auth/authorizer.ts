@@ -3,7 +3,7 @@ import { OciError } from '../server/errors.js';
 import { accessDetail, bearerChallenge } from './challenge.js';
 import { principalOf, resolveSubject } from './identities.js';
 import type { RobotStore } from './robots.js';
-import type { Policy } from './rules.js';
+import type { Policy, Subject } from './rules.js';
 import { covers, mergeNeeds, missing } from './scope.js';
 import type { AccessTokenVerifier, VerifiedToken } from './token.js';
 import type { AccessNeed, Authorizer, Principal } from './types.js';
@@ -28,6 +28,7 @@ export interface TokenAuthorizerDeps {
  */
 export class TokenAuthorizer implements Authorizer {
   private readonly states = new WeakMap<FastifyRequest, Promise<TokenState>>();
+  private readonly subjects = new WeakMap<FastifyRequest, Promise<Subject | undefined>>();
 
   constructor(private readonly deps: TokenAuthorizerDeps) {}
 
@@ -42,7 +43,7 @@ export class TokenAuthorizer implements Authorizer {
     const lacking = missing(state.token.access, wanted);
     if (lacking.length === 0) return state.principal;
     if (state.token.local && state.principal.kind !== 'anonymous') {
-      const subject = await resolveSubject(this.deps.users, this.deps.robots, state.principal.subject);
+      const subject = await this.subject(request, state.principal.subject);
       if (subject) {
         let grantable = true;
         for (const need of lacking) if (!(await this.deps.policy.allows(subject, need))) grantable = false;
@@ -60,8 +61,18 @@ export class TokenAuthorizer implements Authorizer {
       // Tokens from another issuer say all they grant; for Berth's own the live rules can say more.
       if (!state.token.local) return false;
     }
-    const subject = state.kind === 'none' ? ({ kind: 'anonymous' } as const) : await resolveSubject(this.deps.users, this.deps.robots, state.principal.subject);
+    const subject = state.kind === 'none' ? ({ kind: 'anonymous' } as const) : await this.subject(request, state.principal.subject);
     return subject !== undefined && this.deps.policy.allows(subject, need);
+  }
+
+  /** Resolved once per request: catalog filtering may ask about many repositories. */
+  private subject(request: FastifyRequest, sub: string): Promise<Subject | undefined> {
+    let s = this.subjects.get(request);
+    if (!s) {
+      s = resolveSubject(this.deps.users, this.deps.robots, sub);
+      this.subjects.set(request, s);
+    }
+    return s;
   }
 
   private state(request: FastifyRequest): Promise<TokenState> {

@@ -12,6 +12,7 @@ import { type Authorizer, openAccess } from './types.js';
 import { UserStore } from './users.js';
 
 export { LOG_REDACT_PATHS, SENSITIVE_HEADERS } from './redact.js';
+export { isLoopbackHost, openAccessWarning } from './warnings.js';
 export { authConfigSchema, type AuthConfig } from './config.js';
 
 /** What auth needs to log; a pino/Fastify logger fits. */
@@ -87,7 +88,10 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
     userNamespaces: config.userNamespaces,
     warn,
   });
-  await Promise.all([users.load(), robots.load(), policy.load()]);
+  const [htpasswd, robotList] = await Promise.all([users.load(), robots.load(), policy.load()]);
+  if (config.tokenService && htpasswd.users.size === 0 && robotList.length === 0) {
+    warn(`auth is on but ${paths.htpasswd} has no users and there are no robots: only anonymous rules apply. Add one with \`berth user add <name>\`.`);
+  }
 
   const settings = {
     issuer: config.issuer,

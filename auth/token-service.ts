@@ -121,7 +121,11 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
         return noStore(reply).code(400).send(errorBody('REQUEST_INVALID', `unknown service; this registry is ${JSON.stringify(deps.service)}`));
       }
       let who: Authenticated = { subject: { kind: 'anonymous' }, sub: '', binding: '' };
-      const basic = decodeBasic(request.headers.authorization);
+      const header = request.headers.authorization;
+      const basic = decodeBasic(header);
+      if (!basic && header !== undefined && /^Basic\b/i.test(header)) {
+        return noStore(reply).code(401).send(errorBody('UNAUTHORIZED', 'malformed Basic credentials'));
+      }
       if (basic) {
         const outcome = await login(basic.username, basic.password, request.ip, request);
         if (!outcome.ok) {
