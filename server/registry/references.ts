@@ -71,12 +71,13 @@ export type Reference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest:
 export function parseReference(reference: string): Reference {
   if (isDigest(reference)) return { kind: 'digest', digest: parseDigest(reference) };
   if (!isValidTag(reference)) {
-    throw new OciError('MANIFEST_INVALID', `invalid reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or a digest`);
+    throw new OciError('TAG_INVALID', `invalid reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or a digest`);
   }
   return { kind: 'tag', tag: reference };
 }
 
 export function assertUploadId(id: string): string {
+  if (id === '') throw new OciError('BLOB_UPLOAD_UNKNOWN', 'no upload id in the URL: start an upload with POST /v2/<name>/blobs/uploads/ and use the Location it returns');
   if (!UPLOAD_ID.test(id)) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${JSON.stringify(id.slice(0, 100))} is unknown: upload ids are UUIDs issued by POST /v2/<name>/blobs/uploads/`);
   return id;
 }

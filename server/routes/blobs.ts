@@ -53,6 +53,17 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     return reply.send(stream);
   });
 
+  // A digest holds no '/': a longer path names no blob, and answering 404 NOT_FOUND would hide why.
+  app.route<{ Params: { name: string; digest: string; '*': string } }>({
+    method: ['GET', 'DELETE'],
+    url: `${path}/*`,
+    handler: async (request) => {
+      assertName(request.params.name);
+      parseDigest(`${request.params.digest}/${request.params['*']}`);
+      throw new OciError('BLOB_UNKNOWN');
+    },
+  });
+
   app.delete<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
     const name = assertName(request.params.name);
     const digest = parseDigest(request.params.digest);

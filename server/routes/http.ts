@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { OciError } from '../errors.js';
+import { OciError, type ErrorCode } from '../errors.js';
 import type { ChunkRange } from '../registry/uploads.js';
 
 /** Largest number accepted in headers and query strings; beyond it arithmetic loses precision. */
@@ -7,7 +7,7 @@ const MAX_SAFE_DIGITS = 15;
 
 export function parseCount(value: string, what: string): number {
   if (!new RegExp(`^\\d{1,${MAX_SAFE_DIGITS}}$`).test(value)) {
-    throw new OciError('REQUEST_INVALID', `${what} must be a whole number below 10^${MAX_SAFE_DIGITS}, got ${JSON.stringify(value.slice(0, 40))}`);
+    throw new OciError('SIZE_INVALID', `${what} must be a whole number below 10^${MAX_SAFE_DIGITS}, got ${JSON.stringify(value.slice(0, 40))}`);
   }
   return Number(value);
 }
@@ -63,10 +63,10 @@ export function byteRange(request: FastifyRequest, size: number): { start: numbe
 }
 
 /** A single query parameter; repeated ones are refused unless `many` is used. */
-export function queryParam(request: FastifyRequest, name: string): string | undefined {
+export function queryParam(request: FastifyRequest, name: string, code: ErrorCode = 'REQUEST_INVALID'): string | undefined {
   const q = request.query as Record<string, string | string[] | undefined>;
   const v = q[name];
-  if (Array.isArray(v)) throw new OciError('REQUEST_INVALID', `query parameter ${name} given more than once`);
+  if (Array.isArray(v)) throw new OciError(code, `query parameter ${name} given more than once; give it once`);
   return v;
 }
 
@@ -78,7 +78,7 @@ export function queryParams(request: FastifyRequest, name: string): string[] {
 
 /** `n` and `last` of the paginated lists. */
 export function pageParams(request: FastifyRequest, max: number, fallback: number | undefined): { n: number | undefined; last: string | undefined } {
-  const nRaw = queryParam(request, 'n');
+  const nRaw = queryParam(request, 'n', 'PAGINATION_NUMBER_INVALID');
   let n = fallback;
   if (nRaw !== undefined) {
     if (!/^\d{1,15}$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', `n must be a whole number from 0 to ${max}, got ${JSON.stringify(nRaw.slice(0, 40))}`);

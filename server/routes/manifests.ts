@@ -71,6 +71,17 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     return reply.send();
   });
 
+  // References hold no '/': a longer path is an invalid tag or digest, not an unknown endpoint.
+  app.route<{ Params: { name: string; reference: string; '*': string } }>({
+    method: ['GET', 'PUT', 'DELETE'],
+    url: `${path}/*`,
+    handler: async (request) => {
+      assertName(request.params.name);
+      parseReference(`${request.params.reference}/${request.params['*']}`);
+      throw new OciError('MANIFEST_UNKNOWN');
+    },
+  });
+
   app.delete<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
     const { name, reference } = parse(request);
     const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['delete'] }]);

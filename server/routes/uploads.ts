@@ -47,29 +47,34 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
 
   app.post<{ Params: { name: string } }>(`${REPO_PREFIX}:name/blobs/uploads/`, async (request, reply) => {
     const name = assertName(request.params.name);
-    const mount = queryParam(request, 'mount');
-    const from = queryParam(request, 'from');
-    const digestParam = queryParam(request, 'digest');
+    // Everything the client sent is checked before a session exists, so a bad request leaves nothing behind.
+    const mountParam = queryParam(request, 'mount', 'DIGEST_INVALID');
+    const mount = mountParam === undefined ? undefined : parseDigest(mountParam);
+    const from = queryParam(request, 'from', 'NAME_INVALID');
+    if (from !== undefined) assertName(from);
+    const digestParam = queryParam(request, 'digest', 'DIGEST_INVALID');
+    const digest = digestParam === undefined ? undefined : parseDigest(digestParam);
+    const length = contentLength(request);
     const principal = await push(request, name);
 
     if (mount !== undefined) {
-      const digest = parseDigest(mount);
-      if (from !== undefined) {
-        assertName(from);
-        await ctx.authorizer.authorize(request, [{ type: 'repository', name: from, actions: ['pull'] }]);
-      }
-      const link = await ctx.blobs.mount(name, digest, from, (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }));
+      if (from !== undefined) await ctx.authorizer.authorize(request, [{ type: 'repository', name: from, actions: ['pull'] }]);
+      const link = await ctx.blobs.mount(name, mount, from, (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }));
       if (link) {
-        ctx.emit({ action: 'blob_mount', repository: name, digest: digest.value, principal, request });
-        return created(reply, name, digest.value);
+        ctx.emit({ action: 'blob_mount', repository: name, digest: mount.value, principal, request });
+        return created(reply, name, mount.value);
       }
     }
 
     const session = await ctx.uploads.start(name);
-    if (digestParam !== undefined) {
-      const digest = parseDigest(digestParam);
-      const length = contentLength(request);
-      await ctx.uploads.finish(name, session.id, digest, request.raw, undefined, length, abortSignal(request));
+    if (digest !== undefined) {
+      try {
+        await ctx.uploads.finish(name, session.id, digest, request.raw, undefined, length, abortSignal(request));
+      } catch (err) {
+        // The client never learned this session's id, so nobody could resume it: drop it and its bytes.
+        await ctx.uploads.cancel(name, session.id).catch(() => undefined);
+        throw err;
+      }
       ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
       return created(reply, name, digest.value);
     }
@@ -101,7 +106,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
   app.put<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
     const { name, id } = ids(request);
     const principal = await push(request, name);
-    const digestParam = queryParam(request, 'digest');
+    const digestParam = queryParam(request, 'digest', 'DIGEST_INVALID');
     if (digestParam === undefined) throw new OciError('DIGEST_INVALID', 'PUT that completes an upload needs ?digest=<algorithm:hex> of the whole blob');
     const digest = parseDigest(digestParam);
     const range = chunkRange(request, () => 0);
@@ -109,6 +114,17 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     await ctx.uploads.finish(name, id, digest, request.raw, range, length, abortSignal(request));
     ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
     return created(reply, name, digest.value);
+  });
+
+  // Ids spanning several segments (`../../etc`, `<uuid>/x`) match no session route; they name no upload either.
+  app.route<{ Params: { name: string; uuid: string; '*': string } }>({
+    method: ['GET', 'PATCH', 'PUT', 'DELETE'],
+    url: `${sessionPath}/*`,
+    handler: async (request) => {
+      assertName(request.params.name);
+      assertUploadId(`${request.params.uuid}/${request.params['*']}`);
+      throw new OciError('BLOB_UPLOAD_UNKNOWN');
+    },
   });
 
   app.delete<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
