@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { LOG_REDACT_PATHS } from '../auth/redact.js';
 import type { BerthConfig } from './config.js';
 import { installTrafficCounter, trafficOf } from './traffic.js';
 
@@ -21,15 +22,7 @@ export function genReqId(req: IncomingMessage): string {
 const SECRET_FIELDS = ['password', 'token', 'secret', 'secretAccessKey', 'accessToken', 'refreshToken', 'clientSecret'];
 
 /** pino redact paths: credentials in headers and any password- or token-like field up to three levels deep. */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["proxy-authorization"]',
-  'res.headers["set-cookie"]',
-  'headers.authorization',
-  'headers.cookie',
-  ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
-];
+export const REDACT_PATHS = [...LOG_REDACT_PATHS, ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`])];
 
 const SECRET_QUERY_KEY = /token|password|secret|signature|credential|key/i;
 

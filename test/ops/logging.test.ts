@@ -23,7 +23,7 @@ describe('structured logging', () => {
     app = Fastify(loggerOptions(config, destination));
     await app.register(accessLogPlugin, { config });
     app.get('/hello', async (request) => {
-      request.log.info({ user: { name: 'ann', password: 'hunter2' }, token: 'abc' }, 'inside handler');
+      request.log.info({ user: { name: 'ann', password: 'hunter2' }, token: 'abc', headers: request.headers }, 'inside handler');
       return 'hi there';
     });
     app.get('/boom', async () => {
@@ -65,6 +65,7 @@ describe('structured logging', () => {
     const inside = own.find((l) => l.msg === 'inside handler')!;
     assert.deepEqual(inside.user, { name: 'ann', password: '[redacted]' });
     assert.equal(inside.token, '[redacted]');
+    assert.equal((inside.headers as Record<string, string>).authorization, '[redacted]');
   });
 });
 
