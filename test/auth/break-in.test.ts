@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { type CryptoKey, SignJWT, exportSPKI, generateKeyPair, importJWK, type JWK } from 'jose';
+import { type CryptoKey, SignJWT, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK } from 'jose';
 import { removeUser, setUserPassword } from '../../auth/users.js';
 import { join } from 'node:path';
 import { type Harness, allows, basic, check, getToken, postToken, pull, push, startHarness } from './harness.js';
@@ -63,6 +63,14 @@ describe('auth: attempts to break in are refused', () => {
     await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid: 'no-such-key' }).sign(privateKey));
     await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid }).sign(privateKey));
     await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256' }).sign(privateKey));
+  });
+
+  it('ignores keys the token brings along (jwk, jku, x5u headers)', async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(publicKey);
+    await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', jwk }).sign(privateKey));
+    await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid, jwk }).sign(privateKey));
+    await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid, jku: 'http://127.0.0.1:1/jwks', x5u: 'http://127.0.0.1:1/x5u' }).sign(privateKey));
   });
 
   it('refuses expired and not-yet-valid tokens, even signed with the real key', async () => {
