@@ -13,6 +13,8 @@ export interface RedisServerOptions {
   save?: string;
   /** Extra command-line arguments, e.g. ['--requirepass', 'secret']. */
   args?: string[];
+  /** Also keep port + 10000 free (Redis Cluster's bus port). */
+  clusterBus?: boolean;
 }
 
 export interface RedisServer {
@@ -34,15 +36,29 @@ export interface RedisServer {
 const BINARY = process.env.REDIS_SERVER_BIN ?? '/usr/bin/redis-server';
 const READY_TIMEOUT_MS = 10_000;
 
-async function freePort(): Promise<number> {
+async function listenOn(port: number): Promise<number | undefined> {
   const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  server.listen(port, '127.0.0.1');
+  try {
+    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  } catch {
+    return undefined;
+  }
   const address = server.address();
   server.close();
   await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('no port from the OS');
-  return address.port;
+  return address !== null && typeof address !== 'string' ? address.port : undefined;
+}
+
+async function freePort(clusterBus = false): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await listenOn(0);
+    if (port === undefined) continue;
+    if (!clusterBus) return port;
+    // The bus port must exist and be free too; the OS hands out ports up to ~61000.
+    if (port + 10_000 <= 65_535 && (await listenOn(port + 10_000)) !== undefined) return port;
+  }
+  throw new Error('no free port found');
 }
 
 /** One PING over a raw socket; true on +PONG (or NOAUTH, which still proves the server is up). */
@@ -115,7 +131,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 
   // Another process may grab the free port between our probe and redis binding it: try a few.
   for (let attempt = 1; ; attempt++) {
-    port = await freePort();
+    port = await freePort(options.clusterBus);
     try {
       await launch();
       break;
@@ -166,7 +182,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   try {
     for (let i = 0; i < masters; i++) {
       nodes.push(
-        await startRedisServer({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }),
+        await startRedisServer({ clusterBus: true, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }),
       );
     }
     const create = spawn(
