@@ -6,7 +6,7 @@ import type { RobotStore } from './robots.js';
 import type { Policy, Subject } from './rules.js';
 import { covers, mergeNeeds, missing } from './scope.js';
 import type { AccessTokenVerifier, VerifiedToken } from './token.js';
-import type { AccessNeed, Authorizer, Principal } from './types.js';
+import type { AccessNeed, AuthFailureReason, Authorizer, Principal } from './types.js';
 import type { UserStore } from './users.js';
 
 type TokenState = { kind: 'none' } | { kind: 'invalid'; reason: string } | { kind: 'valid'; token: VerifiedToken; principal: Principal };
@@ -18,6 +18,7 @@ export interface TokenAuthorizerDeps {
   robots: RobotStore;
   service: string;
   realm: (request: FastifyRequest) => string;
+  onFailure?: (failure: { actor: string; reason: AuthFailureReason; request: { ip: string; id: string } }) => void;
 }
 
 /**
@@ -38,6 +39,7 @@ export class TokenAuthorizer implements Authorizer {
     if (state.kind === 'none') throw this.unauthorized(request, wanted);
     if (state.kind === 'invalid') {
       request.log.debug({ reason: state.reason }, 'bearer token refused');
+      this.deps.onFailure?.({ actor: '', reason: 'invalid_token', request });
       throw this.unauthorized(request, wanted, 'invalid_token', 'invalid or expired token');
     }
     const lacking = missing(state.token.access, wanted);
@@ -47,7 +49,10 @@ export class TokenAuthorizer implements Authorizer {
       if (subject) {
         let grantable = true;
         for (const need of lacking) if (!(await this.deps.policy.allows(subject, need))) grantable = false;
-        if (!grantable) throw new OciError('DENIED', undefined, accessDetail(lacking));
+        if (!grantable) {
+          this.deps.onFailure?.({ actor: state.principal.subject, reason: 'denied', request });
+          throw new OciError('DENIED', undefined, accessDetail(lacking));
+        }
       }
     }
     throw this.unauthorized(request, wanted, 'insufficient_scope', 'insufficient scope', lacking);

@@ -8,7 +8,7 @@ import { RobotStore } from './robots.js';
 import { Policy } from './rules.js';
 import { tokenServicePlugin } from './token-service.js';
 import { AccessTokenVerifier, TokenIssuer } from './token.js';
-import { type Authorizer, openAccess } from './types.js';
+import { type AuthFailureReason, type Authorizer, openAccess } from './types.js';
 import { UserStore } from './users.js';
 
 export { LOG_REDACT_PATHS, SENSITIVE_HEADERS } from './redact.js';
@@ -22,11 +22,16 @@ export interface AuthLog {
   error(msg: string): void;
 }
 
+export type AuthFailureSink = (failure: { actor: string; reason: AuthFailureReason; request: { ip: string; id: string } }) => void;
+export type { AuthFailureReason } from './types.js';
+
 export interface AuthContext {
   dataDir: string;
   /** config.http.publicUrl: the origin clients reach Berth at, used for the token realm. */
   publicUrl?: string;
   log?: AuthLog;
+  /** Called once per refused login, refresh or bearer token (not for the normal 401 challenge). */
+  onAuthFailure?: AuthFailureSink;
   /** Clock for tests (ms since epoch). */
   now?: () => number;
 }
@@ -124,7 +129,14 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
   const realm = (request: FastifyRequest): string =>
     fixedRealm ?? `${publicBase ?? `${request.protocol}://${request.host}`}${config.tokenPath}`;
 
-  const authorizer = new TokenAuthorizer({ verifier, policy, users, robots, service: config.service, realm });
+  const onFailure: AuthFailureSink = (f) => {
+    try {
+      ctx.onAuthFailure?.(f);
+    } catch (err) {
+      warn(`auth failure sink threw: ${(err as Error).message}`);
+    }
+  };
+  const authorizer = new TokenAuthorizer({ verifier, policy, users, robots, service: config.service, realm, onFailure });
   const tokenRoutes =
     keys === undefined
       ? noop
@@ -138,6 +150,7 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
           robots,
           policy,
           limiter: new LoginLimiter(config.loginLimits, now),
+          onFailure,
         });
 
   let timer: NodeJS.Timeout | undefined;

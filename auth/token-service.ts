@@ -7,6 +7,7 @@ import type { RobotStore } from './robots.js';
 import type { Policy, Subject } from './rules.js';
 import { formatScope, parseScopes } from './scope.js';
 import type { TokenIssuer } from './token.js';
+import type { AuthFailureReason } from './types.js';
 import { ROBOT_PREFIX, type UserStore } from './users.js';
 
 export interface TokenServiceDeps {
@@ -19,6 +20,7 @@ export interface TokenServiceDeps {
   robots: RobotStore;
   policy: Policy;
   limiter: LoginLimiter;
+  onFailure?: (failure: { actor: string; reason: AuthFailureReason; request: { ip: string; id: string } }) => void;
 }
 
 interface Authenticated {
@@ -66,7 +68,10 @@ function many(v: unknown): string[] {
 export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
   async function login(username: string, password: string, address: string, request: FastifyRequest): Promise<LoginOutcome> {
     const wait = deps.limiter.retryAfter(username, address);
-    if (wait > 0) return { ok: false, retryAfter: wait };
+    if (wait > 0) {
+      deps.onFailure?.({ actor: username, reason: 'rate_limited', request });
+      return { ok: false, retryAfter: wait };
+    }
     let who: Authenticated | undefined;
     if (username.startsWith(ROBOT_PREFIX)) {
       const name = username.slice(ROBOT_PREFIX.length);
@@ -79,6 +84,7 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
     if (!who) {
       deps.limiter.fail(username, address);
       request.log.warn({ user: username, address }, 'failed login');
+      deps.onFailure?.({ actor: username, reason: 'bad_credentials', request });
       return { ok: false };
     }
     deps.limiter.succeed(username);
@@ -172,7 +178,10 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
         const given = form.get('refresh_token');
         const claims = given ? await deps.issuer.verifyRefresh(given) : undefined;
         const subject = claims ? await resolveSubject(deps.users, deps.robots, claims.subject, claims.binding) : undefined;
-        if (!given || !claims || !subject) return oauthError(400, 'invalid_grant', 'refresh token is invalid, expired or revoked');
+        if (!given || !claims || !subject) {
+          deps.onFailure?.({ actor: claims?.subject ?? '', reason: 'invalid_refresh_token', request });
+          return oauthError(400, 'invalid_grant', 'refresh token is invalid, expired or revoked');
+        }
         who = { subject, sub: claims.subject, binding: claims.binding };
         refreshToken = given;
       } else {

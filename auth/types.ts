@@ -31,3 +31,6 @@ export const openAccess: Authorizer = {
   authorize: async () => ({ subject: '', kind: 'anonymous' }),
   allows: async () => true,
 };
+
+/** Why auth refused a request, as reported to the audit/metrics sink. */
+export type AuthFailureReason = 'bad_credentials' | 'rate_limited' | 'invalid_refresh_token' | 'invalid_token' | 'denied';

@@ -13,6 +13,8 @@ export interface Harness {
   auth: Auth;
   app: FastifyInstance;
   clock: { now: number };
+  /** What the auth layer reported to its failure sink. */
+  failures: Array<{ actor: string; reason: string }>;
   close(): Promise<void>;
 }
 
@@ -29,7 +31,13 @@ export async function startHarness(
   const dir = shared?.dir ?? (await mkdtemp(join(tmpdir(), 'berth-auth-')));
   await prepare?.(dir);
   const clock = { now: Date.now() };
-  const auth = await createAuth({ enabled: true, ...(typeof config === 'function' ? config(dir) : config) }, { dataDir: dir, now: () => clock.now, log: { info() {}, warn() {}, error() {} } });
+  const failures: Harness['failures'] = [];
+  const auth = await createAuth({ enabled: true, ...(typeof config === 'function' ? config(dir) : config) }, {
+    dataDir: dir,
+    now: () => clock.now,
+    log: { info() {}, warn() {}, error() {} },
+    onAuthFailure: (f) => failures.push({ actor: f.actor, reason: f.reason }),
+  });
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
   await app.register(auth.tokenRoutes);
@@ -43,6 +51,7 @@ export async function startHarness(
     auth,
     app,
     clock,
+    failures,
     async close() {
       await app.close();
       await auth.close();

@@ -101,14 +101,23 @@ describe('auth: token flow', () => {
   });
 
   it('wrong credentials and wrong requests are refused', async () => {
+    h.failures.length = 0;
     const bad = await getToken(h, [], basic('alice', 'wrong'));
     assert.equal(bad.status, 401);
+    assert.deepEqual(h.failures, [{ actor: 'alice', reason: 'bad_credentials' }]);
+    assert.ok(!JSON.stringify(bad.body).includes('wrong'));
     const unknown = await getToken(h, [], basic('nobody', 'wrong'));
     assert.equal(unknown.status, 401);
     assert.equal((await getToken(h, [], undefined, { service: 'elsewhere' })).status, 400);
     assert.equal((await postToken(h, { grant_type: 'password', username: 'alice', password: 'nope' })).body.error, 'invalid_grant');
     assert.equal((await postToken(h, { grant_type: 'authorization_code' })).body.error, 'unsupported_grant_type');
     assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: 'garbage' })).status, 400);
+    assert.deepEqual(h.failures.map((f) => f.reason), ['bad_credentials', 'bad_credentials', 'bad_credentials', 'invalid_refresh_token']);
+    h.failures.length = 0;
+    assert.equal((await check(h, [pull('team/a')], 'garbage')).status, 401);
+    assert.deepEqual(h.failures, [{ actor: '', reason: 'invalid_token' }]);
+    assert.equal((await check(h, [pull('team/a')])).status, 401);
+    assert.equal(h.failures.length, 1, 'a missing token is the normal challenge, not a failure');
   });
 
   it('scopes with a host:port name and malformed scopes are handled', async () => {
