@@ -10,70 +10,59 @@ export const VERIFY_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', '
 
 const externalIssuerSchema = z
   .object({
-    /** Must equal the tokens' `iss`. */
-    issuer: z.string().min(1),
-    /** Keys published as a JWKS; fetched, cached and refreshed on an unknown `kid`. */
-    jwksUrl: z.string().url().optional(),
-    /** PEM files: SPKI public keys (`BEGIN PUBLIC KEY`) or X.509 certificates. */
-    publicKeyFiles: z.array(z.string().min(1)).default([]),
+    issuer: z.string().min(1).describe("Must equal the tokens' `iss`."),
+    jwksUrl: z.string().url().optional().describe('JWKS URL; fetched, cached and refreshed on an unknown `kid`.'),
+    publicKeyFiles: z.array(z.string().min(1)).default([]).describe('PEM files: SPKI public keys or X.509 certificates.'),
     algorithms: z.array(z.enum(VERIFY_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
-    /** Expected `aud`; defaults to auth.service. */
-    audience: z.string().min(1).optional(),
-    /** Bearer challenge realm clients are sent to; defaults to Berth's own token endpoint. */
-    realm: z.string().url().optional(),
+    audience: z.string().min(1).optional().describe('Expected `aud`; defaults to auth.service.'),
+    realm: z.string().url().optional().describe('Token endpoint clients are sent to when Berth runs no token service.'),
   })
   .strict()
   .refine((v) => v.jwksUrl !== undefined || v.publicKeyFiles.length > 0, { message: 'needs jwksUrl or publicKeyFiles' });
 
-/** Authentication and authorization settings (see auth/). */
+/** Authentication and authorization settings (see auth/README.md). */
 export const authConfigSchema = z
   .object({
-    enabled: z.boolean().default(false),
-    /** The `service` clients pass to the token endpoint and the tokens' `aud`. */
-    service: z.string().min(1).default('berth'),
-    /** `iss` of the tokens Berth signs. */
-    issuer: z.string().min(1).default('berth'),
-    /** Challenge realm; default `<http.publicUrl or request origin><tokenPath>`. */
-    realm: z.string().url().optional(),
-    tokenPath: z.string().startsWith('/').default('/auth/token'),
-    jwksPath: z.string().startsWith('/').default('/auth/jwks.json'),
-    /** Berth's own token endpoint; turn off when only an external issuer hands out tokens. */
-    tokenService: z.boolean().default(true),
-    tokenTtlSeconds: z.number().int().min(60).default(300),
-    refreshTokenTtlSeconds: z.number().int().min(60).default(30 * 24 * 3600),
-    /** Allowed clock skew when checking exp/nbf. */
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    enabled: z.boolean().default(false).describe('Require Docker token auth on every /v2/ request.'),
+    service: z.string().min(1).default('berth').describe('The `service` clients ask the token endpoint for; the tokens\' `aud`.'),
+    issuer: z.string().min(1).default('berth').describe('`iss` of the tokens Berth signs.'),
+    realm: z
+      .string()
+      .url()
+      .optional()
+      .describe('Bearer challenge realm; default <http.publicUrl or the request origin><auth.tokenPath>.'),
+    tokenPath: z.string().startsWith('/').default('/auth/token').describe('Path of the built-in token endpoint (GET and OAuth2 POST).'),
+    jwksPath: z.string().startsWith('/').default('/auth/jwks.json').describe('Path of the JWKS with the token signing keys.'),
+    tokenService: z.boolean().default(true).describe('Run the built-in token service; turn off when only external issuers hand out tokens.'),
+    tokenTtlSeconds: z.number().int().min(60).default(300).describe('Access token lifetime (at least 60).'),
+    refreshTokenTtlSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .default(30 * 24 * 3600)
+      .describe('Refresh token lifetime (offline_token=true / access_type=offline).'),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp/nbf.'),
     signing: z
       .object({
-        algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256'),
-        /** PKCS#8 PEM private key; when absent one is generated under <dataDir>/auth/keys and kept. */
-        keyFile: z.string().min(1).optional(),
-        keyDir: z.string().min(1).optional(),
-        /** Generate a fresh key once the active one is this old (generated keys only). */
-        rotateAfterDays: z.number().positive().optional(),
+        algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256').describe('Token signing algorithm.'),
+        keyFile: z.string().min(1).optional().describe('PKCS#8 PEM private key; without it a key is generated on first start and kept.'),
+        keyDir: z.string().min(1).optional().describe('Where generated keys live; default <dataDir>/auth/keys.'),
+        rotateAfterDays: z.number().positive().optional().describe('Generate a new signing key when the active one is this old.'),
       })
       .strict()
       .prefault({}),
-    /** htpasswd file with bcrypt entries (`htpasswd -B`); default <dataDir>/auth/htpasswd. */
-    htpasswdFile: z.string().min(1).optional(),
-    /** Robot accounts; default <dataDir>/auth/robots.json. */
-    robotsFile: z.string().min(1).optional(),
-    /** YAML file of `groups` and `rules`, reloaded when it changes. */
-    rulesFile: z.string().min(1).optional(),
-    /** Static groups: name → member principals (user names or robot+<name>). */
-    groups: groupsSchema.default({}),
-    /** Static rules, evaluated together with those in rulesFile. */
-    rules: z.array(ruleSchema).default([]),
-    /** Every user gets all actions on repositories under `<username>/`. */
-    userNamespaces: z.boolean().default(false),
-    externalIssuers: z.array(externalIssuerSchema).default([]),
+    htpasswdFile: z.string().min(1).optional().describe('Users, bcrypt htpasswd format (`htpasswd -B`); default <dataDir>/auth/htpasswd.'),
+    robotsFile: z.string().min(1).optional().describe('Robot accounts (JSON, secrets hashed); default <dataDir>/auth/robots.json.'),
+    rulesFile: z.string().min(1).optional().describe('YAML file with `groups` and `rules`, reloaded when it changes.'),
+    groups: groupsSchema.default({}).describe('Group name → members (user names or robot+<name>).'),
+    rules: z.array(ruleSchema).default([]).describe('Access rules, evaluated together with those in rulesFile.'),
+    userNamespaces: z.boolean().default(false).describe('Every user gets all actions on repositories under <username>/.'),
+    externalIssuers: z.array(externalIssuerSchema).default([]).describe('Other token issuers whose tokens Berth accepts.'),
     loginLimits: z
       .object({
-        /** Failed logins per user name within the window before it is refused with 429. */
-        perUser: z.number().int().min(1).default(5),
-        /** Failed logins per client address within the window. */
-        perAddress: z.number().int().min(1).default(20),
-        windowSeconds: z.number().int().min(1).default(300),
+        perUser: z.number().int().min(1).default(5).describe('Failed logins per user name within the window before 429.'),
+        perAddress: z.number().int().min(1).default(20).describe('Failed logins per client address within the window before 429.'),
+        windowSeconds: z.number().int().min(1).default(300).describe('Sliding window for failed-login counting.'),
       })
       .strict()
       .prefault({}),
