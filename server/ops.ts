@@ -1,0 +1,113 @@
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { instrument } from '../storage-drivers/blob/instrumented.js';
+import type { BlobDriver } from '../storage-drivers/blob/types.js';
+import type { MetadataStore } from '../storage-drivers/metadata/types.js';
+import { AuditLog } from './audit.js';
+import type { BerthConfig } from './config.js';
+import { authFailureRecorder, registryEventRecorder, type ObservedRegistryEvent } from './events.js';
+import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
+import { instrumentMetadata } from './metadata-instrumented.js';
+import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
+import { assertReady, healthRoutes, type HealthCheck } from './routes/health.js';
+import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
+
+export interface OpsOptions {
+  config: BerthConfig;
+  /** The driver and store as the factories return them; Ops hands back instrumented ones. */
+  driver: BlobDriver;
+  metadata: MetadataStore;
+  /** Tests: capture the JSON log instead of stdout. */
+  logDestination?: LogDestination;
+  /** Tests: a MemoryAuditSink-backed log; default from `config.audit`. */
+  audit?: AuditLog;
+  /** Tests: skip Node process metrics when building many apps. */
+  metrics?: Metrics;
+}
+
+/**
+ * Everything operational around the registry app, built once per process: logging, metrics, audit,
+ * health, TLS. main.ts creates it, passes its parts to buildApp, calls `started` after listen and
+ * `close` after the app has closed.
+ */
+export interface Ops {
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+  /** The driver wrapped by `instrument` (timing, key checks, error naming): give this one to buildApp. */
+  readonly driver: BlobDriver;
+  readonly metadata: MetadataStore;
+  readonly checks: Record<string, HealthCheck>;
+  /** Spread into Fastify's options: JSON logger, request ids, and `https` when TLS is configured. */
+  readonly serverOptions: FastifyServerOptions & Record<string, unknown>;
+  /** For buildApp's `plugins`: access log, metrics hooks and endpoint, /healthz and /readyz. */
+  plugins(app: FastifyInstance): Promise<void>;
+  /** For buildApp's `onEvent` (RouteContext.emit). */
+  onEvent(event: ObservedRegistryEvent): void;
+  /** For buildApp's `onUploadActive`. */
+  onUploadActive(delta: 1 | -1): void;
+  /** For the auth layer: a refused login or token. */
+  onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
+  /** Fails with one line per unreachable dependency. */
+  assertReady(timeoutMs?: number): Promise<void>;
+  /** After `app.listen`: the separate metrics listener and the SIGHUP certificate reload. */
+  started(app: FastifyInstance): Promise<void>;
+  /** The separate metrics listener's port, once started. */
+  metricsPort(): number | undefined;
+  /** First step of shutdown: /readyz answers 503 so load balancers move away. */
+  beginDrain(): void;
+  /** Last step of shutdown, after app.close(): metrics listener, SIGHUP handler, audit file. */
+  close(): Promise<void>;
+}
+
+export function createOps(options: OpsOptions): Ops {
+  const { config } = options;
+  const metrics = options.metrics ?? new Metrics();
+  const audit = options.audit ?? AuditLog.fromConfig(config);
+  const driver = instrument(options.driver, metrics.observeStorage);
+  const metadata = instrumentMetadata(options.metadata, metrics.observeMetadata);
+  const checks: Record<string, HealthCheck> = { storage: () => driver.ping(), metadata: () => metadata.ping() };
+  const serverOptions: FastifyServerOptions & Record<string, unknown> = {
+    ...loggerOptions(config, options.logDestination),
+    ...(config.http.tls ? { https: httpsOptions(config.http.tls) } : {}),
+  };
+  let draining = false;
+  let metricsPort: number | undefined;
+  const cleanups: (() => Promise<void> | void)[] = [];
+
+  return {
+    metrics,
+    audit,
+    driver,
+    metadata,
+    checks,
+    serverOptions,
+    async plugins(app) {
+      await app.register(accessLogPlugin, { config });
+      await app.register(metricsPlugin, { metrics, config });
+      await app.register(healthRoutes, { checks, isDraining: () => draining });
+    },
+    onEvent: registryEventRecorder({ audit, metrics }),
+    onUploadActive(delta) {
+      if (delta > 0) metrics.uploadsInProgress.inc();
+      else metrics.uploadsInProgress.dec();
+    },
+    onAuthFailure: authFailureRecorder({ audit, metrics }),
+    assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
+    async started(app) {
+      if (config.metrics.enabled && config.metrics.port !== undefined) {
+        const server = await startMetricsServer({ metrics, config });
+        metricsPort = server.port;
+        app.log.info({ port: server.port }, 'metrics listener started');
+        cleanups.push(() => server.close());
+      }
+      if (config.http.tls) cleanups.push(reloadOnSighup(asTlsServer(app.server), config.http.tls, app.log));
+    },
+    metricsPort: () => metricsPort,
+    beginDrain() {
+      draining = true;
+    },
+    async close() {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+      await audit.close();
+    },
+  };
+}

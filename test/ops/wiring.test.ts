@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../server/app.js';
+import { AuditLog, MemoryAuditSink } from '../../server/audit.js';
+import { parseConfig, type BerthConfigInput } from '../../server/config.js';
+import { Metrics } from '../../server/metrics.js';
+import { createOps, type Ops } from '../../server/ops.js';
+import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
+import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
+import { RegistryClient } from '../helpers/oci.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'berth-wiring-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Running {
+  app: FastifyInstance;
+  ops: Ops;
+  url: string;
+  sink: MemoryAuditSink;
+  log: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** What main.ts does, with the audit and log captured. */
+async function start(name: string, input: BerthConfigInput): Promise<Running> {
+  const config = parseConfig({ dataDir: join(scratch, name), ...input });
+  const sink = new MemoryAuditSink();
+  const log: Record<string, unknown>[] = [];
+  const ops = createOps({
+    config,
+    driver: new MemoryDriver(),
+    metadata: new EmbeddedStore({ path: join(scratch, name, 'metadata') }),
+    audit: new AuditLog(sink),
+    metrics: new Metrics({ processMetrics: false }),
+    logDestination: { write: (line) => void log.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  await ops.assertReady();
+  const app = await buildApp({
+    config,
+    driver: ops.driver,
+    metadata: ops.metadata,
+    server: ops.serverOptions,
+    plugins: (a) => ops.plugins(a),
+    onEvent: (event) => ops.onEvent(event),
+    onUploadActive: (delta) => ops.onUploadActive(delta),
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  await ops.started(app);
+  const address = app.server.address();
+  assert.ok(address && typeof address === 'object');
+  const scheme = config.http.tls ? 'https' : 'http';
+  return {
+    app,
+    ops,
+    sink,
+    log,
+    url: `${scheme}://127.0.0.1:${address.port}`,
+    async stop() {
+      ops.beginDrain();
+      await app.close();
+      await ops.metadata.close();
+      await ops.driver.close();
+      await ops.close();
+    },
+  };
+}
+
+async function until<T>(probe: () => T | undefined | false, timeoutMs = 2000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail('condition not met in time');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('ops wired into the registry app', () => {
+  let r: Running;
+  before(async () => {
+    r = await start('plain', { log: { level: 'info' } });
+  });
+  after(() => r.stop());
+
+  it('audits and counts a push and a pull, with the route templates as metric labels', async () => {
+    const client = new RegistryClient(r.url, { 'x-request-id': 'push-1' });
+    const { manifest } = await client.pushImage('team/app', 'v1');
+    const pulled = await new RegistryClient(r.url).fetch('/v2/team/app/manifests/v1', { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    assert.equal(pulled.status, 200);
+    await pulled.arrayBuffer();
+
+    const events = r.sink.events;
+    const push = events.find((e) => e.action === 'push');
+    assert.ok(push, JSON.stringify(events));
+    assert.equal(push.repository, 'team/app');
+    assert.equal(push.digest, manifest.digest);
+    assert.equal(push.tag, 'v1');
+    assert.equal(push.actor, 'anonymous');
+    assert.equal(push.clientAddress, '127.0.0.1');
+    assert.equal(push.requestId, 'push-1');
+    assert.ok(events.some((e) => e.action === 'pull' && e.digest === manifest.digest));
+    assert.equal(events.filter((e) => e.action === 'blob_push').length, 2);
+
+    // Events are recorded by the handlers, before the response is sent.
+    const text = await r.ops.metrics.exposition();
+    assert.match(text, /^berth_pushes_total\{repository="team\/app"\} 1$/m);
+    assert.match(text, /^berth_pulls_total\{repository="team\/app"\} 1$/m);
+    assert.match(text, /^berth_storage_operation_duration_seconds_count\{driver="memory",op="[a-z.]+"\} \d+$/m);
+    assert.match(text, /^berth_metadata_operation_duration_seconds_count\{store="[^"]+",op="putManifest"\} 1$/m);
+  });
+
+  it('serves /metrics, /healthz and /readyz next to /v2/', async () => {
+    const putManifest = /berth_http_request_duration_seconds_count\{route="[^"]*manifests[^"]*",method="PUT",status="201"\} 1/;
+    // Request metrics are recorded when the server finishes the response, possibly after the client has it.
+    let metrics = '';
+    const deadline = Date.now() + 2000;
+    while (!putManifest.test(metrics) && Date.now() < deadline) metrics = await (await fetch(`${r.url}/metrics`)).text();
+    assert.match(metrics, putManifest);
+    assert.ok(!/route="\/v2\/team/.test(metrics), 'labels are templates, not request paths');
+    assert.deepEqual(await (await fetch(`${r.url}/healthz`)).json(), { status: 'ok' });
+    const ready = await fetch(`${r.url}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(Object.keys(((await ready.json()) as { checks: object }).checks).sort(), ['metadata', 'storage']);
+  });
+
+  it('logs one access line per request with its request id', async () => {
+    const res = await fetch(`${r.url}/v2/`, { headers: { 'x-request-id': 'base-check' } });
+    assert.equal(res.headers.get('x-request-id'), 'base-check');
+    await res.arrayBuffer();
+    const lines = await until(() => {
+      const own = r.log.filter((l) => l.requestId === 'base-check');
+      return own.length > 0 && own;
+    });
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.msg, 'request');
+    assert.equal(lines[0]!.url, '/v2/');
+    assert.equal(lines[0]!.status, 200);
+  });
+});
+
+describe('ops with a separate metrics port and TLS', () => {
+  it('serves HTTPS, moves /metrics to its own token-protected port, and reloads certificates on SIGHUP', async () => {
+    const certFile = join(scratch, 'tls.crt');
+    const keyFile = join(scratch, 'tls.key');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+    ], { stdio: 'ignore' });
+    const r = await start('tls', {
+      http: { host: '127.0.0.1', tls: { certFile, keyFile } },
+      metrics: { port: 0, token: 'scrape-me' },
+      log: { level: 'warn' },
+    });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(`${r.url}/v2/`, { ca: readFileSync(certFile) }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 200);
+      assert.equal(process.listenerCount('SIGHUP'), 1, 'reload on SIGHUP is armed');
+      const metricsPort = r.ops.metricsPort();
+      assert.ok(metricsPort);
+      assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status, 401);
+      const baseCounted = /^berth_http_request_duration_seconds_count\{route="\/v2\/",method="GET",status="200"\} 1$/m;
+      let scraped = '';
+      const deadline = Date.now() + 2000;
+      while (!baseCounted.test(scraped) && Date.now() < deadline) {
+        const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { headers: { authorization: 'Bearer scrape-me' } });
+        assert.equal(res.status, 200);
+        scraped = await res.text();
+      }
+      assert.match(scraped, baseCounted);
+    } finally {
+      await r.stop();
+    }
+    assert.equal(process.listenerCount('SIGHUP'), 0, 'and disarmed on close');
+  });
+});
