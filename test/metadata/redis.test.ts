@@ -88,6 +88,24 @@ describe('redis store specifics', () => {
     }
   });
 
+  it('lets one of several processes win an upload compare-and-set', async () => {
+    const prefix = `race${randomUUID().slice(0, 8)}:`;
+    const stores = await Promise.all([1, 2, 3].map(() => openStore(shared, { keyPrefix: prefix })));
+    try {
+      const base = { id: 'shared', repo: 'r', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 };
+      await stores[0]?.createUpload(base);
+      const attempts = stores.flatMap((store, s) =>
+        Array.from({ length: 10 }, (_, i) => store.updateUpload('shared', 0, { ...base, revision: 1, offset: s * 100 + i + 1 })),
+      );
+      const results = await Promise.all(attempts);
+      assert.equal(results.filter(Boolean).length, 1);
+      const stored = await stores[2]?.getUpload('shared');
+      assert.equal(stored?.revision, 1);
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
   it('skips catalog entries and blob index entries whose repository keys are missing', async () => {
     const store = await openStore(shared);
     try {
