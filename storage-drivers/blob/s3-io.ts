@@ -234,6 +234,25 @@ export function concatBody(
 }
 
 /**
+ * Sends a request whose body is `segments` then `chunks` (see concatBody), retrying with a fresh body.
+ * Empties `chunks` afterwards: the SDK and http agent may keep the finished body stream reachable for
+ * a while, and it must not pin a whole part's buffers.
+ */
+export async function sendConcatenated<T>(
+  ctx: S3Context,
+  segments: readonly SegmentRecord[],
+  chunks: Buffer[],
+  total: number,
+  send: (body: Readable) => Promise<T>,
+): Promise<T> {
+  try {
+    return await withStreamRetries(ctx, () => send(concatBody(ctx, segments, chunks, total)));
+  } finally {
+    chunks.length = 0;
+  }
+}
+
+/**
  * Runs a request whose body is a stream: the SDK does not retry those (it cannot rewind them), so
  * retryable failures are retried here with a fresh body, with exponential backoff and jitter.
  */

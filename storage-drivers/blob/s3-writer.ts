@@ -18,11 +18,10 @@ import {
 import { partSizeFor } from './s3-parts.js';
 import {
   abortUpload,
-  concatBody,
   deleteKeys,
   deletePrefix,
   stateSize,
-  withStreamRetries,
+  sendConcatenated,
   writeState,
   type PartRecord,
   type S3Context,
@@ -222,7 +221,7 @@ export class S3Writer implements BlobWriter {
       throw new BlobDriverError(`${this.key}: part ${partNumber} of ${bytes} bytes exceeds the part limit`);
     }
     try {
-      const out = await withStreamRetries(this.ctx, () =>
+      const out = await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>
         this.ctx.client.send(
           new UploadPartCommand({
             Bucket: this.ctx.bucket,
@@ -230,7 +229,7 @@ export class S3Writer implements BlobWriter {
             UploadId: uploadId,
             PartNumber: partNumber,
             ContentLength: bytes,
-            Body: concatBody(this.ctx, segments, chunks, bytes),
+            Body: body,
           }),
         ),
       );
@@ -250,13 +249,13 @@ export class S3Writer implements BlobWriter {
     const chunks = this.takeChunks();
     const key = this.ctx.keys.segment(this.key, this.written - bytes);
     try {
-      await withStreamRetries(this.ctx, () =>
+      await sendConcatenated(this.ctx, [], chunks, bytes, (body) =>
         this.ctx.client.send(
           new PutObjectCommand({
             Bucket: this.ctx.bucket,
             Key: key,
             ContentLength: bytes,
-            Body: concatBody(this.ctx, [], chunks, bytes),
+            Body: body,
             ...this.ctx.tempParams,
           }),
         ),
@@ -290,13 +289,13 @@ export class S3Writer implements BlobWriter {
     const bytes = this.segmentBytes + this.buffered;
     const chunks = this.takeChunks();
     try {
-      await withStreamRetries(this.ctx, () =>
+      await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>
         this.ctx.client.send(
           new PutObjectCommand({
             Bucket: this.ctx.bucket,
             Key: this.s3Key,
             ContentLength: bytes,
-            Body: concatBody(this.ctx, segments, chunks, bytes),
+            Body: body,
             ...this.ctx.objectParams,
           }),
         ),
