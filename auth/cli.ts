@@ -63,7 +63,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Splits `--flag value` and `--flag=value` options from positional arguments. */
+/** Splits `--flag value` and `--flag=value` options from positional arguments (`--config FILE` is the caller's). */
 function parseArgs(args: string[], flags: string[], booleans: string[] = []): { positional: string[]; options: Map<string, string[]>; unknown: string[] } {
   const positional: string[] = [];
   const options = new Map<string, string[]>();
@@ -98,7 +98,7 @@ export async function runUserCommand(args: string[], ctx: CliContext): Promise<n
     return command === undefined ? 2 : 0;
   }
   const file = paths(ctx).htpasswd;
-  const { positional, options, unknown } = parseArgs(rest, [], ['password-stdin']);
+  const { positional, options, unknown } = parseArgs(rest, ['config'], ['password-stdin']);
   if (unknown.length > 0) {
     err(`unknown option ${unknown.join(' ')}\n\n${USER_HELP}`);
     return 2;
@@ -169,7 +169,7 @@ export async function runRobotCommand(args: string[], ctx: CliContext): Promise<
     return command === undefined ? 2 : 0;
   }
   const file = paths(ctx).robots;
-  const { positional, options, unknown } = parseArgs(rest, ['repo', 'actions', 'expires', 'description']);
+  const { positional, options, unknown } = parseArgs(rest, ['repo', 'actions', 'expires', 'description', 'config']);
   if (unknown.length > 0) {
     err(`unknown option ${unknown.join(' ')}\n\n${ROBOT_HELP}`);
     return 2;
@@ -233,6 +233,7 @@ export async function runRobotCommand(args: string[], ctx: CliContext): Promise<
 /** `berth key rotate`: rotates the generated signing key on disk; servers follow without restart. */
 export async function runKeyCommand(args: string[], ctx: CliContext): Promise<number> {
   const { out, err } = io(ctx);
+  args = parseArgs(args, ['config']).positional.concat(parseArgs(args, ['config']).unknown);
   if (args[0] !== 'rotate' || args.length !== 1) {
     (args[0] === '--help' || args[0] === 'help' ? out : err)(KEY_HELP);
     return args[0] === '--help' || args[0] === 'help' ? 0 : 2;

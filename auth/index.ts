@@ -41,6 +41,8 @@ export interface Auth {
   authorizer: Authorizer;
   /** Token and JWKS endpoints; `app.register(auth.tokenRoutes)` at the root (no prefix). */
   tokenRoutes: FastifyPluginAsync;
+  /** Routes auth's own warnings (file reloads, key rotation) to this logger from now on, e.g. app.log. */
+  setLog(log: AuthLog): void;
   /** Makes a new signing key active; the old one verifies until its tokens have expired. */
   rotateKey(): Promise<string>;
   close(): Promise<void>;
@@ -73,13 +75,14 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
       enabled: false,
       authorizer: openAccess,
       tokenRoutes: noop,
+      setLog: () => {},
       rotateKey: async () => {
         throw new Error('auth is not enabled');
       },
       close: async () => {},
     };
   }
-  const log = ctx.log ?? consoleLog;
+  let log = ctx.log ?? consoleLog;
   const warn = (m: string) => log.warn(m);
   const now = ctx.now ?? Date.now;
   const paths = authPaths(config, ctx.dataDir);
@@ -169,6 +172,9 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
     enabled: true,
     authorizer,
     tokenRoutes,
+    setLog: (l) => {
+      log = l;
+    },
     rotateKey: async () => {
       if (!keys) throw new Error('the built-in token service is off');
       return keys.rotate();

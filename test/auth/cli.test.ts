@@ -43,7 +43,7 @@ describe('auth CLI', () => {
     assert.equal((await users.verify('alice', 'alice-password-1')).ok, true);
     assert.equal((await users.verify('bob', generated)).ok, true);
     reset();
-    assert.equal(await runUserCommand(['list'], ctx()), 0);
+    assert.equal(await runUserCommand(['list', '--config', '/etc/berth.yaml'], ctx()), 0, '--config belongs to the caller');
     assert.equal(out.join(''), 'alice\nbob\n');
     assert.equal(await runUserCommand(['remove', 'alice'], ctx()), 0);
     assert.equal((await users.verify('alice', 'alice-password-1')).ok, false);
