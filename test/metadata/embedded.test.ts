@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+import { advanceUpload } from '../helpers/upload-cas-loop.js';
 
 let scratch: string;
 before(async () => {
@@ -30,6 +31,7 @@ runMetadataStoreContract('embedded', async () => {
 });
 
 const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
+const casLoopModule = new URL('../helpers/upload-cas-loop.js', import.meta.url).href;
 
 /** Runs `body` in a child node process with `store` open on `path`; resolves with the child once it printed `marker`. */
 async function childWriting(path: string, body: string, marker: string) {
@@ -103,6 +105,43 @@ describe('embedded store durability', () => {
       assert.equal(await store.resolveTag('r', 't49'), `sha256:${'49'.padStart(64, '0')}`);
     } finally {
       await store.close();
+    }
+  });
+
+  it('loses no upload update when two processes compare-and-set the same session', async () => {
+    const path = join(scratch, 'cas');
+    const mine = new EmbeddedStore({ path });
+    await mine.createUpload({ id: 'u', repo: 'r', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
+    // Both sides read the session and try to advance it by one, many times; every win must count.
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { EmbeddedStore } from ${JSON.stringify(embeddedModule)};
+         import { advanceUpload } from ${JSON.stringify(casLoopModule)};
+         const store = new EmbeddedStore({ path: ${JSON.stringify(path)} });
+         const wins = await advanceUpload(store, 'u', 300);
+         await store.close();
+         console.log('wins=' + wins);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    const exited = once(child, 'exit');
+    try {
+      const myWins = await advanceUpload(mine, 'u', 300);
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0);
+      const childWins = Number(/wins=(\d+)/.exec(out)?.[1]);
+      const final = await mine.getUpload('u');
+      assert.equal(final?.revision, myWins + childWins);
+      assert.equal(final?.offset, myWins + childWins);
+      assert.ok(myWins > 0 && childWins > 0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await mine.close();
     }
   });
 
