@@ -27,6 +27,8 @@ export interface S3Context {
   /** Part plan for uploads started by this process (resumed uploads keep the plan they started with). */
   plan: PartPlan;
   maxAttempts: number;
+  /** Keys per ListObjectsV2 page and per DeleteObjects call (S3's maximum is 1000). */
+  batchSize: number;
   /** Encryption and storage class for committed objects. */
   objectParams: ObjectParams;
   /** Temporary objects only get encryption: a cold storage class would bill them for weeks. */
@@ -124,7 +126,13 @@ export async function* listObjects(ctx: S3Context, prefix: string, delimiter?: s
     let out;
     try {
       out = await ctx.client.send(
-        new ListObjectsV2Command({ Bucket: ctx.bucket, Prefix: prefix, ContinuationToken: token, Delimiter: delimiter }),
+        new ListObjectsV2Command({
+          Bucket: ctx.bucket,
+          Prefix: prefix,
+          ContinuationToken: token,
+          Delimiter: delimiter,
+          MaxKeys: ctx.batchSize,
+        }),
       );
     } catch (err) {
       throw unavailable('ListObjectsV2', prefix, err);
@@ -136,9 +144,7 @@ export async function* listObjects(ctx: S3Context, prefix: string, delimiter?: s
   } while (token !== undefined);
 }
 
-const DELETE_BATCH = 1000;
-
-/** Deletes keys in batches of 1000 (the DeleteObjects limit). Missing keys are not an error. */
+/** Deletes keys in batches (DeleteObjects takes at most 1000). Missing keys are not an error. */
 export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promise<void> {
   let batch: string[] = [];
   const flush = async (): Promise<void> => {
@@ -160,7 +166,7 @@ export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promis
   };
   for (const key of keys) {
     batch.push(key);
-    if (batch.length === DELETE_BATCH) await flush();
+    if (batch.length >= ctx.batchSize) await flush();
   }
   await flush();
 }
@@ -170,7 +176,7 @@ export async function deletePrefix(ctx: S3Context, prefix: string, delimiter?: s
   const keys: string[] = [];
   for await (const object of listObjects(ctx, prefix, delimiter)) {
     keys.push(object.Key as string);
-    if (keys.length === DELETE_BATCH) await deleteKeys(ctx, keys.splice(0));
+    if (keys.length >= ctx.batchSize) await deleteKeys(ctx, keys.splice(0));
   }
   await deleteKeys(ctx, keys);
 }

@@ -117,7 +117,8 @@ export class S3Writer implements BlobWriter {
     this.finished = true;
     const { state } = this;
     const pending = this.segmentBytes + this.buffered;
-    if (state.uploadId === undefined || (state.parts.length === 0 && pending === this.written)) {
+    // An upload without finished parts (its first part never landed) is finished as a single object too.
+    if (state.uploadId === undefined || state.parts.length === 0) {
       await this.commitSingle();
       if (state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, state.uploadId);
     } else {

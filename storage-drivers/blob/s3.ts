@@ -53,6 +53,8 @@ export interface S3DriverOptions {
   limits?: Partial<S3Limits>;
   /** Range size for multipart copies of objects over maxCopySize (default 1 GiB, capped at maxCopySize). */
   copyRangeBytes?: number;
+  /** Keys per listing page and per batched delete (default and maximum 1000); small values test paging. */
+  batchSize?: number;
   /** Clock for the presigned-URL cache. */
   now?: () => number;
 }
@@ -91,6 +93,7 @@ export class S3BlobDriver implements BlobDriver {
       limits,
       plan: planParts(config.partSizeBytes, limits),
       maxAttempts: config.maxAttempts,
+      batchSize: Math.max(1, Math.min(1000, options.batchSize ?? 1000)),
       objectParams,
       tempParams,
     };

@@ -121,6 +121,23 @@ describe('S3 driver on s3rver', () => {
     await a.delete('sweep');
   });
 
+  it('pages through listings and batched deletes', async () => {
+    const paged = createS3Driver(server.config({ prefix: 'berth' }), { batchSize: 3 });
+    const keys = Array.from({ length: 10 }, (_, i) => `paged/dir${i % 3}/key${i}`).sort();
+    for (const key of keys) await paged.put(key, Buffer.from(key));
+    for (const key of ['paged/up/one', 'paged/up/two', 'paged/up/three', 'paged/up/four']) {
+      const writer = await paged.writer(key, { append: false });
+      await writer.write(patternStream(0, 10));
+      await writer.close();
+    }
+    const listed: string[] = [];
+    for await (const key of paged.list('paged')) listed.push(key);
+    assert.deepEqual(listed.sort(), keys);
+    await paged.delete('paged');
+    assert.deepEqual(await raw(), []);
+    await paged.close();
+  });
+
   it('hands out cached presigned URLs that fetch the blob', async () => {
     let now = 1_000_000;
     const config = server.config({ prefix: 'berth', redirect: { enabled: true, expiresSeconds: 600 } });

@@ -50,7 +50,9 @@ export async function startS3rver(options: { bucket?: string } = {}): Promise<S3
   const directory = await mkdtemp(join(tmpdir(), 'berth-s3rver-'));
   const bucket = options.bucket ?? `berth-test-${randomBytes(4).toString('hex')}`;
   const modulePath = createRequire(import.meta.url).resolve('s3rver');
-  const child = spawn(process.execPath, ['-e', CHILD], {
+  // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy
+  // provider: without it every paginated listing fails with a 500.
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD], {
     env: { ...process.env, S3RVER_MODULE: modulePath, S3RVER_DIR: directory, S3RVER_BUCKET: bucket },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
