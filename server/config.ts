@@ -130,6 +130,12 @@ export const configSchema = z
           .describe('Serve metrics on this separate port instead of the registry port.'),
         host: z.string().min(1).optional().describe('Address of the separate metrics listener; defaults to `http.host`.'),
         token: z.string().min(1).optional().describe('Require `Authorization: Bearer <token>` to read metrics.'),
+        maxRepositoryLabels: z
+          .number()
+          .int()
+          .min(0)
+          .default(200)
+          .describe("Repositories named in push/pull metrics; the rest are counted as 'other'."),
       })
       .strict()
       .prefault({}),

@@ -60,7 +60,7 @@ export interface Ops {
 
 export function createOps(options: OpsOptions): Ops {
   const { config } = options;
-  const metrics = options.metrics ?? new Metrics();
+  const metrics = options.metrics ?? new Metrics({ maxRepositoryLabels: config.metrics.maxRepositoryLabels });
   const audit = options.audit ?? AuditLog.fromConfig(config);
   const driver = instrument(options.driver, metrics.observeStorage);
   const metadata = instrumentMetadata(options.metadata, metrics.observeMetadata);

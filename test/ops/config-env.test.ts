@@ -27,7 +27,7 @@ function problemsOf(fn: () => unknown): string[] {
 describe('config defaults and new sections', () => {
   it('fills metrics, audit and log defaults', () => {
     const config = parseConfig({});
-    assert.deepEqual(config.metrics, { enabled: true, path: '/metrics' });
+    assert.deepEqual(config.metrics, { enabled: true, path: '/metrics', maxRepositoryLabels: 200 });
     assert.deepEqual(config.audit, { enabled: true, output: 'stdout' });
     assert.equal(config.log.access, true);
   });
