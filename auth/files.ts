@@ -32,11 +32,14 @@ export class FileBacked<T> {
   private signature = '';
   private pending: Promise<T> | undefined;
   private loaded = false;
+  private checkedAt = 0;
 
   constructor(
     private readonly path: string,
     private readonly parse: (text: string | undefined) => T,
     private readonly onError: (err: unknown) => void,
+    /** Skip the stat when the last check is younger than this (unless forced). */
+    private readonly minIntervalMs = 0,
   ) {
     this.value = parse(undefined);
   }
@@ -47,11 +50,13 @@ export class FileBacked<T> {
     this.value = this.parse(sig === 'absent' ? undefined : await readText(this.path));
     this.signature = sig;
     this.loaded = true;
+    this.checkedAt = Date.now();
     return this.value;
   }
 
-  async get(): Promise<T> {
+  async get(options: { force?: boolean } = {}): Promise<T> {
     if (!this.loaded) return this.load();
+    if (!options.force && this.minIntervalMs > 0 && Date.now() - this.checkedAt < this.minIntervalMs) return this.value;
     this.pending ??= this.refresh().finally(() => {
       this.pending = undefined;
     });
@@ -59,6 +64,7 @@ export class FileBacked<T> {
   }
 
   private async refresh(): Promise<T> {
+    this.checkedAt = Date.now();
     try {
       const sig = await this.statSignature();
       if (sig === this.signature) return this.value;

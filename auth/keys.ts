@@ -59,7 +59,9 @@ export class KeyStore {
     this.statePath = join(options.keyDir, 'keys.json');
     this.now = options.now ?? Date.now;
     const warn = options.warn ?? (() => {});
-    this.stateFile = new FileBacked(this.statePath, parseState, (err) => warn(`key state ${this.statePath}: ${(err as Error).message}`));
+    // Verification looks at the state at most once a second (an unknown kid forces a look), so a
+    // busy registry does not stat the file per request; signing always looks.
+    this.stateFile = new FileBacked(this.statePath, parseState, (err) => warn(`key state ${this.statePath}: ${(err as Error).message}`), 1000);
   }
 
   async init(): Promise<void> {
@@ -110,7 +112,7 @@ export class KeyStore {
 
   /** The key to sign with, following a rotation done by another process. */
   async signingKey(): Promise<SigningKey> {
-    const state = await this.stateFile.get();
+    const state = await this.stateFile.get({ force: true });
     const active = activeEntry(state);
     if (!active) throw new Error('no active signing key');
     if (this.signing?.kid === active.kid) return this.signing;
@@ -124,7 +126,8 @@ export class KeyStore {
    * active key always, a retired one only within `lifetimeSeconds` of its retirement.
    */
   async verificationKey(kid: string, lifetimeSeconds: number): Promise<{ key: CryptoKey; alg: SigningAlgorithm } | undefined> {
-    const entry = (await this.stateFile.get()).keys.find((k) => k.kid === kid);
+    let entry = (await this.stateFile.get()).keys.find((k) => k.kid === kid);
+    entry ??= (await this.stateFile.get({ force: true })).keys.find((k) => k.kid === kid);
     if (!entry) return undefined;
     if (entry.retiredAt !== null && Date.parse(entry.retiredAt) + lifetimeSeconds * 1000 <= this.now()) return undefined;
     let key = this.imported.get(kid);
