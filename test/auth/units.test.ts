@@ -168,6 +168,8 @@ describe('auth units: config and redaction', () => {
     assert.throws(() => authConfigSchema.parse({ refreshTokenTtlSeconds: 10 }));
     assert.throws(() => authConfigSchema.parse({ signing: { algorithm: 'HS256' } }));
     assert.throws(() => authConfigSchema.parse({ externalIssuers: [{ issuer: 'x' }] }), 'an external issuer needs keys');
+    const full = authConfigSchema.parse({ enabled: true, rules: [{ repository: 'a/*', users: ['x'], allow: ['pull'] }], externalIssuers: [{ issuer: 'i', jwksUrl: 'https://i.example/jwks' }] });
+    assert.deepEqual(authConfigSchema.parse(full), full, 'createAuth may be handed an already parsed section');
     const c = authConfigSchema.parse({});
     assert.equal(c.enabled, false);
     assert.equal(c.signing.algorithm, 'ES256');
