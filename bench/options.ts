@@ -1,0 +1,79 @@
+// Command-line options (`npm run bench -- --quick`), with environment fallbacks for CI.
+import type { TargetId } from './targets.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  install: boolean;
+  /** Runs of every workload on every target; the report shows the median. */
+  repeat: number;
+  /** Only workloads whose key contains one of these substrings (all when empty). */
+  only: string[];
+  targets: TargetId[];
+  outDir: string;
+  keepScratch: boolean;
+}
+
+const ALL_TARGETS: TargetId[] = ['berth-fs', 'distribution', 'berth-s3'];
+
+const USAGE = `usage: npm run bench -- [--quick] [--install] [--repeat N] [--only key,key] [--targets berth-fs,distribution,berth-s3] [--out DIR] [--keep]
+  --quick    small sizes and short durations (a smoke run, under two minutes)
+  --install  apt-get install docker-registry and wrk when they are missing
+  --repeat   run every workload N times per target (alternating) and report the median (default 1)
+  --only     run only workloads whose key contains one of these substrings (e.g. push-,pull-)
+  --targets  which setups to run (default: all; distribution only where /usr/bin/docker-registry exists)
+  --out      where results go (default .bench-results)
+  --keep     keep the scratch directory (registry data and logs)
+environment: BENCH_QUICK=1, BENCH_REPEAT=N, BENCH_ONLY=..., BENCH_TARGETS=...`;
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const options: BenchOptions = {
+    quick: env.BENCH_QUICK === '1',
+    install: false,
+    repeat: Number(env.BENCH_REPEAT ?? 1),
+    only: (env.BENCH_ONLY ?? '').split(',').filter(Boolean),
+    targets: (env.BENCH_TARGETS ? env.BENCH_TARGETS.split(',') : ALL_TARGETS) as TargetId[],
+    outDir: '.bench-results',
+    keepScratch: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value\n${USAGE}`);
+      return v;
+    };
+    switch (arg) {
+      case '--quick':
+        options.quick = true;
+        break;
+      case '--install':
+        options.install = true;
+        break;
+      case '--repeat':
+        options.repeat = Number(value());
+        break;
+      case '--only':
+        options.only = value().split(',').filter(Boolean);
+        break;
+      case '--targets':
+        options.targets = value().split(',').filter(Boolean) as TargetId[];
+        break;
+      case '--out':
+        options.outDir = value();
+        break;
+      case '--keep':
+        options.keepScratch = true;
+        break;
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${arg}\n${USAGE}`);
+    }
+  }
+  if (!Number.isInteger(options.repeat) || options.repeat < 1 || options.repeat > 10) throw new Error('--repeat must be an integer from 1 to 10');
+  for (const t of options.targets) if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; choose from ${ALL_TARGETS.join(', ')}`);
+  return options;
+}

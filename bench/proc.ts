@@ -1,0 +1,63 @@
+// What a server process costs, read from /proc: CPU time (utime + stime) and resident memory.
+// The client cannot inflate or hide these numbers, so they stay meaningful when the load generator
+// itself is the bottleneck on a small machine.
+import { readFileSync } from 'node:fs';
+
+/** Kernel clock ticks per second (USER_HZ); 100 on every mainstream Linux architecture. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) the process has used so far, children it waited for included. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14-17 of stat(5) are utime, stime, cutime, cstime; here they sit at offsets 11-14.
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i] ?? 0), 0);
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}
+
+/** Samples a process's RSS at a fixed interval until stopped; reports the largest value seen. */
+export class RssSampler {
+  private peak = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pid: number, intervalMs = 50) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  private sample(): void {
+    try {
+      this.peak = Math.max(this.peak, rssBytes(this.pid));
+    } catch {
+      // the process is gone; the peak so far stands
+    }
+  }
+
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    return this.peak;
+  }
+}
+
+/**
+ * CPU used by `pids` and by the client while `work` runs, with its wall time. The client's share is
+ * this process plus the children it reaped meanwhile (wrk runs as one), from its own /proc entry.
+ */
+export async function measure<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; wallSeconds: number; serverCpuSeconds: number; clientCpuSeconds: number }> {
+  const before = pids.map(cpuSeconds);
+  const client = cpuSeconds(process.pid);
+  const start = process.hrtime.bigint();
+  const result = await work();
+  const wallSeconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const serverCpuSeconds = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - (before[i] ?? 0), 0);
+  return { result, wallSeconds, serverCpuSeconds, clientCpuSeconds: cpuSeconds(process.pid) - client };
+}
