@@ -58,7 +58,8 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const principal = await push(request, name);
 
     if (mount !== undefined) {
-      if (from !== undefined) await ctx.authorizer.authorize(request, [{ type: 'repository', name: from, actions: ['pull'] }]);
+      // Without pull on `from` the mount quietly becomes an ordinary upload (202), as in distribution,
+      // so a client is never challenged for a scope its push token cannot carry.
       const link = await ctx.blobs.mount(name, mount, from, (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }));
       if (link) {
         ctx.emit({ action: 'blob_mount', repository: name, digest: mount.value, principal, request });
