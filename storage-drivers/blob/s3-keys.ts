@@ -4,6 +4,7 @@
 //   P/~uploads/<key>/~state          JSON state of the in-progress object at <key> (multipart upload id,
 //                                    finished parts, pending tail segments)
 //   P/~uploads/<key>/~seg-<offset>-<rand>   tail bytes not yet part of a multipart part
+//   P/~uploads/<key>/~lease          touched while a long write streams, so the sweeper sees activity
 //
 // '~' is outside the key alphabet, so in-progress data can never collide with or be listed as a
 // committed key, and one lifecycle rule on `P/~uploads/` can expire what crashes leave behind.
@@ -12,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 const UPLOADS = '~uploads';
 const STATE = '~state';
 const SEGMENT = '~seg-';
+const LEASE = '~lease';
 
 export class S3Keys {
   private readonly root: string;
@@ -54,6 +56,10 @@ export class S3Keys {
   /** A fresh segment key; the zero-padded offset keeps listings in write order. */
   segment(key: string, offset: number): string {
     return `${this.uploadDir(key)}${SEGMENT}${offset.toString().padStart(15, '0')}-${randomBytes(6).toString('hex')}`;
+  }
+
+  lease(key: string): string {
+    return `${this.uploadDir(key)}${LEASE}`;
   }
 
   static isState(s3Key: string): boolean {

@@ -31,6 +31,9 @@ import {
 import { unavailable } from './s3-errors.js';
 import { BlobDriverError, StorageUnavailableError, type BlobWriter } from './types.js';
 
+/** How often a long-running write shows the sweeper it is alive. */
+const LEASE_RENEWAL_MS = 60_000;
+
 export class S3Writer implements BlobWriter {
   private readonly s3Key: string;
   /** Bytes received since the last part or segment, not yet stored anywhere. */
@@ -44,6 +47,7 @@ export class S3Writer implements BlobWriter {
   /** Segments already folded into a part; deleted once a state without them is stored. */
   private obsolete: string[] = [];
   private finished = false;
+  private leaseRenewedAt = 0;
 
   constructor(
     private readonly ctx: S3Context,
@@ -154,6 +158,7 @@ export class S3Writer implements BlobWriter {
     await this.settle();
     this.throwIfFailed();
     const uploadId = await this.ensureUpload();
+    await this.renewLease();
     this.nextPart++;
     const segments = this.state.segments.splice(0);
     const bytes = this.segmentBytes + this.buffered;
@@ -192,6 +197,24 @@ export class S3Writer implements BlobWriter {
 
   private assertOpen(): void {
     if (this.finished) throw new BlobDriverError(`writer for ${this.key} is already closed`);
+  }
+
+  /**
+   * A single PATCH can stream for longer than the sweeper's cutoff before close() writes any state;
+   * touching a lease object at most once a minute (checked per part) keeps it from being swept.
+   */
+  private async renewLease(): Promise<void> {
+    const now = Date.now();
+    if (now - this.leaseRenewedAt < LEASE_RENEWAL_MS) return;
+    this.leaseRenewedAt = now;
+    const key = this.ctx.keys.lease(this.key);
+    try {
+      await this.ctx.client.send(
+        new PutObjectCommand({ Bucket: this.ctx.bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0, ...this.ctx.tempParams }),
+      );
+    } catch (err) {
+      throw unavailable('PutObject', key, err);
+    }
   }
 
   private async ensureUpload(): Promise<string> {

@@ -283,37 +283,33 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   /**
-   * Crash leftovers: aborts in-progress objects untouched since `olderThan` (their multipart upload,
-   * segments and state), orphaned segments, and multipart uploads no state refers to. Returns how many
-   * in-progress objects or orphans were removed.
+   * Crash and abandonment leftovers: discards in-progress objects untouched since `olderThan` (their
+   * multipart upload, segments and state), orphaned segments, and multipart uploads whose object shows
+   * no activity since then. Returns how many in-progress objects or orphans were removed.
    */
   async sweep(olderThan: Date): Promise<number> {
     const cutoff = olderThan.getTime();
-    const dirs = new Map<string, { state?: Date; objects: { key: string; modified: number }[] }>();
+    // Per upload directory: whether it has a state, and its latest activity (state, segment or lease).
+    const dirs = new Map<string, { hasState: boolean; lastActive: number; objects: string[] }>();
     for await (const object of listObjects(this.ctx, this.keys.uploadsRoot())) {
       const objectKey = object.Key as string;
       const dir = S3Keys.dirOf(objectKey);
-      const entry = dirs.get(dir) ?? { objects: [] };
-      const modified = object.LastModified?.getTime() ?? 0;
-      if (S3Keys.isState(objectKey)) entry.state = object.LastModified ?? new Date(0);
-      entry.objects.push({ key: objectKey, modified });
+      const entry = dirs.get(dir) ?? { hasState: false, lastActive: 0, objects: [] };
+      entry.hasState ||= S3Keys.isState(objectKey);
+      entry.lastActive = Math.max(entry.lastActive, object.LastModified?.getTime() ?? 0);
+      entry.objects.push(objectKey);
       dirs.set(dir, entry);
     }
     let removed = 0;
     for (const [dir, entry] of dirs) {
+      if (entry.lastActive >= cutoff) continue;
       const key = this.keys.keyOfUploadDir(dir);
-      if (entry.state !== undefined) {
-        if (entry.state.getTime() >= cutoff) continue;
-        await discardInProgress(this.ctx, key, await readState(this.ctx, key, { corrupt: 'ignore' }));
-        removed++;
-      } else {
-        const stale = entry.objects.filter((o) => o.modified < cutoff).map((o) => o.key);
-        if (stale.length === 0) continue;
-        await deleteKeys(this.ctx, stale);
-        removed++;
-      }
+      if (entry.hasState) await discardInProgress(this.ctx, key, await readState(this.ctx, key, { corrupt: 'ignore' }));
+      else await deleteKeys(this.ctx, entry.objects);
+      removed++;
     }
-    return removed + (await this.sweepUploads(cutoff));
+    const active = new Set([...dirs].filter(([, entry]) => entry.lastActive >= cutoff).map(([dir]) => dir));
+    return removed + (await this.sweepUploads(cutoff, active));
   }
 
   async close(): Promise<void> {
@@ -321,8 +317,8 @@ export class S3BlobDriver implements BlobDriver {
     this.client.destroy();
   }
 
-  /** Multipart uploads started before `cutoff` that no in-progress state refers to. */
-  private async sweepUploads(cutoff: number): Promise<number> {
+  /** Multipart uploads started before `cutoff` whose in-progress object shows no recent activity. */
+  private async sweepUploads(cutoff: number, activeDirs: Set<string>): Promise<number> {
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -346,8 +342,7 @@ export class S3BlobDriver implements BlobDriver {
         if (upload.Key === undefined || upload.UploadId === undefined) continue;
         if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
         const key = this.keys.fromObject(upload.Key);
-        const state = key === undefined ? undefined : await readState(this.ctx, key, { corrupt: 'ignore' });
-        if (state?.uploadId === upload.UploadId) continue;
+        if (key !== undefined && activeDirs.has(this.keys.uploadDir(key))) continue;
         await abortUpload(this.ctx, upload.Key, upload.UploadId);
         removed++;
       }

@@ -111,11 +111,15 @@ describe('S3 driver on s3rver', () => {
       new PutObjectCommand({ Bucket: server.bucket, Key: 'berth/~uploads/sweep/orphan/~seg-000000000000000-abc', Body: 'x' }),
     );
     await a.put('sweep/committed', Buffer.from('kept'));
+    // A long PATCH still streaming: no state yet, but its lease shows it is alive.
+    const streaming = await b.writer('sweep/streaming', { append: false });
+    await streaming.write(patternStream(0, 5 * MiB + 1));
+    assert.ok((await raw()).includes('berth/~uploads/sweep/streaming/~lease'));
 
     assert.equal(await a.sweep(new Date(Date.now() - 3_600_000)), 0, 'recent uploads are kept');
     assert.equal((await a.writer('sweep/stale', { append: true })).size, 6 * MiB);
 
-    assert.equal(await b.sweep(new Date(Date.now() + 3_600_000)), 3);
+    assert.equal(await b.sweep(new Date(Date.now() + 3_600_000)), 4);
     assert.deepEqual(await raw(), ['berth/sweep/committed']);
     assert.equal((await a.writer('sweep/stale', { append: true })).size, 0);
     await a.delete('sweep');
@@ -192,9 +196,9 @@ describe('S3 driver on s3rver', () => {
     assert.ok(of('CreateMultipartUploadCommand').every((s) => s.sse === 'AES256' && s.storageClass === 'STANDARD_IA'));
     // Temporary objects (state, segments) are encrypted but stay in the default class.
     const puts = of('PutObjectCommand');
-    assert.equal(puts.length, 3, 'a segment, the state and the small object');
+    assert.equal(puts.length, 4, 'the lease, a segment, the state and the small object');
     assert.ok(puts.every((s) => s.sse === 'AES256'));
-    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, undefined, 'STANDARD_IA']);
+    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, undefined, undefined, 'STANDARD_IA']);
     assert.equal((await driver.stat('sse/data')).size, 6 * MiB);
     await driver.delete('sse');
     await driver.close();
