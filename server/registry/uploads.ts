@@ -106,6 +106,16 @@ export class UploadService {
     let size = 0;
     await this.withLease(session, async (held) => {
       const writer = await this.driver.writer(uploadKey(id), { append: held.offset > 0, signal });
+      if (held.offset > 0 && writer.size === 0 && !range && (length ?? 0) === 0) {
+        // The session holds bytes its in-progress object lacks: a finish was cut short after its commit.
+        await writer.cancel();
+        if (!(await this.recoverFinish(repo, id, digest, held.offset))) {
+          await this.discard(id);
+          throw new OciError('BLOB_UPLOAD_INVALID', `upload ${id} lost its bytes (the registry restarted while finishing it); push the blob again`);
+        }
+        size = held.offset;
+        return { ...held };
+      }
       let committed = false;
       try {
         if (range && range.start !== writer.size) {
@@ -139,6 +149,44 @@ export class UploadService {
       return { ...held, offset: size };
     }, true);
     return size;
+  }
+
+  /**
+   * A finish cut short by a crash may have committed the bytes (or even moved them to their content
+   * address) before the session was removed; a retried PUT must complete it, not hash an empty file.
+   * Returns true when it did, leaving the session removed.
+   */
+  private async recoverFinish(repo: string, id: string, digest: ParsedDigest, size: number): Promise<boolean> {
+    const sizeAt = (key: string) =>
+      this.driver.stat(key).then(
+        (info) => info.size,
+        (err: unknown) => {
+          if (err instanceof BlobNotFoundError) return undefined;
+          throw err;
+        },
+      );
+    const committed = await sizeAt(uploadKey(id));
+    if (committed !== undefined) {
+      if (committed !== size) return false;
+      try {
+        const actual = await this.digestOf(id, digest, size);
+        if (actual !== digest.value) {
+          throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
+        }
+        await this.place(digest, id);
+        await this.metadata.linkBlob(repo, { digest: digest.value, size });
+      } catch (err) {
+        await this.discard(id).catch(() => undefined);
+        throw err;
+      }
+    } else {
+      // Verified bytes already sit at their content address: only the link (or the cleanup) was missing.
+      if ((await sizeAt(blobKey(digest))) !== size) return false;
+      await this.metadata.linkBlob(repo, { digest: digest.value, size });
+      await this.driver.delete(uploadDir(id));
+    }
+    await this.metadata.deleteUpload(id);
+    return true;
   }
 
   async cancel(repo: string, id: string): Promise<void> {

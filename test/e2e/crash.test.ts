@@ -1,7 +1,9 @@
 // Issue 2, item 5: SIGKILL the real server during concurrent pushes, restart it on the same data
 // directory, and check that everything acknowledged survived and nothing partial became visible.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { blob, imageManifest, OCI_MANIFEST, sha256, type Blob } from '../helpers/oci.js';
 import { startBerthProcess, type BerthProcess } from '../helpers/process.js';
@@ -208,6 +210,22 @@ async function checkNothingPartial(base: string, ledger: Ledger): Promise<void> 
   }
 }
 
+/** Every committed object under storage/blobs/ hashes to the digest its path names: nothing partial got there. */
+async function checkContentAddressed(dataDir: string): Promise<number> {
+  const root = join(dataDir, 'storage', 'blobs');
+  let checked = 0;
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    const m = /\/blobs\/(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/.exec(path);
+    assert.ok(m, `unexpected file in the blob store: ${path}`);
+    const [, algorithm, hex] = m as unknown as [string, string, string];
+    assert.equal(createHash(algorithm).update(await readFile(path)).digest('hex'), hex, `${path} does not hold the bytes of its digest`);
+    checked++;
+  }
+  return checked;
+}
+
 /**
  * Every open upload is finished: resumed from the offset the server reports when it can be, or pushed
  * again from scratch. Returns how many resumed.
@@ -292,6 +310,7 @@ describe('SIGKILL during concurrent pushes (filesystem + embedded, real process)
       server = await startBerthProcess(scratch.path);
       const seen = `${ledger.blobs.length} blobs and ${ledger.manifests.length} manifests acknowledged so far, ${ledger.unackedBlobs.length} blobs and ${ledger.unackedManifests.length} manifests cut off, ${ledger.open.length} open uploads`;
       await checkAcknowledged(server.url, ledger);
+      assert.ok((await checkContentAddressed(scratch.path)) > 0);
       await checkNothingPartial(server.url, ledger);
       const counts = await finishOpenUploads(server.url, ledger);
       t.diagnostic(`round ${label}: ${seen}; ${counts.resumed} resumed, ${counts.restarted} pushed again`);
