@@ -1,4 +1,5 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { userInfo } from 'node:os';
 import type { BerthConfig } from './config.js';
 
 /** Security-relevant events, named as operators search for them. */
@@ -34,6 +35,8 @@ export interface AuditEvent {
   requestId?: string;
   /** Short machine-friendly reason, e.g. for login_failed: 'bad_password', 'unknown_user'. */
   reason?: string;
+  /** For user and robot changes: whose account changed. */
+  subject?: string;
 }
 
 /** Where audit lines go. `write` receives one complete line including its newline. */
@@ -128,5 +131,30 @@ export class AuditLog {
 
   close(): Promise<void> {
     return this.sink ? this.sink.close() : Promise.resolve();
+  }
+}
+
+/**
+ * For `berth user …` / `berth robot …`: records a change made from the command line, by the operating
+ * system account that ran it (there is no client address), then closes the stream.
+ */
+export async function auditOperatorAction(
+  config: Pick<BerthConfig, 'audit'>,
+  event: Omit<AuditEvent, 'actor' | 'actorKind' | 'clientAddress' | 'requestId'> & { actor?: string },
+): Promise<void> {
+  const audit = AuditLog.fromConfig(config);
+  try {
+    audit.emit({ ...event, actor: event.actor ?? operatorName(), actorKind: 'operator' });
+  } finally {
+    await audit.close();
+  }
+}
+
+function operatorName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // No passwd entry for the uid (common in containers).
+    return `uid:${process.getuid?.() ?? 'unknown'}`;
   }
 }

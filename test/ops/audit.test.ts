@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { AuditLog, FileAuditSink, MemoryAuditSink } from '../../server/audit.js';
+import { AuditLog, FileAuditSink, MemoryAuditSink, auditOperatorAction } from '../../server/audit.js';
 import { parseConfig } from '../../server/config.js';
 import { authFailureRecorder, registryEventRecorder } from '../../server/events.js';
 import { Metrics } from '../../server/metrics.js';
@@ -52,6 +52,20 @@ describe('audit log', () => {
 
   it('fails fast with the path when the file cannot be opened', () => {
     assert.throws(() => new FileAuditSink(join(scratch, 'no', 'such', 'dir', 'audit.log')), /cannot open audit log .*no\/such\/dir/);
+  });
+
+  it('records command-line user and robot changes with the operating system account as actor', async () => {
+    const file = join(scratch, 'cli-audit.log');
+    const config = parseConfig({ audit: { output: file } });
+    await auditOperatorAction(config, { action: 'user_added', subject: 'ann' });
+    await auditOperatorAction(config, { action: 'robot_removed', subject: 'robot+ci', actor: 'deploy-script' });
+    const [added, removed] = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(added!.action, 'user_added');
+    assert.equal(added!.subject, 'ann');
+    assert.equal(added!.actorKind, 'operator');
+    assert.ok(typeof added!.actor === 'string' && added!.actor.length > 0);
+    assert.ok(!('clientAddress' in added!));
+    assert.equal(removed!.actor, 'deploy-script');
   });
 
   it('writes nothing when disabled', async () => {
