@@ -15,6 +15,7 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { copySource } from './s3-copy.js';
 import { partSizeFor } from './s3-parts.js';
 import {
   abortUpload,
@@ -348,9 +349,4 @@ export class S3Writer implements BlobWriter {
       throw unavailable('CompleteMultipartUpload', this.s3Key, err);
     }
   }
-}
-
-/** The x-amz-copy-source value: bucket/key, URL-encoded except for the slashes. */
-export function copySource(bucket: string, s3Key: string): string {
-  return `${bucket}/${s3Key.split('/').map(encodeURIComponent).join('/')}`;
 }

@@ -1,23 +1,19 @@
 // BlobDriver on S3-compatible object storage (@aws-sdk/client-s3). Key layout: ./s3-keys.ts.
-// In-progress objects: ./s3-writer.ts. Part and copy arithmetic: ./s3-parts.ts.
+// In-progress objects: ./s3-writer.ts. Copies: ./s3-copy.ts. Cleanup: ./s3-sweep.ts. Limits: ./s3-parts.ts.
 import { addAbortSignal, Readable } from 'node:stream';
 import {
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
   PutObjectCommand,
-  UploadPartCopyCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.js';
 import { createS3Client, describeEndpoint } from './s3-client.js';
-import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, isUnsupported, unavailable } from './s3-errors.js';
+import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, unavailable } from './s3-errors.js';
 import {
   abortUpload,
   deleteKeys,
@@ -30,8 +26,10 @@ import {
   type S3Context,
 } from './s3-io.js';
 import { S3Keys } from './s3-keys.js';
-import { copyRanges, formatRange, planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
-import { copySource, S3Writer } from './s3-writer.js';
+import { planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
+import { copySource, multipartCopy } from './s3-copy.js';
+import { sweepInProgress } from './s3-sweep.js';
+import { S3Writer } from './s3-writer.js';
 import {
   assertValidKey,
   BlobDriverError,
@@ -210,7 +208,7 @@ export class S3BlobDriver implements BlobDriver {
         throw this.mapError('CopyObject', from, err);
       }
     } else {
-      await this.multipartCopy(source, target, size);
+      await multipartCopy(this.ctx, source, target, size, this.copyRangeBytes);
     }
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: source }));
@@ -288,117 +286,12 @@ export class S3BlobDriver implements BlobDriver {
    * no activity since then. Returns how many in-progress objects or orphans were removed.
    */
   async sweep(olderThan: Date): Promise<number> {
-    const cutoff = olderThan.getTime();
-    // Per upload directory: whether it has a state, and its latest activity (state, segment or lease).
-    const dirs = new Map<string, { hasState: boolean; lastActive: number; objects: string[] }>();
-    for await (const object of listObjects(this.ctx, this.keys.uploadsRoot())) {
-      const objectKey = object.Key as string;
-      const dir = S3Keys.dirOf(objectKey);
-      const entry = dirs.get(dir) ?? { hasState: false, lastActive: 0, objects: [] };
-      entry.hasState ||= S3Keys.isState(objectKey);
-      entry.lastActive = Math.max(entry.lastActive, object.LastModified?.getTime() ?? 0);
-      entry.objects.push(objectKey);
-      dirs.set(dir, entry);
-    }
-    let removed = 0;
-    for (const [dir, entry] of dirs) {
-      if (entry.lastActive >= cutoff) continue;
-      const key = this.keys.keyOfUploadDir(dir);
-      if (entry.hasState) await discardInProgress(this.ctx, key, await readState(this.ctx, key, { corrupt: 'ignore' }));
-      else await deleteKeys(this.ctx, entry.objects);
-      removed++;
-    }
-    const active = new Set([...dirs].filter(([, entry]) => entry.lastActive >= cutoff).map(([dir]) => dir));
-    return removed + (await this.sweepUploads(cutoff, active));
+    return sweepInProgress(this.ctx, olderThan);
   }
 
   async close(): Promise<void> {
     this.presigned.clear();
     this.client.destroy();
-  }
-
-  /** Multipart uploads started before `cutoff` whose in-progress object shows no recent activity. */
-  private async sweepUploads(cutoff: number, activeDirs: Set<string>): Promise<number> {
-    let removed = 0;
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
-    do {
-      let out;
-      try {
-        out = await this.client.send(
-          new ListMultipartUploadsCommand({
-            Bucket: this.config.bucket,
-            Prefix: this.keys.children(''),
-            KeyMarker: keyMarker,
-            UploadIdMarker: uploadIdMarker,
-          }),
-        );
-      } catch (err) {
-        // s3rver and some other stores cannot list uploads; their leftovers need a lifecycle rule.
-        if (isUnsupported(err)) return removed;
-        throw unavailable('ListMultipartUploads', this.config.bucket, err);
-      }
-      for (const upload of out.Uploads ?? []) {
-        if (upload.Key === undefined || upload.UploadId === undefined) continue;
-        if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
-        const key = this.keys.fromObject(upload.Key);
-        if (key !== undefined && activeDirs.has(this.keys.uploadDir(key))) continue;
-        await abortUpload(this.ctx, upload.Key, upload.UploadId);
-        removed++;
-      }
-      keyMarker = out.IsTruncated === true ? out.NextKeyMarker : undefined;
-      uploadIdMarker = out.IsTruncated === true ? out.NextUploadIdMarker : undefined;
-    } while (keyMarker !== undefined);
-    return removed;
-  }
-
-  /** Objects over the single-copy limit: UploadPartCopy in ranges, all server-side. */
-  private async multipartCopy(source: string, target: string, size: number): Promise<void> {
-    const ranges = copyRanges(size, this.copyRangeBytes, this.ctx.limits);
-    let uploadId: string | undefined;
-    try {
-      const created = await this.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.config.bucket, Key: target, ...this.ctx.objectParams }),
-      );
-      uploadId = created.UploadId;
-      if (uploadId === undefined) throw new Error('no UploadId in the response');
-      const parts: { PartNumber: number; ETag: string }[] = [];
-      // A few ranges at a time: each is a server-side copy of up to 5 GiB.
-      const concurrency = 4;
-      for (let i = 0; i < ranges.length; i += concurrency) {
-        const batch = ranges.slice(i, i + concurrency);
-        const copied = await Promise.all(
-          batch.map(async (range, j) => {
-            const PartNumber = i + j + 1;
-            const out = await this.client.send(
-              new UploadPartCopyCommand({
-                Bucket: this.config.bucket,
-                Key: target,
-                UploadId: uploadId,
-                PartNumber,
-                CopySource: copySource(this.config.bucket, source),
-                CopySourceRange: formatRange(range),
-              }),
-            );
-            const ETag = out.CopyPartResult?.ETag;
-            if (ETag === undefined) throw new Error(`no ETag for copied part ${PartNumber}`);
-            return { PartNumber, ETag };
-          }),
-        );
-        parts.push(...copied);
-      }
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.config.bucket,
-          Key: target,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-        }),
-      );
-    } catch (err) {
-      if (uploadId !== undefined) await abortUpload(this.ctx, target, uploadId).catch(() => undefined);
-      throw unavailable('multipart copy to', target, err);
-    }
   }
 
   /** A 416: reading exactly at the end gives an empty stream, past it an InvalidOffsetError. */

@@ -1,0 +1,71 @@
+// Server-side copies of committed objects. S3 copies at most 5 GiB in one CopyObject; bigger objects
+// are copied as a multipart upload of UploadPartCopy ranges, so no byte passes through Berth.
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCopyCommand,
+} from '@aws-sdk/client-s3';
+import { unavailable } from './s3-errors.js';
+import { abortUpload, type S3Context } from './s3-io.js';
+import { copyRanges, formatRange } from './s3-parts.js';
+
+/** Ranges copied at once: each is a server-side copy of up to 5 GiB. */
+const COPY_CONCURRENCY = 4;
+
+/** The x-amz-copy-source value: bucket/key, URL-encoded except for the slashes. */
+export function copySource(bucket: string, s3Key: string): string {
+  return `${bucket}/${s3Key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** Copies `source` (of `size` bytes) to `target` in UploadPartCopy ranges of `rangeSize` at most. */
+export async function multipartCopy(
+  ctx: S3Context,
+  source: string,
+  target: string,
+  size: number,
+  rangeSize: number,
+): Promise<void> {
+  const ranges = copyRanges(size, rangeSize, ctx.limits);
+  let uploadId: string | undefined;
+  try {
+    const created = await ctx.client.send(
+      new CreateMultipartUploadCommand({ Bucket: ctx.bucket, Key: target, ...ctx.objectParams }),
+    );
+    uploadId = created.UploadId;
+    if (uploadId === undefined) throw new Error('no UploadId in the response');
+    const parts: { PartNumber: number; ETag: string }[] = [];
+    for (let i = 0; i < ranges.length; i += COPY_CONCURRENCY) {
+      const batch = ranges.slice(i, i + COPY_CONCURRENCY);
+      const copied = await Promise.all(
+        batch.map(async (range, j) => {
+          const PartNumber = i + j + 1;
+          const out = await ctx.client.send(
+            new UploadPartCopyCommand({
+              Bucket: ctx.bucket,
+              Key: target,
+              UploadId: uploadId,
+              PartNumber,
+              CopySource: copySource(ctx.bucket, source),
+              CopySourceRange: formatRange(range),
+            }),
+          );
+          const ETag = out.CopyPartResult?.ETag;
+          if (ETag === undefined) throw new Error(`no ETag for copied part ${PartNumber}`);
+          return { PartNumber, ETag };
+        }),
+      );
+      parts.push(...copied);
+    }
+    await ctx.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: ctx.bucket,
+        Key: target,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    );
+  } catch (err) {
+    if (uploadId !== undefined) await abortUpload(ctx, target, uploadId).catch(() => undefined);
+    throw unavailable('multipart copy to', target, err);
+  }
+}
