@@ -39,6 +39,8 @@ class Ledger {
   readonly unackedBlobs: AckedBlob[] = [];
   readonly unackedManifests: AckedManifest[] = [];
   readonly open: OpenUpload[] = [];
+  /** Tags several clients move at once: every manifest ever sent to each, and whether any PUT was acknowledged. */
+  readonly contended = new Map<string, { repo: string; tag: string; candidates: Map<string, Blob>; acked: boolean }>();
 }
 
 /** Stops every worker the moment the server dies, and tells apart errors the kill caused. */
@@ -136,9 +138,29 @@ async function pushManifest(base: string, round: Round, ledger: Ledger, repo: st
   return true;
 }
 
+/** Moves a tag that other clients move too (multi-tag PUT by digest); true once acknowledged. */
+async function moveContendedTag(base: string, round: Round, ledger: Ledger, repo: string, tag: string, m: Blob): Promise<boolean> {
+  const key = `${repo}:${tag}`;
+  const entry = ledger.contended.get(key) ?? { repo, tag, candidates: new Map<string, Blob>(), acked: false };
+  ledger.contended.set(key, entry);
+  entry.candidates.set(m.digest, m);
+  try {
+    const res = await send(base, `/v2/${repo}/manifests/${m.digest}?tag=${tag}`, { method: 'PUT', body: m.data, headers: { 'Content-Type': OCI_MANIFEST } });
+    if (res.status !== 201) throw new Error(`status ${res.status} ${await res.text()}`);
+    assert.equal(res.headers.get('oci-tag'), tag);
+  } catch (err) {
+    round.failed(`moving ${key}`, (err as Error).message);
+    return false;
+  }
+  entry.acked = true;
+  round.ack();
+  return true;
+}
+
 /** One client: images of a shared base layer plus its own layers, until the server dies. */
 async function worker(base: string, round: Round, ledger: Ledger, label: string, id: number, shared: Blob): Promise<void> {
-  const repo = `crash/w${id}`;
+  // Two clients per repository, so that they race for the same tag.
+  const repo = `crash/w${id % (WORKERS / 2)}`;
   for (let n = 0; !round.killed && n < 1000; n++) {
     const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }));
     const own = blob(randomBytes(50_000 + ((id * 7919 + n * 104_729) % 700_000)));
@@ -149,7 +171,9 @@ async function worker(base: string, round: Round, ledger: Ledger, label: string,
       ok = await pushBlob(base, round, ledger, repo, b, (i + n + id) % 2 === 1);
     }
     if (!ok || round.killed) return;
-    await pushManifest(base, round, ledger, repo, `${label}-${n}`, imageManifest(config, layers));
+    const m = imageManifest(config, layers);
+    if (!(await pushManifest(base, round, ledger, repo, `${label}-${id}-${n}`, m)) || round.killed) return;
+    await moveContendedTag(base, round, ledger, repo, `${label}-latest`, m);
   }
 }
 
@@ -176,6 +200,20 @@ async function checkAcknowledged(base: string, ledger: Ledger): Promise<void> {
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), manifest.data, `acknowledged manifest ${repo}:${ref} has other bytes`);
       assert.equal(res.headers.get('docker-content-digest'), manifest.digest);
     }
+  }
+}
+
+/** A tag several clients moved names one of the manifests sent to it, whole, with its blobs. */
+async function checkContendedTags(base: string, ledger: Ledger): Promise<void> {
+  for (const { repo, tag, candidates, acked } of ledger.contended.values()) {
+    const res = await send(base, `/v2/${repo}/manifests/${tag}`, { headers: { Accept: OCI_MANIFEST } });
+    const body = Buffer.from(await res.arrayBuffer());
+    if (!acked && res.status === 404) continue;
+    assert.equal(res.status, 200, `${repo}:${tag} (acknowledged: ${acked}) answers ${res.status}`);
+    const digest = res.headers.get('docker-content-digest') as string;
+    const expected = candidates.get(digest);
+    assert.ok(expected, `${repo}:${tag} points at ${digest}, never sent to it`);
+    assert.deepEqual(body, expected.data);
   }
 }
 
@@ -308,10 +346,11 @@ describe('SIGKILL during concurrent pushes (filesystem + embedded, real process)
       await server.kill();
 
       server = await startBerthProcess(scratch.path);
-      const seen = `${ledger.blobs.length} blobs and ${ledger.manifests.length} manifests acknowledged so far, ${ledger.unackedBlobs.length} blobs and ${ledger.unackedManifests.length} manifests cut off, ${ledger.open.length} open uploads`;
+      const seen = `${ledger.blobs.length} blobs, ${ledger.manifests.length} manifests and ${[...ledger.contended.values()].filter((c) => c.acked).length} contended tags acknowledged so far, ${ledger.unackedBlobs.length} blobs and ${ledger.unackedManifests.length} manifests cut off, ${ledger.open.length} open uploads`;
       await checkAcknowledged(server.url, ledger);
       assert.ok((await checkContentAddressed(scratch.path)) > 0);
       await checkNothingPartial(server.url, ledger);
+      await checkContendedTags(server.url, ledger);
       const counts = await finishOpenUploads(server.url, ledger);
       t.diagnostic(`round ${label}: ${seen}; ${counts.resumed} resumed, ${counts.restarted} pushed again`);
       assert.equal(counts.parkedResumed, counts.parked, `round ${label}: sessions parked between chunks must resume: ${JSON.stringify(counts)}`);
