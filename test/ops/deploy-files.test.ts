@@ -1,11 +1,34 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import Fastify from 'fastify';
 import { parse as parseYaml } from 'yaml';
 import { configCheck, loadConfig } from '../../server/config.js';
 import { withGeneratedTable } from '../../server/config-docs.js';
 import { Metrics } from '../../server/metrics.js';
+import { healthRoutes } from '../../server/routes/health.js';
+
+/** A server with the real health routes; `ready` decides /readyz. */
+async function healthServer(ready: boolean): Promise<{ port: number; close: () => Promise<void> }> {
+  const app = Fastify({ logger: false });
+  await app.register(healthRoutes, { checks: { storage: async () => (ready ? undefined : Promise.reject(new Error('down'))) } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  assert.ok(address && typeof address === 'object');
+  return { port: address.port, close: () => app.close() };
+}
+
+/** Runs a container healthcheck's `node -e` script here, as the container would (asynchronously: the server is in this process). */
+function runNodeCheck(args: string[], env: Record<string, string> = {}): Promise<number | null> {
+  assert.equal(args[0], 'node');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args.slice(1), { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'ignore', timeout: 10_000 });
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
+}
 
 // Compiled to dist/test/ops/, three levels below the repository root.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -61,6 +84,20 @@ describe('docker-compose.yml', () => {
     });
     assert.deepEqual(Object.keys(compose.volumes).sort(), ['berth-data', 'minio-data', 'redis-data']);
   });
+
+  it("Berth's healthcheck command passes when /readyz does and fails when it does not", async () => {
+    const test = berth?.healthcheck?.test ?? [];
+    assert.equal(test[0], 'CMD');
+    for (const ready of [true, false]) {
+      const server = await healthServer(ready);
+      try {
+        const args = test.slice(1).map((a) => a.replace('127.0.0.1:5000', `127.0.0.1:${server.port}`));
+        assert.equal(await runNodeCheck(args), ready ? 0 : 1);
+      } finally {
+        await server.close();
+      }
+    }
+  });
 });
 
 describe('Dockerfile', () => {
@@ -74,6 +111,21 @@ describe('Dockerfile', () => {
     assert.match(dockerfile, /^EXPOSE 5000$/m);
     assert.match(dockerfile, /^VOLUME \["\/data"\]$/m);
     assert.match(dockerfile, /^HEALTHCHECK .*\n\s+CMD \["node", "-e", "fetch\(/m);
+  });
+
+  it('has a HEALTHCHECK command that passes against /healthz and fails when nothing listens', async () => {
+    const cmd = /^HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+    assert.ok(cmd, 'HEALTHCHECK CMD in exec form');
+    const args = JSON.parse(cmd) as string[];
+    const server = await healthServer(true);
+    const port = String(server.port);
+    try {
+      assert.equal(await runNodeCheck(args, { BERTH_HTTP_PORT: port }), 0);
+      assert.equal(await runNodeCheck(args, { HEALTHCHECK_URL: `http://127.0.0.1:${port}/healthz` }), 0);
+    } finally {
+      await server.close();
+    }
+    assert.equal(await runNodeCheck(args, { BERTH_HTTP_PORT: port }), 1);
   });
 
   it('keeps build context small', () => {
