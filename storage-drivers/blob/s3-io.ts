@@ -89,7 +89,9 @@ export async function readState(
   try {
     const out = await ctx.client.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: s3Key }));
     const text = out.Body === undefined ? '' : await out.Body.transformToString();
-    return uploadStateSchema.parse(JSON.parse(text));
+    const state = uploadStateSchema.parse(JSON.parse(text));
+    if (state.key !== key) throw new SyntaxError(`state of ${state.key} stored at ${s3Key}`);
+    return state;
   } catch (err) {
     if (isNotFound(err)) return undefined;
     if (err instanceof SyntaxError || err instanceof z.ZodError) {
