@@ -1,6 +1,8 @@
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { BlobNotFoundError, InvalidKeyError, InvalidOffsetError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
 import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
+import { REPO_PREFIX } from './routes/url-rewrite.js';
 
 /** Every error code Berth answers with, its HTTP status, and the spec's default message. */
 export const ERROR_CODES = {
@@ -83,4 +85,49 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   if (oci.status >= 500) request.log.error({ err }, 'request failed');
   else request.log.debug({ code: oci.code }, oci.message);
   return sendError(reply, oci);
+}
+
+/**
+ * Errors the router raises before any route runs (Fastify's `frameworkErrors`): a path segment with
+ * broken percent-encoding or longer than the router's parameter limit. The code names the segment
+ * at fault, as the route would have.
+ */
+export function routingError(err: Partial<FastifyError>, url: string): OciError {
+  const problem = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'is too long' : 'has malformed percent-encoding';
+  const path = url.split('?')[0] ?? '';
+  if (!path.startsWith(REPO_PREFIX)) return new OciError('NAME_INVALID', `the URL ${problem}`);
+  const [name = '', kind, ...rest] = path.slice(REPO_PREFIX.length).split('/');
+  let nameOk = name.length <= 1024;
+  try {
+    decodeURIComponent(decodeURIComponent(name));
+  } catch {
+    nameOk = false;
+  }
+  if (!nameOk) return new OciError('NAME_INVALID', `the repository name in the URL ${problem}`);
+  if (kind === 'manifests') return new OciError('TAG_INVALID', `the manifest reference in the URL ${problem}: use a tag of at most 128 characters or a digest`);
+  if (kind === 'blobs' && rest[0] === 'uploads') return new OciError('BLOB_UPLOAD_UNKNOWN', `the upload id in the URL ${problem}: use the Location returned by POST /v2/<name>/blobs/uploads/`);
+  if (kind === 'blobs' || kind === 'referrers') return new OciError('DIGEST_INVALID', `the digest in the URL ${problem}: expected algorithm:hex`);
+  return new OciError('NAME_INVALID', `the URL ${problem}`);
+}
+
+/** For Fastify's `frameworkErrors` option: router errors get the spec's JSON body like every other. */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+  return sendError(reply, routingError(err, request.url));
+}
+
+/**
+ * For Fastify's `clientErrorHandler` option: requests Node's HTTP parser refuses (bytes outside ASCII
+ * in the URL, a Content-Length past 2^64, garbage after a body) still get a JSON error body.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const body = JSON.stringify(errorBody('REQUEST_INVALID', tooLarge ? 'request headers too large' : `malformed HTTP request (${err.code ?? 'parse error'}): check the request line, headers and Content-Length`));
+  socket.end(
+    `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDocker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
