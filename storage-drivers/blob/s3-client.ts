@@ -16,6 +16,7 @@ export function createS3Client(config: S3Config): S3Client {
     credentials: config.credentials,
     maxAttempts: config.maxAttempts,
     retryMode: 'standard',
+    logger: sdkLogger,
     requestChecksumCalculation: checksum,
     responseChecksumValidation: checksum,
     requestHandler: new NodeHttpHandler({
@@ -32,3 +33,18 @@ export function createS3Client(config: S3Config): S3Client {
 export function describeEndpoint(config: Pick<S3Config, 'endpoint' | 'region'>): string {
   return config.endpoint ?? `AWS S3 (${config.region})`;
 }
+
+/**
+ * The SDK logs to the console when a request with a streamed body fails, calling it non-retryable;
+ * the driver retries those itself with a fresh body (withStreamRetries), so that line is dropped.
+ */
+const sdkLogger = {
+  debug: (): void => undefined,
+  info: (): void => undefined,
+  warn: (...content: unknown[]): void => {
+    if (content.some((c) => typeof c === 'string' && c.includes('non-retryable streaming request'))) return;
+    console.warn(...content);
+  },
+  // Failed commands are logged here by the SDK; the driver throws typed errors for them instead.
+  error: (): void => undefined,
+};

@@ -125,6 +125,37 @@ describe('S3 driver on s3rver', () => {
     await a.delete('sweep');
   });
 
+  it('retries a streamed part that meets a 503, with a fresh body', async () => {
+    const flaky = createS3Driver(server.config({ prefix: 'berth', maxAttempts: 3 }));
+    const attempts: number[] = [];
+    // Fault injection below the SDK's retry layer: the first attempt at part 1 fails as S3 would.
+    flaky.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { PartNumber?: number };
+        if (context.commandName === 'UploadPartCommand') {
+          attempts.push(input.PartNumber ?? 0);
+          if (input.PartNumber === 1 && attempts.filter((n) => n === 1).length === 1) {
+            throw Object.assign(new Error('injected'), { name: 'SlowDown', $fault: 'server', $metadata: { httpStatusCode: 503 } });
+          }
+        }
+        return next(args);
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'injectSlowDown' },
+    );
+    const first = await flaky.writer('retry/data', { append: false });
+    await first.write(patternStream(0, 3 * MiB));
+    await first.close();
+    // Part 1 is the stored 3 MiB segment plus 2 MiB from memory: both must be sent again.
+    const second = await flaky.writer('retry/data', { append: true });
+    await second.write(patternStream(3 * MiB, 8 * MiB));
+    await second.commit();
+    assert.deepEqual(attempts, [1, 1, 2, 3]);
+    const expected = await digestOfStreams([patternStream(0, 3 * MiB), patternStream(3 * MiB, 8 * MiB)]);
+    assert.deepEqual(await sha256Of(await a.reader('retry/data')), { digest: expected, size: 11 * MiB });
+    await a.delete('retry');
+    await flaky.close();
+  });
+
   it('pages through listings and batched deletes', async () => {
     const paged = createS3Driver(server.config({ prefix: 'berth' }), { batchSize: 3 });
     const keys = Array.from({ length: 10 }, (_, i) => `paged/dir${i % 3}/key${i}`).sort();
