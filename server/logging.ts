@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { LOG_REDACT_PATHS } from '../auth/redact.js';
 import type { BerthConfig } from './config.js';
-import { installTrafficCounter, trafficOf } from './traffic.js';
+import { installTrafficCounter, onRequestComplete, trafficOf } from './traffic.js';
 
 /** Anything pino can write lines to; tests pass one to capture the log. */
 export interface LogDestination {
@@ -98,24 +98,23 @@ export async function accessLogPlugin(app: FastifyInstance, options: { config: P
   });
   if (!options.config.log.access) return;
   installTrafficCounter(app);
-  app.addHook('onResponse', (request, reply, done) => {
+  onRequestComplete(app, (request, reply, completion) => {
     const { received, sent } = trafficOf(request);
     request.log.info(
       {
         method: request.method,
         url: loggableUrl(request.originalUrl),
-        status: reply.statusCode,
+        status: completion.status,
         durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
         bytesIn: received,
         bytesOut: sent,
         clientAddress: request.ip,
         userAgent: request.headers['user-agent'],
         // A response cut short (client gone, stream error) is worth telling apart from a complete one.
-        ...(reply.raw.writableEnded ? {} : { aborted: true }),
+        ...(completion.aborted ? { aborted: true } : {}),
       },
       'request',
     );
-    done();
   });
 }
 (accessLogPlugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BerthConfig } from './config.js';
-import { installTrafficCounter, trafficOf } from './traffic.js';
+import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './traffic.js';
 
 /** What storage-drivers/blob/instrumented.ts reports after every driver call. */
 export interface StorageObservation {
@@ -194,9 +194,10 @@ export class Metrics {
     if (o.error !== undefined) this.metadataErrors.inc({ store: o.store, op: o.op, error: errorLabel(o.error) });
   };
 
-  observeRequest(request: FastifyRequest, reply: FastifyReply): void {
+  observeRequest(request: FastifyRequest, reply: FastifyReply, completion?: Completion): void {
     const route = routeLabel(request);
-    this.httpDuration.observe({ route, method: request.method, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    const status = String(completion?.status ?? reply.statusCode);
+    this.httpDuration.observe({ route, method: request.method, status }, reply.elapsedTime / 1000);
     const { received, sent } = trafficOf(request);
     if (received > 0) this.receivedBytes.inc({ route }, received);
     if (sent > 0) this.sentBytes.inc({ route }, sent);
@@ -242,9 +243,7 @@ export async function metricsPlugin(app: FastifyInstance, options: MetricsPlugin
   const { metrics, config } = options;
   if (!config.metrics.enabled) return;
   installTrafficCounter(app);
-  app.addHook('onResponse', async (request, reply) => {
-    metrics.observeRequest(request, reply);
-  });
+  onRequestComplete(app, (request, reply, completion) => metrics.observeRequest(request, reply, completion));
   if (config.metrics.port === undefined) serveMetrics(app, metrics, config.metrics);
 }
 (metricsPlugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * Body bytes in and out of each request, shared by the metrics and the access log.
@@ -64,4 +64,40 @@ export function installTrafficCounter(app: FastifyInstance): void {
 
 export function trafficOf(request: FastifyRequest): Traffic {
   return traffic.get(request) ?? { received: 0, sent: 0 };
+}
+
+export interface Completion {
+  /** The connection closed before the response was complete (client gone, stream failed). */
+  aborted: boolean;
+  /** The status to report: the reply's, or 499 (as nginx) when the client left before any header was sent. */
+  status: number;
+}
+
+/**
+ * Calls `done` exactly once per request. Fastify's onResponse runs only when the response finishes
+ * (or errors), so a client that disconnects mid-upload would otherwise leave no access line and no
+ * metric; the response's 'close' catches those.
+ */
+export function onRequestComplete(
+  app: FastifyInstance,
+  done: (request: FastifyRequest, reply: FastifyReply, completion: Completion) => void,
+): void {
+  const reported = new WeakSet<FastifyRequest>();
+  const report = (request: FastifyRequest, reply: FastifyReply, aborted: boolean) => {
+    if (reported.has(request)) return;
+    reported.add(request);
+    done(request, reply, { aborted, status: aborted && !reply.raw.headersSent ? 499 : reply.statusCode });
+  };
+  app.addHook('onRequest', (request, reply, next) => {
+    reply.raw.once('close', () => {
+      // A finished response is reported by onResponse, which may run after 'close'.
+      if (!reply.raw.writableFinished) report(request, reply, true);
+    });
+    next();
+  });
+  app.addHook('onResponse', (request, reply, next) => {
+    // onResponse also runs on a response 'error'; only a response whose end() was reached is complete.
+    report(request, reply, !reply.raw.writableEnded);
+    next();
+  });
 }

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseConfig } from '../../server/config.js';
 import { accessLogPlugin, loggableUrl, loggerOptions } from '../../server/logging.js';
+import { Metrics, metricsPlugin } from '../../server/metrics.js';
 
 async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -17,6 +20,8 @@ describe('structured logging', () => {
   const destination = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
   let app: FastifyInstance;
   let base: string;
+  /** Resolved by the upload route when body bytes have arrived. */
+  let bodyArrived: () => void = () => undefined;
 
   before(async () => {
     const config = parseConfig({ log: { level: 'info' } });
@@ -26,8 +31,14 @@ describe('structured logging', () => {
       request.log.info({ user: { name: 'ann', password: 'hunter2' }, token: 'abc', headers: request.headers }, 'inside handler');
       return 'hi there';
     });
-    app.get('/boom', async () => {
-      throw new Error('kaput');
+    app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+    app.patch('/upload', async (request) => {
+      let bytes = 0;
+      for await (const chunk of request.body as Readable) {
+        bytes += (chunk as Buffer).length;
+        bodyArrived();
+      }
+      return { bytes };
     });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const address = app.server.address();
@@ -66,6 +77,28 @@ describe('structured logging', () => {
     assert.deepEqual(inside.user, { name: 'ann', password: '[redacted]' });
     assert.equal(inside.token, '[redacted]');
     assert.equal((inside.headers as Record<string, string>).authorization, '[redacted]');
+    assert.ok(!('aborted' in line));
+  });
+
+  it('still writes the access line when the client disconnects mid-upload', async () => {
+    const address = app.server.address();
+    assert.ok(address && typeof address === 'object');
+    const arrived = new Promise<void>((resolve) => (bodyArrived = resolve));
+    const socket = connect(address.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(
+      'PATCH /upload HTTP/1.1\r\nHost: x\r\nX-Request-Id: cut-short\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `1000\r\n${'a'.repeat(0x1000)}\r\n`,
+    );
+    // Vanish once the route is reading the body, without finishing it.
+    await arrived;
+    socket.destroy();
+    await until(() => linesFor('cut-short').some((l) => l.msg === 'request'));
+    const access = linesFor('cut-short').filter((l) => l.msg === 'request');
+    assert.equal(access.length, 1);
+    assert.equal(access[0]!.aborted, true);
+    assert.equal(access[0]!.status, 499);
+    assert.equal(access[0]!.method, 'PATCH');
   });
 });
 
@@ -85,6 +118,21 @@ describe('request ids', () => {
     const own = lines.filter((l) => l.requestId === id);
     // The error line from Fastify's handler and the single access line.
     assert.deepEqual(own.map((l) => l.msg).sort(), ['kaput', 'request']);
+    await app.close();
+  });
+
+  it('does not mark injected requests as aborted', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const config = parseConfig({});
+    const app = Fastify(loggerOptions(config, { write: (line) => void lines.push(JSON.parse(line) as Record<string, unknown>) }));
+    await app.register(accessLogPlugin, { config });
+    await app.register(metricsPlugin, { metrics: new Metrics({ processMetrics: false }), config });
+    app.get('/', async () => 'ok');
+    await app.inject({ url: '/' });
+    const access = lines.filter((l) => l.msg === 'request');
+    assert.equal(access.length, 1);
+    assert.equal(access[0]!.status, 200);
+    assert.ok(!('aborted' in access[0]!));
     await app.close();
   });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -32,6 +33,9 @@ async function exposedWhen(metrics: Metrics, ready: (text: string) => boolean, t
   }
 }
 
+/** Resolved by the upload route when body bytes have arrived. */
+let bodyArrived: () => void = () => undefined;
+
 async function tinyApp(metrics: Metrics, settings: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; base: string }> {
   const config = parseConfig({ metrics: settings });
   const app = Fastify({ logger: false });
@@ -44,8 +48,15 @@ async function tinyApp(metrics: Metrics, settings: Record<string, unknown> = {})
   app.patch('/v2/_r/:name/blobs/uploads/:id', async (request, reply) => {
     const end = metrics.uploadStarted();
     let bytes = 0;
-    for await (const chunk of request.body as Readable) bytes += (chunk as Buffer).length;
-    end();
+    try {
+      for await (const chunk of request.body as Readable) {
+        bytes += (chunk as Buffer).length;
+        // The abort test sends one 4 KiB chunk and waits for all of it before disconnecting.
+        if (bytes >= 0x1000) bodyArrived();
+      }
+    } finally {
+      end();
+    }
     return reply.code(202).send({ bytes });
   });
   app.get('/custom/*', async (request) => {
@@ -112,6 +123,24 @@ describe('metrics plugin', () => {
     const text = await exposedWhen(metrics, (t) => sample(t, 'berth_http_received_bytes_total', { route: uploadRoute }) !== undefined);
     assert.equal(sample(text, 'berth_http_received_bytes_total', { route: uploadRoute }), 300_000);
     assert.equal(sample(text, 'berth_uploads_in_progress'), 0);
+  });
+
+  it('counts a request whose client vanished mid-upload as 499, with the bytes that did arrive', async () => {
+    const arrived = new Promise<void>((resolve) => (bodyArrived = resolve));
+    const socket = connect(Number(new URL(base).port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(
+      'PATCH /v2/_r/gone/blobs/uploads/u2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `1000\r\n${'b'.repeat(0x1000)}\r\n`,
+    );
+    await arrived;
+    socket.destroy();
+    const route = '/v2/_r/:name/blobs/uploads/:id';
+    const text = await exposedWhen(metrics, (t) => sample(t, 'berth_http_request_duration_seconds_count', { route, method: 'PATCH', status: '499' }) === 1);
+    assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route, method: 'PATCH', status: '499' }), 1);
+    assert.equal(sample(text, 'berth_http_received_bytes_total', { route }), 300_000 + 0x1000);
+    const settled = await exposedWhen(metrics, (t) => sample(t, 'berth_uploads_in_progress') === 0);
+    assert.equal(sample(settled, 'berth_uploads_in_progress'), 0);
   });
 
   it('records storage and metadata operations and auth failures', async () => {
