@@ -27,6 +27,11 @@ export interface S3Context {
   /** Part plan for uploads started by this process (resumed uploads keep the plan they started with). */
   plan: PartPlan;
   maxAttempts: number;
+  /**
+   * checksum 'when_supported': the SDK sends CRC32 with every part, so uploads are created for CRC32
+   * and completed with each part's checksum (S3 rejects a mix).
+   */
+  partChecksums: boolean;
   /** Keys per ListObjectsV2 page and per DeleteObjects call (S3's maximum is 1000). */
   batchSize: number;
   /** Encryption and storage class for committed objects. */

@@ -222,7 +222,12 @@ export class S3Writer implements BlobWriter {
     if (this.state.uploadId !== undefined) return this.state.uploadId;
     try {
       const out = await this.ctx.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.ctx.bucket, Key: this.s3Key, ...this.ctx.objectParams }),
+        new CreateMultipartUploadCommand({
+          Bucket: this.ctx.bucket,
+          Key: this.s3Key,
+          ChecksumAlgorithm: this.ctx.partChecksums ? 'CRC32' : undefined,
+          ...this.ctx.objectParams,
+        }),
       );
       if (out.UploadId === undefined) throw new Error('no UploadId in the response');
       this.state.uploadId = out.UploadId;
@@ -260,7 +265,7 @@ export class S3Writer implements BlobWriter {
       );
       if (out.ETag === undefined) throw new Error('no ETag in the response');
       const part: PartRecord = { n: partNumber, etag: out.ETag, size: bytes };
-      if (out.ChecksumCRC32 !== undefined) part.crc32 = out.ChecksumCRC32;
+      if (this.ctx.partChecksums && out.ChecksumCRC32 !== undefined) part.crc32 = out.ChecksumCRC32;
       return part;
     } catch (err) {
       if (err instanceof StorageUnavailableError || err instanceof BlobDriverError) throw err;

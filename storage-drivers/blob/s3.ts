@@ -92,6 +92,7 @@ export class S3BlobDriver implements BlobDriver {
       plan: planParts(config.partSizeBytes, limits),
       maxAttempts: config.maxAttempts,
       batchSize: Math.max(1, Math.min(1000, options.batchSize ?? 1000)),
+      partChecksums: config.checksum === 'when_supported',
       objectParams,
       tempParams,
     };
