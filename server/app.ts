@@ -3,7 +3,7 @@ import { openAccess, type Authorizer } from '../auth/types.js';
 import type { BlobDriver } from '../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import type { BerthConfig } from './config.js';
-import { errorHandler, OciError, sendError } from './errors.js';
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
 import { JournaledStore } from './registry/journal.js';
 import { ManifestService } from './registry/manifests.js';
@@ -47,6 +47,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 1024 },
     trustProxy: config.http.trustProxy,
     rewriteUrl: (req) => rewriteRegistryUrl(req.url ?? '/'),
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     ...deps.server,
   });
 

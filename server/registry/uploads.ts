@@ -10,8 +10,11 @@ import { blobKey, uploadDir, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
 import { BodyTooLongError, HashingStream } from './hashing.js';
 
-/** How long one PATCH may hold an upload before another request may take it over; renewed while writing. */
-const LEASE_MS = 30_000;
+/**
+ * How long one PATCH may hold an upload before another request may take it over; renewed every third
+ * of it while writing. Short, because after a crash the dead holder's lease blocks a resume until it ends.
+ */
+const LEASE_MS = 10_000;
 
 export interface ChunkRange {
   start: number;
