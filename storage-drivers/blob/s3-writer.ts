@@ -111,8 +111,9 @@ export class S3Writer implements BlobWriter {
       this.segmentBytes += segment.size;
     }
     await writeState(this.ctx, this.key, this.state);
-    // Only now no stored state refers to the folded segments any more.
-    await deleteKeys(this.ctx, this.obsolete.splice(0));
+    // Only now no stored state refers to the folded segments any more. Best effort: the close has
+    // succeeded, and leftovers in the upload directory go with its commit, cancel or sweep.
+    await deleteKeys(this.ctx, this.obsolete.splice(0)).catch(() => undefined);
   }
 
   async commit(): Promise<void> {
@@ -125,7 +126,8 @@ export class S3Writer implements BlobWriter {
     // An upload without finished parts (its first part never landed) is finished as a single object too.
     if (state.uploadId === undefined || state.parts.length === 0) {
       await this.commitSingle();
-      if (state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, state.uploadId);
+      // Nothing of the blob is in that upload; if aborting fails the sweeper retries it.
+      if (state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, state.uploadId).catch(() => undefined);
     } else {
       if (pending > 0) {
         const segments = state.segments.splice(0);
@@ -133,7 +135,8 @@ export class S3Writer implements BlobWriter {
       }
       await this.completeUpload(state.uploadId, state.parts);
     }
-    await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/');
+    // The blob is in place; temporary objects that fail to go now are left to the sweeper.
+    await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/').catch(() => undefined);
   }
 
   async cancel(): Promise<void> {
