@@ -3,6 +3,7 @@
 // presigned redirects, start-up checks and error mapping.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { s3ConfigSchema } from '../../storage-drivers/blob/s3-config.js';
@@ -98,6 +99,41 @@ describe('S3 driver on s3rver', () => {
     assert.deepEqual(await sha256Of(await a.reader(key)), { digest: expected, size: 21 * MiB + 11 });
     await a.delete('uploads');
     assert.deepEqual(await raw(), []);
+  });
+
+  async function collectStream(stream: NodeJS.ReadableStream): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    return chunks;
+  }
+
+  it('keeps parts already sent when a long write is aborted, and resumes after them', async () => {
+    const key = 'uploads/aborted/data';
+    const controller = new AbortController();
+    let produced = 0;
+    const src = patternStream(0, 64 * MiB).pipe(
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          produced += chunk.length;
+          if (produced >= 12 * MiB) controller.abort();
+          done(null, chunk);
+        },
+      }),
+    );
+    const writer = await a.writer(key, { append: false });
+    await assert.rejects(writer.write(src, controller.signal), { name: 'AbortError' });
+    const kept = writer.size;
+    assert.ok(kept >= 10 * MiB && kept <= 13 * MiB, `kept ${kept}`);
+    await writer.close();
+    const resumed = await b.writer(key, { append: true });
+    assert.equal(resumed.size, kept);
+    await resumed.write(patternStream(kept, MiB));
+    await resumed.commit();
+    const stored = await a.get(key);
+    assert.equal(stored.length, kept + MiB);
+    assert.ok(stored.subarray(0, kept).equals(Buffer.concat(await collectStream(patternStream(0, kept)))), 'bytes kept across the abort are what was sent');
+    assert.ok(stored.subarray(kept).equals(Buffer.concat(await collectStream(patternStream(kept, MiB)))));
+    await a.delete('uploads');
   });
 
   it('sweeps in-progress objects and orphans older than the cutoff', async () => {
