@@ -1,11 +1,16 @@
+import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
+import { auditOperatorAction, type AuditAction } from './audit.js';
+import { configCheck, ConfigError, loadConfig } from './config.js';
 import { rebuildFromConfig, startServer } from './main.js';
-import { configCheck, ConfigError } from './config.js';
 
 const HELP = `berth — an OCI container image registry
 
 Usage:
   berth serve [--config FILE]     start the registry (default: filesystem storage under ./data, port 5000)
-  berth config check FILE         validate a configuration file and exit
+  berth config check FILE         validate a configuration file (with BERTH_* overrides) and exit
+  berth user add|remove|list      manage users (htpasswd, bcrypt)
+  berth robot create|revoke|list  manage CI robot accounts
+  berth key rotate                start signing tokens with a new key
   berth metadata rebuild [--config FILE]
                                   recreate tags, manifests and links in the metadata store from storage
   berth help                      show this help
@@ -41,6 +46,25 @@ async function serve(args: string[]): Promise<void> {
   }
 }
 
+/** Which successful account commands are audited, and as what. */
+const AUDITED: Record<string, AuditAction> = {
+  'user add': 'user_added',
+  'user remove': 'user_removed',
+  'robot create': 'robot_added',
+  'robot revoke': 'robot_removed',
+};
+
+async function accountCommand(command: 'user' | 'robot' | 'key', args: string[]): Promise<void> {
+  const configFile = option(args, '--config');
+  const rest = configFile === undefined ? args : args.filter((a, i) => a !== '--config' && args[i - 1] !== '--config');
+  const config = loadConfig({ file: configFile });
+  const ctx = { dataDir: config.dataDir, auth: config.auth };
+  const run = command === 'user' ? runUserCommand : command === 'robot' ? runRobotCommand : runKeyCommand;
+  process.exitCode = await run(rest, ctx);
+  const action = AUDITED[`${command} ${rest[0]}`];
+  if (process.exitCode === 0 && action && rest[1]) await auditOperatorAction(config, { action, subject: rest[1] });
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
@@ -54,7 +78,7 @@ export async function main(argv: string[]): Promise<void> {
           if (sub !== 'check' || !file) process.exitCode = rest.includes('--help') ? 0 : 2;
           return;
         }
-        const result = configCheck(file);
+        const result = configCheck(file, { env: process.env });
         if (result.ok) process.stdout.write(`${file}: configuration is valid\n`);
         else {
           process.stderr.write(`${file}: invalid configuration\n${result.problems.map((p) => `  - ${p}`).join('\n')}\n`);
@@ -75,6 +99,10 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return;
       }
+      case 'user':
+      case 'robot':
+      case 'key':
+        return await accountCommand(command, rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
+import { createAuth } from '../auth/index.js';
 import { createBlobDriver } from '../storage-drivers/blob/factory.js';
-import type { BlobDriver } from '../storage-drivers/blob/types.js';
 import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
-import type { MetadataStore } from '../storage-drivers/metadata/types.js';
+import { warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
 import { buildApp } from './app.js';
-import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
+import { createOps } from './ops.js';
+import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -18,30 +19,62 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-/** Loads config, opens storage and metadata (failing fast with a clear message), and listens. */
+/**
+ * Loads config, opens storage and metadata (failing fast with one line per unusable dependency), wires
+ * logging, metrics, audit, health, TLS and auth around the registry app, and listens.
+ */
 export async function startServer(options: { configFile?: string } = {}): Promise<Server> {
   const config = loadConfig({ file: options.configFile });
   const paths = resolvedPaths(config);
-  const driver: BlobDriver = createBlobDriver(config, paths);
-  const metadata: MetadataStore = await createMetadataStore(config.metadata, paths);
+  const ops = createOps({
+    config,
+    driver: createBlobDriver(config, paths),
+    metadata: await createMetadataStore(config.metadata, paths),
+  });
   try {
-    await driver.ping();
+    await ops.assertReady(5000);
   } catch (err) {
-    throw new Error(`storage (${config.storage.driver}) is not usable: ${(err as Error).message}`);
+    // A Redis client that keeps reconnecting would otherwise keep the process alive.
+    await Promise.allSettled([ops.metadata.close(), ops.driver.close(), ops.close()]);
+    throw err;
   }
-  const app = await buildApp({ config, driver, metadata });
+  const auth = await createAuth(config.auth, {
+    dataDir: config.dataDir,
+    publicUrl: config.http.publicUrl,
+    onAuthFailure: (failure) => ops.onAuthFailure(failure),
+  });
+  const app = await buildApp({
+    config,
+    driver: ops.driver,
+    metadata: ops.metadata,
+    server: ops.serverOptions,
+    authorizer: auth.authorizer,
+    plugins: async (scope) => {
+      await ops.plugins(scope);
+      await scope.register(auth.tokenRoutes);
+    },
+    onEvent: (event) => ops.onEvent(event),
+    onUploadActive: (delta) => ops.onUploadActive(delta),
+  });
+  auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });
+  await ops.started(app);
   const address = app.server.address();
   const port = address && typeof address !== 'string' ? address.port : config.http.port;
-  const url = `http://${isLoopback(config.http.host) ? config.http.host : '127.0.0.1'}:${port}`;
-  if (!config.auth?.enabled && !isLoopback(config.http.host)) {
-    app.log.warn(`WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Turn on auth (auth.enabled) before exposing it.`);
+  const scheme = config.http.tls ? 'https' : 'http';
+  const url = `${scheme}://${isLoopback(config.http.host) ? config.http.host : '127.0.0.1'}:${port}`;
+
+  const ephemeral = await warnIfEphemeral(ops.metadata).catch(() => undefined);
+  if (ephemeral) app.log.warn(ephemeral);
+  if (!auth.enabled && !isLoopback(config.http.host)) {
+    app.log.warn(`WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Set auth.enabled: true before exposing it (see auth/README.md).`);
   }
-  app.log.info({ storage: config.storage.driver, metadata: config.metadata.store, port }, 'Berth is serving');
+  app.log.info({ storage: config.storage.driver, metadata: config.metadata.store, auth: auth.enabled, port, url }, 'Berth is serving');
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      ops.beginDrain();
       const deadline = setTimeout(() => {
         app.log.warn('shutdown deadline passed; closing remaining connections');
         app.server.closeAllConnections();
@@ -51,8 +84,10 @@ export async function startServer(options: { configFile?: string } = {}): Promis
         await app.close();
       } finally {
         clearTimeout(deadline);
-        await metadata.close();
-        await driver.close();
+        await auth.close();
+        await ops.metadata.close();
+        await ops.driver.close();
+        await ops.close();
       }
     })());
   return { app, config, url, stop };
