@@ -116,25 +116,32 @@ export class S3Writer implements BlobWriter {
     await deleteKeys(this.ctx, this.obsolete.splice(0)).catch(() => undefined);
   }
 
+  /**
+   * Completes the object at `key`. A failure changes nothing: the writer stays open, so close() can
+   * still store what it holds and a later commit can try again.
+   */
   async commit(): Promise<void> {
     this.assertOpen();
     await this.settle();
     this.throwIfFailed();
-    this.finished = true;
     const { state } = this;
     const pending = this.segmentBytes + this.buffered;
     // An upload without finished parts (its first part never landed) is finished as a single object too.
     if (state.uploadId === undefined || state.parts.length === 0) {
       await this.commitSingle();
+      this.finished = true;
       // Nothing of the blob is in that upload; if aborting fails the sweeper retries it.
       if (state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, state.uploadId).catch(() => undefined);
     } else {
+      const parts = [...state.parts];
       if (pending > 0) {
-        const segments = state.segments.splice(0);
-        state.parts.push(await this.uploadPart(this.nextPart++, segments, this.takeChunks(), pending));
+        // Copies of the lists: a failed upload must leave segments and chunks in place for close().
+        parts.push(await this.uploadPart(this.nextPart, [...state.segments], [...this.chunks], pending));
       }
-      await this.completeUpload(state.uploadId, state.parts);
+      await this.completeUpload(state.uploadId, parts);
+      this.finished = true;
     }
+    this.takeChunks();
     // The blob is in place; temporary objects that fail to go now are left to the sweeper.
     await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/').catch(() => undefined);
   }
@@ -301,7 +308,7 @@ export class S3Writer implements BlobWriter {
 
   /** Less than one part in total: one PutObject, or a server-side copy of a lone segment. */
   private async commitSingle(): Promise<void> {
-    const segments = this.state.segments.splice(0);
+    const segments = [...this.state.segments];
     const only = segments[0];
     if (segments.length === 1 && only !== undefined && this.buffered === 0) {
       try {
@@ -320,7 +327,7 @@ export class S3Writer implements BlobWriter {
       return;
     }
     const bytes = this.segmentBytes + this.buffered;
-    const chunks = this.takeChunks();
+    const chunks = [...this.chunks];
     try {
       await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>
         this.ctx.client.send(

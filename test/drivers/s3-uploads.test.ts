@@ -192,6 +192,41 @@ describe('S3 driver on s3rver', () => {
     await flaky.close();
   });
 
+  it('leaves the upload resumable when commit fails', async () => {
+    const flaky = createS3Driver(server.config({ prefix: 'berth' }));
+    const failOnce = new Set(['CompleteMultipartUploadCommand', 'PutObjectCommand']);
+    flaky.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const command = String(context.commandName);
+        const target = (args.input as { Key?: string }).Key ?? '';
+        if (failOnce.has(command) && !target.includes('~')) {
+          failOnce.delete(command);
+          throw Object.assign(new Error('injected'), { name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 } });
+        }
+        return next(args);
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'injectDenied' },
+    );
+    for (const [key, size] of [['commit/multipart', 7 * MiB + 3], ['commit/single', 3 * MiB + 1]] as const) {
+      const writer = await flaky.writer(key, { append: false });
+      await writer.write(patternStream(0, size - 10));
+      await writer.close();
+      const last = await flaky.writer(key, { append: true });
+      await last.write(patternStream(size - 10, 10));
+      await assert.rejects(last.commit(), StorageUnavailableError);
+      await last.close();
+      const retry = await flaky.writer(key, { append: true });
+      assert.equal(retry.size, size);
+      await retry.commit();
+      const expected = await digestOfStreams([patternStream(0, size - 10), patternStream(size - 10, 10)]);
+      assert.deepEqual(await sha256Of(await a.reader(key)), { digest: expected, size });
+    }
+    assert.equal(failOnce.size, 0, 'both commit paths met a failure');
+    await a.delete('commit');
+    assert.deepEqual(await raw(), []);
+    await flaky.close();
+  });
+
   it('pages through listings and batched deletes', async () => {
     const paged = createS3Driver(server.config({ prefix: 'berth' }), { batchSize: 3 });
     const keys = Array.from({ length: 10 }, (_, i) => `paged/dir${i % 3}/key${i}`).sort();
