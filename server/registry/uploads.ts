@@ -136,22 +136,29 @@ export class UploadService {
           await writer.close();
         }
       }
-      // Committed bytes sit at the upload's key; from here any failure discards the whole upload.
-      try {
-        const actual = await this.digestOf(id, digest, size);
-        if (actual !== digest.value) {
-          throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
-        }
-        await this.place(digest, id);
-        await this.metadata.linkBlob(repo, { digest: digest.value, size });
-      } catch (err) {
-        await this.discard(id).catch(() => undefined);
-        throw err;
-      }
+      await this.verifyAndLink(repo, id, digest, size);
       await this.metadata.deleteUpload(id);
       return { ...held, offset: size };
     }, true);
     return size;
+  }
+
+  /**
+   * Committed bytes sit at the upload's key: checks their digest, moves them to their content address
+   * and links the blob into `repo`. Any failure from here discards the whole upload.
+   */
+  private async verifyAndLink(repo: string, id: string, digest: ParsedDigest, size: number): Promise<void> {
+    try {
+      const actual = await this.digestOf(id, digest, size);
+      if (actual !== digest.value) {
+        throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
+      }
+      await this.place(digest, id);
+      await this.metadata.linkBlob(repo, { digest: digest.value, size });
+    } catch (err) {
+      await this.discard(id).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -171,17 +178,7 @@ export class UploadService {
     const committed = await sizeAt(uploadKey(id));
     if (committed !== undefined) {
       if (committed !== size) return false;
-      try {
-        const actual = await this.digestOf(id, digest, size);
-        if (actual !== digest.value) {
-          throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
-        }
-        await this.place(digest, id);
-        await this.metadata.linkBlob(repo, { digest: digest.value, size });
-      } catch (err) {
-        await this.discard(id).catch(() => undefined);
-        throw err;
-      }
+      await this.verifyAndLink(repo, id, digest, size);
     } else {
       // Verified bytes already sit at their content address: only the link (or the cleanup) was missing.
       if ((await sizeAt(blobKey(digest))) !== size) return false;

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, parseDigest } from '../registry/references.js';
 import type { RouteContext } from './context.js';
-import { byteRange, header, repoPath } from './http.js';
+import { byteRange, notModified, repoPath } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
 
 type BlobRequest = FastifyRequest<{ Params: { name: string; digest: string } }>;
@@ -22,10 +22,6 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     return { name, digest, size: link.size };
   }
 
-  function notModified(request: FastifyRequest, digest: string): boolean {
-    const inm = header(request, 'if-none-match');
-    return inm !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${digest}"`);
-  }
 
   app.head<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
     const { digest, size } = await prepare(request, reply, ['pull']);

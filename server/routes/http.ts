@@ -96,3 +96,9 @@ export function setNextLink(reply: FastifyReply, path: string, n: number, last: 
 export function repoPath(name: string): string {
   return `/v2/${name}`;
 }
+
+/** True when the request's If-None-Match names the content's ETag (`"<digest>"`), so 304 will do. */
+export function notModified(request: FastifyRequest, digest: string): boolean {
+  const inm = header(request, 'if-none-match');
+  return inm !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${digest}"`);
+}

@@ -3,7 +3,7 @@ import { OciError } from '../errors.js';
 import { assertName, parseReference, type Reference } from '../registry/references.js';
 import type { RouteContext } from './context.js';
 import { readOnlyError } from './blobs.js';
-import { header, queryParams, repoPath } from './http.js';
+import { header, notModified, queryParams, repoPath } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
 
 type ManifestRequest = FastifyRequest<{ Params: { name: string; reference: string } }>;
@@ -29,10 +29,6 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     return record;
   }
 
-  function notModified(request: FastifyRequest, digest: string): boolean {
-    const inm = header(request, 'if-none-match');
-    return inm !== undefined && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${digest}"`);
-  }
 
   app.head<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
     const record = await fetch(request, false);

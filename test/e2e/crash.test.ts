@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { blob, imageManifest, OCI_MANIFEST, sha256, type Blob } from '../helpers/oci.js';
-import { startBerthProcess, type BerthProcess } from '../helpers/process.js';
+import { startBerthProcess, type BerthProcess } from '../helpers/berth-process.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 
 const WORKERS = 6;
@@ -329,7 +329,7 @@ describe('SIGKILL during concurrent pushes (filesystem + embedded, real process)
   it('keeps every acknowledged blob, manifest and tag, shows nothing partial, and lets uploads finish', async (t) => {
     scratch = await makeScratchDir('crash');
     const ledger = new Ledger();
-    server = await startBerthProcess(scratch.path);
+    server = await startBerthProcess({ dataDir: scratch.path });
     const rounds: Array<{ label: string; killAt: { acks?: number; manifestPut?: number } }> = [
       { label: 'early', killAt: { acks: 6 } },
       { label: 'manifest', killAt: { manifestPut: 4 } },
@@ -345,7 +345,7 @@ describe('SIGKILL during concurrent pushes (filesystem + embedded, real process)
       assert.deepEqual(round.problems, [], `round ${label}: failures before the kill`);
       await server.kill();
 
-      server = await startBerthProcess(scratch.path);
+      server = await startBerthProcess({ dataDir: scratch.path });
       const seen = `${ledger.blobs.length} blobs, ${ledger.manifests.length} manifests and ${[...ledger.contended.values()].filter((c) => c.acked).length} contended tags acknowledged so far, ${ledger.unackedBlobs.length} blobs and ${ledger.unackedManifests.length} manifests cut off, ${ledger.open.length} open uploads`;
       await checkAcknowledged(server.url, ledger);
       assert.ok((await checkContentAddressed(scratch.path)) > 0);

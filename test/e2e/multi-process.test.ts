@@ -25,12 +25,11 @@ function multiProcessSuite(name: string, makeStorage: () => Promise<(dir: string
       redis = await startRedisServer();
       storage = await makeStorage();
       const config = {
-        dataDir: dir,
-        log: { level: 'warn' },
+        log: { level: 'info', access: false },
         storage: storage(dir),
         metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: `mp-${randomBytes(4).toString('hex')}:` } },
       };
-      procs = await Promise.all([0, 1, 2].map(() => startBerthProcess(dir, config)));
+      procs = await Promise.all([0, 1, 2].map(() => startBerthProcess({ dataDir: dir, config })));
       clients = procs.map((p) => new RegistryClient(p.url));
     });
     after(async () => {

@@ -25,7 +25,48 @@ export interface S3rverHandle {
 }
 
 const CHILD = `
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
+const { Readable, Transform } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
 const S3rver = require(process.env.S3RVER_MODULE);
+const Store = require(path.join(path.dirname(process.env.S3RVER_MODULE), 'stores', 'filesystem.js'));
+
+// s3rver 3.7.1 answers a PUT when its hashing stream ends, before the file is written, so a read right
+// after a write can see an empty or short object. S3 guarantees read-after-write, and the driver relies
+// on it: write to a temporary file, wait for it, rename it into place.
+async function writeFully(file, content) {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const tmp = file + '.' + crypto.randomBytes(6).toString('hex') + '.tmp';
+  await pipeline(
+    Buffer.isBuffer(content) ? Readable.from([content]) : content,
+    new Transform({
+      transform(chunk, _encoding, done) {
+        md5.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    }),
+    fs.createWriteStream(tmp),
+  );
+  await fs.promises.rename(tmp, file);
+  return { size, md5: md5.digest('hex') };
+}
+Store.prototype.putObject = async function (object) {
+  const { size, md5 } = await writeFully(this.getResourcePath(object.bucket, object.key, 'object'), object.content);
+  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+  return { size, md5 };
+};
+Store.prototype.putPart = async function (bucket, uploadId, partNumber, content) {
+  const partPath = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId, String(partNumber));
+  const { size, md5 } = await writeFully(partPath, content);
+  await fs.promises.writeFile(partPath + '.md5', md5);
+  return { size, md5 };
+};
+
 const server = new S3rver({
   address: '127.0.0.1',
   port: 0,
