@@ -45,6 +45,8 @@ export class S3Writer implements BlobWriter {
   private nextPart: number;
   private inflight: Promise<void> | undefined;
   private failure: unknown;
+  /** Set when a part failed: what is still stored from there on, applied once writing has stopped. */
+  private rollback: { partNumber: number; segments: SegmentRecord[] } | undefined;
   /** Segments already folded into a part; deleted once a state without them is stored. */
   private obsolete: string[] = [];
   private finished = false;
@@ -68,6 +70,7 @@ export class S3Writer implements BlobWriter {
 
   async write(src: Readable, signal?: AbortSignal): Promise<number> {
     this.assertOpen();
+    this.throwIfFailed();
     const signals = [this.signal, signal].filter((s): s is AbortSignal => s !== undefined);
     const abort = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
     let appended = 0;
@@ -100,10 +103,10 @@ export class S3Writer implements BlobWriter {
     return appended;
   }
 
+  /** Stores the in-progress state; after a failed part, the state as rolled back to the stored parts. */
   async close(): Promise<void> {
     this.assertOpen();
     await this.settle();
-    this.throwIfFailed();
     this.finished = true;
     if (this.buffered > 0) {
       const segment = await this.storeSegment();
@@ -182,6 +185,7 @@ export class S3Writer implements BlobWriter {
       },
       (err: unknown) => {
         this.failure = err;
+        this.rollback = { partNumber, segments };
       },
     );
   }
@@ -197,6 +201,23 @@ export class S3Writer implements BlobWriter {
     const inflight = this.inflight;
     this.inflight = undefined;
     if (inflight !== undefined) await inflight;
+    this.applyRollback();
+  }
+
+  /**
+   * After a failed part, falls back to what is stored: the parts before it and the segments it was to
+   * absorb. Bytes buffered after it are dropped and `size` shrinks to match, so close() stores a
+   * consistent state and the client resumes from there instead of from scratch.
+   */
+  private applyRollback(): void {
+    const rollback = this.rollback;
+    if (rollback === undefined) return;
+    this.rollback = undefined;
+    this.state.segments = rollback.segments;
+    this.segmentBytes = rollback.segments.reduce((sum, segment) => sum + segment.size, 0);
+    this.nextPart = rollback.partNumber;
+    this.takeChunks();
+    this.written = stateSize(this.state);
   }
 
   private throwIfFailed(): void {

@@ -192,6 +192,52 @@ describe('S3 driver on s3rver', () => {
     await flaky.close();
   });
 
+  it('falls back to the stored parts when a part fails, so the client resumes from there', async () => {
+    const flaky = createS3Driver(server.config({ prefix: 'berth' }));
+    let failPart: number | undefined;
+    flaky.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { PartNumber?: number };
+        if (context.commandName === 'UploadPartCommand' && input.PartNumber === failPart) {
+          failPart = undefined;
+          throw Object.assign(new Error('injected'), { name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 } });
+        }
+        return next(args);
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'injectPartFailure' },
+    );
+    const key = 'failing/data';
+    const first = await flaky.writer(key, { append: false });
+    await first.write(patternStream(0, 3 * MiB));
+    await first.close();
+
+    // Part 1 would absorb the stored 3 MiB segment: after its failure the segment is all that is kept.
+    failPart = 1;
+    const second = await flaky.writer(key, { append: true });
+    await assert.rejects(second.write(patternStream(3 * MiB, 20 * MiB)), StorageUnavailableError);
+    assert.equal(second.size, 3 * MiB);
+    await assert.rejects(second.write(patternStream(3 * MiB, 1)), StorageUnavailableError, 'a failed writer takes no more');
+    await second.close();
+
+    // Part 3 fails after parts 1 and 2 landed: 10 MiB are kept.
+    failPart = 3;
+    const third = await flaky.writer(key, { append: true });
+    assert.equal(third.size, 3 * MiB);
+    await assert.rejects(third.write(patternStream(3 * MiB, 20 * MiB)), StorageUnavailableError);
+    assert.equal(third.size, 10 * MiB);
+    await third.close();
+
+    const last = await a.writer(key, { append: true });
+    assert.equal(last.size, 10 * MiB);
+    await last.write(patternStream(10 * MiB, 2 * MiB + 5));
+    await last.commit();
+    const expected = await digestOfStreams([patternStream(0, 3 * MiB), patternStream(3 * MiB, 7 * MiB), patternStream(10 * MiB, 2 * MiB + 5)]);
+    assert.deepEqual(await sha256Of(await a.reader(key)), { digest: expected, size: 12 * MiB + 5 });
+    await a.delete('failing');
+    assert.deepEqual(await raw(), []);
+    await flaky.close();
+  });
+
   it('leaves the upload resumable when commit fails', async () => {
     const flaky = createS3Driver(server.config({ prefix: 'berth' }));
     const failOnce = new Set(['CompleteMultipartUploadCommand', 'PutObjectCommand']);
