@@ -81,6 +81,9 @@ export class S3Writer implements BlobWriter {
       for await (const raw of src) {
         let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
         while (chunk.length > 0) {
+          if (this.nextPart > this.ctx.limits.maxParts) {
+            throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts of S3's limits`);
+          }
           const room = this.partTarget() - this.segmentBytes - this.buffered;
           if (room <= 0) {
             await this.launchPart();
@@ -159,7 +162,7 @@ export class S3Writer implements BlobWriter {
   }
 
   private partTarget(): number {
-    return partSizeFor(this.state.plan, Math.min(this.nextPart, this.ctx.limits.maxParts), this.ctx.limits);
+    return partSizeFor(this.state.plan, this.nextPart, this.ctx.limits);
   }
 
   /** Turns the segments and buffered bytes into the next part, uploading while the caller reads on. */

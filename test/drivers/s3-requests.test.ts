@@ -212,6 +212,28 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
     await a.delete('uploads');
   });
 
+  it('grows parts to stay within the part count (limits scaled down: 3 parts, 30 MiB objects)', async () => {
+    const limits = { ...S3_LIMITS, maxParts: 3, maxPartSize: 20 * MiB, maxObjectSize: 30 * MiB };
+    const small = createS3Driver(server.config({ prefix: 'rec', partSizeBytes: 5 * MiB }), { limits });
+    record(small.client, log);
+    const hash = createHash('sha256');
+    const writer = await small.writer('grow/data', { append: false });
+    await writer.write(patternStream(0, 33 * MiB, hash));
+    await writer.commit();
+    assert.deepEqual(completedPartSizes(log), [5 * MiB, 10 * MiB, 18 * MiB]);
+    assertS3Rules(log, limits);
+    assert.deepEqual(await sha256Of(await a.reader('grow/data')), { digest: hash.digest('hex'), size: 33 * MiB });
+
+    // Past what the parts can hold, the writer refuses instead of sending a 4th part.
+    log.length = 0;
+    const tooBig = await small.writer('grow/too-big', { append: false });
+    await assert.rejects(tooBig.write(patternStream(0, 36 * MiB)), /exceeds 3 parts/);
+    await tooBig.cancel();
+    assert.ok(log.every((s) => s.command !== 'UploadPart' || (s.partNumber ?? 0) <= 3));
+    await small.delete('grow');
+    await small.close();
+  });
+
   it('moves with one CopyObject up to the copy limit', async () => {
     const writer = await a.writer('copy/small', { append: false });
     await writer.write(patternStream(0, 6 * MiB));
