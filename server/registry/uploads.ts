@@ -213,18 +213,24 @@ export class UploadService {
   /** Moves verified bytes to their content address; when another push got there first, keeps theirs. */
   private async place(digest: ParsedDigest, id: string): Promise<void> {
     const target = blobKey(digest);
-    const exists = await this.driver.stat(target).then(
-      () => true,
-      (err: unknown) => {
-        if (err instanceof BlobNotFoundError) return false;
-        throw err;
-      },
-    );
-    if (exists) await this.driver.delete(uploadDir(id));
-    else {
-      await this.driver.move(uploadKey(id), target);
-      await this.driver.delete(uploadDir(id));
+    const exists = () =>
+      this.driver.stat(target).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof BlobNotFoundError) return false;
+          throw err;
+        },
+      );
+    if (!(await exists())) {
+      try {
+        await this.driver.move(uploadKey(id), target);
+      } catch (err) {
+        // A concurrent push of the same blob may have won the move (some stores fail the loser):
+        // whatever sits at a content address was verified by whoever put it there.
+        if (!(await exists())) throw err;
+      }
     }
+    await this.driver.delete(uploadDir(id));
   }
 
   private async writeChunk(id: string, writer: BlobWriter, body: Readable, limit: number | undefined, signal?: AbortSignal): Promise<void> {

@@ -242,6 +242,51 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       assert.equal((await c.fetch('/v2/ref/app/referrers/sha256:zz')).status, 400);
     });
 
+    it('lets concurrent pushes of one blob all succeed with one stored copy', async () => {
+      const b = randomBlob(300_000);
+      const results = await Promise.all(
+        ['same/a', 'same/a', 'same/b', 'same/c', 'same/b'].map((repo) => c.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data }).then((r) => r.status)),
+      );
+      assert.deepEqual(results, [201, 201, 201, 201, 201]);
+      const copies: string[] = [];
+      for await (const key of reg.driver.list('blobs')) if (key.includes(b.digest.slice(7))) copies.push(key);
+      assert.equal(copies.length, 1);
+      for (const repo of ['same/a', 'same/b', 'same/c']) {
+        const get = await c.fetch(`/v2/${repo}/blobs/${b.digest}`);
+        assert.equal(sha256(Buffer.from(await get.arrayBuffer())), b.digest);
+      }
+    });
+
+    it('resolves concurrent writes to one tag to exactly one of them', async () => {
+      const images = [];
+      for (let i = 0; i < 6; i++) images.push(await c.pushImage('race/app', `base-${i}`));
+      const statuses = await Promise.all(images.map((img) => c.fetch('/v2/race/app/manifests/latest', { method: 'PUT', body: img.manifest.data, headers: { 'Content-Type': OCI_MANIFEST } }).then((r) => r.status)));
+      assert.deepEqual(statuses, images.map(() => 201));
+      const get = await c.fetch('/v2/race/app/manifests/latest');
+      const bytes = Buffer.from(await get.arrayBuffer());
+      const digest = get.headers.get('docker-content-digest');
+      assert.equal(sha256(bytes), digest);
+      assert.ok(images.some((img) => img.manifest.digest === digest));
+    });
+
+    it('refuses writes in read-only mode while pulls go on', async () => {
+      const img = await c.pushImage('ro/app', 'v1');
+      const ro = await startTestRegistry({ driver: async () => reg.driver, metadata: async () => reg.metadata, config: { readOnly: true } });
+      try {
+        const rc = new RegistryClient(ro.url);
+        assert.equal((await rc.fetch('/v2/ro/app/manifests/v1')).status, 200);
+        for (const [method, path] of [['POST', '/v2/ro/app/blobs/uploads/'], ['PUT', '/v2/ro/app/manifests/v2'], ['DELETE', `/v2/ro/app/manifests/${img.manifest.digest}`]] as const) {
+          const res = await rc.fetch(path, { method, body: method === 'PUT' ? img.manifest.data : undefined, headers: { 'Content-Type': OCI_MANIFEST } });
+          assert.equal(res.status, 405, `${method} ${path}`);
+          const body = (await res.json()) as { errors: Array<{ code: string; message: string }> };
+          assert.equal(body.errors[0]?.code, 'UNSUPPORTED');
+          assert.match(body.errors[0]?.message ?? '', /read-only/);
+        }
+      } finally {
+        await ro.app.close();
+      }
+    });
+
     it('accepts a manifest whose subject does not exist, and an index of pushed manifests', async () => {
       const img = await c.pushImage('idx/app', 'amd64');
       const img2 = await c.pushImage('idx/app', 'arm64');
