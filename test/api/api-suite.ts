@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { blob, imageManifest, OCI_INDEX, OCI_MANIFEST, randomBlob, RegistryClient, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry, type TestRegistryOptions } from '../helpers/registry.js';
@@ -240,6 +241,45 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       assert.equal(none.status, 200);
       assert.equal(((await none.json()) as { manifests: unknown[] }).manifests.length, 0);
       assert.equal((await c.fetch('/v2/ref/app/referrers/sha256:zz')).status, 400);
+    });
+
+    it('accepts sha512 blobs and manifests pushed by sha512 digest', async () => {
+      const data = Buffer.from(`sha512 layer ${Date.now()}`);
+      const d512 = `sha512:${createHash('sha512').update(data).digest('hex')}`;
+      const post = await c.fetch('/v2/sha/app/blobs/uploads/', { method: 'POST' });
+      const location = post.headers.get('location') as string;
+      assert.equal((await c.fetch(location, { method: 'PATCH', body: data })).status, 202);
+      const put = await c.fetch(`${location}?digest=${d512}`, { method: 'PUT' });
+      assert.equal(put.status, 201, await put.text());
+      const get = await c.fetch(`/v2/sha/app/blobs/${d512}`);
+      assert.deepEqual(Buffer.from(await get.arrayBuffer()), data);
+      const config = blob('{"architecture":"amd64","os":"linux"}');
+      await c.pushBlob('sha/app', config);
+      const m = imageManifest(config, [{ data, digest: d512, size: data.length }]);
+      const m512 = `sha512:${createHash('sha512').update(m.data).digest('hex')}`;
+      const res = await c.fetch(`/v2/sha/app/manifests/${m512}`, { method: 'PUT', body: m.data, headers: { 'Content-Type': OCI_MANIFEST } });
+      assert.equal(res.status, 201, await res.text());
+      assert.equal(res.headers.get('docker-content-digest'), m512);
+      assert.equal((await c.fetch(`/v2/sha/app/manifests/${m512}`)).status, 200);
+    });
+
+    it('stores Docker schema2 manifests and manifest lists with their media types', async () => {
+      const config = blob('{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+      const layer = randomBlob(4000);
+      for (const b of [config, layer]) await c.pushBlob('docker/app', b);
+      const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
+      const LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+      const manifest = blob(JSON.stringify({ schemaVersion: 2, mediaType: DOCKER, config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.size, digest: config.digest }, layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.zstd', size: layer.size, digest: layer.digest }] }, null, 3));
+      await c.pushManifest('docker/app', 'arm64', manifest, DOCKER);
+      const list = blob(JSON.stringify({ schemaVersion: 2, mediaType: LIST, manifests: [{ mediaType: DOCKER, size: manifest.size, digest: manifest.digest, platform: { architecture: 'arm64', os: 'linux' } }] }));
+      await c.pushManifest('docker/app', 'latest', list, LIST);
+      const get = await c.fetch('/v2/docker/app/manifests/latest');
+      assert.equal(get.headers.get('content-type'), LIST);
+      const child = await c.fetch('/v2/docker/app/manifests/arm64');
+      assert.equal(child.headers.get('content-type'), DOCKER);
+      assert.deepEqual(Buffer.from(await child.arrayBuffer()), manifest.data);
+      const mismatch = await c.fetch('/v2/docker/app/manifests/bad', { method: 'PUT', body: manifest.data, headers: { 'Content-Type': OCI_MANIFEST } });
+      assert.equal(mismatch.status, 400);
     });
 
     it('lets concurrent pushes of one blob all succeed with one stored copy', async () => {
