@@ -24,16 +24,17 @@ export function contentLength(request: FastifyRequest): number | undefined {
 }
 
 /** A chunk's `Content-Range: <start>-<end>` (inclusive); `bytes ` prefixes are tolerated. */
-export function chunkRange(request: FastifyRequest, currentOffset: () => number): ChunkRange | undefined {
+/** The client asks GET <upload> for the current offset after a 416 here; the header alone cannot tell it. */
+export function chunkRange(request: FastifyRequest): ChunkRange | undefined {
   const v = header(request, 'content-range');
   if (v === undefined) return undefined;
   const m = /^(?:bytes[ =])?(\d{1,15})-(\d{1,15})(?:\/(?:\d{1,15}|\*))?$/.exec(v.trim());
   if (!m) {
-    throw new OciError('RANGE_INVALID', `Content-Range ${JSON.stringify(v.slice(0, 60))} is malformed: expected <start>-<end>`, undefined, { Range: `0-${Math.max(currentOffset() - 1, 0)}` });
+    throw new OciError('RANGE_INVALID', `Content-Range ${JSON.stringify(v.slice(0, 60))} is malformed: expected <start>-<end>`);
   }
   const start = Number(m[1]);
   const end = Number(m[2]);
-  if (end < start) throw new OciError('RANGE_INVALID', `Content-Range ${v} ends before it starts`, undefined, { Range: `0-${Math.max(currentOffset() - 1, 0)}` });
+  if (end < start) throw new OciError('RANGE_INVALID', `Content-Range ${v} ends before it starts`);
   return { start, end };
 }
 

@@ -99,7 +99,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
   app.patch<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
     const { name, id } = ids(request);
     await push(request, name);
-    const range = chunkRange(request, () => 0);
+    const range = chunkRange(request);
     const session = await ctx.uploads.append(name, id, request.raw, range, contentLength(request), abortSignal(request));
     return sessionHeaders(reply.code(202), name, session).send();
   });
@@ -110,7 +110,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const digestParam = queryParam(request, 'digest', 'DIGEST_INVALID');
     if (digestParam === undefined) throw new OciError('DIGEST_INVALID', 'PUT that completes an upload needs ?digest=<algorithm:hex> of the whole blob');
     const digest = parseDigest(digestParam);
-    const range = chunkRange(request, () => 0);
+    const range = chunkRange(request);
     const length = contentLength(request);
     await ctx.uploads.finish(name, id, digest, request.raw, range, length, abortSignal(request));
     ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
