@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { BlobNotFoundError, InvalidKeyError, InvalidOffsetError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
+import { BlobNotFoundError, BlobTooLargeError, InvalidKeyError, InvalidOffsetError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
 import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
 import { REPO_PREFIX } from './routes/url-rewrite.js';
 
@@ -62,6 +62,7 @@ export function toOciError(err: unknown): OciError {
     return new OciError('UNAVAILABLE', 'storage backend unavailable, try again later', undefined, { 'Retry-After': '1' });
   }
   if (err instanceof BlobNotFoundError) return new OciError('BLOB_UNKNOWN');
+  if (err instanceof BlobTooLargeError) return new OciError('SIZE_INVALID', `the blob is larger than the storage backend can hold: ${err.message}`);
   if (err instanceof InvalidKeyError) return new OciError('NAME_INVALID', 'invalid name or reference');
   if (err instanceof InvalidOffsetError) return new OciError('RANGE_INVALID', 'requested range not satisfiable');
   const fe = err as Partial<FastifyError> | undefined;

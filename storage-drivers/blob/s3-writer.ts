@@ -30,7 +30,7 @@ import {
   type UploadState,
 } from './s3-io.js';
 import { unavailable } from './s3-errors.js';
-import { BlobDriverError, StorageUnavailableError, type BlobWriter } from './types.js';
+import { BlobDriverError, StorageUnavailableError, type BlobWriter, BlobTooLargeError } from './types.js';
 
 /** How often a long-running write shows the sweeper it is alive. */
 const LEASE_RENEWAL_MS = 60_000;
@@ -82,7 +82,7 @@ export class S3Writer implements BlobWriter {
         let chunk = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
         while (chunk.length > 0) {
           if (this.nextPart > this.ctx.limits.maxParts) {
-            throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts of S3's limits`);
+            throw new BlobTooLargeError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts of S3's limits`);
           }
           const room = this.partTarget() - this.segmentBytes - this.buffered;
           if (room <= 0) {
@@ -169,7 +169,7 @@ export class S3Writer implements BlobWriter {
   private async launchPart(): Promise<void> {
     const partNumber = this.nextPart;
     if (partNumber > this.ctx.limits.maxParts) {
-      throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
+      throw new BlobTooLargeError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
     }
     // One part in flight at a time keeps memory at two parts and parts in order.
     await this.settle();
@@ -279,10 +279,10 @@ export class S3Writer implements BlobWriter {
     uploadId = this.state.uploadId,
   ): Promise<PartRecord> {
     if (partNumber > this.ctx.limits.maxParts) {
-      throw new BlobDriverError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
+      throw new BlobTooLargeError(`${this.key}: object exceeds ${this.ctx.limits.maxParts} parts`);
     }
     if (bytes > this.ctx.limits.maxPartSize) {
-      throw new BlobDriverError(`${this.key}: part ${partNumber} of ${bytes} bytes exceeds the part limit`);
+      throw new BlobTooLargeError(`${this.key}: part ${partNumber} of ${bytes} bytes exceeds the part limit`);
     }
     try {
       const out = await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>

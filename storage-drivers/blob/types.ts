@@ -98,6 +98,9 @@ export class InvalidOffsetError extends BlobDriverError {
   }
 }
 
+/** The object would exceed what the backend can store (S3: 10,000 parts, 5 TiB). */
+export class BlobTooLargeError extends BlobDriverError {}
+
 /** The backend failed or is unreachable; maps to 503 UNAVAILABLE. */
 export class StorageUnavailableError extends BlobDriverError {}
 
