@@ -1,10 +1,9 @@
-import type { Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 
 /** Passes bytes through unchanged while feeding them to a hash and counting them. */
 export class HashingStream extends Transform {
   bytes = 0;
-  constructor(private readonly hash: Hash | undefined, private readonly limit?: number) {
+  constructor(private readonly hash: { update(chunk: Buffer): void } | undefined, private readonly limit?: number) {
     super({ highWaterMark: 1024 * 1024 });
   }
 

@@ -1,4 +1,3 @@
-import type { Hash } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -8,6 +7,7 @@ import type { MetadataStore, UploadSession } from '../../storage-drivers/metadat
 import { OciError } from '../errors.js';
 import { blobKey, uploadDir, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
+import { newRunningHash, resumeHash, type RunningHash } from './running-hash.js';
 import { BodyTooLongError, HashingStream } from './hashing.js';
 
 /**
@@ -28,12 +28,6 @@ export interface UploadOptions {
   onActiveChange?: ((delta: 1 | -1) => void) | undefined;
 }
 
-/** The running hash of an upload, valid only while this process saw every byte in order. */
-interface LocalHash {
-  hash: Hash;
-  offset: number;
-}
-
 /**
  * Resumable blob uploads. The driver's in-progress object holds the bytes; the metadata store holds
  * the session (offset, revision, lease) so any process can continue it. The digest is computed on the
@@ -41,7 +35,7 @@ interface LocalHash {
  * (or this one restarted) the bytes are re-read once at the end to verify.
  */
 export class UploadService {
-  private readonly hashes = new Map<string, LocalHash>();
+  private readonly hashes = new Map<string, RunningHash>();
 
   constructor(
     private readonly driver: BlobDriver,
@@ -84,7 +78,8 @@ export class UploadService {
           throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${writer.size} bytes; resume from ${writer.size}`, undefined, rangeHeaders(writer.size));
         }
         const limit = range ? range.end - range.start + 1 : length;
-        await this.writeChunk(id, writer, body, limit, signal);
+        // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
+        await this.writeChunk(id, held, writer, body, limit, range !== undefined, signal);
         if (limit !== undefined && writer.size - held.offset < limit && range) {
           throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
         }
@@ -94,6 +89,7 @@ export class UploadService {
         await writer.close();
         // Even a failed chunk may have stored some bytes: the client resumes after them.
         held.offset = writer.size;
+        held.hashState = ok ? this.hashes.get(id)?.save() : undefined;
       }
       return { ...held };
     });
@@ -125,7 +121,7 @@ export class UploadService {
           throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${writer.size} bytes`, undefined, rangeHeaders(writer.size));
         }
         if (body && (length === undefined || length > 0)) {
-          await this.writeChunk(id, writer, body, range ? range.end - range.start + 1 : length, signal);
+          await this.writeChunk(id, held, writer, body, range ? range.end - range.start + 1 : length, range !== undefined, signal);
         }
         size = writer.size;
         await writer.commit();
@@ -136,7 +132,7 @@ export class UploadService {
           await writer.close();
         }
       }
-      await this.verifyAndLink(repo, id, digest, size);
+      await this.verifyAndLink(repo, id, digest, size, held);
       await this.metadata.deleteUpload(id);
       return { ...held, offset: size };
     }, true);
@@ -147,9 +143,9 @@ export class UploadService {
    * Committed bytes sit at the upload's key: checks their digest, moves them to their content address
    * and links the blob into `repo`. Any failure from here discards the whole upload.
    */
-  private async verifyAndLink(repo: string, id: string, digest: ParsedDigest, size: number): Promise<void> {
+  private async verifyAndLink(repo: string, id: string, digest: ParsedDigest, size: number, held?: UploadSession): Promise<void> {
     try {
-      const actual = await this.digestOf(id, digest, size);
+      const actual = await this.digestOf(id, digest, size, held);
       if (actual !== digest.value) {
         throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
       }
@@ -233,16 +229,22 @@ export class UploadService {
     await this.driver.delete(uploadDir(id));
   }
 
-  private async writeChunk(id: string, writer: BlobWriter, body: Readable, limit: number | undefined, signal?: AbortSignal): Promise<void> {
+  /** The upload's running hash if it covers exactly the stored bytes: kept here, or resumed from the session. */
+  private async runningHash(id: string, held: UploadSession, stored: number, resumable: boolean): Promise<RunningHash | undefined> {
     let local = this.hashes.get(id);
-    if (writer.size === 0) {
-      local = { hash: newHash('sha256'), offset: 0 };
-      this.hashes.set(id, local);
-    } else if (!local || local.offset !== writer.size) {
-      local = undefined;
-      this.hashes.delete(id);
+    if (!local || local.offset !== stored) {
+      if (stored === 0) local = await newRunningHash(resumable);
+      else if (held.hashState !== undefined && held.offset === stored) local = await resumeHash(held.hashState, stored);
+      else local = undefined;
+      if (local) this.hashes.set(id, local);
+      else this.hashes.delete(id);
     }
-    const hashing = new HashingStream(local?.hash, limit);
+    return local;
+  }
+
+  private async writeChunk(id: string, held: UploadSession, writer: BlobWriter, body: Readable, limit: number | undefined, resumable: boolean, signal?: AbortSignal): Promise<void> {
+    const local = await this.runningHash(id, held, writer.size, resumable);
+    const hashing = new HashingStream(local, limit);
     try {
       await Promise.all([pipeline(body, hashing, { signal }), writer.write(hashing, signal)]);
     } catch (err) {
@@ -252,11 +254,14 @@ export class UploadService {
     if (local) local.offset += hashing.bytes;
   }
 
-  /** The digest of the committed upload bytes: from the running hash when this process saw them all. */
-  private async digestOf(id: string, expected: ParsedDigest, size: number): Promise<string> {
-    const local = this.hashes.get(id);
+  /**
+   * The digest of the committed upload bytes: from the running hash when it covers them all (this
+   * process saw every chunk, or resumed the saved state); otherwise the bytes are read back once.
+   */
+  private async digestOf(id: string, expected: ParsedDigest, size: number, held?: UploadSession): Promise<string> {
+    const local = expected.algorithm === 'sha256' && held ? await this.runningHash(id, held, size, false) : this.hashes.get(id);
     this.hashes.delete(id);
-    if (local && local.offset === size && expected.algorithm === 'sha256') return `sha256:${local.hash.digest('hex')}`;
+    if (local && local.offset === size && expected.algorithm === 'sha256') return `sha256:${local.hex()}`;
     const hash = newHash(expected.algorithm);
     const src = await this.driver.reader(uploadKey(id));
     for await (const chunk of src) hash.update(chunk as Buffer);

@@ -37,6 +37,8 @@ export interface UploadSession {
   /** Milliseconds since the epoch. */
   createdAt: number;
   updatedAt: number;
+  /** The SHA-256 state after `offset` bytes (base64), when the chunks are hashed resumably. */
+  hashState?: string;
   /** Opaque per-driver state (e.g. an S3 multipart upload id and its parts), JSON. */
   driverState?: string;
 }
