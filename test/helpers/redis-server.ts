@@ -61,8 +61,11 @@ async function freePort(clusterBus = false): Promise<number> {
   throw new Error('no free port found');
 }
 
-/** One PING over a raw socket; true on +PONG (or NOAUTH, which still proves the server is up). */
-function pingOnce(port: number): Promise<boolean> {
+/**
+ * Sends one command over a raw socket and judges the reply with `verdict` (undefined: not complete yet);
+ * false on a timeout or a connection error.
+ */
+function askRedis(port: number, command: string, verdict: (reply: string) => boolean | undefined): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ port, host: '127.0.0.1' });
     let reply = '';
@@ -72,12 +75,18 @@ function pingOnce(port: number): Promise<boolean> {
     };
     socket.setTimeout(500, () => done(false));
     socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('connect', () => socket.write(`${command}\r\n`));
     socket.on('data', (chunk) => {
       reply += chunk.toString('latin1');
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
+      const v = verdict(reply);
+      if (v !== undefined) done(v);
     });
   });
+}
+
+/** One PING; true on +PONG (or NOAUTH, which still proves the server is up). */
+function pingOnce(port: number): Promise<boolean> {
+  return askRedis(port, 'PING', (r) => (r.includes('\r\n') ? r.startsWith('+PONG') || r.startsWith('-NOAUTH') : undefined));
 }
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
@@ -210,21 +219,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
 }
 
 function clusterStateOk(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ port, host: '127.0.0.1' });
-    let reply = '';
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('CLUSTER INFO\r\n'));
-    socket.on('data', (chunk) => {
-      reply += chunk.toString('latin1');
-      if (reply.includes('cluster_state:')) done(reply.includes('cluster_state:ok'));
-    });
-  });
+  return askRedis(port, 'CLUSTER INFO', (r) => (r.includes('cluster_state:') ? r.includes('cluster_state:ok') : undefined));
 }
 
 export interface RedisSentinel {
