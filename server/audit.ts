@@ -1,6 +1,7 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { BerthConfig } from './config.js';
+import { stdoutLines } from './stdout-lines.js';
 
 /** Security-relevant events, named as operators search for them. */
 export type AuditAction =
@@ -84,7 +85,7 @@ export class FileAuditSink implements AuditSink {
 
 export class StdoutAuditSink implements AuditSink {
   write(line: string): void {
-    process.stdout.write(line);
+    stdoutLines.write(line);
   }
   async close(): Promise<void> {}
 }

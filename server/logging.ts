@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { LOG_REDACT_PATHS } from '../auth/redact.js';
 import type { BerthConfig } from './config.js';
+import { stdoutLines } from './stdout-lines.js';
 import { installTrafficCounter, onRequestComplete, trafficOf } from './traffic.js';
 
 /** Anything pino can write lines to; tests pass one to capture the log. */
@@ -80,7 +81,7 @@ export function loggerOptions(
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: () => `,"time":"${new Date().toISOString()}"`,
       formatters: { level: (label: string) => ({ level: label }) },
-      ...(destination ? { stream: destination } : {}),
+      stream: destination ?? stdoutLines,
     },
     genReqId,
     logController: new BerthLogController(),
