@@ -22,8 +22,11 @@ export function genReqId(req: IncomingMessage): string {
 
 const SECRET_FIELDS = ['password', 'token', 'secret', 'secretAccessKey', 'accessToken', 'refreshToken', 'clientSecret'];
 
-/** pino redact paths: credentials in headers and any password- or token-like field up to three levels deep. */
-export const REDACT_PATHS = [...LOG_REDACT_PATHS, ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`])];
+/**
+ * pino redact paths: credentials in headers and any password- or token-like field up to two levels
+ * deep. (A third, `*.*.x`, level cost about a tenth of the small-request rate on its own.)
+ */
+export const REDACT_PATHS = [...LOG_REDACT_PATHS, ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`])];
 
 const SECRET_QUERY_KEY = /token|password|secret|signature|credential|key/i;
 
