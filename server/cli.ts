@@ -1,5 +1,6 @@
 import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
 import { auditOperatorAction, type AuditAction } from './audit.js';
+import { isClusterWorker, runClusterPrimary } from './cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
 import { rebuildFromConfig, startServer } from './main.js';
 
@@ -31,7 +32,13 @@ async function serve(args: string[]): Promise<void> {
     process.stdout.write('Usage: berth serve [--config FILE]\n\nStarts the registry. Stops gracefully on SIGTERM/SIGINT.\n');
     return;
   }
-  const server = await startServer({ configFile: option(args, '--config') });
+  const configFile = option(args, '--config');
+  const config = loadConfig({ file: configFile });
+  if (config.http.workers > 1 && !isClusterWorker()) {
+    await runClusterPrimary(config, args);
+    return;
+  }
+  const server = await startServer({ configFile });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       server.app.log.info({ signal }, 'shutting down');

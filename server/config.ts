@@ -39,6 +39,13 @@ export const configSchema = z
           .min(0)
           .default(30)
           .describe('How long SIGTERM waits for in-flight requests and uploads before closing.'),
+        workers: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(1)
+          .describe('Processes serving the port (node:cluster); set it to the number of cores for the highest request rate. With more than one, metrics are served aggregated on metrics.port (default 9100).'),
       })
       .strict()
       .prefault({}),

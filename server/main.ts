@@ -5,6 +5,7 @@ import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import { warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
 import { buildApp } from './app.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
+import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
 import { createOps } from './ops.js';
 import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
 
@@ -30,7 +31,9 @@ export async function startServer(options: { configFile?: string } = {}): Promis
     config,
     driver: createBlobDriver(config, paths),
     metadata: await createMetadataStore(config.metadata, paths),
+    clusterWorker: isClusterWorker(),
   });
+  if (isClusterWorker()) exposeWorkerMetrics(ops.metrics.registry);
   try {
     await ops.assertReady(5000);
   } catch (err) {

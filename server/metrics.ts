@@ -206,6 +206,16 @@ export class Metrics {
   exposition(): Promise<string> {
     return this.registry.metrics();
   }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** Anything that renders the Prometheus text format: one process's Metrics, or a cluster's aggregate. */
+export interface MetricsSource {
+  exposition(): Promise<string>;
+  readonly contentType: string;
 }
 
 type MetricsSettings = BerthConfig['metrics'];
@@ -220,13 +230,13 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return timingSafeEqual(sha256(presented), sha256(token));
 }
 
-function serveMetrics(app: FastifyInstance, metrics: Metrics, settings: MetricsSettings): void {
+function serveMetrics(app: FastifyInstance, metrics: MetricsSource, settings: MetricsSettings): void {
   app.get(settings.path, { logLevel: 'warn' }, async (request, reply) => {
     if (settings.token !== undefined && !tokenMatches(request.headers.authorization, settings.token)) {
       return reply.code(401).header('www-authenticate', 'Bearer realm="metrics"').send({ error: 'a valid bearer token is required' });
     }
     const body = await metrics.exposition();
-    return reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store').send(body);
+    return reply.header('content-type', metrics.contentType).header('cache-control', 'no-store').send(body);
   });
 }
 
@@ -250,7 +260,7 @@ export async function metricsPlugin(app: FastifyInstance, options: MetricsPlugin
 
 /** The separate metrics listener used when `metrics.port` is set. Close it with `close()`. */
 export async function startMetricsServer(options: {
-  metrics: Metrics;
+  metrics: MetricsSource;
   config: Pick<BerthConfig, 'metrics' | 'http'>;
 }): Promise<{ port: number; close: () => Promise<void> }> {
   const { metrics, config } = options;

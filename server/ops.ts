@@ -22,6 +22,8 @@ export interface OpsOptions {
   audit?: AuditLog;
   /** Tests: skip Node process metrics when building many apps. */
   metrics?: Metrics;
+  /** A cluster worker: the primary serves the aggregated metrics, so no metrics listener here. */
+  clusterWorker?: boolean;
 }
 
 /**
@@ -93,7 +95,7 @@ export function createOps(options: OpsOptions): Ops {
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
-      if (config.metrics.enabled && config.metrics.port !== undefined) {
+      if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {
         const server = await startMetricsServer({ metrics, config });
         metricsPort = server.port;
         app.log.info({ port: server.port }, 'metrics listener started');
