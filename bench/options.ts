@@ -11,6 +11,8 @@ export interface BenchOptions {
   targets: TargetId[];
   outDir: string;
   keepScratch: boolean;
+  /** Run Berth under `node --cpu-prof`, writing .cpuprofile files here. */
+  cpuProfDir?: string;
 }
 
 const ALL_TARGETS: TargetId[] = ['berth-fs', 'distribution', 'berth-s3'];
@@ -23,6 +25,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--install] [--repeat N] [--onl
   --targets  which setups to run (default: all; distribution only where /usr/bin/docker-registry exists)
   --out      where results go (default .bench-results)
   --keep     keep the scratch directory (registry data and logs)
+  --cpu-prof DIR  run Berth under node --cpu-prof and write its profiles to DIR (for finding hot spots)
 environment: BENCH_QUICK=1, BENCH_REPEAT=N, BENCH_ONLY=..., BENCH_TARGETS=...`;
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
@@ -60,6 +63,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         break;
       case '--out':
         options.outDir = value();
+        break;
+      case '--cpu-prof':
+        options.cpuProfDir = value();
         break;
       case '--keep':
         options.keepScratch = true;

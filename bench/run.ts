@@ -5,14 +5,14 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { measureCeilings, type Ceilings } from './ceilings.js';
 import { newAgent } from './client.js';
 import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
-import { distributionAvailable, DISTRIBUTION_BINARY, startBerthFilesystem, startBerthS3, startDistribution, type Target, type TargetId } from './targets.js';
-import { bigWorkloads, fanoutWorkload, MiB, pullWorkload, pushWorkload, requestWorkloads, type Workload } from './workloads.js';
+import { distributionAvailable, DISTRIBUTION_BINARY, startBerthFilesystem, startBerthS3, startDistribution, type BerthLaunch, type Target, type TargetId } from './targets.js';
+import { bigWorkloads, CURL_BINARY, fanoutWorkload, MiB, pullWorkload, pushWorkload, requestWorkloads, type Workload } from './workloads.js';
 import { WRK_BINARY } from './wrk.js';
 import { AB_BINARY } from './ab.js';
 
@@ -34,9 +34,9 @@ const FULL: Plan = {
     { size: 512 * MiB, counts: [2, 4] },
   ],
   pullSizes: [64 * MiB, 512 * MiB],
-  pullSeconds: 8,
-  requestSeconds: 10,
-  requestWarmupSeconds: 2,
+  pullSeconds: 6,
+  requestSeconds: 8,
+  requestWarmupSeconds: 1,
   fanoutClients: 200,
   fanoutLayerSizes: [8 * MiB, 4 * MiB, 2 * MiB, 512 * 1024, 4096],
   bigBytes: 2048 * MiB,
@@ -83,6 +83,7 @@ function install(): void {
     [DISTRIBUTION_BINARY, 'docker-registry'],
     [WRK_BINARY, 'wrk'],
     [AB_BINARY, 'apache2-utils'],
+    [CURL_BINARY, 'curl'],
   ].filter(([bin]) => !existsSync(bin as string));
   if (missing.length === 0) return;
   const packages = missing.map(([, pkg]) => pkg as string);
@@ -116,18 +117,18 @@ function machine(scratch: string) {
     node: process.version,
     distribution: existsSync(DISTRIBUTION_BINARY) ? versionOf(DISTRIBUTION_BINARY, ['--version']) : 'not installed',
     wrk: versionOf(WRK_BINARY, ['--version']).split(' [')[0] ?? '',
-    ab: versionOf(AB_BINARY, ['-V']),
+    ab: versionOf(AB_BINARY, ['-V']).replace(/^This is ApacheBench, Version ([\d.]+).*$/, 'ApacheBench $1'),
     scratch,
   };
 }
 
-async function startTargets(ids: TargetId[], scratch: string): Promise<Target[]> {
+async function startTargets(ids: TargetId[], scratch: string, launch: BerthLaunch): Promise<Target[]> {
   const started: Target[] = [];
   try {
     for (const id of ids) {
       const dir = join(scratch, id);
-      if (id === 'berth-fs') started.push(await startBerthFilesystem(dir));
-      else if (id === 'berth-s3') started.push(await startBerthS3(dir));
+      if (id === 'berth-fs') started.push(await startBerthFilesystem(dir, launch));
+      else if (id === 'berth-s3') started.push(await startBerthS3(dir, launch));
       else if (distributionAvailable()) started.push(await startDistribution(dir));
       else log(`${DISTRIBUTION_BINARY} is missing: distribution is left out (run with --install to add it)`);
     }
@@ -138,6 +139,17 @@ async function startTargets(ids: TargetId[], scratch: string): Promise<Target[]>
   }
 }
 
+/** No single workload on one target may take longer than this; a stuck row fails instead of hanging the run. */
+const ROW_TIMEOUT_MS = 10 * 60_000;
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Flushes dirty pages so one target's unsynced writes are not paid for by the next target's row. */
 function settleDisk(): void {
   spawnSync('sync', [], { stdio: 'ignore' });
@@ -146,7 +158,7 @@ function settleDisk(): void {
 async function main(): Promise<void> {
   const options: BenchOptions = parseOptions(process.argv.slice(2));
   if (options.install) install();
-  for (const [bin, pkg] of [[WRK_BINARY, 'wrk'], [AB_BINARY, 'apache2-utils']] as const) {
+  for (const [bin, pkg] of [[WRK_BINARY, 'wrk'], [AB_BINARY, 'apache2-utils'], [CURL_BINARY, 'curl']] as const) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing; install it (apt-get install ${pkg}) or run with --install`);
   }
   const plan = options.quick ? QUICK : FULL;
@@ -171,7 +183,8 @@ async function main(): Promise<void> {
   try {
     log('machine ceilings');
     ceilings = await measureCeilings(scratch, options.quick);
-    targets = await startTargets(options.targets, scratch);
+    const launch: BerthLaunch = options.cpuProfDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${resolve(options.cpuProfDir)}`] } : {};
+    targets = await startTargets(options.targets, scratch, launch);
     log(`targets: ${targets.map((t) => `${t.id} ${t.url} pid ${t.pid}`).join('; ')}`);
     const fixtures = makeFixtures({ tagCount: 1000, fanoutLayerSizes: plan.fanoutLayerSizes, pullSizes: plan.pullSizes });
     const agent = newAgent();
@@ -198,7 +211,7 @@ async function main(): Promise<void> {
           const result = (row.results[target.id] ??= { runs: [] });
           settleDisk();
           try {
-            const m = await w.run(target, { scratch, agent, fixtures, repeat });
+            const m = await withTimeout(w.run(target, { scratch, agent, fixtures, repeat }), ROW_TIMEOUT_MS, `${w.key} on ${target.id}`);
             result.runs.push(m);
             log(`${w.key} ${target.id}: ${m.value.toFixed(1)} ${w.unit}${m.p99Ms !== undefined ? ` p99 ${m.p99Ms.toFixed(2)} ms` : ''}${m.errors ? ` ${m.errors} errors` : ''}`);
           } catch (err) {
@@ -250,7 +263,11 @@ async function main(): Promise<void> {
   else await rm(scratch, { recursive: true, force: true });
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : String(err));
-  process.exitCode = 1;
-});
+main().then(
+  // A request abandoned by a timed-out row may still hold a socket open; the results are written.
+  () => process.exit(process.exitCode ?? 0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+    process.exit(1);
+  },
+);

@@ -72,11 +72,16 @@ function berthBase(dir: string, port: number): Record<string, unknown> {
   };
 }
 
-async function startBerth(id: TargetId, setup: string, dir: string, config: Record<string, unknown>, port: number, cleanup: () => Promise<void> = async () => {}): Promise<Target> {
+export interface BerthLaunch {
+  /** Extra `node` flags for Berth (e.g. --cpu-prof), never for the other processes. */
+  nodeFlags?: string[];
+}
+
+async function startBerth(id: TargetId, setup: string, dir: string, config: Record<string, unknown>, port: number, launch: BerthLaunch, cleanup: () => Promise<void> = async () => {}): Promise<Target> {
   const file = join(dir, 'berth.yaml');
   await writeFile(file, stringify(config));
   const logFile = join(dir, 'berth.log');
-  const { child, url } = await spawnServer(process.execPath, [join(ROOT, 'bin/berth.js'), 'serve', '--config', file], dir, logFile, port, { BERTH_CONFIG: '' });
+  const { child, url } = await spawnServer(process.execPath, [...(launch.nodeFlags ?? []), join(ROOT, 'bin/berth.js'), 'serve', '--config', file], dir, logFile, port, { BERTH_CONFIG: '' });
   return {
     id,
     setup,
@@ -90,13 +95,13 @@ async function startBerth(id: TargetId, setup: string, dir: string, config: Reco
   };
 }
 
-export async function startBerthFilesystem(dir: string): Promise<Target> {
+export async function startBerthFilesystem(dir: string, launch: BerthLaunch = {}): Promise<Target> {
   await mkdir(dir, { recursive: true });
   const port = await freePort();
-  return startBerth('berth-fs', 'Berth, filesystem storage + embedded (lmdb) metadata, one process', dir, berthBase(dir, port), port);
+  return startBerth('berth-fs', 'Berth, filesystem storage + embedded (lmdb) metadata, one process', dir, berthBase(dir, port), port, launch);
 }
 
-export async function startBerthS3(dir: string): Promise<Target> {
+export async function startBerthS3(dir: string, launch: BerthLaunch = {}): Promise<Target> {
   await mkdir(dir, { recursive: true });
   const port = await freePort();
   let s3: S3rverHandle | undefined;
@@ -113,7 +118,7 @@ export async function startBerthS3(dir: string): Promise<Target> {
       storage: { driver: 's3', s3: s3.config({ partSizeBytes: 16 * 1024 * 1024, maxAttempts: 3 }) },
       metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: 'bench:' } },
     };
-    return await startBerth('berth-s3', 'Berth, S3 storage (s3rver, one Node process) + Redis metadata, one process', dir, config, port, cleanup);
+    return await startBerth('berth-s3', 'Berth, S3 storage (s3rver, one Node process) + Redis metadata, one process', dir, config, port, launch, cleanup);
   } catch (err) {
     await cleanup();
     throw err;
