@@ -32,6 +32,9 @@ export function send(agent: Agent, method: string, url: string, headers: Record<
         if (keep) chunks.push(chunk);
       });
       res.once('error', reject);
+      res.once('close', () => {
+        if (!res.complete) reject(new Error(`${method} ${url}: the connection closed mid-response`));
+      });
       res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes, body: keep ? Buffer.concat(chunks) : undefined }));
     });
     if (!write) {

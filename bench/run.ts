@@ -210,6 +210,11 @@ async function main(): Promise<void> {
         for (const target of order) {
           const result = (row.results[target.id] ??= { runs: [] });
           settleDisk();
+          if (!existsSync(`/proc/${target.pid}`)) {
+            result.error = 'the server process had exited before this row';
+            log(`${w.key} ${target.id}: skipped, ${result.error}`);
+            continue;
+          }
           try {
             const m = await withTimeout(w.run(target, { scratch, agent, fixtures, repeat }), ROW_TIMEOUT_MS, `${w.key} on ${target.id}`);
             result.runs.push(m);
