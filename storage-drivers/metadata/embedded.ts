@@ -28,6 +28,8 @@ export interface EmbeddedStoreOptions {
  *
  *   tags        repo \0 tag              → digest
  *   tagsOf      repo \0 digest \0 tag    → true   (which tags point at a manifest, for delete)
+ *   tagLists    repo                    → string[] (the repository's tags in byte order, so a listing is
+ *                                          one read instead of a key walk: 1,000 tags cost ~1 ms walked)
  *   manifests   repo \0 digest           → ManifestRecord  (presence = linked in repo)
  *   referrers   repo \0 subject \0 digest → true
  *   blobs       repo \0 digest           → size
@@ -66,11 +68,28 @@ function lastPart(k: Buffer, prefixBytes: number): string {
 
 type Db<V> = Database<V, Buffer>;
 
+function byteCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** Index of the first entry of the byte-ordered `list` that sorts after `value`. */
+function firstAfter(list: string[], value: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (byteCompare(list[mid] as string, value) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class EmbeddedStore implements MetadataStore {
   readonly name = 'embedded';
   private readonly root: RootDatabase<unknown, Buffer>;
   private readonly tags: Db<Digest>;
   private readonly tagsOf: Db<true>;
+  private readonly tagLists: Db<string[]>;
   private readonly manifests: Db<ManifestRecord>;
   private readonly referrers: Db<true>;
   private readonly blobs: Db<number>;
@@ -89,6 +108,7 @@ export class EmbeddedStore implements MetadataStore {
         this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
+      this.tagLists = sub('tagLists');
       this.manifests = sub('manifests');
       this.referrers = sub('referrers');
       this.blobs = sub('blobs');
@@ -140,6 +160,7 @@ export class EmbeddedStore implements MetadataStore {
         this.tags.put(key(repo, tag), digest);
         this.tagsOf.put(key(repo, digest, tag), true);
       }
+      if (tags.length > 0) this.changeTagList(repo, tags, []);
       this.repos.put(key(repo), true);
       return { previousTags: Object.fromEntries(previous) };
     });
@@ -171,6 +192,7 @@ export class EmbeddedStore implements MetadataStore {
         this.tagsOf.remove(k);
         this.tags.remove(key(repo, tag));
       }
+      if (dropped.length > 0) this.changeTagList(repo, [], dropped);
       return dropped;
     });
   }
@@ -185,12 +207,18 @@ export class EmbeddedStore implements MetadataStore {
       if (digest === undefined) return false;
       this.tags.remove(key(repo, tag));
       this.tagsOf.remove(key(repo, digest, tag));
+      this.changeTagList(repo, [], [tag]);
       return true;
     });
   }
 
   listTags(repo: string, page: Page): Promise<string[]> {
-    return this.read('listTags', () => this.listUnder(this.tags, [repo], page));
+    return this.read('listTags', () => {
+      if (page.n === 0) return [];
+      const list = this.tagListOf(repo);
+      const from = page.last === undefined ? 0 : firstAfter(list, page.last);
+      return list.slice(from, page.n === undefined ? undefined : from + page.n);
+    });
   }
 
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]> {
@@ -308,6 +336,26 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   /** Last parts of the keys under `parts`, in byte order, after `page.last`, at most `page.n`. */
+  /** The repository's sorted tag list; built from the tag keys for stores written before it existed. */
+  private tagListOf(repo: string): string[] {
+    return this.tagLists.get(key(repo)) ?? Array.from(this.tags.getKeys(under(repo)), (k) => lastPart(k, under(repo).start.length));
+  }
+
+  /** Inside a write transaction: keeps the sorted tag list in step with the tag keys. */
+  private changeTagList(repo: string, added: string[], removed: string[]): void {
+    const list = this.tagListOf(repo);
+    for (const tag of removed) {
+      const i = firstAfter(list, tag) - 1;
+      if (i >= 0 && list[i] === tag) list.splice(i, 1);
+    }
+    for (const tag of added) {
+      const i = firstAfter(list, tag);
+      if (list[i - 1] !== tag) list.splice(i, 0, tag);
+    }
+    if (list.length === 0) this.tagLists.remove(key(repo));
+    else this.tagLists.put(key(repo), list);
+  }
+
   private listUnder(db: Db<unknown>, parts: string[], page: Page): string[] {
     if (page.n === 0) return [];
     const prefix = under(...parts);
