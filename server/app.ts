@@ -52,7 +52,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...deps.server,
   });
 
-  const uploads = new UploadService(driver, metadata, { idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000, onActiveChange: deps.onUploadActive });
+  const resumableHashing = config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
+  const uploads = new UploadService(driver, metadata, { idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000, resumableHashing, onActiveChange: deps.onUploadActive });
   const ctx: RouteContext = {
     config,
     metadata,

@@ -85,6 +85,12 @@ export const configSchema = z
           .describe('An upload untouched this long is cancelled and its data removed.'),
         sweepIntervalSeconds: z.number().int().min(1).default(60).describe('How often idle uploads are looked for.'),
         chunkMinLength: z.number().int().min(0).optional().describe('Advertised as OCI-Chunk-Min-Length.'),
+        resumableHashing: z
+          .union([z.literal('auto'), z.boolean()])
+          .default('auto')
+          .describe(
+            'Hash Content-Range chunks with a SHA-256 whose state is saved in the session, so a chunk landing on another process needs no read-back (about 4x slower than OpenSSL). auto: on with Redis metadata or http.workers > 1.',
+          ),
       })
       .strict()
       .prefault({}),

@@ -24,6 +24,8 @@ export interface ChunkRange {
 export interface UploadOptions {
   /** A session untouched this long is treated as gone (and swept). */
   idleTimeoutMs: number;
+  /** Chunked uploads hash resumably (state saved in the session) because other processes may continue them. */
+  resumableHashing: boolean;
   /** Called when a chunk starts and stops streaming, for the uploads-in-progress gauge. */
   onActiveChange?: ((delta: 1 | -1) => void) | undefined;
 }
@@ -79,7 +81,7 @@ export class UploadService {
         }
         const limit = range ? range.end - range.start + 1 : length;
         // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
-        await this.writeChunk(id, held, writer, body, limit, range !== undefined, signal);
+        await this.writeChunk(id, held, writer, body, limit, this.options.resumableHashing && range !== undefined, signal);
         if (limit !== undefined && writer.size - held.offset < limit && range) {
           throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
         }
@@ -121,7 +123,7 @@ export class UploadService {
           throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${writer.size} bytes`, undefined, rangeHeaders(writer.size));
         }
         if (body && (length === undefined || length > 0)) {
-          await this.writeChunk(id, held, writer, body, range ? range.end - range.start + 1 : length, range !== undefined, signal);
+          await this.writeChunk(id, held, writer, body, range ? range.end - range.start + 1 : length, this.options.resumableHashing && range !== undefined, signal);
         }
         size = writer.size;
         await writer.commit();
