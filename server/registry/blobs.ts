@@ -23,6 +23,11 @@ export class BlobService {
     return this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal });
   }
 
+  /** A small blob's bytes in one read. */
+  async read(digest: ParsedDigest): Promise<Buffer> {
+    return this.driver.get(blobKey(digest));
+  }
+
   async redirectUrl(digest: ParsedDigest): Promise<string | undefined> {
     return this.driver.redirectUrl?.(blobKey(digest));
   }

@@ -5,6 +5,9 @@ import type { RouteContext } from './context.js';
 import { byteRange, notModified, repoPath } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
 
+/** Blobs up to this size are read whole and sent as one buffer. */
+const SMALL_BLOB_BYTES = 64 * 1024;
+
 type BlobRequest = FastifyRequest<{ Params: { name: string; digest: string } }>;
 
 export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
@@ -37,10 +40,14 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
       const url = await ctx.blobs.redirectUrl(digest);
       if (url) return reply.code(307).header('Location', url).send();
     }
+    reply.type('application/octet-stream');
+    if (!range && size <= SMALL_BLOB_BYTES) {
+      // Configs and small layers: one read into a buffer costs a fraction of setting up a stream.
+      return reply.code(200).header('Content-Length', size).send(await ctx.blobs.read(digest));
+    }
     const abort = new AbortController();
     request.raw.once('close', () => abort.abort());
     const stream = await ctx.blobs.open(digest, range, abort.signal);
-    reply.type('application/octet-stream');
     if (range) {
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
     } else {
