@@ -46,7 +46,10 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
       return reply.code(200).header('Content-Length', size).send(await ctx.blobs.read(digest));
     }
     const abort = new AbortController();
-    request.raw.once('close', () => abort.abort());
+    // Only a client that leaves early aborts the read; a finished response must not pay for an AbortError.
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort();
+    });
     const stream = await ctx.blobs.open(digest, range, abort.signal);
     if (range) {
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
