@@ -81,8 +81,8 @@ export const s3ConfigSchema = z
       .int()
       .min(5 * MiB)
       .max(5 * GiB)
-      .default(16 * MiB)
-      .describe('Size of the first multipart parts; parts grow for huge blobs so 10,000 parts reach 5 TiB.'),
+      .default(8 * MiB)
+      .describe('Size of the first multipart parts (about two are held in memory per upload); parts grow for huge blobs so 10,000 parts reach 5 TiB.'),
     redirect: redirectSchema.prefault({}),
   })
   .strict()

@@ -59,7 +59,7 @@ describe('S3 part plan', () => {
     });
   }
 
-  it('keeps the default 16 MiB parts for blobs up to ~15 GiB (bounded memory)', () => {
+  it('keeps 16 MiB parts for blobs up to ~15 GiB (bounded memory)', () => {
     const plan = planParts(16 * MiB);
     assert.ok(plan.tierLength >= 1000, `tier length ${plan.tierLength}`);
     const parts = partsOf(plan, 15 * GiB);

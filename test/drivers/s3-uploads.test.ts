@@ -401,7 +401,7 @@ describe('S3 configuration', () => {
   it('applies defaults and rejects unknown or inconsistent settings', () => {
     const config = s3ConfigSchema.parse({ bucket: 'b' });
     assert.equal(config.checksum, 'when_required');
-    assert.equal(config.partSizeBytes, 16 * MiB);
+    assert.equal(config.partSizeBytes, 8 * MiB);
     assert.deepEqual(config.redirect, { enabled: false, expiresSeconds: 1200 });
     assert.equal(config.prefix, '');
     assert.throws(() => s3ConfigSchema.parse({ bucket: 'b', unknown: 1 }));
