@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, type BlobDriver, type BlobSender } from '../../storage-drivers/blob/types.js';
 import type { BlobLink, MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
 import { blobKey } from './keys.js';
@@ -21,6 +21,11 @@ export class BlobService {
 
   async open(digest: ParsedDigest, range?: { start: number; end: number }, signal?: AbortSignal): Promise<Readable> {
     return this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal });
+  }
+
+  /** The driver's fast sending path for this blob, if it has one. */
+  async openSender(digest: ParsedDigest, range?: { start: number; end: number }): Promise<BlobSender | undefined> {
+    return this.driver.openSender?.(blobKey(digest), range ? { start: range.start, end: range.end } : {});
   }
 
   /** A small blob's bytes in one read. */

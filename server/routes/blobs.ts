@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, parseDigest } from '../registry/references.js';
@@ -50,13 +51,29 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) abort.abort();
     });
-    const stream = await ctx.blobs.open(digest, range, abort.signal);
     if (range) {
       reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`).header('Content-Length', range.end - range.start + 1);
     } else {
       reply.code(200).header('Content-Length', size);
     }
-    return reply.send(stream);
+    const sender = await ctx.blobs.openSender(digest, range);
+    if (!sender) return reply.send(await ctx.blobs.open(digest, range, abort.signal));
+    // The driver writes straight to the socket; Fastify's onResponse hooks (metrics, access log) still
+    // run on the response's finish, but its onSend does not, so the API version header goes in here.
+    reply.hijack();
+    const raw = reply.raw;
+    try {
+      raw.writeHead(reply.statusCode, { ...reply.getHeaders(), 'docker-distribution-api-version': 'registry/2.0' } as OutgoingHttpHeaders);
+      await sender.sendTo(raw, abort.signal);
+      raw.end();
+    } catch (err) {
+      // Headers are out: all that is left is to cut the connection so the client sees a short body.
+      if (!abort.signal.aborted) request.log.warn({ err, digest: digest.value }, 'blob send failed');
+      raw.destroy();
+    } finally {
+      await sender.close();
+    }
+    return reply;
   });
 
   // A digest holds no '/': a longer path names no blob, and answering 404 NOT_FOUND would hide why.

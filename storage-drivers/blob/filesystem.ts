@@ -9,16 +9,18 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
 import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { addAbortSignal, Readable } from 'node:stream';
+import { addAbortSignal, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
   InvalidKeyError,
+  InvalidOffsetError,
   StorageUnavailableError,
   type BlobDriver,
   type BlobInfo,
+  type BlobSender,
   type BlobWriter,
   type ReadOptions,
   type WriterOptions,
@@ -79,6 +81,47 @@ export class FilesystemDriver implements BlobDriver {
     });
     if (options.signal) addAbortSignal(options.signal, stream);
     return stream;
+  }
+
+  /**
+   * Sends from two reused buffers, reading the next while the socket writes the last: a read stream
+   * allocates a fresh 1 MiB buffer per read, and that garbage cost pulls a third of their speed.
+   */
+  async openSender(key: string, options: ReadOptions = {}): Promise<BlobSender> {
+    const path = this.pathOf(key);
+    const handle = await open(path, 'r').catch((err: unknown) => rethrow(err, key));
+    let range: ByteRange;
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) throw new BlobNotFoundError(key);
+      range = checkRange(key, info.size, options);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    return {
+      async sendTo(dest: Writable, signal?: AbortSignal): Promise<void> {
+        const buffers = [Buffer.allocUnsafeSlow(IO_BUFFER), Buffer.allocUnsafeSlow(IO_BUFFER)];
+        let position = range.start;
+        let left = range.length;
+        let writing: Promise<void> = Promise.resolve();
+        for (let i = 0; left > 0; i ^= 1) {
+          signal?.throwIfAborted();
+          const buffer = buffers[i] as Buffer;
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(IO_BUFFER, left), position);
+          if (bytesRead === 0) throw new InvalidOffsetError(key, position);
+          // The other buffer's write must finish before it is read into again, two turns from now.
+          await writing;
+          writing = writeChunk(dest, buffer.subarray(0, bytesRead));
+          // Awaited on the next turn; until then a failure must not count as unhandled.
+          writing.catch(() => undefined);
+          position += bytesRead;
+          left -= bytesRead;
+        }
+        await writing;
+      },
+      close: () => handle.close(),
+    };
   }
 
   async put(key: string, data: Buffer): Promise<void> {
@@ -334,4 +377,21 @@ function rethrow(err: unknown, key: string): never {
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '');
+}
+
+/** One write whose buffer may be reused once this resolves; rejects if the destination goes away. */
+function writeChunk(dest: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (dest.destroyed) {
+      reject(new Error('destination closed'));
+      return;
+    }
+    const onClose = () => reject(new Error('destination closed'));
+    dest.once('close', onClose);
+    dest.write(chunk, (err) => {
+      dest.removeListener('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }

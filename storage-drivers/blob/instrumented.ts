@@ -6,6 +6,7 @@ import {
   BlobDriverError,
   StorageUnavailableError,
   type BlobDriver,
+  type BlobSender,
   type BlobInfo,
   type BlobWriter,
   type ReadOptions,
@@ -38,6 +39,7 @@ class InstrumentedDriver implements BlobDriver {
   readonly name: string;
   readonly redirectUrl?: (key: string) => Promise<string | undefined>;
   readonly sweep?: (olderThan: Date) => Promise<number>;
+  readonly openSender?: (key: string, options?: ReadOptions) => Promise<BlobSender>;
 
   constructor(
     private readonly inner: BlobDriver,
@@ -48,6 +50,8 @@ class InstrumentedDriver implements BlobDriver {
     if (redirect) this.redirectUrl = (key) => this.run('redirectUrl', [key], () => redirect(key));
     const sweep = (inner as { sweep?: (olderThan: Date) => Promise<number> }).sweep?.bind(inner);
     if (sweep) this.sweep = (olderThan) => this.run('sweep', [], () => sweep(olderThan));
+    const openSender = inner.openSender?.bind(inner);
+    if (openSender) this.openSender = (key, options) => this.run('openSender', [key], () => openSender(key, options));
   }
 
   stat(key: string): Promise<BlobInfo> {

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** What a driver knows about one stored object. */
 export interface BlobInfo {
@@ -42,6 +42,13 @@ export interface BlobWriter {
   cancel(): Promise<void>;
 }
 
+/** An object opened for sending: errors such as not-found surface at open, before any byte is sent. */
+export interface BlobSender {
+  /** Writes the (range of the) object to `dest`, waiting for each write; never ends `dest`. */
+  sendTo(dest: Writable, signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
 /**
  * A small, filesystem-like key/object store. Keys are `/`-separated relative paths of
  * `[A-Za-z0-9._-]` segments (no empty, `.` or `..` segments). Drivers throw the typed errors below,
@@ -64,6 +71,8 @@ export interface BlobDriver {
   delete(key: string): Promise<void>;
   /** Every committed key under `prefix/` (recursively), in no particular order. */
   list(prefix: string): AsyncIterable<string>;
+  /** A faster path than `reader` for serving an object to a socket, where the driver has one. */
+  openSender?(key: string, options?: ReadOptions): Promise<BlobSender>;
   /** A URL the client may be redirected to for a GET of `key`, when the driver supports it. */
   redirectUrl?(key: string): Promise<string | undefined>;
   /** Removes in-progress data (and backend leftovers such as multipart uploads) older than the cutoff. */
