@@ -121,15 +121,24 @@ export class EmbeddedStore implements MetadataStore {
     }
   }
 
-  /** Runs `action` in one lmdb write transaction; resolves once it is committed (and flushed if asked). */
+  /**
+   * Runs `action` in one synchronous lmdb write transaction: it holds lmdb's write lock (across
+   * processes too) from its first read to its commit, so read-compare-write steps are atomic. Batched
+   * async transactions lost one compare-and-set in a few hundred when two processes raced.
+   */
   private async write<T>(what: string, action: () => T): Promise<T> {
-    this.assertOpen();
+    const result = await this.writeSync(what, action);
+    if (this.flush) await this.root.flushed;
+    return result;
+  }
+
+  private writeSync<T>(what: string, action: () => T): Promise<T> {
     try {
-      const result = await this.root.transaction(action);
-      if (this.flush) await this.root.flushed;
-      return result;
+      this.assertOpen();
+      return Promise.resolve(this.root.transactionSync(action));
     } catch (err) {
-      throw new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err });
+      if (err instanceof MetadataUnavailableError) return Promise.reject(err);
+      return Promise.reject(new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err }));
     }
   }
 
@@ -290,7 +299,6 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   updateUpload(id: string, expectedRevision: number, next: UploadSession): Promise<boolean> {
-    // lmdb runs write transactions one at a time (across processes too), so read-compare-write is atomic.
     return this.write('updateUpload', () => {
       const current = this.uploads.get(key(id));
       if (current === undefined || current.revision !== expectedRevision) return false;
