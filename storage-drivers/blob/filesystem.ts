@@ -56,20 +56,23 @@ export class FilesystemDriver implements BlobDriver {
     return { key, size: info.size, modifiedAt: info.mtime };
   }
 
-  async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
-    const path = this.pathOf(key);
-    options.signal?.throwIfAborted();
+  /** Opens the object and checks the range against it; the handle is closed again on any failure. */
+  private async openRange(key: string, options: ReadOptions): Promise<{ handle: FileHandle; range: ByteRange }> {
     // Open first and stat the handle, so a concurrent delete or overwrite cannot split the two.
-    const handle = await open(path, 'r').catch((err: unknown) => rethrow(err, key));
-    let range: ByteRange;
+    const handle = await open(this.pathOf(key), 'r').catch((err: unknown) => rethrow(err, key));
     try {
       const info = await handle.stat();
       if (!info.isFile()) throw new BlobNotFoundError(key);
-      range = checkRange(key, info.size, options);
+      return { handle, range: checkRange(key, info.size, options) };
     } catch (err) {
       await handle.close();
       throw err;
     }
+  }
+
+  async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
+    options.signal?.throwIfAborted();
+    const { handle, range } = await this.openRange(key, options);
     if (range.length === 0) {
       await handle.close();
       return Readable.from([], { objectMode: false });
@@ -88,17 +91,7 @@ export class FilesystemDriver implements BlobDriver {
    * allocates a fresh 1 MiB buffer per read, and that garbage cost pulls a third of their speed.
    */
   async openSender(key: string, options: ReadOptions = {}): Promise<BlobSender> {
-    const path = this.pathOf(key);
-    const handle = await open(path, 'r').catch((err: unknown) => rethrow(err, key));
-    let range: ByteRange;
-    try {
-      const info = await handle.stat();
-      if (!info.isFile()) throw new BlobNotFoundError(key);
-      range = checkRange(key, info.size, options);
-    } catch (err) {
-      await handle.close();
-      throw err;
-    }
+    const { handle, range } = await this.openRange(key, options);
     return {
       async sendTo(dest: Writable, signal?: AbortSignal): Promise<void> {
         const buffers = [Buffer.allocUnsafeSlow(IO_BUFFER), Buffer.allocUnsafeSlow(IO_BUFFER)];
