@@ -29,6 +29,8 @@ export interface AppDeps {
   /** Audit / metrics sink for registry events. */
   onEvent?: (event: RegistryEvent) => void;
   onUploadActive?: (delta: 1 | -1) => void;
+  /** The clock for upload expiry and leases (tests move it). */
+  now?: () => number;
 }
 
 const KNOWN_PATHS = [
@@ -53,7 +55,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   const resumableHashing = config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
-  const uploads = new UploadService(driver, metadata, { idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000, resumableHashing, onActiveChange: deps.onUploadActive });
+  const uploads = new UploadService(driver, metadata, {
+    idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000,
+    resumableHashing,
+    bodyTimeoutMs: config.http.bodyTimeoutSeconds * 1000,
+    onActiveChange: deps.onUploadActive,
+    ...(deps.now ? { now: deps.now } : {}),
+  });
   const ctx: RouteContext = {
     config,
     metadata,
@@ -89,11 +97,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
 
   const sweep = setInterval(() => {
-    const cutoff = Date.now() - config.uploads.idleTimeoutSeconds * 1000;
-    // Sessions first, then whatever a crash left in storage without a session (S3 multipart uploads, temp files).
+    const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
     uploads
       .sweep(cutoff)
-      .then(() => driver.sweep?.(new Date(cutoff)))
       .catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
   }, config.uploads.sweepIntervalSeconds * 1000);
   sweep.unref();

@@ -39,6 +39,12 @@ export const configSchema = z
           .min(0)
           .default(30)
           .describe('How long SIGTERM waits for in-flight requests and uploads before closing.'),
+        bodyTimeoutSeconds: z
+          .number()
+          .positive()
+          .max(3600)
+          .default(60)
+          .describe('A request body (an upload chunk) that sends no byte for this long is cut with 408; the upload keeps what it received and can be resumed.'),
         workers: z
           .number()
           .int()

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   MANIFEST_TOO_LARGE: { status: 413, message: 'manifest too large' },
   REQUEST_INVALID: { status: 400, message: 'request invalid' },
+  REQUEST_TIMEOUT: { status: 408, message: 'request timed out' },
   NOT_FOUND: { status: 404, message: 'not found' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
@@ -126,9 +127,16 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Duple
     socket.destroy();
     return;
   }
-  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-  const body = JSON.stringify(errorBody('REQUEST_INVALID', tooLarge ? 'request headers too large' : `malformed HTTP request (${err.code ?? 'parse error'}): check the request line, headers and Content-Length`));
+  const answer = clientErrorAnswer(err.code);
+  const body = JSON.stringify(errorBody(answer.code, answer.message));
   socket.end(
-    `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDocker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${answer.status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDocker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+function clientErrorAnswer(code: string | undefined): { status: string; code: ErrorCode; message: string } {
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: '431 Request Header Fields Too Large', code: 'REQUEST_INVALID', message: 'request headers too large' };
+  // Node's headersTimeout: the request line and headers did not arrive in time (a slow client).
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: '408 Request Timeout', code: 'REQUEST_TIMEOUT', message: 'the request headers did not arrive in time' };
+  return { status: '400 Bad Request', code: 'REQUEST_INVALID', message: `malformed HTTP request (${code ?? 'parse error'}): check the request line, headers and Content-Length` };
 }

@@ -18,6 +18,11 @@ export function uploadKey(id: string): string {
   return `uploads/${id}/data`;
 }
 
+/** The upload id whose bytes live at `key`, or undefined when `key` is no upload's. */
+export function uploadIdOfKey(key: string): string | undefined {
+  return /^uploads\/([^/]+)\/data$/.exec(key)?.[1];
+}
+
 export function uploadDir(id: string): string {
   return `uploads/${id}`;
 }

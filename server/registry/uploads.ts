@@ -2,17 +2,18 @@ import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { BlobDriver, BlobWriter } from '../../storage-drivers/blob/types.js';
-import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, InProgressLostError } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
-import { blobKey, uploadDir, uploadKey } from './keys.js';
+import { blobKey, uploadDir, uploadIdOfKey, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
 import { newRunningHash, resumeHash, type RunningHash } from './running-hash.js';
-import { BodyTooLongError, HashingStream } from './hashing.js';
+import { BodyTimeoutError, BodyTooLongError, HashingStream } from './hashing.js';
 
 /**
- * How long one PATCH may hold an upload before another request may take it over; renewed every third
- * of it while writing. Short, because after a crash the dead holder's lease blocks a resume until it ends.
+ * How long one request may hold an upload before another request may take it over; renewed every
+ * third of it while the request runs. Short, because after a crash the dead holder's lease blocks a
+ * resume until it ends.
  */
 const LEASE_MS = 10_000;
 
@@ -22,41 +23,61 @@ export interface ChunkRange {
 }
 
 export interface UploadOptions {
-  /** A session untouched this long is treated as gone (and swept). */
+  /** A session untouched this long (and not held by a request) is treated as gone, and swept. */
   idleTimeoutMs: number;
   /** Chunked uploads hash resumably (state saved in the session) because other processes may continue them. */
   resumableHashing: boolean;
-  /** Called when a chunk starts and stops streaming, for the uploads-in-progress gauge. */
+  /** A request body that sends no byte for this long is cut; the upload keeps what it stored. */
+  bodyTimeoutMs: number;
+  /** Called when a request starts and stops holding an upload, for the uploads-in-progress gauge. */
   onActiveChange?: ((delta: 1 | -1) => void) | undefined;
+  /** The clock for expiry and leases (tests move it). */
+  now?: () => number;
+}
+
+/** What a request adds to an upload: its body, and the range and length it declared. */
+export interface Chunk {
+  body: Readable;
+  range?: ChunkRange | undefined;
+  length?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 /**
- * Resumable blob uploads. The driver's in-progress object holds the bytes; the metadata store holds
- * the session (offset, revision, lease) so any process can continue it. The digest is computed on the
- * fly with OpenSSL while one process sees the chunks in order; when a chunk went to another process
- * (or this one restarted) the bytes are re-read once at the end to verify.
+ * Resumable blob uploads. The session record in the metadata store is the upload's one owner: its
+ * offset, hash state and the driver's checkpoint of the in-progress bytes change together in one
+ * compare-and-set, under one lease. The driver holds the bytes and nothing else; a session whose
+ * bytes are gone is dead. The digest is computed on the fly (OpenSSL while one process sees every
+ * chunk, a resumable hash whose state travels in the session otherwise); a finish only ever links
+ * bytes this session received and hashed.
  */
 export class UploadService {
+  /** OpenSSL hashes of uploads this process is receiving: a cache, valid only at the session's offset. */
   private readonly hashes = new Map<string, RunningHash>();
+  /** Uploads a request of this process is holding right now (other processes' show as a lease). */
+  private readonly active = new Set<string>();
+  private readonly now: () => number;
 
   constructor(
     private readonly driver: BlobDriver,
     private readonly metadata: MetadataStore,
     private readonly options: UploadOptions,
-  ) {}
+  ) {
+    this.now = options.now ?? Date.now;
+  }
 
   async start(repo: string): Promise<UploadSession> {
-    const now = Date.now();
+    const now = this.now();
     const session: UploadSession = { id: randomUUID(), repo, offset: 0, revision: 0, createdAt: now, updatedAt: now };
     await this.metadata.createUpload(session);
     return session;
   }
 
-  /** The session, only if it belongs to `repo`. */
+  /** The session, only if it belongs to `repo` and has not expired. */
   async get(repo: string, id: string): Promise<UploadSession> {
     let session = await this.metadata.getUpload(id);
-    if (session && session.updatedAt < Date.now() - this.options.idleTimeoutMs && !(session.leaseUntil !== undefined && session.leaseUntil > Date.now())) {
-      await this.discard(id);
+    if (session && this.expired(session)) {
+      await this.discard(session);
       session = undefined;
     }
     if (!session || session.repo !== repo) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown in ${repo}: it finished, was cancelled or expired; start a new one`);
@@ -67,203 +88,239 @@ export class UploadService {
    * Appends one chunk. `range` (from Content-Range) must start at the current offset; without it the
    * chunk is appended wherever the upload stands (docker's streamed PATCH).
    */
-  async append(repo: string, id: string, body: Readable, range: ChunkRange | undefined, length: number | undefined, signal?: AbortSignal): Promise<UploadSession> {
+  async append(repo: string, id: string, chunk: Chunk): Promise<UploadSession> {
     const session = await this.get(repo, id);
+    const { range, length } = chunk;
     if (range && length !== undefined && range.end - range.start + 1 !== length) {
       throw new OciError('RANGE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`, undefined, rangeHeaders(session.offset));
     }
-    return this.withLease(session, async (held) => {
-      const writer = await this.driver.writer(uploadKey(id), { append: held.offset > 0, signal });
+    return this.withLease(session, chunk.signal, async (held, signal) => {
+      const writer = await this.openWriter(held, signal);
       let ok = false;
       try {
-        if (range && range.start !== writer.size) {
-          throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${writer.size} bytes; resume from ${writer.size}`, undefined, rangeHeaders(writer.size));
-        }
+        assertStartsAt(range, held.offset);
         const limit = range ? range.end - range.start + 1 : length;
         // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
-        await this.writeChunk(id, held, writer, body, limit, this.options.resumableHashing && range !== undefined, signal);
-        if (limit !== undefined && writer.size - held.offset < limit && range) {
+        const hash = await this.runningHash(held, this.options.resumableHashing && range !== undefined);
+        await this.writeChunk(writer, hash, chunk.body, limit, signal);
+        if (limit !== undefined && range && writer.size - held.offset < limit) {
           throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
         }
         ok = true;
       } finally {
-        if (!ok) this.hashes.delete(id);
-        await writer.close();
-        // Even a failed chunk may have stored some bytes: the client resumes after them.
-        held.offset = writer.size;
-        held.hashState = ok ? this.hashes.get(id)?.save() : undefined;
+        // Even a failed chunk may have stored some bytes: the checkpoint keeps them, the client resumes after them.
+        const checkpoint = await writer.close();
+        const hash = this.hashes.get(held.id);
+        if (!ok || hash?.offset !== checkpoint.size) this.hashes.delete(held.id);
+        held.offset = checkpoint.size;
+        held.driverState = checkpoint.state;
+        held.hashState = ok ? this.hashes.get(held.id)?.save() : undefined;
+        if (held.hashState === undefined) delete held.hashState;
+        if (held.driverState === undefined) delete held.driverState;
       }
-      return { ...held };
+      return held;
     });
   }
 
   /**
    * Finishes the upload: appends the optional last chunk, verifies the digest, moves the bytes to
-   * their content address and links the blob into the repository. Nothing is visible before the digest
-   * checks out; a mismatch discards the upload.
+   * their content address (replacing whatever is there: these are verified) and links the blob into
+   * the repository. Nothing is visible before the digest checks out; a mismatch discards the upload.
    */
-  async finish(repo: string, id: string, digest: ParsedDigest, body: Readable | undefined, range: ChunkRange | undefined, length: number | undefined, signal?: AbortSignal): Promise<number> {
+  async finish(repo: string, id: string, digest: ParsedDigest, chunk: Partial<Chunk> = {}): Promise<number> {
     const session = await this.get(repo, id);
     let size = 0;
-    await this.withLease(session, async (held) => {
-      const writer = await this.driver.writer(uploadKey(id), { append: held.offset > 0, signal });
-      if (held.offset > 0 && writer.size === 0 && !range && (length ?? 0) === 0) {
-        // The session holds bytes its in-progress object lacks: a finish was cut short after its commit.
-        await writer.cancel();
-        if (!(await this.recoverFinish(repo, id, digest, held.offset))) {
-          await this.discard(id);
-          throw new OciError('BLOB_UPLOAD_INVALID', `upload ${id} lost its bytes (the registry restarted while finishing it); push the blob again`);
+    await this.withLease(
+      session,
+      chunk.signal,
+      async (held, signal, save) => {
+        if (held.verified === undefined) await this.commitAndVerify(held, save, digest, chunk, signal);
+        const verified = held.verified as NonNullable<UploadSession['verified']>;
+        if (verified.digest !== digest.value) {
+          await this.discard(held);
+          throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${verified.digest}, not ${digest.value}; the upload was discarded, push the blob again`);
         }
-        size = held.offset;
-        return { ...held };
-      }
-      let committed = false;
-      try {
-        if (range && range.start !== writer.size) {
-          throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${writer.size} bytes`, undefined, rangeHeaders(writer.size));
-        }
-        if (body && (length === undefined || length > 0)) {
-          await this.writeChunk(id, held, writer, body, range ? range.end - range.start + 1 : length, this.options.resumableHashing && range !== undefined, signal);
-        }
-        size = writer.size;
-        await writer.commit();
-        committed = true;
-      } finally {
-        if (!committed) {
-          this.hashes.delete(id);
-          await writer.close();
-        }
-      }
-      await this.verifyAndLink(repo, id, digest, size, held);
-      await this.metadata.deleteUpload(id);
-      return { ...held, offset: size };
-    }, true);
+        size = verified.size;
+        await this.place(held, digest);
+        await this.metadata.linkBlob(repo, { digest: digest.value, size });
+        await this.driver.delete(uploadDir(id));
+        await this.metadata.deleteUpload(id);
+        return held;
+      },
+      true,
+    );
     return size;
   }
 
-  /**
-   * Committed bytes sit at the upload's key: checks their digest, moves them to their content address
-   * and links the blob into `repo`. Any failure from here discards the whole upload.
-   */
-  private async verifyAndLink(repo: string, id: string, digest: ParsedDigest, size: number, held?: UploadSession): Promise<void> {
-    try {
-      const actual = await this.digestOf(id, digest, size, held);
-      if (actual !== digest.value) {
-        throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
-      }
-      await this.place(digest, id);
-      await this.metadata.linkBlob(repo, { digest: digest.value, size });
-    } catch (err) {
-      await this.discard(id).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /**
-   * A finish cut short by a crash may have committed the bytes (or even moved them to their content
-   * address) before the session was removed; a retried PUT must complete it, not hash an empty file.
-   * Returns true when it did, leaving the session removed.
-   */
-  private async recoverFinish(repo: string, id: string, digest: ParsedDigest, size: number): Promise<boolean> {
-    const sizeAt = (key: string) =>
-      this.driver.stat(key).then(
-        (info) => info.size,
-        (err: unknown) => {
-          if (err instanceof BlobNotFoundError) return undefined;
-          throw err;
-        },
-      );
-    const committed = await sizeAt(uploadKey(id));
-    if (committed !== undefined) {
-      if (committed !== size) return false;
-      await this.verifyAndLink(repo, id, digest, size);
-    } else {
-      // Verified bytes already sit at their content address: only the link (or the cleanup) was missing.
-      if ((await sizeAt(blobKey(digest))) !== size) return false;
-      await this.metadata.linkBlob(repo, { digest: digest.value, size });
-      await this.driver.delete(uploadDir(id));
-    }
-    await this.metadata.deleteUpload(id);
-    return true;
-  }
-
   async cancel(repo: string, id: string): Promise<void> {
-    await this.get(repo, id);
-    await this.discard(id);
+    await this.discard(await this.get(repo, id));
   }
 
-  /** Removes sessions idle since before `cutoff` and their bytes. Returns how many. */
+  /**
+   * Removes expired sessions and their bytes, then whatever storage holds for uploads that no session
+   * owns any more (a crash between the two, S3 multipart uploads). Returns how many sessions went.
+   */
   async sweep(cutoff: number, limit = 1000): Promise<number> {
     const stale = await this.metadata.listStaleUploads(cutoff, limit);
+    let removed = 0;
     for (const session of stale) {
-      if (session.leaseUntil !== undefined && session.leaseUntil > Date.now()) continue;
-      await this.discard(session.id);
+      if (this.leased(session)) continue;
+      await this.discard(session);
+      removed++;
     }
-    return stale.length;
+    await this.driver.sweep?.(new Date(cutoff), async (key) => {
+      const id = uploadIdOfKey(key);
+      return id === undefined || (await this.metadata.getUpload(id)) !== undefined;
+    });
+    return removed;
   }
 
-  private async discard(id: string): Promise<void> {
-    this.hashes.delete(id);
-    await this.driver.delete(uploadDir(id));
-    await this.metadata.deleteUpload(id);
+  private expired(session: UploadSession): boolean {
+    return session.updatedAt < this.now() - this.options.idleTimeoutMs && !this.leased(session);
   }
 
-  /** Moves verified bytes to their content address; when another push got there first, keeps theirs. */
-  private async place(digest: ParsedDigest, id: string): Promise<void> {
-    const target = blobKey(digest);
-    const exists = () =>
-      this.driver.stat(target).then(
-        () => true,
-        (err: unknown) => {
-          if (err instanceof BlobNotFoundError) return false;
-          throw err;
-        },
-      );
-    if (!(await exists())) {
+  private leased(session: UploadSession): boolean {
+    return this.active.has(session.id) || (session.leaseUntil !== undefined && session.leaseUntil > this.now());
+  }
+
+  /** Ends the session and frees its bytes (an S3 multipart upload included, through its checkpoint). */
+  private async discard(session: UploadSession): Promise<void> {
+    this.hashes.delete(session.id);
+    if (session.driverState !== undefined) {
       try {
-        await this.driver.move(uploadKey(id), target);
+        await (await this.driver.writer(uploadKey(session.id), { resume: checkpointOf(session) })).cancel();
       } catch (err) {
-        // A concurrent push of the same blob may have won the move (some stores fail the loser):
-        // whatever sits at a content address was verified by whoever put it there.
-        if (!(await exists())) throw err;
+        // Gone already, or unusable: the delete below removes whatever is left.
+        if (!(err instanceof InProgressLostError) && !(err instanceof BlobNotFoundError)) throw err;
       }
     }
-    await this.driver.delete(uploadDir(id));
+    await this.driver.delete(uploadDir(session.id));
+    await this.metadata.deleteUpload(session.id);
+  }
+
+  /**
+   * A writer at the session's checkpoint; a session whose bytes are gone is dead, and discarded.
+   * With `committedOk`, bytes this session already committed at its own key (a finish cut short) give
+   * undefined instead.
+   */
+  private async openWriter(held: UploadSession, signal: AbortSignal): Promise<BlobWriter>;
+  private async openWriter(held: UploadSession, signal: AbortSignal, committedOk: true): Promise<BlobWriter | undefined>;
+  private async openWriter(held: UploadSession, signal: AbortSignal, committedOk = false): Promise<BlobWriter | undefined> {
+    try {
+      return await this.driver.writer(uploadKey(held.id), { resume: checkpointOf(held), signal });
+    } catch (err) {
+      if (!(err instanceof InProgressLostError)) throw err;
+      if (committedOk && (await this.exists(uploadKey(held.id)))) return undefined;
+      await this.discard(held);
+      throw lostError(held);
+    }
+  }
+
+  /**
+   * Appends the last chunk, commits the bytes at the upload's own key and hashes them; on a match the
+   * session records the verified digest before anything becomes visible, so a finish cut short by a
+   * crash can be completed by a retry, and only for that digest.
+   */
+  private async commitAndVerify(held: UploadSession, save: SaveSession, digest: ParsedDigest, chunk: Partial<Chunk>, signal: AbortSignal): Promise<void> {
+    let size: number;
+    let actual: string | undefined;
+    const writer = await this.openWriter(held, signal, true);
+    if (writer === undefined) {
+      // A finish was cut short after its commit: the bytes at the upload's own key are this session's.
+      size = (await this.driver.stat(uploadKey(held.id))).size;
+    } else {
+      let committed = false;
+      try {
+        assertStartsAt(chunk.range, held.offset);
+        const hash = await this.runningHash(held, this.options.resumableHashing && chunk.range !== undefined);
+        if (chunk.body && (chunk.length === undefined || chunk.length > 0)) {
+          const limit = chunk.range ? chunk.range.end - chunk.range.start + 1 : chunk.length;
+          await this.writeChunk(writer, hash, chunk.body, limit, signal);
+        }
+        size = writer.size;
+        // The running hash is only good for a sha256 digest that covers every byte.
+        if (hash && hash.offset === size && digest.algorithm === 'sha256') actual = `sha256:${hash.hex()}`;
+        await writer.commit();
+        committed = true;
+      } finally {
+        this.hashes.delete(held.id);
+        if (!committed) {
+          const checkpoint = await writer.close();
+          held.offset = checkpoint.size;
+          held.driverState = checkpoint.state;
+          delete held.hashState;
+          if (held.driverState === undefined) delete held.driverState;
+        }
+      }
+    }
+    actual ??= await this.readBackDigest(held.id, digest);
+    if (actual !== digest.value) {
+      await this.discard(held);
+      throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${actual}, not ${digest.value}; the upload was discarded, push the blob again`);
+    }
+    await save({ offset: size, verified: { digest: actual, size } });
+  }
+
+  /**
+   * Moves verified bytes to their content address, replacing what is there (a corrupt or quarantined
+   * copy is healed by the next push). After a crash past the move only the link is missing.
+   */
+  private async place(held: UploadSession, digest: ParsedDigest): Promise<void> {
+    const target = blobKey(digest);
+    try {
+      await this.driver.move(uploadKey(held.id), target);
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError)) throw err;
+      // Moved before a crash (or by a concurrent push of the same blob): whatever sits at a content
+      // address was verified by whoever put it there.
+      if (!(await this.exists(target))) {
+        await this.discard(held);
+        throw lostError(held);
+      }
+    }
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    return this.driver.stat(key).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof BlobNotFoundError) return false;
+        throw err;
+      },
+    );
   }
 
   /** The upload's running hash if it covers exactly the stored bytes: kept here, or resumed from the session. */
-  private async runningHash(id: string, held: UploadSession, stored: number, resumable: boolean): Promise<RunningHash | undefined> {
-    let local = this.hashes.get(id);
-    if (!local || local.offset !== stored) {
-      if (stored === 0) local = await newRunningHash(resumable);
-      else if (held.hashState !== undefined && held.offset === stored) local = await resumeHash(held.hashState, stored);
+  private async runningHash(held: UploadSession, resumable: boolean): Promise<RunningHash | undefined> {
+    let local = this.hashes.get(held.id);
+    if (!local || local.offset !== held.offset) {
+      if (held.offset === 0) local = await newRunningHash(resumable);
+      else if (held.hashState !== undefined) local = await resumeHash(held.hashState, held.offset);
       else local = undefined;
-      if (local) this.hashes.set(id, local);
-      else this.hashes.delete(id);
+      if (local) this.hashes.set(held.id, local);
+      else this.hashes.delete(held.id);
     }
     return local;
   }
 
-  private async writeChunk(id: string, held: UploadSession, writer: BlobWriter, body: Readable, limit: number | undefined, resumable: boolean, signal?: AbortSignal): Promise<void> {
-    const local = await this.runningHash(id, held, writer.size, resumable);
-    const hashing = new HashingStream(local, limit);
+  private async writeChunk(writer: BlobWriter, hash: RunningHash | undefined, body: Readable, limit: number | undefined, signal: AbortSignal): Promise<void> {
+    const hashing = new HashingStream(hash, { limit, idleTimeoutMs: this.options.bodyTimeoutMs });
     try {
       await Promise.all([pipeline(body, hashing, { signal }), writer.write(hashing, signal)]);
     } catch (err) {
       if (err instanceof BodyTooLongError) throw new OciError('SIZE_INVALID', err.message);
+      if (err instanceof BodyTimeoutError || hashing.errored instanceof BodyTimeoutError) {
+        const timeout = err instanceof BodyTimeoutError ? err : (hashing.errored as BodyTimeoutError);
+        throw new OciError('REQUEST_TIMEOUT', `${timeout.message}; the upload keeps the bytes it received: check its status and resume`, undefined, { Connection: 'close' });
+      }
       throw err;
+    } finally {
+      if (hash) hash.offset += hashing.bytes;
     }
-    if (local) local.offset += hashing.bytes;
   }
 
-  /**
-   * The digest of the committed upload bytes: from the running hash when it covers them all (this
-   * process saw every chunk, or resumed the saved state); otherwise the bytes are read back once.
-   */
-  private async digestOf(id: string, expected: ParsedDigest, size: number, held?: UploadSession): Promise<string> {
-    const local = expected.algorithm === 'sha256' && held ? await this.runningHash(id, held, size, false) : this.hashes.get(id);
-    this.hashes.delete(id);
-    if (local && local.offset === size && expected.algorithm === 'sha256') return `sha256:${local.hex()}`;
+  /** The digest of the committed upload bytes, read back once (no running hash covered them). */
+  private async readBackDigest(id: string, expected: ParsedDigest): Promise<string> {
     const hash = newHash(expected.algorithm);
     const src = await this.driver.reader(uploadKey(id));
     for await (const chunk of src) hash.update(chunk as Buffer);
@@ -271,50 +328,96 @@ export class UploadService {
   }
 
   /**
-   * Runs `work` while holding the upload's lease: a compare-and-set on the session's revision makes
-   * a concurrent PATCH of the same upload (on any process) fail with 416 instead of interleaving bytes.
-   * The lease is released afterwards, except when `work` succeeded and ended the session itself.
-   * `work` may update `held.offset` as bytes are stored, so a failed chunk still records them.
+   * Runs `work` while holding the upload's lease: a compare-and-set on the session's revision makes a
+   * concurrent request for the same upload (on any process) fail with 416 instead of interleaving
+   * bytes. The lease is renewed while `work` runs; if a renewal loses (another request took the
+   * session over), `work`'s signal aborts so it stops writing. Afterwards the session, as `work` left
+   * it in `held`, is stored with the lease released — unless `work` succeeded and ended the session.
    */
-  private async withLease(session: UploadSession, work: (held: UploadSession) => Promise<UploadSession>, sessionEndsOnSuccess = false): Promise<UploadSession> {
-    const now = Date.now();
-    if (session.leaseUntil !== undefined && session.leaseUntil > now) {
-      throw new OciError('RANGE_INVALID', 'another request is writing to this upload; wait for it, then check the upload status', undefined, rangeHeaders(session.offset));
-    }
-    const current: UploadSession = { ...session, revision: session.revision + 1, leaseUntil: now + LEASE_MS, updatedAt: now };
-    if (!(await this.metadata.updateUpload(session.id, session.revision, current))) {
-      throw new OciError('RANGE_INVALID', 'another request changed this upload at the same time; check the upload status and resume', undefined, rangeHeaders(session.offset));
-    }
+  private async withLease(
+    session: UploadSession,
+    requestSignal: AbortSignal | undefined,
+    work: (held: UploadSession, signal: AbortSignal, save: SaveSession) => Promise<UploadSession>,
+    sessionEndsOnSuccess = false,
+  ): Promise<UploadSession> {
+    if (this.leased(session)) throw busyError(session.offset, 'another request is writing to this upload; wait for it, then check the upload status');
+    const now = this.now();
+    const held: UploadSession = { ...session, revision: session.revision + 1, leaseUntil: now + LEASE_MS, updatedAt: now };
+    if (!(await this.metadata.updateUpload(session.id, session.revision, held))) throw busyError(session.offset);
+    this.active.add(session.id);
+    const lost = new AbortController();
+    const signal = requestSignal ? AbortSignal.any([requestSignal, lost.signal]) : lost.signal;
     this.options.onActiveChange?.(1);
+    // Renewals and saves go one after another: each is a compare-and-set on the revision the last one left.
     let renewing: Promise<void> = Promise.resolve();
+    const store = (changes: Partial<UploadSession>): Promise<boolean> => {
+      const step = renewing.then(async () => {
+        const at = this.now();
+        const next: UploadSession = { ...held, ...changes, revision: held.revision + 1, updatedAt: at };
+        if (!(await this.metadata.updateUpload(held.id, held.revision, next))) return false;
+        Object.assign(held, next);
+        return true;
+      });
+      renewing = step.then(
+        () => undefined,
+        () => undefined,
+      );
+      return step;
+    };
+    const save: SaveSession = async (changes) => {
+      if (!(await store(changes))) throw busyError(held.offset);
+    };
     const timer = setInterval(() => {
-      renewing = renewing
-        .then(async () => {
-          const next = { ...current, revision: current.revision + 1, leaseUntil: Date.now() + LEASE_MS, updatedAt: Date.now() };
-          if (await this.metadata.updateUpload(current.id, current.revision, next)) {
-            current.revision = next.revision;
-            current.leaseUntil = next.leaseUntil;
-          }
-        })
-        .catch(() => undefined);
+      store({ leaseUntil: this.now() + LEASE_MS }).then(
+        (won) => {
+          if (!won) lost.abort(new Error('the upload was taken over by another request'));
+        },
+        () => undefined,
+      );
     }, LEASE_MS / 3);
     timer.unref();
     let result: UploadSession | undefined;
     try {
-      result = await work(current);
+      result = await work(held, signal, save);
       return result;
     } finally {
       clearInterval(timer);
       await renewing;
+      this.active.delete(session.id);
       this.options.onActiveChange?.(-1);
       if (!(result && sessionEndsOnSuccess)) {
-        const final: UploadSession = { ...(result ?? current), revision: current.revision + 1, updatedAt: Date.now() };
+        const final: UploadSession = { ...held, revision: held.revision + 1, updatedAt: this.now() };
         delete final.leaseUntil;
-        await this.metadata.updateUpload(session.id, current.revision, final).catch(() => undefined);
-        if (result) result.revision = final.revision;
+        const stored = this.metadata.updateUpload(session.id, held.revision, final);
+        // After a failure the client already gets an error; after a success it must not hear of bytes
+        // the session does not record.
+        if (result === undefined) await stored.catch(() => false);
+        else if (!(await stored)) throw busyError(held.offset);
+        Object.assign(held, final);
       }
     }
   }
+}
+
+/** Stores changes to the held session (a compare-and-set under the lease); throws if the lease was lost. */
+type SaveSession = (changes: Partial<UploadSession>) => Promise<void>;
+
+function checkpointOf(session: UploadSession): { size: number; state?: string } {
+  return session.driverState === undefined ? { size: session.offset } : { size: session.offset, state: session.driverState };
+}
+
+function assertStartsAt(range: ChunkRange | undefined, offset: number): void {
+  if (range && range.start !== offset) {
+    throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${offset} bytes; resume from ${offset}`, undefined, rangeHeaders(offset));
+  }
+}
+
+function busyError(offset: number, message = 'another request changed this upload at the same time; check the upload status and resume'): OciError {
+  return new OciError('RANGE_INVALID', message, undefined, rangeHeaders(offset));
+}
+
+function lostError(session: UploadSession): OciError {
+  return new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} no longer holds the ${session.offset} bytes it received; start a new upload`);
 }
 
 /** The headers telling a client how many bytes an upload holds (`Range: 0-<last>`). */

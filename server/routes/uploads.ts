@@ -70,7 +70,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const session = await ctx.uploads.start(name);
     if (digest !== undefined) {
       try {
-        await ctx.uploads.finish(name, session.id, digest, request.raw, undefined, length, abortSignal(request));
+        await ctx.uploads.finish(name, session.id, digest, { body: request.raw, length, signal: abortSignal(request) });
       } catch (err) {
         // The client never learned this session's id, so nobody could resume it: drop it and its bytes.
         await ctx.uploads.cancel(name, session.id).catch(() => undefined);
@@ -100,7 +100,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const { name, id } = ids(request);
     await push(request, name);
     const range = chunkRange(request);
-    const session = await ctx.uploads.append(name, id, request.raw, range, contentLength(request), abortSignal(request));
+    const session = await ctx.uploads.append(name, id, { body: request.raw, range, length: contentLength(request), signal: abortSignal(request) });
     return sessionHeaders(reply.code(202), name, session).send();
   });
 
@@ -112,7 +112,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const digest = parseDigest(digestParam);
     const range = chunkRange(request);
     const length = contentLength(request);
-    await ctx.uploads.finish(name, id, digest, request.raw, range, length, abortSignal(request));
+    await ctx.uploads.finish(name, id, digest, { body: request.raw, range, length, signal: abortSignal(request) });
     ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
     return created(reply, name, digest.value);
   });

@@ -8,13 +8,14 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
 import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
+  InProgressLostError,
   InvalidKeyError,
   InvalidOffsetError,
   StorageUnavailableError,
@@ -23,6 +24,7 @@ import {
   type BlobSender,
   type BlobWriter,
   type ReadOptions,
+  type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
 import { checkRange, combineSignals, type ByteRange } from './driver-util.js';
@@ -150,12 +152,25 @@ export class FilesystemDriver implements BlobDriver {
     options.signal?.throwIfAborted();
     const dir = this.inProgressDir(key);
     const data = join(dir, DATA);
+    const resume = options.resume;
+    if (resume && resume.size > 0) {
+      // The checkpoint's bytes must still be there; a missing file (swept, deleted) is not a fresh start.
+      const held = await stat(data).then(
+        (info) => info.size,
+        (err: unknown) => {
+          if (isCode(err, 'ENOENT', 'ENOTDIR')) return 0;
+          throw err;
+        },
+      );
+      if (held < resume.size) throw new InProgressLostError(key, `holds ${held} of the ${resume.size} bytes its checkpoint records`);
+    }
     await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key));
-    // O_APPEND: every write lands at the end, whichever writer (or process) made the file.
+    // O_APPEND: every write lands at the end of what the checkpoint (or nothing) left there.
     const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key));
     try {
-      if (!options.append) await handle.truncate(0);
-      const { size } = await handle.stat();
+      const size = resume?.size ?? 0;
+      // Bytes past the checkpoint come from a write that was cut short and never acknowledged.
+      if ((await handle.stat()).size !== size) await handle.truncate(size);
       // A new in-progress file: make its directory entry durable, so data acknowledged after close()
       // survives a power loss too.
       if (size === 0) await syncDir(dir);
@@ -200,17 +215,21 @@ export class FilesystemDriver implements BlobDriver {
 
   /**
    * Crash and abandonment leftovers: removes in-progress objects not written to since `olderThan`
-   * and put() temporaries a killed process left in <root>/@tmp (younger ones may belong to a put()
-   * running elsewhere right now). Returns how many files were removed.
+   * that nothing owns any more, and put() temporaries a killed process left in <root>/@tmp (younger
+   * ones may belong to a put() running elsewhere right now). Returns how many files were removed.
    */
-  async sweep(olderThan: Date): Promise<number> {
+  async sweep(olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
     const cutoff = olderThan.getTime();
     let removed = 0;
     for (const path of await filesBelow(join(this.root, TMP))) {
       if (await removeIfOlder(path, cutoff)) removed++;
     }
-    for (const path of await filesBelow(join(this.root, IN_PROGRESS))) {
-      if (basename(path) !== DATA || !(await removeIfOlder(path, cutoff))) continue;
+    const inProgressRoot = join(this.root, IN_PROGRESS);
+    for (const path of await filesBelow(inProgressRoot)) {
+      if (basename(path) !== DATA) continue;
+      const key = relative(inProgressRoot, dirname(path)).split(sep).join('/');
+      if (await isLive(key)) continue;
+      if (!(await removeIfOlder(path, cutoff))) continue;
       removed++;
       await removeEmptyDir(dirname(path));
     }
@@ -272,15 +291,16 @@ class FilesystemWriter implements BlobWriter {
     return this.bytes - before;
   }
 
-  async close(): Promise<void> {
+  async close(): Promise<WriterCheckpoint> {
     const handle = this.handle;
-    if (!handle) return;
+    if (!handle) return { size: this.bytes };
     this.handle = undefined;
     try {
       await handle.sync();
     } finally {
       await handle.close();
     }
+    return { size: this.bytes };
   }
 
   async commit(): Promise<void> {

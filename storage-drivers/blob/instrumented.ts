@@ -10,6 +10,7 @@ import {
   type BlobInfo,
   type BlobWriter,
   type ReadOptions,
+  type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
 
@@ -38,7 +39,7 @@ export function instrument(driver: BlobDriver, observe: BlobObserver): BlobDrive
 class InstrumentedDriver implements BlobDriver {
   readonly name: string;
   readonly redirectUrl?: (key: string) => Promise<string | undefined>;
-  readonly sweep?: (olderThan: Date) => Promise<number>;
+  readonly sweep?: (olderThan: Date, isLive: (key: string) => Promise<boolean>) => Promise<number>;
   readonly openSender?: (key: string, options?: ReadOptions) => Promise<BlobSender>;
 
   constructor(
@@ -48,8 +49,8 @@ class InstrumentedDriver implements BlobDriver {
     this.name = inner.name;
     const redirect = inner.redirectUrl?.bind(inner);
     if (redirect) this.redirectUrl = (key) => this.run('redirectUrl', [key], () => redirect(key));
-    const sweep = (inner as { sweep?: (olderThan: Date) => Promise<number> }).sweep?.bind(inner);
-    if (sweep) this.sweep = (olderThan) => this.run('sweep', [], () => sweep(olderThan));
+    const sweep = inner.sweep?.bind(inner);
+    if (sweep) this.sweep = (olderThan, isLive) => this.run('sweep', [], () => sweep(olderThan, isLive));
     const openSender = inner.openSender?.bind(inner);
     if (openSender) this.openSender = (key, options) => this.run('openSender', [key], () => openSender(key, options));
   }
@@ -172,7 +173,7 @@ class InstrumentedWriter implements BlobWriter {
     );
   }
 
-  close(): Promise<void> {
+  close(): Promise<WriterCheckpoint> {
     return this.run('writer.close', () => this.inner.close());
   }
 

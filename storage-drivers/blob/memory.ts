@@ -5,10 +5,12 @@ import {
   assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
+  InProgressLostError,
   type BlobDriver,
   type BlobInfo,
   type BlobWriter,
   type ReadOptions,
+  type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
 import { checkRange, combineSignals, isUnder } from './driver-util.js';
@@ -58,12 +60,21 @@ export class MemoryDriver implements BlobDriver {
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
     assertValidKey(key);
     options.signal?.throwIfAborted();
-    let state = options.append ? this.inProgress.get(key) : undefined;
-    if (!state) {
+    const resume = options.resume;
+    let state = resume ? this.inProgress.get(key) : undefined;
+    if (resume && (state || resume.size > 0)) {
+      if (!state || state.size < resume.size) throw new InProgressLostError(key, `holds ${state?.size ?? 0} of the ${resume.size} bytes its checkpoint records`);
+      if (state.size > resume.size) {
+        // Bytes past the checkpoint were never acknowledged: drop them.
+        const all = Buffer.concat(state.chunks, state.size).subarray(0, resume.size);
+        state.chunks = [Buffer.from(all)];
+        state.size = resume.size;
+      }
+    } else {
       state = { chunks: [], size: 0, touchedAt: Date.now() };
       this.inProgress.set(key, state);
     }
-    return new MemoryWriter(this, key, state, options.signal);
+    return new MemoryWriter(this, key, state as InProgress, options.signal);
   }
 
   async move(from: string, to: string): Promise<void> {
@@ -88,11 +99,11 @@ export class MemoryDriver implements BlobDriver {
     yield* keys;
   }
 
-  /** Removes in-progress objects not written to since `olderThan`; returns how many. */
-  async sweep(olderThan: Date): Promise<number> {
+  /** Removes in-progress objects not written to since `olderThan` that nothing owns; returns how many. */
+  async sweep(olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
     let removed = 0;
     for (const [key, state] of [...this.inProgress]) {
-      if (state.touchedAt >= olderThan.getTime()) continue;
+      if (state.touchedAt >= olderThan.getTime() || (await isLive(key))) continue;
       this.inProgress.delete(key);
       removed++;
     }
@@ -156,8 +167,9 @@ class MemoryWriter implements BlobWriter {
     return this.state.size - before;
   }
 
-  async close(): Promise<void> {
+  async close(): Promise<WriterCheckpoint> {
     this.done = true;
+    return { size: this.state.size };
   }
 
   async commit(): Promise<void> {

@@ -1,4 +1,4 @@
-// S3 plumbing shared by the driver and its writers: listing, batched deletes, the persisted state of
+// S3 plumbing shared by the driver and its writers: listing, batched deletes, the checkpoint state of
 // in-progress objects, streamed bodies with their own retries.
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -6,8 +6,8 @@ import {
   AbortMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  PutObjectCommand,
   type _Object,
   type S3Client,
   type ServerSideEncryption,
@@ -54,7 +54,7 @@ const partSchema = z.object({
 });
 const segmentSchema = z.object({ key: z.string().min(1), size: z.number().int().min(0) });
 
-/** What is persisted at the state key after every close(). */
+/** What a close() returns as the checkpoint's state, for the owner to keep. */
 export const uploadStateSchema = z.object({
   v: z.literal(1),
   key: z.string(),
@@ -64,6 +64,8 @@ export const uploadStateSchema = z.object({
   parts: z.array(partSchema),
   /** Bytes after the last part, stored as small objects until they fill the next part. */
   segments: z.array(segmentSchema),
+  /** Segments already folded into a part, deleted by the next writer once the owner stored this state. */
+  obsolete: z.array(z.string()).default([]),
   createdAt: z.string(),
 });
 export type UploadState = z.infer<typeof uploadStateSchema>;
@@ -71,7 +73,7 @@ export type PartRecord = z.infer<typeof partSchema>;
 export type SegmentRecord = z.infer<typeof segmentSchema>;
 
 export function freshState(key: string, plan: PartPlan): UploadState {
-  return { v: 1, key, plan, parts: [], segments: [], createdAt: new Date().toISOString() };
+  return { v: 1, key, plan, parts: [], segments: [], obsolete: [], createdAt: new Date().toISOString() };
 }
 
 export function stateSize(state: UploadState): number {
@@ -82,47 +84,16 @@ export function stateSize(state: UploadState): number {
 }
 
 /**
- * The stored state of the in-progress object at `key`. A corrupt state is an error, except when the
- * caller is about to throw it away anyway (`corrupt: 'ignore'`).
+ * The state carried by a checkpoint of the in-progress object at `key`; undefined when it is not one
+ * of this driver's states for that key.
  */
-export async function readState(
-  ctx: S3Context,
-  key: string,
-  options: { corrupt?: 'throw' | 'ignore' } = {},
-): Promise<UploadState | undefined> {
-  const s3Key = ctx.keys.state(key);
+export function parseState(key: string, text: string | undefined): UploadState | undefined {
+  if (text === undefined) return undefined;
   try {
-    const out = await ctx.client.send(new GetObjectCommand({ Bucket: ctx.bucket, Key: s3Key }));
-    const text = out.Body === undefined ? '' : await out.Body.transformToString();
     const state = uploadStateSchema.parse(JSON.parse(text));
-    if (state.key !== key) throw new SyntaxError(`state of ${state.key} stored at ${s3Key}`);
-    return state;
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    if (err instanceof SyntaxError || err instanceof z.ZodError) {
-      if (options.corrupt === 'ignore') return undefined;
-      throw unavailable('read of upload state', s3Key, err);
-    }
-    throw unavailable('GetObject', s3Key, err);
-  }
-}
-
-export async function writeState(ctx: S3Context, key: string, state: UploadState): Promise<void> {
-  const s3Key = ctx.keys.state(key);
-  const body = Buffer.from(JSON.stringify(state));
-  try {
-    await ctx.client.send(
-      new PutObjectCommand({
-        Bucket: ctx.bucket,
-        Key: s3Key,
-        Body: body,
-        ContentLength: body.length,
-        ContentType: 'application/json',
-        ...ctx.tempParams,
-      }),
-    );
-  } catch (err) {
-    throw unavailable('PutObject', s3Key, err);
+    return state.key === key ? state : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -198,11 +169,28 @@ export async function abortUpload(ctx: S3Context, s3Key: string, uploadId: strin
   }
 }
 
-/** Throws away the in-progress object at `key`: its multipart upload, segments and state. */
-export async function discardInProgress(ctx: S3Context, key: string, state: UploadState | undefined): Promise<void> {
-  if (state?.uploadId !== undefined) await abortUpload(ctx, ctx.keys.object(key), state.uploadId);
+/**
+ * Throws away the in-progress object at `key`: the multipart uploads at its object key (found by
+ * listing, where the store can) and its segments.
+ */
+export async function discardInProgress(ctx: S3Context, key: string, uploadId?: string): Promise<void> {
+  const s3Key = ctx.keys.object(key);
+  const ids = new Set<string>(uploadId === undefined ? [] : [uploadId]);
+  for (const id of await multipartUploadsAt(ctx, s3Key)) ids.add(id);
+  for (const id of ids) await abortUpload(ctx, s3Key, id);
   // Direct children only: in-progress objects under `key/` are not this one's.
   await deletePrefix(ctx, ctx.keys.uploadDir(key), '/');
+}
+
+/** Ids of the multipart uploads in progress at exactly `s3Key`; empty where the store cannot list them. */
+async function multipartUploadsAt(ctx: S3Context, s3Key: string): Promise<string[]> {
+  try {
+    const out = await ctx.client.send(new ListMultipartUploadsCommand({ Bucket: ctx.bucket, Prefix: s3Key }));
+    return (out.Uploads ?? []).filter((u) => u.Key === s3Key && u.UploadId !== undefined).map((u) => u.UploadId as string);
+  } catch (err) {
+    if (isUnsupported(err)) return [];
+    throw unavailable('ListMultipartUploads', ctx.bucket, err);
+  }
 }
 
 /**

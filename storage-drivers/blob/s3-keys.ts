@@ -1,19 +1,18 @@
 // Where things live in the bucket. With prefix P (may be empty):
 //
 //   P/<key>                          committed objects, exactly the driver's keys
-//   P/~uploads/<key>/~state          JSON state of the in-progress object at <key> (multipart upload id,
-//                                    finished parts, pending tail segments)
-//   P/~uploads/<key>/~seg-<offset>-<rand>   tail bytes not yet part of a multipart part
-//   P/~uploads/<key>/~lease          touched while a long write streams, so the sweeper sees activity
+//   P/~uploads/<key>/~seg-<offset>-<rand>   tail bytes of the in-progress object at <key> not yet part
+//                                    of a multipart part
+//
+// The state of an in-progress object (multipart upload id, finished parts, tail segments) is not kept
+// here: it is the checkpoint its owner, the upload session, stores in metadata.
 //
 // '~' is outside the key alphabet, so in-progress data can never collide with or be listed as a
 // committed key, and one lifecycle rule on `P/~uploads/` can expire what crashes leave behind.
 import { randomBytes } from 'node:crypto';
 
 const UPLOADS = '~uploads';
-const STATE = '~state';
 const SEGMENT = '~seg-';
-const LEASE = '~lease';
 
 export class S3Keys {
   private readonly root: string;
@@ -49,21 +48,9 @@ export class S3Keys {
     return `${this.root}${UPLOADS}/${key}/`;
   }
 
-  state(key: string): string {
-    return `${this.uploadDir(key)}${STATE}`;
-  }
-
   /** A fresh segment key; the zero-padded offset keeps listings in write order. */
   segment(key: string, offset: number): string {
     return `${this.uploadDir(key)}${SEGMENT}${offset.toString().padStart(15, '0')}-${randomBytes(6).toString('hex')}`;
-  }
-
-  lease(key: string): string {
-    return `${this.uploadDir(key)}${LEASE}`;
-  }
-
-  static isState(s3Key: string): boolean {
-    return s3Key.endsWith(`/${STATE}`);
   }
 
   /** The upload directory an internal object belongs to. */

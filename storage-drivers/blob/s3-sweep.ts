@@ -1,41 +1,34 @@
-// Cleanup of what crashed or abandoned uploads leave in the bucket. An upload directory is judged by
-// its latest activity: its state (rewritten by every close), segments, or the lease a long write
-// renews; multipart uploads are listed too, for those that died before writing anything else.
+// Cleanup of what crashed or abandoned uploads leave in the bucket. An upload directory whose owner
+// (the upload session) is gone is removed once its newest object is older than the cutoff; multipart
+// uploads are listed too, for those that died before storing anything else.
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { isUnsupported, unavailable } from './s3-errors.js';
-import { abortUpload, deleteKeys, discardInProgress, listObjects, readState, type S3Context } from './s3-io.js';
+import { abortUpload, deleteKeys, listObjects, type S3Context } from './s3-io.js';
 import { S3Keys } from './s3-keys.js';
 
-/** Discards everything in progress with no activity since `olderThan`; returns how many were removed. */
-export async function sweepInProgress(ctx: S3Context, olderThan: Date): Promise<number> {
+/** Discards everything in progress that nothing owns and nothing touched since `olderThan`; returns how many were removed. */
+export async function sweepInProgress(ctx: S3Context, olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
   const cutoff = olderThan.getTime();
-  const dirs = new Map<string, { hasState: boolean; lastActive: number; objects: string[] }>();
+  const dirs = new Map<string, { lastActive: number; objects: string[] }>();
   for await (const object of listObjects(ctx, ctx.keys.uploadsRoot())) {
     const objectKey = object.Key as string;
     const dir = S3Keys.dirOf(objectKey);
-    const entry = dirs.get(dir) ?? { hasState: false, lastActive: 0, objects: [] };
-    entry.hasState ||= S3Keys.isState(objectKey);
+    const entry = dirs.get(dir) ?? { lastActive: 0, objects: [] };
     entry.lastActive = Math.max(entry.lastActive, object.LastModified?.getTime() ?? 0);
     entry.objects.push(objectKey);
     dirs.set(dir, entry);
   }
   let removed = 0;
-  const active = new Set<string>();
   for (const [dir, entry] of dirs) {
-    if (entry.lastActive >= cutoff) {
-      active.add(dir);
-      continue;
-    }
-    const key = ctx.keys.keyOfUploadDir(dir);
-    if (entry.hasState) await discardInProgress(ctx, key, await readState(ctx, key, { corrupt: 'ignore' }));
-    else await deleteKeys(ctx, entry.objects);
+    if (entry.lastActive >= cutoff || (await isLive(ctx.keys.keyOfUploadDir(dir)))) continue;
+    await deleteKeys(ctx, entry.objects);
     removed++;
   }
-  return removed + (await sweepUploads(ctx, cutoff, active));
+  return removed + (await sweepUploads(ctx, cutoff, isLive));
 }
 
-/** Multipart uploads started before `cutoff` whose in-progress object shows no recent activity. */
-async function sweepUploads(ctx: S3Context, cutoff: number, activeDirs: Set<string>): Promise<number> {
+/** Multipart uploads started before `cutoff` whose in-progress object nothing owns. */
+async function sweepUploads(ctx: S3Context, cutoff: number, isLive: (key: string) => Promise<boolean>): Promise<number> {
   let removed = 0;
   let keyMarker: string | undefined;
   let uploadIdMarker: string | undefined;
@@ -59,7 +52,7 @@ async function sweepUploads(ctx: S3Context, cutoff: number, activeDirs: Set<stri
       if (upload.Key === undefined || upload.UploadId === undefined) continue;
       if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
       const key = ctx.keys.fromObject(upload.Key);
-      if (key !== undefined && activeDirs.has(ctx.keys.uploadDir(key))) continue;
+      if (key !== undefined && (await isLive(key))) continue;
       await abortUpload(ctx, upload.Key, upload.UploadId);
       removed++;
     }

@@ -1,6 +1,7 @@
 // The in-progress object at a key is one S3 multipart upload plus a tail of small "segment" objects
-// holding the bytes that do not fill a part yet. Its state (upload id, finished parts, segments) is a
-// JSON object in the bucket, rewritten by every close(), so the next PATCH can land on any process.
+// holding the bytes that do not fill a part yet. Its state (upload id, finished parts, segments) is the
+// checkpoint every close() returns; the owner (the upload session) stores it in metadata, so the next
+// PATCH can land on any process and no copy in the bucket can disagree with it.
 //
 // Memory: the writer buffers at most one part while the previous part uploads (two parts at most).
 // A close() with an unfinished part writes the buffered bytes as a new segment; when later writes fill
@@ -21,19 +22,16 @@ import {
   abortUpload,
   deleteKeys,
   deletePrefix,
+  discardInProgress,
   stateSize,
   sendConcatenated,
-  writeState,
   type PartRecord,
   type S3Context,
   type SegmentRecord,
   type UploadState,
 } from './s3-io.js';
 import { unavailable } from './s3-errors.js';
-import { BlobDriverError, StorageUnavailableError, type BlobWriter, BlobTooLargeError } from './types.js';
-
-/** How often a long-running write shows the sweeper it is alive. */
-const LEASE_RENEWAL_MS = 60_000;
+import { BlobDriverError, StorageUnavailableError, type BlobWriter, type WriterCheckpoint, BlobTooLargeError } from './types.js';
 
 export class S3Writer implements BlobWriter {
   private readonly s3Key: string;
@@ -50,7 +48,6 @@ export class S3Writer implements BlobWriter {
   /** Segments already folded into a part; deleted once a state without them is stored. */
   private obsolete: string[] = [];
   private finished = false;
-  private leaseRenewedAt = 0;
 
   constructor(
     private readonly ctx: S3Context,
@@ -106,8 +103,8 @@ export class S3Writer implements BlobWriter {
     return appended;
   }
 
-  /** Stores the in-progress state; after a failed part, the state as rolled back to the stored parts. */
-  async close(): Promise<void> {
+  /** Stores buffered bytes; the checkpoint's state is the one after a failed part rolled back to the stored parts. */
+  async close(): Promise<WriterCheckpoint> {
     this.assertOpen();
     await this.settle();
     this.finished = true;
@@ -116,10 +113,17 @@ export class S3Writer implements BlobWriter {
       this.state.segments.push(segment);
       this.segmentBytes += segment.size;
     }
-    await writeState(this.ctx, this.key, this.state);
-    // Only now no stored state refers to the folded segments any more. Best effort: the close has
-    // succeeded, and leftovers in the upload directory go with its commit, cancel or sweep.
-    await deleteKeys(this.ctx, this.obsolete.splice(0)).catch(() => undefined);
+    // Folded segments may go only once the owner has stored a state without them: the next writer does it.
+    this.state.obsolete = this.obsolete.splice(0);
+    return { size: this.written, state: JSON.stringify(this.state) };
+  }
+
+  /** Deletes segments an earlier writer folded into parts (its checkpoint, now stored, no longer needs them). */
+  async dropObsolete(): Promise<void> {
+    const obsolete = this.state.obsolete;
+    this.state.obsolete = [];
+    // Best effort: leftovers in the upload directory go with its commit, cancel or sweep.
+    await deleteKeys(this.ctx, obsolete).catch(() => undefined);
   }
 
   /**
@@ -157,8 +161,7 @@ export class S3Writer implements BlobWriter {
     this.finished = true;
     await this.settle();
     this.chunks = [];
-    if (this.state.uploadId !== undefined) await abortUpload(this.ctx, this.s3Key, this.state.uploadId);
-    await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/');
+    await discardInProgress(this.ctx, this.key, this.state.uploadId);
   }
 
   private partTarget(): number {
@@ -175,7 +178,6 @@ export class S3Writer implements BlobWriter {
     await this.settle();
     this.throwIfFailed();
     const uploadId = await this.ensureUpload();
-    await this.renewLease();
     this.nextPart++;
     const segments = this.state.segments.splice(0);
     const bytes = this.segmentBytes + this.buffered;
@@ -232,24 +234,6 @@ export class S3Writer implements BlobWriter {
 
   private assertOpen(): void {
     if (this.finished) throw new BlobDriverError(`writer for ${this.key} is already closed`);
-  }
-
-  /**
-   * A single PATCH can stream for longer than the sweeper's cutoff before close() writes any state;
-   * touching a lease object at most once a minute (checked per part) keeps it from being swept.
-   */
-  private async renewLease(): Promise<void> {
-    const now = Date.now();
-    if (now - this.leaseRenewedAt < LEASE_RENEWAL_MS) return;
-    this.leaseRenewedAt = now;
-    const key = this.ctx.keys.lease(this.key);
-    try {
-      await this.ctx.client.send(
-        new PutObjectCommand({ Bucket: this.ctx.bucket, Key: key, Body: Buffer.alloc(0), ContentLength: 0, ...this.ctx.tempParams }),
-      );
-    } catch (err) {
-      throw unavailable('PutObject', key, err);
-    }
   }
 
   private async ensureUpload(): Promise<string> {

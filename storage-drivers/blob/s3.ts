@@ -15,13 +15,13 @@ import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.j
 import { createS3Client, describeEndpoint } from './s3-client.js';
 import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, unavailable } from './s3-errors.js';
 import {
-  abortUpload,
   deleteKeys,
   deletePrefix,
   discardInProgress,
   freshState,
   listObjects,
-  readState,
+  parseState,
+  stateSize,
   type ObjectParams,
   type S3Context,
 } from './s3-io.js';
@@ -34,6 +34,7 @@ import {
   assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
+  InProgressLostError,
   InvalidOffsetError,
   StorageUnavailableError,
   type BlobDriver,
@@ -181,10 +182,19 @@ export class S3BlobDriver implements BlobDriver {
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
     assertValidKey(key);
     options.signal?.throwIfAborted();
-    const existing = await readState(this.ctx, key, { corrupt: options.append ? 'throw' : 'ignore' });
-    if (options.append && existing !== undefined) return new S3Writer(this.ctx, key, existing, options.signal);
-    if (existing !== undefined) await discardInProgress(this.ctx, key, existing);
-    return new S3Writer(this.ctx, key, freshState(key, this.ctx.plan), options.signal);
+    const resume = options.resume;
+    if (resume === undefined) {
+      // A fresh start at a key that held an in-progress object (not so for uploads, whose keys are new).
+      await discardInProgress(this.ctx, key);
+      return new S3Writer(this.ctx, key, freshState(key, this.ctx.plan), options.signal);
+    }
+    const state = resume.size === 0 && resume.state === undefined ? freshState(key, this.ctx.plan) : parseState(key, resume.state);
+    if (state === undefined || stateSize(state) !== resume.size) {
+      throw new InProgressLostError(key, `cannot be resumed: its checkpoint of ${resume.size} bytes carries no usable S3 state`);
+    }
+    const writer = new S3Writer(this.ctx, key, state, options.signal);
+    await writer.dropObsolete();
+    return writer;
   }
 
   async move(from: string, to: string): Promise<void> {
@@ -228,15 +238,14 @@ export class S3BlobDriver implements BlobDriver {
     }
     await deletePrefix(this.ctx, this.keys.children(key));
     // In-progress objects at `key` and under `key/` share the upload directory of `key`.
+    const dirs = new Set<string>([this.keys.uploadDir(key)]);
     const internal: string[] = [];
     for await (const object of listObjects(this.ctx, this.keys.uploadDir(key))) {
       const objectKey = object.Key as string;
       internal.push(objectKey);
-      if (!S3Keys.isState(objectKey)) continue;
-      const dir = S3Keys.dirOf(objectKey);
-      const state = await readState(this.ctx, this.keys.keyOfUploadDir(dir), { corrupt: 'ignore' });
-      if (state?.uploadId !== undefined) await abortUpload(this.ctx, this.keys.object(state.key), state.uploadId);
+      dirs.add(S3Keys.dirOf(objectKey));
     }
+    for (const dir of dirs) await discardInProgress(this.ctx, this.keys.keyOfUploadDir(dir));
     await deleteKeys(this.ctx, internal);
   }
 
@@ -286,8 +295,8 @@ export class S3BlobDriver implements BlobDriver {
    * multipart upload, segments and state), orphaned segments, and multipart uploads whose object shows
    * no activity since then. Returns how many in-progress objects or orphans were removed.
    */
-  async sweep(olderThan: Date): Promise<number> {
-    return sweepInProgress(this.ctx, olderThan);
+  async sweep(olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number> {
+    return sweepInProgress(this.ctx, olderThan, isLive);
   }
 
   async close(): Promise<void> {

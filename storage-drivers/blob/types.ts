@@ -17,26 +17,39 @@ export interface ReadOptions {
 
 export interface WriterOptions {
   /**
-   * true: continue an existing in-progress object at `key` (resumable upload, possibly written by
-   * another process); false: start a new one, discarding any previous in-progress data at `key`.
+   * Continue the in-progress object at `key` from this checkpoint, as an earlier `close()` returned it
+   * (possibly in another process). Bytes stored past the checkpoint (a write cut short by a crash) are
+   * dropped; if the object no longer holds the checkpoint's bytes the writer throws InProgressLostError.
+   * Without it the writer starts a new object, discarding previous in-progress data at `key`.
    */
-  append: boolean;
+  resume?: WriterCheckpoint;
   signal?: AbortSignal;
 }
 
 /**
+ * Where an in-progress object stands. Its owner (an upload session) keeps it and hands it back to
+ * resume: the driver stores no state of its own that could disagree with the owner's.
+ */
+export interface WriterCheckpoint {
+  /** Bytes the object holds. */
+  size: number;
+  /** Driver-specific state (S3: multipart upload id, parts, tail segments), opaque to the owner. */
+  state?: string;
+}
+
+/**
  * A writer for an in-progress object. Data written is not visible through `stat`/`reader` at `key`
- * until `commit()`; `close()` persists what was written so a later `writer(key, { append: true })`
- * (in this or another process) continues from `size`.
+ * until `commit()`; `close()` persists what was written and returns the checkpoint from which a later
+ * `writer(key, { resume })` (in this or another process) continues.
  */
 export interface BlobWriter {
   /** Bytes written so far, across all writers of this in-progress object. */
   readonly size: number;
   /** Appends the whole stream; resolves with the number of bytes appended. */
   write(src: Readable, signal?: AbortSignal): Promise<number>;
-  /** Flushes and releases the writer; the in-progress object can be resumed later. */
-  close(): Promise<void>;
-  /** Makes the written bytes readable at `key`. The writer is unusable afterwards. */
+  /** Makes what was written durable and releases the writer; resume later from the returned checkpoint. */
+  close(): Promise<WriterCheckpoint>;
+  /** Makes the written bytes readable at `key`, replacing any object there. The writer is unusable afterwards. */
   commit(): Promise<void>;
   /** Discards the in-progress object and everything written. */
   cancel(): Promise<void>;
@@ -75,8 +88,11 @@ export interface BlobDriver {
   openSender?(key: string, options?: ReadOptions): Promise<BlobSender>;
   /** A URL the client may be redirected to for a GET of `key`, when the driver supports it. */
   redirectUrl?(key: string): Promise<string | undefined>;
-  /** Removes in-progress data (and backend leftovers such as multipart uploads) older than the cutoff. */
-  sweep?(olderThan: Date): Promise<number>;
+  /**
+   * Removes in-progress data (and backend leftovers such as multipart uploads) untouched since the
+   * cutoff whose owner is gone: `isLive(key)` says whether something still owns the object at `key`.
+   */
+  sweep?(olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number>;
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -104,6 +120,13 @@ export class InvalidKeyError extends BlobDriverError {
 export class InvalidOffsetError extends BlobDriverError {
   constructor(readonly key: string, readonly offset: number) {
     super(`invalid offset ${offset} for ${key}`);
+  }
+}
+
+/** The in-progress object no longer holds the bytes its checkpoint records (swept, deleted, or cut short). */
+export class InProgressLostError extends BlobDriverError {
+  constructor(readonly key: string, detail: string) {
+    super(`in-progress object ${key} ${detail}`);
   }
 }
 

@@ -24,23 +24,32 @@ export interface BlobLink {
   size: number;
 }
 
-/** A resumable blob upload. */
+/**
+ * A resumable blob upload: the one record that owns its state. The offset, the hash state and the
+ * driver's checkpoint change together in one compare-and-set, so no second copy (a file's size, a
+ * state object in the bucket, a process's memory) can contradict it.
+ */
 export interface UploadSession {
   id: string;
   repo: string;
-  /** Bytes received and stored so far (the driver's in-progress size is authoritative after a crash). */
+  /** Bytes received and durably stored so far; bytes the driver holds beyond it were never acknowledged. */
   offset: number;
   /** Bumped on every change; compare-and-set key for updateUpload. */
   revision: number;
-  /** While a PATCH is writing: ms since epoch until which other writers are refused. */
+  /** While a request is writing: ms since epoch until which other writers are refused (renewed while it runs). */
   leaseUntil?: number;
   /** Milliseconds since the epoch. */
   createdAt: number;
   updatedAt: number;
   /** The SHA-256 state after `offset` bytes (base64), when the chunks are hashed resumably. */
   hashState?: string;
-  /** Opaque per-driver state (e.g. an S3 multipart upload id and its parts), JSON. */
+  /** The driver's checkpoint state for the in-progress bytes (e.g. an S3 multipart upload id and its parts). */
   driverState?: string;
+  /**
+   * Set once a finish has hashed this session's own bytes and found `digest`: from here the finish
+   * only moves and links them, and a retry after a crash may complete it (for that digest only).
+   */
+  verified?: { digest: Digest; size: number };
 }
 
 export interface Page {

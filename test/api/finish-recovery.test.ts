@@ -24,10 +24,19 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
     return { id: res.headers.get('docker-upload-uuid') as string, location: res.headers.get('location') as string };
   }
 
-  /** What a finish does to storage before it links the blob: commit the in-progress bytes. */
+  /** What a finish does to storage before it verifies the digest: commit the in-progress bytes. */
   async function commitLikeACrashedFinish(id: string): Promise<void> {
-    const writer = await reg.driver.writer(`uploads/${id}/data`, { append: true });
+    const session = await reg.metadata.getUpload(id);
+    assert.ok(session);
+    const writer = await reg.driver.writer(`uploads/${id}/data`, { resume: { size: session.offset, ...(session.driverState ? { state: session.driverState } : {}) } });
     await writer.commit();
+  }
+
+  /** What a finish records once the digest checked out, before it moves the bytes. */
+  async function markVerifiedLikeACrashedFinish(id: string, b: Blob): Promise<void> {
+    const session = await reg.metadata.getUpload(id);
+    assert.ok(session);
+    assert.ok(await reg.metadata.updateUpload(id, session.revision, { ...session, revision: session.revision + 1, verified: { digest: b.digest, size: b.size } }));
   }
 
   async function putAndRead(location: string, b: Blob): Promise<void> {
@@ -41,6 +50,7 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
   }
 
   it('completes when the crash came after the commit', async () => {
+    // (the retried PUT hashes the committed bytes at the upload's own key: they are this session's)
     const b = randomBlob(70_000);
     const { id, location } = await fullUpload(b);
     await commitLikeACrashedFinish(id);
@@ -51,6 +61,7 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
     const b = randomBlob(80_000);
     const { id, location } = await fullUpload(b);
     await commitLikeACrashedFinish(id);
+    await markVerifiedLikeACrashedFinish(id, b);
     await reg.driver.move(`uploads/${id}/data`, `blobs/sha256/${b.digest.slice(7, 9)}/${b.digest.slice(7)}/data`);
     await putAndRead(location, b);
   });
