@@ -7,13 +7,14 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.js';
 import { createS3Client, describeEndpoint } from './s3-client.js';
-import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, unavailable } from './s3-errors.js';
+import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, isUnsupported, unavailable } from './s3-errors.js';
 import {
   deleteKeys,
   deletePrefix,
@@ -24,6 +25,7 @@ import {
   stateSize,
   type ObjectParams,
   type S3Context,
+  type UploadState,
 } from './s3-io.js';
 import { S3Keys } from './s3-keys.js';
 import { planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
@@ -192,9 +194,34 @@ export class S3BlobDriver implements BlobDriver {
     if (state === undefined || stateSize(state) !== resume.size) {
       throw new InProgressLostError(key, `cannot be resumed: its checkpoint of ${resume.size} bytes carries no usable S3 state`);
     }
+    await this.assertPiecesExist(key, state);
     const writer = new S3Writer(this.ctx, key, state, options.signal);
     await writer.dropObsolete();
     return writer;
+  }
+
+  /**
+   * A checkpoint is only as good as the pieces it names: its tail segments (HEAD each, usually one or
+   * none) and its multipart upload (ListParts, where the store has it). Gone pieces mean the
+   * in-progress object was deleted, cancelled or swept.
+   */
+  private async assertPiecesExist(key: string, state: UploadState): Promise<void> {
+    for (const segment of state.segments) {
+      try {
+        await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: segment.key }));
+      } catch (err) {
+        if (isNotFound(err)) throw new InProgressLostError(key, `lost its tail segment ${segment.key}`);
+        throw unavailable('HeadObject', segment.key, err);
+      }
+    }
+    if (state.uploadId === undefined || state.parts.length === 0) return;
+    try {
+      await this.client.send(new ListPartsCommand({ Bucket: this.config.bucket, Key: this.keys.object(key), UploadId: state.uploadId, MaxParts: 1 }));
+    } catch (err) {
+      if (isUnsupported(err)) return;
+      if (isNotFound(err) || errorName(err) === 'NoSuchUpload') throw new InProgressLostError(key, 'lost its multipart upload');
+      throw unavailable('ListParts', this.keys.object(key), err);
+    }
   }
 
   async move(from: string, to: string): Promise<void> {

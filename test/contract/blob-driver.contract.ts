@@ -5,11 +5,13 @@
 // - Reads: `start` defaults to 0 and `end` (inclusive) to size - 1; `end` past the object is clamped.
 //   `start === size` yields an empty stream (so an empty object reads as empty); `start > size`,
 //   negative or non-integer offsets, or `end < start` throw InvalidOffsetError.
-// - `writer(key, { append: true })` with no in-progress object at `key` starts an empty one (size 0).
+// - `writer(key, { resume: { size: 0 } })` with no in-progress object at `key` starts an empty one
+//   (an upload session's first PATCH); resuming a checkpoint of more bytes than the object holds (it was
+//   deleted, cancelled or swept) throws InProgressLostError.
 // - Abort: when `write()` is aborted through its signal it rejects (AbortError), nothing becomes visible
 //   at `key`, and the writer stays usable for `close()` or `cancel()`. The in-progress object is
-//   *resumable*: after `close()`, `writer(key, { append: true }).size` equals the aborted writer's
-//   `size`, and its bytes are a prefix of what was sent.
+//   *resumable*: `close()` returns a checkpoint whose size equals the aborted writer's `size`,
+//   `writer(key, { resume })` continues there, and the bytes kept are a prefix of what was sent.
 // - A reader given an already-aborted signal either rejects or returns a stream that errors.
 // - A key may not be both an object and a prefix of other objects (the filesystem cannot do it), so the
 //   suite never creates `a/b` next to `a/b/c`.
@@ -19,9 +21,11 @@ import { Readable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import {
   BlobNotFoundError,
+  InProgressLostError,
   InvalidKeyError,
   InvalidOffsetError,
   type BlobDriver,
+  type WriterCheckpoint,
 } from '../../storage-drivers/blob/types.js';
 
 export interface BlobDriverFixture {
@@ -226,8 +230,8 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
           await rejectsWith(() => driver.reader(bad), InvalidKeyError, `reader ${what}`);
           await rejectsWith(() => driver.get(bad), InvalidKeyError, `get ${what}`);
           await rejectsWith(() => driver.put(bad, Buffer.from('x')), InvalidKeyError, `put ${what}`);
-          await rejectsWith(() => driver.writer(bad, { append: false }), InvalidKeyError, `writer ${what}`);
-          await rejectsWith(() => driver.writer(bad, { append: true }), InvalidKeyError, `append ${what}`);
+          await rejectsWith(() => driver.writer(bad, {}), InvalidKeyError, `writer ${what}`);
+          await rejectsWith(() => driver.writer(bad, { resume: { size: 0 } }), InvalidKeyError, `resume ${what}`);
           await rejectsWith(() => driver.move(bad, k('to')), InvalidKeyError, `move from ${what}`);
           await rejectsWith(() => driver.move(k('valid'), bad), InvalidKeyError, `move to ${what}`);
           await rejectsWith(() => driver.delete(bad), InvalidKeyError, `delete ${what}`);
@@ -302,7 +306,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
     describe('streams', () => {
       it('writes and commits an empty stream', async () => {
         const key = k('empty-stream');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         assert.equal(writer.size, 0);
         assert.equal(await writer.write(source([])), 0);
         assert.equal(writer.size, 0);
@@ -316,7 +320,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
       it('commits a writer that never wrote as an empty object', async () => {
         const key = k('never-written');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await writer.commit();
         assert.deepEqual(await driver.get(key), Buffer.alloc(0));
         await driver.delete(key);
@@ -325,7 +329,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
       it('streams 1 MiB in and out', async () => {
         const key = k('one-mib');
         const src = generate(MiB);
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         assert.equal(await writer.write(src.stream), MiB);
         assert.equal(writer.size, MiB);
         await writer.commit();
@@ -343,9 +347,10 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         const hash = createHash('sha256');
         let written = 0;
         let resumedSize = 0;
+        let checkpoint: WriterCheckpoint | undefined;
         for (const [index, piece] of pieces.entries()) {
           const on = index % 2 === 0 ? driver : other;
-          const writer = await on.writer(key, { append: index > 0 });
+          const writer = await on.writer(key, checkpoint === undefined ? {} : { resume: checkpoint });
           assert.equal(writer.size, written, `writer ${index} resumes at the bytes written so far`);
           const src = generate(piece, written, hash);
           assert.equal(await writer.write(src.stream), piece);
@@ -353,7 +358,10 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
           assert.equal(writer.size, written);
           resumedSize = writer.size;
           if (index === pieces.length - 1) await writer.commit();
-          else await writer.close();
+          else {
+            checkpoint = await writer.close();
+            assert.equal(checkpoint.size, written, `checkpoint ${index} records the bytes written so far`);
+          }
         }
         assert.equal(resumedSize, total);
         const expected = hash.digest('hex');
@@ -407,7 +415,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
     describe('writers', () => {
       it('appends across write() calls and tracks size', async () => {
         const key = k('appends');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         const parts = [bytes(10), bytes(0), bytes(70_000, 10), bytes(1, 70_010), bytes(3 * 65_536, 70_011)];
         let expected = 0;
         for (const part of parts) {
@@ -420,20 +428,22 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await driver.delete(key);
       });
 
-      it('resumes after close() with a new append writer (a later PATCH, maybe another process)', async () => {
+      it('resumes after close() from its checkpoint (a later PATCH, maybe another process)', async () => {
         const key = k('resume');
-        const first = await driver.writer(key, { append: false });
+        const first = await driver.writer(key, {});
         await first.write(source(Buffer.from('hello ')));
-        await first.close();
+        const cp1 = await first.close();
         assert.equal(first.size, 6);
+        assert.equal(cp1.size, 6);
 
-        const second = await other.writer(key, { append: true });
+        const second = await other.writer(key, { resume: cp1 });
         assert.equal(second.size, 6);
         assert.equal(await second.write(source([Buffer.from('wor'), Buffer.from('ld')])), 5);
         assert.equal(second.size, 11);
-        await second.close();
+        const cp2 = await second.close();
+        assert.equal(cp2.size, 11);
 
-        const third = await driver.writer(key, { append: true });
+        const third = await driver.writer(key, { resume: cp2 });
         assert.equal(third.size, 11);
         await third.write(source(Buffer.from('!')));
         await third.commit();
@@ -444,10 +454,11 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
       it('appends after a zero-byte write and a zero-byte writer', async () => {
         const key = k('zero-then-append');
-        const first = await driver.writer(key, { append: false });
+        const first = await driver.writer(key, {});
         assert.equal(await first.write(source(Buffer.alloc(0))), 0);
-        await first.close();
-        const second = await other.writer(key, { append: true });
+        const checkpoint = await first.close();
+        assert.equal(checkpoint.size, 0);
+        const second = await other.writer(key, { resume: checkpoint });
         assert.equal(second.size, 0);
         assert.equal(await second.write(source(Buffer.from('data'))), 4);
         await second.commit();
@@ -455,9 +466,9 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await driver.delete(key);
       });
 
-      it('starts an empty in-progress object when appending to none', async () => {
-        const key = k('append-to-none');
-        const writer = await driver.writer(key, { append: true });
+      it('starts an empty in-progress object when resuming an empty checkpoint with nothing stored (a first PATCH)', async () => {
+        const key = k('resume-none');
+        const writer = await driver.writer(key, { resume: { size: 0 } });
         assert.equal(writer.size, 0);
         await writer.write(source(Buffer.from('abc')));
         await writer.commit();
@@ -467,7 +478,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
       it('keeps in-progress data invisible until commit()', async () => {
         const key = k('hidden/object');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await writer.write(source(bytes(1000)));
         const invisible = async (): Promise<void> => {
           for (const on of [driver, other]) {
@@ -478,9 +489,9 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
           }
         };
         await invisible();
-        await writer.close();
+        const checkpoint = await writer.close();
         await invisible();
-        const resumed = await driver.writer(key, { append: true });
+        const resumed = await driver.writer(key, { resume: checkpoint });
         await resumed.commit();
         assert.deepEqual(await driver.get(key), bytes(1000));
         assert.deepEqual(await collect(driver.list(prefix)), [key]);
@@ -490,7 +501,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
       it('commit() overwrites an existing object at the key', async () => {
         const key = k('overwrite');
         await driver.put(key, Buffer.from('old contents'));
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await writer.write(source(Buffer.from('new')));
         assert.deepEqual(await driver.get(key), Buffer.from('old contents'), 'old object readable until commit');
         await writer.commit();
@@ -501,32 +512,31 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
       it('cancel() discards the in-progress object', async () => {
         const key = k('cancelled');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await writer.write(source(bytes(5000)));
         await writer.cancel();
         await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after cancel');
-        const again = await other.writer(key, { append: true });
-        assert.equal(again.size, 0, 'cancelled data is gone');
+        const again = await other.writer(key, {});
+        assert.equal(again.size, 0);
         await again.cancel();
 
         // Cancelling a resumed writer discards what earlier writers wrote too.
-        const first = await driver.writer(key, { append: false });
+        const first = await driver.writer(key, {});
         await first.write(source(bytes(10)));
-        await first.close();
-        const second = await other.writer(key, { append: true });
+        const checkpoint = await first.close();
+        const second = await other.writer(key, { resume: checkpoint });
         await second.write(source(bytes(10, 10)));
         await second.cancel();
-        const third = await driver.writer(key, { append: true });
-        assert.equal(third.size, 0);
-        await third.cancel();
+        await rejectsWith(() => driver.writer(key, { resume: checkpoint }), InProgressLostError, 'resume after cancel');
+        await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after cancel');
       });
 
-      it('writer(append: false) discards a previous in-progress object', async () => {
+      it('writer() without resume discards a previous in-progress object', async () => {
         const key = k('restart');
-        const first = await driver.writer(key, { append: false });
+        const first = await driver.writer(key, {});
         await first.write(source(Buffer.from('stale data')));
         await first.close();
-        const second = await other.writer(key, { append: false });
+        const second = await other.writer(key, {});
         assert.equal(second.size, 0);
         await second.write(source(Buffer.from('fresh')));
         await second.commit();
@@ -534,9 +544,41 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await driver.delete(key);
       });
 
+      it('resuming from a checkpoint drops bytes written after it (a PATCH cut short)', async () => {
+        const key = k('cut-short');
+        const first = await driver.writer(key, {});
+        await first.write(source(bytes(1000)));
+        const cp1 = await first.close();
+        assert.equal(cp1.size, 1000);
+        // A later PATCH writes more, then its process dies: it never closes, and the owner keeps cp1.
+        const abandoned = await other.writer(key, { resume: cp1 });
+        assert.equal(await abandoned.write(source(bytes(MiB + 5, 1000))), MiB + 5);
+        const resumed = await driver.writer(key, { resume: cp1 });
+        assert.equal(resumed.size, cp1.size, 'the resumed writer starts at the checkpoint');
+        await resumed.commit();
+        assert.equal((await driver.stat(key)).size, cp1.size);
+        assert.deepEqual(await driver.get(key), bytes(1000), 'only the checkpoint\'s bytes are committed');
+        // Free what the abandoned writer holds (a dead process's descriptors go with it); the delete
+        // below removes anything it stores on the way out.
+        await abandoned.close().catch(() => undefined);
+        await driver.delete(key);
+      });
+
+      it('resuming after the in-progress object was deleted throws InProgressLostError', async () => {
+        const key = k('lost');
+        const writer = await driver.writer(key, {});
+        await writer.write(source(bytes(2000)));
+        const checkpoint = await writer.close();
+        assert.ok(checkpoint.size > 0);
+        await driver.delete(key);
+        await rejectsWith(() => driver.writer(key, { resume: checkpoint }), InProgressLostError, 'resume after delete');
+        await rejectsWith(() => other.writer(key, { resume: checkpoint }), InProgressLostError, 'resume after delete (other)');
+        await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after delete');
+      });
+
       it('aborting write() rejects, hides the data and leaves a resumable object', async () => {
         const key = k('aborted');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await writer.write(source(bytes(100)));
         const controller = new AbortController();
         await assert.rejects(writer.write(abortingSource(3 * MiB, controller), controller.signal));
@@ -545,9 +587,10 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         assert.deepEqual(await collect(driver.list(prefix)), []);
         const kept = writer.size;
         assert.ok(kept >= 100 && kept <= 100 + 3 * MiB, `size after abort is plausible: ${kept}`);
-        await writer.close();
+        const checkpoint = await writer.close();
+        assert.equal(checkpoint.size, kept, 'the checkpoint keeps what the aborted writer stored');
 
-        const resumed = await other.writer(key, { append: true });
+        const resumed = await other.writer(key, { resume: checkpoint });
         assert.equal(resumed.size, kept, 'a resumed writer starts where the aborted one stopped');
         await resumed.write(source(Buffer.from('tail')));
         await resumed.commit();
@@ -561,18 +604,18 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
       it('a writer aborted by a pre-aborted signal can be cancelled', async () => {
         const key = k('aborted-early');
-        const writer = await driver.writer(key, { append: false });
+        const writer = await driver.writer(key, {});
         await assert.rejects(writer.write(source(bytes(1000)), AbortSignal.abort()));
         await rejectsWith(() => driver.stat(key), BlobNotFoundError, 'stat after abort');
         await writer.cancel();
-        const again = await driver.writer(key, { append: true });
+        const again = await driver.writer(key, {});
         assert.equal(again.size, 0);
         await again.cancel();
       });
 
       it('runs two writers for different keys concurrently', async () => {
-        const a = await driver.writer(k('concurrent/a'), { append: false });
-        const b = await other.writer(k('concurrent/b'), { append: false });
+        const a = await driver.writer(k('concurrent/a'), {});
+        const b = await other.writer(k('concurrent/b'), {});
         const srcA = generate(2 * MiB + 3, 0);
         const srcB = generate(MiB + 5, 12_345);
         assert.deepEqual(await Promise.all([a.write(srcA.stream), b.write(srcB.stream)]), [2 * MiB + 3, MiB + 5]);
@@ -634,7 +677,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
       });
 
       it('moves a committed streamed object', async () => {
-        const writer = await driver.writer(k('upload/data'), { append: false });
+        const writer = await driver.writer(k('upload/data'), {});
         const src = generate(MiB + 9);
         await writer.write(src.stream);
         await writer.commit();
@@ -660,7 +703,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await rejectsWith(() => driver.move(k('missing'), k('other')), BlobNotFoundError, 'move of missing');
         assert.deepEqual(await driver.get(k('dst')), Buffer.from('keep'));
         // An in-progress object is not a committed one.
-        const writer = await driver.writer(k('pending'), { append: false });
+        const writer = await driver.writer(k('pending'), {});
         await writer.write(source(Buffer.from('p')));
         await writer.close();
         await rejectsWith(() => driver.move(k('pending'), k('other')), BlobNotFoundError, 'move of in-progress');
@@ -693,22 +736,20 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
       });
 
       it('deletes in-progress objects at and under the key', async () => {
-        const top = await driver.writer(k('up/one'), { append: false });
+        const top = await driver.writer(k('up/one'), {});
         await top.write(source(bytes(50)));
-        await top.close();
-        const nested = await driver.writer(k('up/two/data'), { append: false });
+        const topCheckpoint = await top.close();
+        const nested = await driver.writer(k('up/two/data'), {});
         await nested.write(source(bytes(60)));
-        await nested.close();
-        const sibling = await driver.writer(k('upx'), { append: false });
+        const nestedCheckpoint = await nested.close();
+        const sibling = await driver.writer(k('upx'), {});
         await sibling.write(source(bytes(70)));
-        await sibling.close();
+        const siblingCheckpoint = await sibling.close();
         await other.delete(k('up'));
-        for (const key of [k('up/one'), k('up/two/data')]) {
-          const resumed = await driver.writer(key, { append: true });
-          assert.equal(resumed.size, 0, `in-progress ${key} deleted`);
-          await resumed.cancel();
+        for (const [key, checkpoint] of [[k('up/one'), topCheckpoint], [k('up/two/data'), nestedCheckpoint]] as const) {
+          await rejectsWith(() => driver.writer(key, { resume: checkpoint }), InProgressLostError, `in-progress ${key} deleted`);
         }
-        const survivor = await driver.writer(k('upx'), { append: true });
+        const survivor = await driver.writer(k('upx'), { resume: siblingCheckpoint });
         assert.equal(survivor.size, 70, 'sibling in-progress object kept');
         await survivor.cancel();
       });
@@ -724,7 +765,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         const inside = [k('l/x'), k('l/y/z'), k('l/y/w'), k('l/deep/er/est')];
         const outside = [k('lx/q'), k('l-other')];
         for (const key of [...inside, ...outside]) await driver.put(key, Buffer.from('.'));
-        const pending = await driver.writer(k('l/pending'), { append: false });
+        const pending = await driver.writer(k('l/pending'), {});
         await pending.write(source(Buffer.from('not yet')));
         await pending.close();
 
@@ -735,6 +776,49 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
 
         await driver.delete(k('l/pending'));
         for (const key of [...inside, ...outside]) await driver.delete(key);
+      });
+    });
+
+    describe('sweep', () => {
+      it('never sweeps an in-progress object whose key is live, however old, and sweeps it once it is not', async (t) => {
+        const sweep = driver.sweep?.bind(driver);
+        if (sweep === undefined) {
+          t.skip(`${driver.name} has no sweep()`);
+          return;
+        }
+        const live = k('sweep/live');
+        const dead = k('sweep/dead');
+        const open = async (key: string, length: number): Promise<WriterCheckpoint> => {
+          const writer = await driver.writer(key, {});
+          await writer.write(source(bytes(length)));
+          return writer.close();
+        };
+        const liveCheckpoint = await open(live, 3000);
+        const deadCheckpoint = await open(dead, 4000);
+        await driver.put(k('sweep/committed'), Buffer.from('kept'));
+        // A cutoff in the future: everything in progress counts as idle for longer than allowed.
+        const future = new Date(Date.now() + 60_000);
+
+        const asked: string[] = [];
+        const removed = await sweep(future, async (key) => {
+          asked.push(key);
+          return key === live;
+        });
+        assert.ok(removed >= 1, `the idle object nothing owns is swept (removed ${removed})`);
+        assert.ok(asked.includes(live), `isLive was asked about ${live}: ${JSON.stringify(asked)}`);
+        const kept = await other.writer(live, { resume: liveCheckpoint });
+        assert.equal(kept.size, 3000, 'a live in-progress object is never swept');
+        const keptCheckpoint = await kept.close();
+        await rejectsWith(() => driver.writer(dead, { resume: deadCheckpoint }), InProgressLostError, 'resume of a swept object');
+
+        assert.ok((await sweep(future, async () => false)) >= 1, 'once not live, the object is swept');
+        await rejectsWith(() => driver.writer(live, { resume: keptCheckpoint }), InProgressLostError, 'resume once swept');
+        if (fixture.rawKeys) {
+          const raw = (await fixture.rawKeys()).filter((key) => key.includes(prefix));
+          assert.deepEqual(raw.filter((key) => !key.endsWith('sweep/committed')), [], 'sweep leaves nothing in progress behind');
+        }
+        assert.deepEqual(await driver.get(k('sweep/committed')), Buffer.from('kept'), 'committed objects are never swept');
+        await driver.delete(k('sweep'));
       });
     });
 

@@ -8,7 +8,13 @@ import { after, before, describe, it } from 'node:test';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
-import { BlobNotFoundError, InvalidKeyError, StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+import {
+  BlobNotFoundError,
+  InProgressLostError,
+  InvalidKeyError,
+  StorageUnavailableError,
+  type WriterCheckpoint,
+} from '../../storage-drivers/blob/types.js';
 
 async function filesUnder(root: string): Promise<string[]> {
   const entries = await readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
@@ -47,11 +53,11 @@ describe('FilesystemDriver', () => {
   });
 
   it('stores a committed object at <root>/<key> and in-progress data elsewhere', async () => {
-    const writer = await driver.writer('layout/blob', { append: false });
+    const writer = await driver.writer('layout/blob', {});
     await writer.write(textSource('abc'));
-    await writer.close();
+    const checkpoint = await writer.close();
     await assert.rejects(stat(join(root, 'layout', 'blob')));
-    const resumed = await driver.writer('layout/blob', { append: true });
+    const resumed = await driver.writer('layout/blob', { resume: checkpoint });
     await resumed.commit();
     assert.equal(await readFile(join(root, 'layout', 'blob'), 'utf8'), 'abc');
     await driver.put('layout/small', Buffer.from('s'));
@@ -59,26 +65,32 @@ describe('FilesystemDriver', () => {
     await driver.delete('layout');
   });
 
-  it('hides the data of a writer whose process was killed mid-write, and can resume it', { timeout: 30_000 }, async () => {
+  it('hides the data of a writer whose process was killed mid-write, and resumes from the last checkpoint', { timeout: 30_000 }, async () => {
     const chunk = 64 * 1024;
+    const closed = 1024 * 1024;
     const before = 4 * 1024 * 1024;
     const moduleUrl = new URL('../../storage-drivers/blob/filesystem.js', import.meta.url).href;
-    // The child writes `before` bytes, says so, then waits for more data that never comes.
+    // The child writes and closes `closed` bytes (printing the checkpoint, as an upload session would
+    // store it), resumes, writes up to `before` bytes, says so, then waits for more data that never comes.
     const script = `
       import { Readable } from 'node:stream';
       const { FilesystemDriver } = await import(${JSON.stringify(moduleUrl)});
       const driver = new FilesystemDriver({ root: ${JSON.stringify(root)} });
-      const writer = await driver.writer('crash/upload', { append: false });
       let sent = 0;
-      const src = new Readable({
+      const upTo = (limit) => new Readable({
         read() {
-          if (sent < ${before}) {
+          if (sent < limit) {
             this.push(Buffer.alloc(${chunk}, (sent / ${chunk}) % 251));
             sent += ${chunk};
-          }
+          } else if (limit === ${closed}) this.push(null);
         },
       });
-      writer.write(src).catch(() => {});
+      const first = await driver.writer('crash/upload', {});
+      await first.write(upTo(${closed}));
+      const checkpoint = await first.close();
+      process.stdout.write('checkpoint ' + JSON.stringify(checkpoint) + '\\n');
+      const writer = await driver.writer('crash/upload', { resume: checkpoint });
+      writer.write(upTo(${before})).catch(() => {});
       const timer = setInterval(async () => {
         const { size } = await (await import('node:fs/promises')).stat(${JSON.stringify(join(root, '@inprogress', 'crash', 'upload', '@data'))});
         if (size === ${before}) { clearInterval(timer); process.stdout.write('ready\\n'); }
@@ -97,21 +109,25 @@ describe('FilesystemDriver', () => {
     });
     child.kill('SIGKILL');
     await once(child, 'exit');
+    const checkpoint = JSON.parse(/checkpoint (.*)\n/.exec(output)?.[1] ?? assert.fail(`no checkpoint in ${output}`)) as { size: number };
+    assert.deepEqual(checkpoint, { size: closed });
 
     const fresh = new FilesystemDriver({ root });
     await assert.rejects(fresh.stat('crash/upload'), BlobNotFoundError);
     const listed: string[] = [];
     for await (const key of fresh.list('crash')) listed.push(key);
     assert.deepEqual(listed, []);
+    assert.equal((await stat(join(root, '@inprogress', 'crash', 'upload', '@data'))).size, before, 'the killed write stored its bytes');
 
-    const resumed = await fresh.writer('crash/upload', { append: true });
-    assert.equal(resumed.size, before);
+    // The bytes past the checkpoint were never acknowledged: the resumed writer drops them.
+    const resumed = await fresh.writer('crash/upload', { resume: checkpoint });
+    assert.equal(resumed.size, closed);
     await resumed.write(textSource('end'));
     await resumed.commit();
     const stored = await fresh.get('crash/upload');
-    assert.equal(stored.length, before + 3);
-    for (let offset = 0; offset < before; offset += chunk) assert.equal(stored[offset], (offset / chunk) % 251);
-    assert.equal(stored.subarray(before).toString(), 'end');
+    assert.equal(stored.length, closed + 3);
+    for (let offset = 0; offset < closed; offset += chunk) assert.equal(stored[offset], (offset / chunk) % 251);
+    assert.equal(stored.subarray(closed).toString(), 'end');
     await fresh.delete('crash');
     assert.deepEqual(await filesUnder(root), []);
   });
@@ -138,27 +154,42 @@ describe('FilesystemDriver', () => {
     const cutoff = new Date(Date.now() - 24 * 60 * 60 * 1000);
     await driver.put('sweep/committed', Buffer.from('kept'));
     await utimes(join(root, 'sweep', 'committed'), twoDaysAgo, twoDaysAgo);
-    for (const key of ['sweep/stale', 'sweep/stale/nested', 'sweep/fresh']) {
-      const writer = await driver.writer(key, { append: false });
+    const checkpoints = new Map<string, WriterCheckpoint>();
+    for (const key of ['sweep/stale', 'sweep/stale/nested', 'sweep/fresh', 'sweep/owned']) {
+      const writer = await driver.writer(key, {});
       await writer.write(textSource(key));
-      await writer.close();
+      checkpoints.set(key, await writer.close());
       if (key !== 'sweep/fresh') await utimes(join(root, '@inprogress', ...key.split('/'), '@data'), twoDaysAgo, twoDaysAgo);
     }
     await writeFile(join(root, '@tmp', 'aaaa.stale+key'), 'left by a crash');
     await utimes(join(root, '@tmp', 'aaaa.stale+key'), twoDaysAgo, twoDaysAgo);
     await writeFile(join(root, '@tmp', 'bbbb.young+key'), 'being written elsewhere');
 
-    assert.equal(await driver.sweep(cutoff), 3);
-    assert.deepEqual((await filesUnder(root)).sort(), ['@inprogress/sweep/fresh/@data', '@tmp/bbbb.young+key', 'sweep/committed']);
-    const fresh = await driver.writer('sweep/fresh', { append: true });
-    assert.equal(fresh.size, 'sweep/fresh'.length);
-    await fresh.cancel();
-    const stale = await driver.writer('sweep/stale', { append: true });
-    assert.equal(stale.size, 0);
-    await stale.cancel();
+    // 'sweep/owned' is as stale, but an upload session still owns it.
+    const asked: string[] = [];
+    const isLive = async (key: string): Promise<boolean> => {
+      asked.push(key);
+      return key === 'sweep/owned';
+    };
+    assert.equal(await driver.sweep(cutoff, isLive), 3);
+    assert.ok(asked.includes('sweep/owned'), `isLive asked about ${JSON.stringify(asked)}`);
+    assert.deepEqual((await filesUnder(root)).sort(), [
+      '@inprogress/sweep/fresh/@data',
+      '@inprogress/sweep/owned/@data',
+      '@tmp/bbbb.young+key',
+      'sweep/committed',
+    ]);
+    for (const key of ['sweep/fresh', 'sweep/owned']) {
+      const kept = await driver.writer(key, { resume: checkpoints.get(key) as WriterCheckpoint });
+      assert.equal(kept.size, key.length);
+      await kept.cancel();
+    }
+    for (const key of ['sweep/stale', 'sweep/stale/nested']) {
+      await assert.rejects(driver.writer(key, { resume: checkpoints.get(key) as WriterCheckpoint }), InProgressLostError);
+    }
     await driver.delete('sweep');
     await rm(join(root, '@tmp'), { recursive: true });
-    assert.equal(await driver.sweep(new Date()), 0, 'nothing to sweep is fine');
+    assert.equal(await driver.sweep(new Date(), async () => false), 0, 'nothing to sweep is fine');
   });
 
   it('cannot be made to touch files outside its root', async () => {
@@ -170,7 +201,7 @@ describe('FilesystemDriver', () => {
       ['stat', () => driver.stat('../outside.txt')],
       ['reader', () => driver.reader('../outside.txt')],
       ['put', () => driver.put('../outside.txt', Buffer.from('overwritten'))],
-      ['writer', () => driver.writer('../outside.txt', { append: false })],
+      ['writer', () => driver.writer('../outside.txt', {})],
       ['move from', () => driver.move('../outside.txt', 'stolen')],
       ['move to', () => driver.move('stolen', '../outside.txt')],
       ['delete ..', () => driver.delete('..')],

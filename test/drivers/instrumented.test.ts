@@ -23,7 +23,7 @@ describe('instrument()', () => {
     await driver.put('a/b', Buffer.from('x'));
     await assert.rejects(driver.get('a/missing'), BlobNotFoundError);
     await assert.rejects(driver.stat('../escape'), InvalidKeyError);
-    const writer = await driver.writer('a/up', { append: false });
+    const writer = await driver.writer('a/up', {});
     assert.equal(await writer.write(Readable.from([Buffer.from('12345')], { objectMode: false })), 5);
     assert.equal(writer.size, 5);
     await writer.commit();
@@ -74,7 +74,7 @@ describe('instrument()', () => {
   it('passes a failing source stream\'s own error through, not as a storage failure', async () => {
     const seen: BlobOperation[] = [];
     const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
-    const writer = await driver.writer('k', { append: false });
+    const writer = await driver.writer('k', {});
     const gone = new Error('client went away');
     const src = new Readable({
       read() {
@@ -98,7 +98,21 @@ describe('instrument()', () => {
     const seen: BlobOperation[] = [];
     const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
     assert.equal(driver.redirectUrl, undefined);
-    assert.equal(await driver.sweep?.(new Date()), 0);
+    assert.equal(await driver.sweep?.(new Date(), async () => false), 0);
     assert.deepEqual(seen.map((op) => op.op), ['sweep']);
+  });
+
+  it('passes sweep()\'s isLive through to the driver and returns writer checkpoints', async () => {
+    const driver = instrument(new MemoryDriver(), () => {});
+    const writer = await driver.writer('s/live', {});
+    await writer.write(Readable.from([Buffer.from('abc')], { objectMode: false }));
+    const checkpoint = await writer.close();
+    assert.equal(checkpoint.size, 3);
+    const future = new Date(Date.now() + 60_000);
+    const asked: string[] = [];
+    assert.equal(await driver.sweep?.(future, async (key) => (asked.push(key), true)), 0);
+    assert.deepEqual(asked, ['s/live']);
+    assert.equal((await driver.writer('s/live', { resume: checkpoint })).size, 3);
+    assert.equal(await driver.sweep?.(future, async () => false), 1);
   });
 });

@@ -10,15 +10,18 @@ runBlobDriverContract('memory', async () => {
 });
 
 describe('MemoryDriver', () => {
-  it('sweeps in-progress objects idle since the cutoff, never committed ones', async () => {
+  it('sweeps in-progress objects idle since the cutoff that nothing owns, never committed ones', async () => {
     const driver = new MemoryDriver();
-    const idle = await driver.writer('u/idle', { append: false });
+    const idle = await driver.writer('u/idle', {});
     await idle.close();
-    const busy = await driver.writer('u/busy', { append: false });
+    const busy = await driver.writer('u/busy', {});
     await busy.write(Readable.from([Buffer.from('x')], { objectMode: false }));
     await driver.put('u/committed', Buffer.from('c'));
-    assert.equal(await driver.sweep(new Date(Date.now() - 60_000)), 0, 'nothing is a minute old');
-    assert.equal(await driver.sweep(new Date(Date.now() + 60_000)), 2);
+    const nobody = async (): Promise<boolean> => false;
+    assert.equal(await driver.sweep(new Date(Date.now() - 60_000), nobody), 0, 'nothing is a minute old');
+    assert.equal(await driver.sweep(new Date(Date.now() + 60_000), async (key) => key === 'u/busy'), 1, 'the owned one stays');
+    assert.deepEqual(driver.rawKeys(), ['u/committed', 'inprogress:u/busy']);
+    assert.equal(await driver.sweep(new Date(Date.now() + 60_000), nobody), 1);
     assert.deepEqual(driver.rawKeys(), ['u/committed']);
   });
 });

@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { createS3Driver, type S3BlobDriver } from '../../storage-drivers/blob/s3.js';
 import { S3_LIMITS } from '../../storage-drivers/blob/s3-parts.js';
-import { BlobNotFoundError, StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, StorageUnavailableError, type WriterCheckpoint } from '../../storage-drivers/blob/types.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { MiB, patternStream, rawKeys, sha256Of } from './s3-fixtures.js';
 
@@ -156,21 +156,22 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
   it('turns 20 separate 1 MiB PATCHes into 5 MiB parts', async () => {
     const key = 'uploads/small-patches/data';
     const hash = createHash('sha256');
+    let checkpoint: WriterCheckpoint | undefined;
     for (let i = 0; i < 20; i++) {
-      const writer = await (i % 2 === 0 ? a : b).writer(key, { append: i > 0 });
+      const writer = await (i % 2 === 0 ? a : b).writer(key, checkpoint === undefined ? {} : { resume: checkpoint });
       await writer.write(patternStream(i * MiB, MiB, hash));
-      await writer.close();
+      checkpoint = await writer.close();
     }
-    await (await a.writer(key, { append: true })).commit();
+    await (await a.writer(key, { resume: checkpoint as WriterCheckpoint })).commit();
 
     const uploads = log.filter((s) => s.command === 'UploadPart');
     assert.ok(uploads.length > 0);
     for (const part of uploads) assert.ok((part.bytes ?? 0) >= 5 * MiB, `UploadPart of ${part.bytes} bytes`);
     assert.deepEqual(completedPartSizes(log), [5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB]);
     assertS3Rules(log);
-    // Finishing never streams the blob back: reads touch only the small tail segments and the state.
+    // Finishing never streams the blob back: reads touch only the small tail segments.
     for (const get of log.filter((s) => s.command === 'GetObject')) {
-      assert.match(get.key ?? '', /\/~uploads\/.*\/~(seg-|state)/, `GetObject of ${get.key}`);
+      assert.match(get.key ?? '', /\/~uploads\/.*\/~seg-/, `GetObject of ${get.key}`);
       assert.ok((get.responseBytes ?? 0) < 5 * MiB);
     }
     assert.deepEqual(await sha256Of(await a.reader(key)), { digest: hash.digest('hex'), size: 20 * MiB });
@@ -182,12 +183,13 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
     const hash = createHash('sha256');
     let offset = 0;
     const sizes = [...Array.from({ length: 9 }, () => 700 * 1024 + 13), 17 * MiB + 5, 1, 3 * MiB, 2];
+    let checkpoint: WriterCheckpoint | undefined;
     for (const [i, size] of sizes.entries()) {
-      const writer = await (i % 2 === 0 ? b : a).writer(key, { append: i > 0 });
+      const writer = await (i % 2 === 0 ? b : a).writer(key, checkpoint === undefined ? {} : { resume: checkpoint });
       await writer.write(patternStream(offset, size, hash));
       offset += size;
       if (i === sizes.length - 1) await writer.commit();
-      else await writer.close();
+      else checkpoint = await writer.close();
     }
     const parts = completedPartSizes(log);
     assert.equal(parts.reduce((x, y) => x + y, 0), offset);
@@ -199,14 +201,14 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
 
   it('streams one 23 MiB PATCH as 5 MiB parts plus the remainder', async () => {
     const key = 'uploads/stream/data';
-    const writer = await a.writer(key, { append: false });
+    const writer = await a.writer(key, {});
     await writer.write(patternStream(0, 23 * MiB + 1));
     await writer.commit();
     assert.deepEqual(completedPartSizes(log), [5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB, 3 * MiB + 1]);
     assert.deepEqual(
       log.filter((s) => s.command === 'PutObject').map((s) => s.key),
-      ['rec/~uploads/uploads/stream/data/~lease'],
-      'no temporary data objects for one PATCH, only the activity lease',
+      [],
+      'no temporary objects (segment, state or lease) for one PATCH',
     );
     assertS3Rules(log);
     await a.delete('uploads');
@@ -217,7 +219,7 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
     const small = createS3Driver(server.config({ prefix: 'rec', partSizeBytes: 5 * MiB }), { limits });
     record(small.client, log);
     const hash = createHash('sha256');
-    const writer = await small.writer('grow/data', { append: false });
+    const writer = await small.writer('grow/data', {});
     await writer.write(patternStream(0, 33 * MiB, hash));
     await writer.commit();
     assert.deepEqual(completedPartSizes(log), [5 * MiB, 10 * MiB, 18 * MiB]);
@@ -226,7 +228,7 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
 
     // Past what the parts can hold, the writer refuses instead of sending a 4th part.
     log.length = 0;
-    const tooBig = await small.writer('grow/too-big', { append: false });
+    const tooBig = await small.writer('grow/too-big', {});
     await assert.rejects(tooBig.write(patternStream(0, 36 * MiB)), /exceeds 3 parts/);
     await tooBig.cancel();
     assert.ok(log.every((s) => s.command !== 'UploadPart' || (s.partNumber ?? 0) <= 3));
@@ -235,7 +237,7 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
   });
 
   it('moves with one CopyObject up to the copy limit', async () => {
-    const writer = await a.writer('copy/small', { append: false });
+    const writer = await a.writer('copy/small', {});
     await writer.write(patternStream(0, 6 * MiB));
     await writer.commit();
     log.length = 0;
@@ -252,7 +254,7 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
   it('copies objects over the copy limit in UploadPartCopy ranges (limit lowered to 8 MiB)', async () => {
     const limited = createS3Driver(server.config({ prefix: 'rec' }), { limits: { maxCopySize: 8 * MiB } });
     record(limited.client, log);
-    const writer = await limited.writer('copy/big', { append: false });
+    const writer = await limited.writer('copy/big', {});
     await writer.write(patternStream(0, 20 * MiB));
     await writer.commit();
     log.length = 0;
@@ -282,10 +284,10 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
   });
 
   it('cancels with AbortMultipartUpload (tolerated when unsupported) and removes temporary objects', async () => {
-    const writer = await a.writer('cancel/data', { append: false });
+    const writer = await a.writer('cancel/data', {});
     await writer.write(patternStream(0, 7 * MiB));
-    await writer.close();
-    const resumed = await b.writer('cancel/data', { append: true });
+    const checkpoint = await writer.close();
+    const resumed = await b.writer('cancel/data', { resume: checkpoint });
     await resumed.cancel();
     const abort = log.find((s) => s.command === 'AbortMultipartUpload');
     assert.ok(abort?.uploadId !== undefined && abort.key === 'rec/cancel/data');

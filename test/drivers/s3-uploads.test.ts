@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { s3ConfigSchema } from '../../storage-drivers/blob/s3-config.js';
 import { checkS3Startup, createS3Driver, type S3BlobDriver } from '../../storage-drivers/blob/s3.js';
-import { StorageUnavailableError } from '../../storage-drivers/blob/types.js';
+import { StorageUnavailableError, type WriterCheckpoint } from '../../storage-drivers/blob/types.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { digestOfStreams, MiB, patternStream, rawKeys, sha256Of } from './s3-fixtures.js';
 
@@ -34,14 +34,16 @@ describe('S3 driver on s3rver', () => {
     const key = 'uploads/many/data';
     const hash = createHash('sha256');
     const count = 24;
+    let checkpoint: WriterCheckpoint | undefined;
     for (let i = 0; i < count; i++) {
       const driver = i % 2 === 0 ? a : b;
-      const writer = await driver.writer(key, { append: i > 0 });
-      assert.equal(writer.size, i * MiB, `PATCH ${i} resumes at the stored size`);
+      const writer = await driver.writer(key, checkpoint === undefined ? {} : { resume: checkpoint });
+      assert.equal(writer.size, i * MiB, `PATCH ${i} resumes at the checkpoint's size`);
       assert.equal(await writer.write(patternStream(i * MiB, MiB, hash)), MiB);
-      await writer.close();
+      checkpoint = await writer.close();
+      assert.equal(checkpoint.size, (i + 1) * MiB);
     }
-    const last = await b.writer(key, { append: true });
+    const last = await b.writer(key, { resume: checkpoint as WriterCheckpoint });
     assert.equal(last.size, count * MiB);
     await last.commit();
     assert.deepEqual(await sha256Of(await a.reader(key)), { digest: hash.digest('hex'), size: count * MiB });
@@ -52,7 +54,7 @@ describe('S3 driver on s3rver', () => {
   it('streams one 64 MiB write and reads it back byte for byte', { timeout: 60_000 }, async () => {
     const key = 'uploads/big/data';
     const hash = createHash('sha256');
-    const writer = await a.writer(key, { append: false });
+    const writer = await a.writer(key, {});
     assert.equal(await writer.write(patternStream(0, 64 * MiB + 5, hash)), 64 * MiB + 5);
     await writer.commit();
     const expected = hash.digest('hex');
@@ -66,31 +68,35 @@ describe('S3 driver on s3rver', () => {
     assert.deepEqual(await raw(), []);
   });
 
-  it('continues after a restart, and a crashed writer loses only what it never closed', async () => {
+  it('continues after a restart from the checkpoint, and a crashed writer loses only what it never closed', async () => {
     const key = 'uploads/restart/data';
     const first = createS3Driver(server.config({ prefix: 'berth' }));
-    const writer = await first.writer(key, { append: false });
+    const writer = await first.writer(key, {});
     await writer.write(patternStream(0, 12 * MiB + 11));
-    await writer.close();
+    // What the upload session stores; the bucket holds no state or lease object of its own.
+    const checkpoint = await writer.close();
     await first.close();
 
-    const state = JSON.parse(
-      await (await a.client.send(new GetObjectCommand({ Bucket: server.bucket, Key: `berth/~uploads/${key}/~state` })))
-        .Body!.transformToString(),
-    ) as { uploadId?: string; parts: { size: number }[]; segments: { size: number }[] };
-    assert.ok(state.uploadId, 'the multipart upload id is stored in the bucket');
+    assert.equal(checkpoint.size, 12 * MiB + 11);
+    const state = JSON.parse(checkpoint.state ?? assert.fail('no S3 state in the checkpoint')) as {
+      uploadId?: string;
+      parts: { size: number }[];
+      segments: { key: string; size: number }[];
+    };
+    assert.ok(state.uploadId, 'the multipart upload id travels in the checkpoint');
     assert.deepEqual(state.parts.map((p) => p.size), [5 * MiB, 5 * MiB]);
     assert.deepEqual(state.segments.map((s) => s.size), [2 * MiB + 11]);
+    assert.deepEqual(await raw(), state.segments.map((s) => s.key), 'only the tail segment is in the bucket');
 
-    // A second process writes past a part boundary, then dies without close().
+    // A second process resumes, writes past a part boundary, then dies without close().
     const crashing = createS3Driver(server.config({ prefix: 'berth' }));
-    const lost = await crashing.writer(key, { append: true });
+    const lost = await crashing.writer(key, { resume: checkpoint });
     await lost.write(patternStream(0, 7 * MiB));
     await crashing.close();
 
-    // The next process sees the last closed state and overwrites the crashed writer's part.
+    // The next process resumes from the last stored checkpoint and overwrites the crashed writer's part.
     const restarted = createS3Driver(server.config({ prefix: 'berth' }));
-    const resumed = await restarted.writer(key, { append: true });
+    const resumed = await restarted.writer(key, { resume: checkpoint });
     assert.equal(resumed.size, 12 * MiB + 11);
     await resumed.write(patternStream(12 * MiB + 11, 9 * MiB));
     await resumed.commit();
@@ -120,12 +126,13 @@ describe('S3 driver on s3rver', () => {
         },
       }),
     );
-    const writer = await a.writer(key, { append: false });
+    const writer = await a.writer(key, {});
     await assert.rejects(writer.write(src, controller.signal), { name: 'AbortError' });
     const kept = writer.size;
     assert.ok(kept >= 10 * MiB && kept <= 13 * MiB, `kept ${kept}`);
-    await writer.close();
-    const resumed = await b.writer(key, { append: true });
+    const checkpoint = await writer.close();
+    assert.equal(checkpoint.size, kept);
+    const resumed = await b.writer(key, { resume: checkpoint });
     assert.equal(resumed.size, kept);
     await resumed.write(patternStream(kept, MiB));
     await resumed.commit();
@@ -136,29 +143,49 @@ describe('S3 driver on s3rver', () => {
     await a.delete('uploads');
   });
 
-  it('sweeps in-progress objects and orphans older than the cutoff', async () => {
-    const stale = await a.writer('sweep/stale', { append: false });
+  it('sweeps in-progress objects and orphans older than the cutoff that no session owns', async () => {
+    const stale = await a.writer('sweep/stale', {});
     await stale.write(patternStream(0, 6 * MiB));
-    await stale.close();
-    const nested = await a.writer('sweep/stale/nested', { append: false });
+    const staleCheckpoint = await stale.close();
+    const nested = await a.writer('sweep/stale/nested', {});
     await nested.write(patternStream(0, 10));
     await nested.close();
     await a.client.send(
       new PutObjectCommand({ Bucket: server.bucket, Key: 'berth/~uploads/sweep/orphan/~seg-000000000000000-abc', Body: 'x' }),
     );
     await a.put('sweep/committed', Buffer.from('kept'));
-    // A long PATCH still streaming: no state yet, but its lease shows it is alive.
-    const streaming = await b.writer('sweep/streaming', { append: false });
+    // Owned by a live session: as old as the rest, but never swept.
+    const owned = await a.writer('sweep/owned', {});
+    await owned.write(patternStream(0, 20));
+    const ownedCheckpoint = await owned.close();
+    const ownedRaw = (await raw()).filter((key) => key.startsWith('berth/~uploads/sweep/owned/'));
+    assert.equal(ownedRaw.length, 1, 'the owned object has its tail segment');
+    // A long PATCH still streaming (a part sent, one byte buffered): its session is live.
+    const streaming = await b.writer('sweep/streaming', {});
     await streaming.write(patternStream(0, 5 * MiB + 1));
-    assert.ok((await raw()).includes('berth/~uploads/sweep/streaming/~lease'));
+    const live = new Set(['sweep/owned', 'sweep/streaming']);
+    const asked: string[] = [];
+    const isLive = async (key: string): Promise<boolean> => {
+      asked.push(key);
+      return live.has(key);
+    };
 
-    assert.equal(await a.sweep(new Date(Date.now() - 3_600_000)), 0, 'recent uploads are kept');
-    assert.equal((await a.writer('sweep/stale', { append: true })).size, 6 * MiB);
+    assert.equal(await a.sweep(new Date(Date.now() - 3_600_000), async () => false), 0, 'recent uploads are kept');
+    assert.equal((await a.writer('sweep/stale', { resume: staleCheckpoint })).size, 6 * MiB);
 
-    assert.equal(await b.sweep(new Date(Date.now() + 3_600_000)), 4);
-    assert.deepEqual(await raw(), ['berth/sweep/committed']);
-    assert.equal((await a.writer('sweep/stale', { append: true })).size, 0);
+    assert.equal(await b.sweep(new Date(Date.now() + 3_600_000), isLive), 3, 'stale, nested and orphan');
+    assert.ok(asked.includes('sweep/owned'), `isLive asked about ${JSON.stringify(asked)}`);
+    assert.deepEqual(await raw(), ['berth/sweep/committed', ...ownedRaw].sort());
+    const resumedOwned = await b.writer('sweep/owned', { resume: ownedCheckpoint });
+    assert.equal(resumedOwned.size, 20);
+    await resumedOwned.commit();
+    assert.deepEqual(await sha256Of(await a.reader('sweep/owned')), await sha256Of(patternStream(0, 20)));
+    await streaming.write(patternStream(5 * MiB + 1, 10));
+    await streaming.commit();
+    const streamed = await digestOfStreams([patternStream(0, 5 * MiB + 1), patternStream(5 * MiB + 1, 10)]);
+    assert.deepEqual(await sha256Of(await a.reader('sweep/streaming')), { digest: streamed, size: 5 * MiB + 11 });
     await a.delete('sweep');
+    assert.deepEqual(await raw(), []);
   });
 
   it('retries a streamed part that meets a 503, with a fresh body', async () => {
@@ -178,11 +205,11 @@ describe('S3 driver on s3rver', () => {
       },
       { step: 'finalizeRequest', priority: 'low', name: 'injectSlowDown' },
     );
-    const first = await flaky.writer('retry/data', { append: false });
+    const first = await flaky.writer('retry/data', {});
     await first.write(patternStream(0, 3 * MiB));
-    await first.close();
+    const checkpoint = await first.close();
     // Part 1 is the stored 3 MiB segment plus 2 MiB from memory: both must be sent again.
-    const second = await flaky.writer('retry/data', { append: true });
+    const second = await flaky.writer('retry/data', { resume: checkpoint });
     await second.write(patternStream(3 * MiB, 8 * MiB));
     await second.commit();
     assert.deepEqual(attempts, [1, 1, 2, 3]);
@@ -207,27 +234,29 @@ describe('S3 driver on s3rver', () => {
       { step: 'finalizeRequest', priority: 'low', name: 'injectPartFailure' },
     );
     const key = 'failing/data';
-    const first = await flaky.writer(key, { append: false });
+    const first = await flaky.writer(key, {});
     await first.write(patternStream(0, 3 * MiB));
-    await first.close();
+    const cp1 = await first.close();
 
     // Part 1 would absorb the stored 3 MiB segment: after its failure the segment is all that is kept.
     failPart = 1;
-    const second = await flaky.writer(key, { append: true });
+    const second = await flaky.writer(key, { resume: cp1 });
     await assert.rejects(second.write(patternStream(3 * MiB, 20 * MiB)), StorageUnavailableError);
     assert.equal(second.size, 3 * MiB);
     await assert.rejects(second.write(patternStream(3 * MiB, 1)), StorageUnavailableError, 'a failed writer takes no more');
-    await second.close();
+    const cp2 = await second.close();
+    assert.equal(cp2.size, 3 * MiB, 'the checkpoint falls back to the stored bytes');
 
     // Part 3 fails after parts 1 and 2 landed: 10 MiB are kept.
     failPart = 3;
-    const third = await flaky.writer(key, { append: true });
+    const third = await flaky.writer(key, { resume: cp2 });
     assert.equal(third.size, 3 * MiB);
     await assert.rejects(third.write(patternStream(3 * MiB, 20 * MiB)), StorageUnavailableError);
     assert.equal(third.size, 10 * MiB);
-    await third.close();
+    const cp3 = await third.close();
+    assert.equal(cp3.size, 10 * MiB);
 
-    const last = await a.writer(key, { append: true });
+    const last = await a.writer(key, { resume: cp3 });
     assert.equal(last.size, 10 * MiB);
     await last.write(patternStream(10 * MiB, 2 * MiB + 5));
     await last.commit();
@@ -254,14 +283,15 @@ describe('S3 driver on s3rver', () => {
       { step: 'finalizeRequest', priority: 'low', name: 'injectDenied' },
     );
     for (const [key, size] of [['commit/multipart', 7 * MiB + 3], ['commit/single', 3 * MiB + 1]] as const) {
-      const writer = await flaky.writer(key, { append: false });
+      const writer = await flaky.writer(key, {});
       await writer.write(patternStream(0, size - 10));
-      await writer.close();
-      const last = await flaky.writer(key, { append: true });
+      const first = await writer.close();
+      const last = await flaky.writer(key, { resume: first });
       await last.write(patternStream(size - 10, 10));
       await assert.rejects(last.commit(), StorageUnavailableError);
-      await last.close();
-      const retry = await flaky.writer(key, { append: true });
+      const checkpoint = await last.close();
+      assert.equal(checkpoint.size, size);
+      const retry = await flaky.writer(key, { resume: checkpoint });
       assert.equal(retry.size, size);
       await retry.commit();
       const expected = await digestOfStreams([patternStream(0, size - 10), patternStream(size - 10, 10)]);
@@ -278,7 +308,7 @@ describe('S3 driver on s3rver', () => {
     const keys = Array.from({ length: 10 }, (_, i) => `paged/dir${i % 3}/key${i}`).sort();
     for (const key of keys) await paged.put(key, Buffer.from(key));
     for (const key of ['paged/up/one', 'paged/up/two', 'paged/up/three', 'paged/up/four']) {
-      const writer = await paged.writer(key, { append: false });
+      const writer = await paged.writer(key, {});
       await writer.write(patternStream(0, 10));
       await writer.close();
     }
@@ -334,19 +364,20 @@ describe('S3 driver on s3rver', () => {
       },
       { step: 'initialize', name: 'recordParams' },
     );
-    const writer = await driver.writer('sse/data', { append: false });
+    const writer = await driver.writer('sse/data', {});
     await writer.write(patternStream(0, 6 * MiB));
-    await writer.close();
-    const resumed = await driver.writer('sse/data', { append: true });
+    const checkpoint = await writer.close();
+    const resumed = await driver.writer('sse/data', { resume: checkpoint });
     await resumed.commit();
     await driver.put('sse/small', Buffer.from('x'));
     const of = (command: string) => seen.filter((s) => s.command === command);
+    assert.ok(of('CreateMultipartUploadCommand').length > 0);
     assert.ok(of('CreateMultipartUploadCommand').every((s) => s.sse === 'AES256' && s.storageClass === 'STANDARD_IA'));
-    // Temporary objects (state, segments) are encrypted but stay in the default class.
+    // Temporary objects (segments) are encrypted but stay in the default class.
     const puts = of('PutObjectCommand');
-    assert.equal(puts.length, 4, 'the lease, a segment, the state and the small object');
+    assert.equal(puts.length, 2, 'a segment and the small object');
     assert.ok(puts.every((s) => s.sse === 'AES256'));
-    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, undefined, undefined, 'STANDARD_IA']);
+    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, 'STANDARD_IA']);
     assert.equal((await driver.stat('sse/data')).size, 6 * MiB);
     await driver.delete('sse');
     await driver.close();
@@ -388,7 +419,7 @@ describe('S3 driver on s3rver', () => {
       () => driver.reader('x/blob'),
       () => driver.stat('x/blob'),
       () => driver.get('x/blob'),
-      () => driver.writer('x/new', { append: true }),
+      () => driver.writer('x/new', {}),
       () => driver.ping(),
     ]) {
       await assert.rejects(call(), StorageUnavailableError);
