@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { type Auth, createAuth } from '../../auth/index.js';
+import { type Auth, type AuthContext, createAuth } from '../../auth/index.js';
 import type { AuthConfigInput } from '../../auth/config.js';
 import type { AccessNeed } from '../../auth/types.js';
 import { errorHandler } from '../../server/errors.js';
@@ -27,6 +27,8 @@ export async function startHarness(
   prepare?: (dir: string) => Promise<void>,
   /** Share a data directory between harnesses (like processes sharing a dataDir); the caller removes it. */
   shared?: { dir: string },
+  /** More of createAuth's context, e.g. shared loginCounters. */
+  ctx: Partial<AuthContext> = {},
 ): Promise<Harness> {
   const dir = shared?.dir ?? (await mkdtemp(join(tmpdir(), 'berth-auth-')));
   await prepare?.(dir);
@@ -37,6 +39,7 @@ export async function startHarness(
     now: () => clock.now,
     log: { info() {}, warn() {}, error() {} },
     onAuthFailure: (f) => failures.push({ actor: f.actor, reason: f.reason }),
+    ...ctx,
   });
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
