@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -117,3 +118,28 @@ export async function allows(h: Harness, need: AccessNeed, token?: string): Prom
 
 export const pull = (name: string): AccessNeed => ({ type: 'repository', name, actions: ['pull'] });
 export const push = (name: string): AccessNeed => ({ type: 'repository', name, actions: ['pull', 'push'] });
+
+/** GET the token endpoint from a given loopback address (127.0.0.0/8 all reaches the server). */
+export function tokenFrom(url: string, from: string, user: string, password: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/auth/token?service=berth',
+        localAddress: from,
+        agent: false,
+        headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}

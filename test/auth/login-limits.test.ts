@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
 import { type LoginCounterStore, MemoryLoginCounters, RedisLoginCounters } from '../../auth/login-counters.js';
 import { type LoginLimits, LoginLimiter } from '../../auth/rate-limit.js';
 import { setUserPassword } from '../../auth/users.js';
 import { type RedisCluster, type RedisServer, startRedisCluster, startRedisServer } from '../helpers/redis-server.js';
-import { type Harness, startHarness } from './harness.js';
+import { type Harness, startHarness, tokenFrom } from './harness.js';
 import { PASSWORDS, addUsers, baseConfig } from './fixtures.js';
 
 const LIMITS: LoginLimits = { perUserAndAddress: 2, perAddress: 3, perUser: 4, windowSeconds: 10, trustedAddressSeconds: 60 };
@@ -119,31 +118,6 @@ limiterSuite('redis cluster', async () => {
     },
   };
 });
-
-/** GET the token endpoint from a given loopback address (127.0.0.0/8 all reaches the server). */
-export function tokenFrom(url: string, from: string, user: string, password: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/auth/token?service=berth',
-        localAddress: from,
-        agent: false,
-        headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe('auth: login floods over HTTP', () => {
   let h: Harness;
