@@ -41,7 +41,7 @@ export const authConfigSchema = z
       .min(60)
       .default(30 * 24 * 3600)
       .describe('Refresh token lifetime (offline_token=true / access_type=offline).'),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp/nbf.'),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp, nbf and iat (a token issued further in the future is refused).'),
     signing: z
       .object({
         algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256').describe('Token signing algorithm.'),

@@ -141,6 +141,11 @@ describe('auth units: config and redaction', () => {
     assert.throws(() => authConfigSchema.parse({ tokenTtlSeconds: 59 }));
     assert.throws(() => authConfigSchema.parse({ refreshTokenTtlSeconds: 10 }));
     assert.throws(() => authConfigSchema.parse({ signing: { algorithm: 'HS256' } }));
+    assert.throws(() => authConfigSchema.parse({ loginLimits: { perUserAndAddress: 0 } }));
+    assert.throws(() => authConfigSchema.parse({ loginLimits: { trustedAddressSeconds: -1 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { workers: 0 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { maxQueued: 1.5 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { threads: 2 } }), 'unknown keys');
     assert.throws(() => authConfigSchema.parse({ externalIssuers: [{ issuer: 'x' }] }), 'an external issuer needs keys');
     const full = authConfigSchema.parse({ enabled: true, rules: [{ repository: 'a/*', users: ['x'], allow: ['pull'] }], externalIssuers: [{ issuer: 'i', jwksUrl: 'https://i.example/jwks' }] });
     assert.deepEqual(authConfigSchema.parse(full), full, 'createAuth may be handed an already parsed section');
