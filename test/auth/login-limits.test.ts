@@ -197,3 +197,35 @@ describe('auth: a full password queue answers 429 with Retry-After', () => {
     assert.equal((await tokenFrom(h.url, '127.0.0.5', 'slow', 'slow-secret-pw')).status, 200, 'the pool serves again once the burst is over');
   });
 });
+
+describe('auth: login counters on a Redis that is down', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  let h: Harness;
+  before(async () => {
+    redis = await startRedisServer();
+    // As the metadata store's client is set up: no offline queue, so a call fails at once.
+    client = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+    client.on('error', () => {});
+    h = await startHarness(baseConfig, addUsers, undefined, { loginCounters: new RedisLoginCounters(client, 'down:') });
+  });
+  after(async () => {
+    await h.close();
+    client.disconnect();
+    await redis.stop();
+  });
+
+  it('answers 503 with Retry-After instead of checking uncounted, and recovers', async () => {
+    assert.equal((await tokenFrom(h.url, '127.0.0.30', 'alice', PASSWORDS.alice)).status, 200);
+    await redis.kill();
+    const before = h.auth.passwordChecks().compares;
+    const down = await tokenFrom(h.url, '127.0.0.30', 'alice', PASSWORDS.alice);
+    assert.equal(down.status, 503);
+    assert.equal(down.retryAfter, '1');
+    assert.match(down.body, /login attempt counters/);
+    assert.equal(h.auth.passwordChecks().compares, before, 'no password was checked');
+    await redis.restart();
+    await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
+    assert.equal((await tokenFrom(h.url, '127.0.0.30', 'alice', PASSWORDS.alice)).status, 200);
+  });
+});
