@@ -72,7 +72,8 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
     const admission = await deps.limiter.admit(username, address);
     if (!admission.ok) {
       deps.onFailure?.({ actor: username, reason: 'rate_limited', request });
-      request.log.warn({ user: username, address, limit: admission.limit }, 'login refused: too many attempts');
+      // debug, not warn: a flood would otherwise write a line per refused attempt; the audit sink has them.
+      request.log.debug({ user: username, address, limit: admission.limit }, 'login refused: too many attempts');
       return { ok: false, retryAfter: admission.retryAfter, why: 'too many login attempts, try again later' };
     }
     let who: Authenticated | undefined;
