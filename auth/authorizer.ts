@@ -9,7 +9,7 @@ import type { AccessTokenVerifier, VerifiedToken } from './token.js';
 import type { AccessNeed, AuthFailureReason, Authorizer, Principal } from './types.js';
 import type { UserStore } from './users.js';
 
-type TokenState = { kind: 'none' } | { kind: 'invalid'; reason: string } | { kind: 'valid'; token: VerifiedToken; principal: Principal };
+type TokenState = { kind: 'none' } | { kind: 'invalid'; reason: string; message?: string } | { kind: 'valid'; token: VerifiedToken; principal: Principal };
 
 export interface TokenAuthorizerDeps {
   verifier: AccessTokenVerifier;
@@ -40,7 +40,7 @@ export class TokenAuthorizer implements Authorizer {
     if (state.kind === 'invalid') {
       request.log.debug({ reason: state.reason }, 'bearer token refused');
       this.deps.onFailure?.({ actor: '', reason: 'invalid_token', request });
-      throw this.unauthorized(request, wanted, 'invalid_token', 'invalid or expired token');
+      throw this.unauthorized(request, wanted, 'invalid_token', state.message ?? 'invalid or expired token');
     }
     const lacking = missing(state.token.access, wanted);
     if (lacking.length === 0) return state.principal;
@@ -96,7 +96,7 @@ export class TokenAuthorizer implements Authorizer {
     // Basic credentials on /v2/ are not a token: answer with the challenge, as distribution does.
     if (!match) return /^Basic /i.test(header) ? { kind: 'none' } : { kind: 'invalid', reason: 'not a bearer token' };
     const result = await this.deps.verifier.verify(match[1] as string);
-    if (!result.ok) return { kind: 'invalid', reason: result.reason };
+    if (!result.ok) return result.message === undefined ? { kind: 'invalid', reason: result.reason } : { kind: 'invalid', reason: result.reason, message: result.message };
     return { kind: 'valid', token: result.token, principal: principalOf(result.token.subject) };
   }
 

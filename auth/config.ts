@@ -41,7 +41,7 @@ export const authConfigSchema = z
       .min(60)
       .default(30 * 24 * 3600)
       .describe('Refresh token lifetime (offline_token=true / access_type=offline).'),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp/nbf.'),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp, nbf and iat (a token issued further in the future is refused).'),
     signing: z
       .object({
         algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256').describe('Token signing algorithm.'),
@@ -60,9 +60,38 @@ export const authConfigSchema = z
     externalIssuers: z.array(externalIssuerSchema).default([]).describe('Other token issuers whose tokens Berth accepts.'),
     loginLimits: z
       .object({
-        perUser: z.number().int().min(1).default(5).describe('Failed logins per user name within the window before 429.'),
-        perAddress: z.number().int().min(1).default(20).describe('Failed logins per client address within the window before 429.'),
-        windowSeconds: z.number().int().min(1).default(300).describe('Sliding window for failed-login counting.'),
+        perUserAndAddress: z
+          .number()
+          .int()
+          .min(1)
+          .default(5)
+          .describe('Login attempts per (user name, client address) pair within the window; a correct login clears its pair.'),
+        perAddress: z.number().int().min(1).default(20).describe('Login attempts per client address, over all user names, within the window.'),
+        perUser: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe('Login attempts per user name over all addresses within the window; not applied to an address the user logged in from within trustedAddressSeconds.'),
+        windowSeconds: z.number().int().min(1).default(300).describe('Sliding window for counting login attempts.'),
+        trustedAddressSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .default(7 * 24 * 3600)
+          .describe('After a correct login, that user from that address skips the per-user and per-address limits for this long (0: never).'),
+      })
+      .strict()
+      .prefault({}),
+    passwordChecks: z
+      .object({
+        workers: z.number().int().min(1).max(64).optional().describe('Worker threads that run bcrypt; default min(2, CPUs).'),
+        maxQueued: z
+          .number()
+          .int()
+          .min(0)
+          .default(64)
+          .describe('Password checks that may wait for a worker; beyond it the token endpoint answers 429 with Retry-After.'),
       })
       .strict()
       .prefault({}),

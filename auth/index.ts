@@ -3,6 +3,8 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { TokenAuthorizer } from './authorizer.js';
 import { type AuthConfig, authConfigSchema, type AuthConfigInput } from './config.js';
 import { KeyStore } from './keys.js';
+import type { LoginCounterStore } from './login-counters.js';
+import { PasswordPool, type PasswordPoolStats } from './password-pool.js';
 import { LoginLimiter } from './rate-limit.js';
 import { RobotStore } from './robots.js';
 import { Policy } from './rules.js';
@@ -14,6 +16,7 @@ import { UserStore } from './users.js';
 export { LOG_REDACT_PATHS, SENSITIVE_HEADERS } from './redact.js';
 export { isLoopbackHost, openAccessWarning } from './warnings.js';
 export { authConfigSchema, type AuthConfig } from './config.js';
+export { type LoginCounterStore, MemoryLoginCounters, RedisLoginCounters } from './login-counters.js';
 
 /** What auth needs to log; a pino/Fastify logger fits. */
 export interface AuthLog {
@@ -34,6 +37,8 @@ export interface AuthContext {
   onAuthFailure?: AuthFailureSink;
   /** Clock for tests (ms since epoch). */
   now?: () => number;
+  /** Where login attempts are counted; main.ts passes Redis ones with Redis metadata so all processes share them. Default: this process only. */
+  loginCounters?: LoginCounterStore;
 }
 
 export interface Auth {
@@ -45,6 +50,8 @@ export interface Auth {
   setLog(log: AuthLog): void;
   /** Makes a new signing key active; the old one verifies until its tokens have expired. */
   rotateKey(): Promise<string>;
+  /** The bcrypt worker pool's counters (all zero with auth off). */
+  passwordChecks(): PasswordPoolStats;
   close(): Promise<void>;
 }
 
@@ -79,6 +86,7 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
       rotateKey: async () => {
         throw new Error('auth is not enabled');
       },
+      passwordChecks: () => ({ workers: 0, running: 0, queued: 0, compares: 0, hashes: 0, rejected: 0 }),
       close: async () => {},
     };
   }
@@ -87,7 +95,8 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
   const now = ctx.now ?? Date.now;
   const paths = authPaths(config, ctx.dataDir);
 
-  const users = new UserStore(paths.htpasswd, warn);
+  const passwords = new PasswordPool({ workers: config.passwordChecks.workers, maxQueued: config.passwordChecks.maxQueued });
+  const users = new UserStore(paths.htpasswd, warn, passwords);
   const robots = new RobotStore(paths.robots, warn);
   const policy = new Policy({
     groups: config.groups,
@@ -152,7 +161,7 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
           users,
           robots,
           policy,
-          limiter: new LoginLimiter(config.loginLimits, now),
+          limiter: new LoginLimiter(config.loginLimits, ctx.loginCounters, now),
           onFailure,
         });
 
@@ -179,8 +188,10 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
       if (!keys) throw new Error('the built-in token service is off');
       return keys.rotate();
     },
+    passwordChecks: () => passwords.stats(),
     close: async () => {
       if (timer) clearInterval(timer);
+      await passwords.close();
     },
   };
 }

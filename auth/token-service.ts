@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { errorBody } from '../server/errors.js';
+import { ERROR_CODES, errorBody } from '../server/errors.js';
 import { resolveSubject } from './identities.js';
 import type { KeyStore } from './keys.js';
+import { PasswordQueueFullError } from './password-pool.js';
 import type { LoginLimiter } from './rate-limit.js';
 import type { RobotStore } from './robots.js';
 import type { Policy, Subject } from './rules.js';
@@ -31,7 +32,7 @@ interface Authenticated {
   binding: string;
 }
 
-type LoginOutcome = { ok: true; who: Authenticated } | { ok: false; retryAfter?: number };
+type LoginOutcome = { ok: true; who: Authenticated } | { ok: false; retryAfter?: number; why?: string };
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -67,27 +68,40 @@ function many(v: unknown): string[] {
  */
 export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
   async function login(username: string, password: string, address: string, request: FastifyRequest): Promise<LoginOutcome> {
-    const wait = deps.limiter.retryAfter(username, address);
-    if (wait > 0) {
+    // Counted before the password is checked, so concurrent guesses cannot all get through.
+    const admission = await deps.limiter.admit(username, address);
+    if (!admission.ok) {
       deps.onFailure?.({ actor: username, reason: 'rate_limited', request });
-      return { ok: false, retryAfter: wait };
+      // debug, not warn: a flood would otherwise write a line per refused attempt; the audit sink has them.
+      request.log.debug({ user: username, address, limit: admission.limit }, 'login refused: too many attempts');
+      return { ok: false, retryAfter: admission.retryAfter, why: 'too many login attempts, try again later' };
     }
     let who: Authenticated | undefined;
-    if (username.startsWith(ROBOT_PREFIX)) {
-      const name = username.slice(ROBOT_PREFIX.length);
-      const r = await deps.robots.verify(name, password);
-      if (r.ok) who = { subject: { kind: 'robot', name, robot: r.robot }, sub: username, binding: r.robot.id };
-    } else {
-      const r = await deps.users.verify(username, password);
-      if (r.ok) who = { subject: { kind: 'user', name: username }, sub: username, binding: r.fingerprint };
+    try {
+      if (username.startsWith(ROBOT_PREFIX)) {
+        const name = username.slice(ROBOT_PREFIX.length);
+        const r = await deps.robots.verify(name, password);
+        if (r.ok) who = { subject: { kind: 'robot', name, robot: r.robot }, sub: username, binding: r.robot.id };
+      } else {
+        const r = await deps.users.verify(username, password);
+        if (r.ok) who = { subject: { kind: 'user', name: username }, sub: username, binding: r.fingerprint };
+      }
+    } catch (err) {
+      // Never checked: the attempt does not count against anyone.
+      await admission.attempt.cancel();
+      if (err instanceof PasswordQueueFullError) {
+        deps.onFailure?.({ actor: username, reason: 'rate_limited', request });
+        return { ok: false, retryAfter: err.retryAfterSeconds, why: 'too many logins are being checked right now, try again shortly' };
+      }
+      throw err;
     }
     if (!who) {
-      deps.limiter.fail(username, address);
+      await admission.attempt.fail();
       request.log.warn({ user: username, address }, 'failed login');
       deps.onFailure?.({ actor: username, reason: 'bad_credentials', request });
       return { ok: false };
     }
-    deps.limiter.succeed(username);
+    await admission.attempt.succeed();
     return { ok: true, who };
   }
 
@@ -99,12 +113,12 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
     return { access, granted };
   }
 
-  function tooMany(reply: FastifyReply, retryAfter: number): FastifyReply {
+  function tooMany(reply: FastifyReply, retryAfter: number, why: string): FastifyReply {
     return noStore(reply)
-      .code(429)
+      .code(ERROR_CODES.TOOMANYREQUESTS.status)
       .header('Retry-After', String(retryAfter))
       .type('application/json')
-      .send(errorBody('TOOMANYREQUESTS', 'too many failed logins, try again later'));
+      .send(errorBody('TOOMANYREQUESTS', why));
   }
 
   function wrongService(service: string | undefined): boolean {
@@ -135,7 +149,7 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
       if (basic) {
         const outcome = await login(basic.username, basic.password, request.ip, request);
         if (!outcome.ok) {
-          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter);
+          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
           return noStore(reply)
             .code(401)
             .header('WWW-Authenticate', `Basic realm=${JSON.stringify(deps.service)}`)
@@ -169,7 +183,7 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
         if (!username || password === null) return oauthError(400, 'invalid_request', 'username and password are required');
         const outcome = await login(username, password, request.ip, request);
         if (!outcome.ok) {
-          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter);
+          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
           return oauthError(400, 'invalid_grant', 'incorrect username or password');
         }
         who = outcome.who;

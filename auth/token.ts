@@ -10,6 +10,7 @@ import {
   createRemoteJWKSet,
   decodeJwt,
   decodeProtectedHeader,
+  errors,
   exportJWK,
   importSPKI,
   importX509,
@@ -39,7 +40,34 @@ export interface VerifiedToken {
   local: boolean;
 }
 
-export type Verification = { ok: true; token: VerifiedToken } | { ok: false; reason: string };
+/** `message` is safe to show the client (why a token's times do not fit); `reason` is for the log. */
+export type Verification = { ok: true; token: VerifiedToken } | { ok: false; reason: string; message?: string };
+
+/** A token whose times make it invalid; its message tells the client what to fix. */
+class TokenTimeError extends Error {}
+
+/**
+ * jose checks `iat` only against a maximum age, so a token "issued" an hour from now (signed with a
+ * stolen or misused key, or by an issuer with a wrong clock) would pass. Refuse it, as `nbf` would be.
+ */
+function refuseFutureIat(payload: JWTPayload, now: Date, toleranceSeconds: number): void {
+  if (payload.iat === undefined) return;
+  if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new TokenTimeError('token has an invalid iat claim');
+  const ahead = payload.iat - Math.floor(now.getTime() / 1000);
+  if (ahead > toleranceSeconds) {
+    throw new TokenTimeError(`token is issued in the future (iat is ${ahead} s ahead, beyond the ${toleranceSeconds} s clock tolerance): check the clocks of the token issuer and the registry`);
+  }
+}
+
+/** The client-facing message for a refused token, when it is about the token's times. */
+function timeMessage(err: unknown, toleranceSeconds: number): string | undefined {
+  if (err instanceof TokenTimeError) return err.message;
+  if (err instanceof errors.JWTExpired) return 'token has expired: ask the token endpoint for a new one';
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'nbf' && err.reason === 'check_failed') {
+    return `token is not valid yet (nbf is in the future, beyond the ${toleranceSeconds} s clock tolerance): check the clocks of the token issuer and the registry`;
+  }
+  return undefined;
+}
 
 function refreshAudience(issuer: string): string {
   return `berth-refresh:${issuer}`;
@@ -96,6 +124,7 @@ export class TokenIssuer {
         currentDate: new Date(this.settings.now()),
         requiredClaims: ['exp', 'sub'],
       });
+      refuseFutureIat(payload, new Date(this.settings.now()), this.settings.clockToleranceSeconds);
       if (typeof payload.bnd !== 'string' || typeof payload.sub !== 'string' || payload.sub === '') return undefined;
       return { subject: payload.sub, binding: payload.bnd };
     } catch {
@@ -172,6 +201,7 @@ export class AccessTokenVerifier {
           currentDate: now,
           requiredClaims: ['exp', 'iat'],
         });
+        refuseFutureIat(payload, now, this.settings.clockToleranceSeconds);
         if (protectedHeader.typ === REFRESH_TYP) return { ok: false, reason: 'refresh token used as access token' };
         return { ok: true, token: { subject: payload.sub ?? '', access: accessClaim(payload), local: true } };
       }
@@ -180,7 +210,8 @@ export class AccessTokenVerifier {
       const payload = await ext.verify(token, now);
       return { ok: true, token: { subject: payload.sub ?? '', access: accessClaim(payload), local: false } };
     } catch (err) {
-      return { ok: false, reason: (err as Error).message };
+      const message = timeMessage(err, this.settings.clockToleranceSeconds);
+      return message === undefined ? { ok: false, reason: (err as Error).message } : { ok: false, reason: (err as Error).message, message };
     }
   }
 }
@@ -210,23 +241,28 @@ async function externalVerifier(ext: ExternalIssuerConfig, settings: TokenSettin
     }
   }
   if (ext.publicKeyFiles.length > 0 && pemKeys.length === 0) throw new Error(`external issuer ${ext.issuer}: no key in publicKeyFiles fits ${ext.algorithms.join(', ')}`);
+  const verifySignature = async (token: string, now: Date): Promise<JWTPayload> => {
+    let lastError: unknown = new Error('no key for this token');
+    const header = decodeProtectedHeader(token);
+    const candidates = pemKeys
+      .filter((k) => k.alg === header.alg)
+      .sort((a, b) => Number(b.kid === header.kid) - Number(a.kid === header.kid));
+    for (const c of candidates) {
+      try {
+        return (await jwtVerify(token, c.key, options(now))).payload;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    if (remote) return (await jwtVerify(token, remote, options(now))).payload;
+    throw lastError;
+  };
   return {
     issuer: ext.issuer,
     async verify(token, now) {
-      let lastError: unknown = new Error('no key for this token');
-      const header = decodeProtectedHeader(token);
-      const candidates = pemKeys
-        .filter((k) => k.alg === header.alg)
-        .sort((a, b) => Number(b.kid === header.kid) - Number(a.kid === header.kid));
-      for (const c of candidates) {
-        try {
-          return (await jwtVerify(token, c.key, options(now))).payload;
-        } catch (err) {
-          lastError = err;
-        }
-      }
-      if (remote) return (await jwtVerify(token, remote, options(now))).payload;
-      throw lastError;
+      const payload = await verifySignature(token, now);
+      refuseFutureIat(payload, now, settings.clockToleranceSeconds);
+      return payload;
     },
   };
 }

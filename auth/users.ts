@@ -47,14 +47,27 @@ export function credentialFingerprint(hash: string): string {
 
 export type LoginResult = { ok: true; fingerprint: string } | { ok: false };
 
+/** Where bcrypt runs; the server passes a worker pool (password-pool.ts), the CLI the in-thread default. */
+export interface PasswordHasher {
+  compare(password: string, hash: string): Promise<boolean>;
+  hash(password: string, cost: number): Promise<string>;
+}
+
+const inThread: PasswordHasher = {
+  compare: (password, hash) => bcrypt.compare(password, hash),
+  hash: (password, cost) => bcrypt.hash(password, cost),
+};
+
 /** Users from an htpasswd file (bcrypt only, as written by `htpasswd -B`), reloaded when it changes. */
 export class UserStore {
   private readonly file: FileBacked<HtpasswdEntries>;
-  private dummyHash: string | undefined;
+  private dummyHash: Promise<string> | undefined;
+  private dummyCost = 0;
 
   constructor(
     readonly path: string,
     private readonly warn: (msg: string) => void = () => {},
+    private readonly hasher: PasswordHasher = inThread,
   ) {
     this.file = new FileBacked(
       path,
@@ -76,15 +89,21 @@ export class UserStore {
     const hash = users.get(username);
     // An unknown name still costs one bcrypt comparison at the cost the file uses, so timing
     // does not reveal which names exist.
-    const ok = await bcrypt.compare(password, hash ?? this.dummy(users));
+    const ok = await this.hasher.compare(password, hash ?? (await this.dummy(users)));
     return ok && hash !== undefined ? { ok: true, fingerprint: credentialFingerprint(hash) } : { ok: false };
   }
 
-  private dummy(users: Map<string, string>): string {
+  private dummy(users: Map<string, string>): Promise<string> {
     const first = users.values().next().value;
     const cost = first === undefined ? NEW_HASH_COST : Number(first.slice(4, 6));
-    if (this.dummyHash === undefined || Number(this.dummyHash.slice(4, 6)) !== cost) {
-      this.dummyHash = bcrypt.hashSync(randomBytes(16).toString('hex'), cost);
+    if (this.dummyHash === undefined || this.dummyCost !== cost) {
+      this.dummyCost = cost;
+      const made = this.hasher.hash(randomBytes(16).toString('hex'), cost);
+      // A failed attempt (e.g. a full pool) must not be cached.
+      made.catch(() => {
+        if (this.dummyHash === made) this.dummyHash = undefined;
+      });
+      this.dummyHash = made;
     }
     return this.dummyHash;
   }

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { createAuth } from '../auth/index.js';
+import { createAuth, RedisLoginCounters } from '../auth/index.js';
 import { createBlobDriver } from '../storage-drivers/blob/factory.js';
 import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
-import { warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
+import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
+import { RedisStore, warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
 import { buildApp } from './app.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
 import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
@@ -27,10 +28,11 @@ function isLoopback(host: string): boolean {
 export async function startServer(options: { configFile?: string } = {}): Promise<Server> {
   const config = loadConfig({ file: options.configFile });
   const paths = resolvedPaths(config);
+  const store = await createMetadataStore(config.metadata, paths);
   const ops = createOps({
     config,
     driver: createBlobDriver(config, paths),
-    metadata: await createMetadataStore(config.metadata, paths),
+    metadata: store,
     clusterWorker: isClusterWorker(),
   });
   if (isClusterWorker()) exposeWorkerMetrics(ops.metrics.registry);
@@ -45,6 +47,8 @@ export async function startServer(options: { configFile?: string } = {}): Promis
     dataDir: config.dataDir,
     publicUrl: config.http.publicUrl,
     onAuthFailure: (failure) => ops.onAuthFailure(failure),
+    // With Redis metadata every process shares the login counters, over the store's own connection.
+    ...(store instanceof RedisStore ? { loginCounters: new RedisLoginCounters(store.client, (config.metadata.redis ?? redisConfigSchema.parse({})).keyPrefix) } : {}),
   });
   const app = await buildApp({
     config,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { type CryptoKey, SignJWT, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK } from 'jose';
-import { removeUser, setUserPassword } from '../../auth/users.js';
+import { UserStore, removeUser, setUserPassword } from '../../auth/users.js';
 import { join } from 'node:path';
 import { type Harness, allows, basic, check, getToken, postToken, pull, push, startHarness } from './harness.js';
 import { PASSWORDS, addUsers, baseConfig, decodePart, stealSigningKey } from './fixtures.js';
@@ -81,6 +81,26 @@ describe('auth: attempts to break in are refused', () => {
     await assertInvalid(await sign(claims({ iat: now - 600, nbf: now - 600, exp: now - 60 })));
     await assertInvalid(await sign(claims({ nbf: now + 600, exp: now + 900 })));
     await assertInvalid(await sign(claims({ exp: undefined })));
+  });
+
+  it('refuses a token issued in the future, signed with the real key, and says why', async () => {
+    const real = await stealSigningKey(h.dir);
+    const now = Math.floor(h.clock.now / 1000);
+    const sign = (c: Record<string, unknown>, typ = 'JWT') => new SignJWT(c).setProtectedHeader({ alg: 'ES256', kid: real.kid, typ }).sign(real.key);
+    for (const forged of [claims({ iat: now + 3600, nbf: undefined, exp: now + 3660 }), claims({ iat: now + 3600, exp: now + 3660 })]) {
+      const r = await check(h, [pull('team/a')], await sign(forged));
+      assert.equal(r.status, 401);
+      assert.match(r.challenge ?? '', /error="invalid_token"/);
+      assert.match(JSON.stringify(r.body), /issued in the future \(iat is 3600 s ahead, beyond the 5 s clock tolerance\)/);
+    }
+    assert.equal((await check(h, [pull('team/a')], await sign(claims({ iat: now + 4, nbf: undefined })))).status, 200, 'within the clock tolerance');
+    const early = await check(h, [pull('team/a')], await sign(claims({ nbf: now + 600, exp: now + 900 })));
+    assert.equal(early.status, 401, 'nbf is enforced');
+    assert.match(JSON.stringify(early.body), /not valid yet/);
+    const bnd = await new UserStore(join(h.dir, 'auth', 'htpasswd')).fingerprint('alice');
+    const refresh = (iat: number) => sign({ iss: 'berth', sub: 'alice', aud: 'berth-refresh:berth', bnd, iat, exp: now + 7200 }, 'berth-refresh+jwt');
+    assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now) })).status, 200, 'control: a current refresh token works');
+    assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now + 3600) })).status, 400, 'a refresh token from the future is refused too');
   });
 
   it('refuses an issued token once it has expired', async () => {

@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { type Auth, createAuth } from '../../auth/index.js';
+import { type Auth, type AuthContext, createAuth } from '../../auth/index.js';
 import type { AuthConfigInput } from '../../auth/config.js';
 import type { AccessNeed } from '../../auth/types.js';
 import { errorHandler } from '../../server/errors.js';
@@ -27,6 +28,8 @@ export async function startHarness(
   prepare?: (dir: string) => Promise<void>,
   /** Share a data directory between harnesses (like processes sharing a dataDir); the caller removes it. */
   shared?: { dir: string },
+  /** More of createAuth's context, e.g. shared loginCounters. */
+  ctx: Partial<AuthContext> = {},
 ): Promise<Harness> {
   const dir = shared?.dir ?? (await mkdtemp(join(tmpdir(), 'berth-auth-')));
   await prepare?.(dir);
@@ -37,6 +40,7 @@ export async function startHarness(
     now: () => clock.now,
     log: { info() {}, warn() {}, error() {} },
     onAuthFailure: (f) => failures.push({ actor: f.actor, reason: f.reason }),
+    ...ctx,
   });
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
@@ -114,3 +118,28 @@ export async function allows(h: Harness, need: AccessNeed, token?: string): Prom
 
 export const pull = (name: string): AccessNeed => ({ type: 'repository', name, actions: ['pull'] });
 export const push = (name: string): AccessNeed => ({ type: 'repository', name, actions: ['pull', 'push'] });
+
+/** GET the token endpoint from a given loopback address (127.0.0.0/8 all reaches the server). */
+export function tokenFrom(url: string, from: string, user: string, password: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/auth/token?service=berth',
+        localAddress: from,
+        agent: false,
+        headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}

@@ -143,6 +143,24 @@ describe('auth: tokens from an external issuer', () => {
     assert.equal((await check(h, [pull('team/a')], await sign(remoteKey, 'RS256', { iss: 'berth', aud: 'berth' }, remoteKid))).status, 401, 'cannot pose as the local issuer');
   });
 
+  it('refuses an external token issued in the future (JWKS and PEM keys)', async () => {
+    const now = Math.floor(h.clock.now / 1000);
+    const future = (key: CryptoKey, alg: string, iss: string, aud: string, kid?: string) =>
+      new SignJWT({ access: [{ type: 'repository', name: 'team/a', actions: ['pull'] }] })
+        .setProtectedHeader(kid ? { alg, kid } : { alg })
+        .setSubject('ext-user')
+        .setIssuer(iss)
+        .setAudience(aud)
+        .setIssuedAt(now + 3600)
+        .setExpirationTime(now + 3900)
+        .sign(key);
+    for (const token of [await future(remoteKey, 'RS256', 'https://auth.example', 'berth', remoteKid), await future(pemKey, 'ES256', 'pem-issuer', 'registry.example')]) {
+      const r = await check(h, [pull('team/a')], token);
+      assert.equal(r.status, 401);
+      assert.match(JSON.stringify(r.body), /issued in the future/);
+    }
+  });
+
   it('accepts a token whose key is a configured PEM', async () => {
     const ok = await sign(pemKey, 'ES256', { iss: 'pem-issuer', aud: 'registry.example' });
     assert.equal((await check(h, [pull('team/a')], ok)).status, 200);

@@ -4,7 +4,6 @@ import bcrypt from 'bcryptjs';
 import { bearerChallenge } from '../../auth/challenge.js';
 import { authConfigSchema } from '../../auth/config.js';
 import { globMatch } from '../../auth/glob.js';
-import { LoginLimiter } from '../../auth/rate-limit.js';
 import { LOG_REDACT_PATHS, SENSITIVE_HEADERS } from '../../auth/redact.js';
 import { Policy } from '../../auth/rules.js';
 import { ruleSchema } from '../../auth/rules-schema.js';
@@ -136,37 +135,17 @@ describe('auth units: htpasswd', () => {
   });
 });
 
-describe('auth units: login limiter', () => {
-  it('counts per user and per address in a sliding window', () => {
-    let now = 1_000_000;
-    const l = new LoginLimiter({ perUser: 2, perAddress: 3, windowSeconds: 10 }, () => now);
-    assert.equal(l.retryAfter('u', 'a'), 0);
-    l.fail('u', 'a');
-    now += 4000;
-    l.fail('u', 'a');
-    assert.equal(l.retryAfter('u', 'b'), 6);
-    assert.equal(l.retryAfter('v', 'a'), 0);
-    l.fail('v', 'a');
-    assert.equal(l.retryAfter('w', 'a'), 6);
-    now += 5000;
-    assert.equal(l.retryAfter('u', 'b'), 1);
-    now += 1000;
-    assert.equal(l.retryAfter('u', 'b'), 0, 'the first failure left the window');
-    l.fail('u', 'b');
-    assert.equal(l.retryAfter('u', 'b'), 4, 'the second failure is still in the window');
-    l.fail('x', 'c');
-    l.succeed('x');
-    l.fail('x', 'd');
-    assert.equal(l.retryAfter('x', 'e'), 0, 'success clears the user count');
-  });
-});
-
 describe('auth units: config and redaction', () => {
   it('rejects unknown keys and lifetimes under 60 s', () => {
     assert.throws(() => authConfigSchema.parse({ enabled: true, nope: 1 }));
     assert.throws(() => authConfigSchema.parse({ tokenTtlSeconds: 59 }));
     assert.throws(() => authConfigSchema.parse({ refreshTokenTtlSeconds: 10 }));
     assert.throws(() => authConfigSchema.parse({ signing: { algorithm: 'HS256' } }));
+    assert.throws(() => authConfigSchema.parse({ loginLimits: { perUserAndAddress: 0 } }));
+    assert.throws(() => authConfigSchema.parse({ loginLimits: { trustedAddressSeconds: -1 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { workers: 0 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { maxQueued: 1.5 } }));
+    assert.throws(() => authConfigSchema.parse({ passwordChecks: { threads: 2 } }), 'unknown keys');
     assert.throws(() => authConfigSchema.parse({ externalIssuers: [{ issuer: 'x' }] }), 'an external issuer needs keys');
     const full = authConfigSchema.parse({ enabled: true, rules: [{ repository: 'a/*', users: ['x'], allow: ['pull'] }], externalIssuers: [{ issuer: 'i', jwksUrl: 'https://i.example/jwks' }] });
     assert.deepEqual(authConfigSchema.parse(full), full, 'createAuth may be handed an already parsed section');
