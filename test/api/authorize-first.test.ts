@@ -87,6 +87,18 @@ describe('auth on: a body is read only after access is granted', () => {
     }
   });
 
+  it('with Expect: 100-continue, an anonymous monolithic blob upload is refused without a 100 either', async () => {
+    const conn = await RawConnection.open(reg.url);
+    try {
+      await conn.sendHead('POST', `/v2/alice/app/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(4 * MiB), Expect: '100-continue' });
+      const res = await conn.nextResponse('POST', 5000);
+      assert.deepEqual(res.interim, []);
+      assert.equal(res.status, 401);
+    } finally {
+      conn.close();
+    }
+  });
+
   it('answers an anonymous blob DELETE that carries a body before reading it', async () => {
     const conn = await RawConnection.open(reg.url);
     try {
