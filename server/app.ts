@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { openAccess, type Authorizer } from '../auth/types.js';
 import type { BlobDriver } from '../storage-drivers/blob/types.js';
@@ -9,6 +10,7 @@ import { JournaledStore } from './registry/journal.js';
 import { ManifestService } from './registry/manifests.js';
 import { UploadService } from './registry/uploads.js';
 import { baseRoutes } from './routes/base.js';
+import { continueOnFirstRead, discardUnreadBody } from './routes/body.js';
 import { blobRoutes } from './routes/blobs.js';
 import type { RegistryEvent, RouteContext } from './routes/context.js';
 import { manifestRoutes } from './routes/manifests.js';
@@ -78,8 +80,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   };
 
-  app.addHook('onSend', async (_request, reply, payload) => {
+  // Node would answer `Expect: 100-continue` itself, before any route had looked at the request.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    continueOnFirstRead(req, res);
+    app.server.emit('request', req, res);
+  });
+  app.addHook('onSend', async (request, reply, payload) => {
     reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+    discardUnreadBody(request, reply);
     return payload;
   });
   app.setErrorHandler(errorHandler);

@@ -86,7 +86,7 @@ export async function main(argv: string[]): Promise<void> {
           return;
         }
         const result = configCheck(file, { env: process.env });
-        if (result.ok) process.stdout.write(`${file}: configuration is valid\n`);
+        if (result.ok) process.stdout.write('ok\n');
         else {
           process.stderr.write(`${file}: invalid configuration\n${result.problems.map((p) => `  - ${p}`).join('\n')}\n`);
           process.exitCode = 1;

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { BerthConfig } from './config.js';
 import { startMetricsServer } from './metrics.js';
+import { nodeSupportNotice } from './node-support.js';
 import { stdoutLines } from './stdout-lines.js';
 
 /** Where the primary serves the workers' aggregated metrics when metrics.port is not set. */
@@ -65,6 +66,8 @@ export async function runClusterPrimary(config: BerthConfig, args: string[]): Pr
       config: { ...config, metrics: { ...config.metrics, port: config.metrics.port ?? CLUSTER_METRICS_PORT } },
     });
   }
+  const nodeNotice = nodeSupportNotice();
+  if (nodeNotice) say('warn', nodeNotice);
   say('info', 'Berth cluster is serving', { workers: config.http.workers, port: config.http.port });
 
   process.on('SIGHUP', () => {

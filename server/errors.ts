@@ -94,7 +94,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
  * broken percent-encoding or longer than the router's parameter limit. The code names the segment
  * at fault, as the route would have.
  */
-export function routingError(err: Partial<FastifyError>, url: string): OciError {
+export function routingError(err: Partial<FastifyError>, url: string, method = 'GET'): OciError {
   const problem = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'is too long' : 'has malformed percent-encoding';
   const path = url.split('?')[0] ?? '';
   if (!path.startsWith(REPO_PREFIX)) return new OciError('NAME_INVALID', `the URL ${problem}`);
@@ -106,7 +106,11 @@ export function routingError(err: Partial<FastifyError>, url: string): OciError 
     nameOk = false;
   }
   if (!nameOk) return new OciError('NAME_INVALID', `the repository name in the URL ${problem}`);
-  if (kind === 'manifests') return new OciError('TAG_INVALID', `the manifest reference in the URL ${problem}: use a tag of at most 128 characters or a digest`);
+  if (kind === 'manifests') {
+    // As for any reference that is not a tag or digest: a read finds nothing, a write is refused.
+    const reads = method === 'GET' || method === 'HEAD';
+    return new OciError(reads ? 'MANIFEST_UNKNOWN' : 'TAG_INVALID', `the manifest reference in the URL ${problem}: use a tag of at most 128 characters or a digest`);
+  }
   if (kind === 'blobs' && rest[0] === 'uploads') return new OciError('BLOB_UPLOAD_UNKNOWN', `the upload id in the URL ${problem}: use the Location returned by POST /v2/<name>/blobs/uploads/`);
   if (kind === 'blobs' || kind === 'referrers') return new OciError('DIGEST_INVALID', `the digest in the URL ${problem}: expected algorithm:hex`);
   return new OciError('NAME_INVALID', `the URL ${problem}`);
@@ -115,7 +119,7 @@ export function routingError(err: Partial<FastifyError>, url: string): OciError 
 /** For Fastify's `frameworkErrors` option: router errors get the spec's JSON body like every other. */
 export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   reply.header('Docker-Distribution-API-Version', 'registry/2.0');
-  return sendError(reply, routingError(err, request.url));
+  return sendError(reply, routingError(err, request.url, request.method));
 }
 
 /**

@@ -7,6 +7,7 @@ import { RedisStore, warnIfEphemeral } from '../storage-drivers/metadata/redis.j
 import { buildApp } from './app.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
 import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
+import { nodeSupportNotice } from './node-support.js';
 import { createOps } from './ops.js';
 import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
 
@@ -76,6 +77,8 @@ export async function startServer(options: { configFile?: string } = {}): Promis
   if (!auth.enabled && !isLoopback(config.http.host)) {
     app.log.warn(`WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Set auth.enabled: true before exposing it (see auth/README.md).`);
   }
+  const nodeNotice = isClusterWorker() ? undefined : nodeSupportNotice();
+  if (nodeNotice) app.log.warn(nodeNotice);
   app.log.info({ storage: config.storage.driver, metadata: config.metadata.store, auth: auth.enabled, port, url }, 'Berth is serving');
 
   let stopping: Promise<void> | undefined;

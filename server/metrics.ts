@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BerthConfig } from './config.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './traffic.js';
+import { REPO_PREFIX } from './routes/url-rewrite.js';
 
 /** What storage-drivers/blob/instrumented.ts reports after every driver call. */
 export interface StorageObservation {
@@ -58,7 +59,9 @@ export function labelRoute(request: FastifyRequest, template: string): void {
 }
 
 function routeLabel(request: FastifyRequest): string {
-  return routeOverrides.get(request) ?? request.routeOptions.url ?? UNMATCHED_ROUTE;
+  const template = routeOverrides.get(request) ?? request.routeOptions.url ?? UNMATCHED_ROUTE;
+  // Routes are registered under the internal rewrite (url-rewrite.ts); operators know the API's paths.
+  return template.startsWith(REPO_PREFIX) ? `/v2/${template.slice(REPO_PREFIX.length)}` : template;
 }
 
 /**

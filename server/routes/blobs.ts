@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, parseDigest } from '../registry/references.js';
+import { authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
 import { byteRange, notModified, repoPath } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
@@ -87,10 +88,18 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     },
   });
 
-  app.delete<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
+  const deleteAccess = authorizeFirst<{ Params: { name: string; digest: string } }>(ctx, {
+    needs: (request) => {
+      const name = assertName(request.params.name);
+      parseDigest(request.params.digest);
+      return [{ type: 'repository', name, actions: ['delete'] }];
+    },
+  });
+
+  app.delete<{ Params: { name: string; digest: string } }>(path, { onRequest: deleteAccess }, async (request, reply) => {
     const name = assertName(request.params.name);
     const digest = parseDigest(request.params.digest);
-    const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['delete'] }]);
+    const principal = principalOf(request);
     if (!ctx.config.delete.enabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (delete.enabled: false)');
     if (ctx.config.readOnly) throw readOnlyError();
     await ctx.blobs.unlink(name, digest);

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, parseReference, type Reference } from '../registry/references.js';
+import { authorizeFirst, principalOf } from './access.js';
+import { readBody, refuseDeclaredLength } from './body.js';
 import type { RouteContext } from './context.js';
 import { readOnlyError } from './blobs.js';
 import { header, notModified, queryParams, repoPath } from './http.js';
@@ -11,14 +13,34 @@ type ManifestRequest = FastifyRequest<{ Params: { name: string; reference: strin
 /** At most this many `?tag=` values in one manifest PUT (the spec asks for at least 10). */
 const MAX_TAGS_PER_PUT = 100;
 
+function readsManifest(request: FastifyRequest): boolean {
+  return request.method === 'GET' || request.method === 'HEAD';
+}
+
+/**
+ * A GET or HEAD by a reference that is not a valid tag names a manifest that cannot exist: 404
+ * MANIFEST_UNKNOWN, as the OCI conformance suite expects. A PUT or DELETE of one is still a 400, and
+ * a malformed digest stays DIGEST_INVALID, which tells the client more than "unknown".
+ */
+function referenceToRead(reference: string): Reference {
+  try {
+    return parseReference(reference);
+  } catch (err) {
+    if (err instanceof OciError && err.code === 'TAG_INVALID') throw new OciError('MANIFEST_UNKNOWN', `${err.message}; no manifest can have this reference`);
+    throw err;
+  }
+}
+
 export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  // Bodies are read by the PUT handler, after authorizeFirst has admitted the request.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ctx.config.manifests.maxBytes }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   const path = `${REPO_PREFIX}:name/manifests/:reference`;
 
   function parse(request: ManifestRequest): { name: string; reference: Reference } {
-    return { name: assertName(request.params.name), reference: parseReference(request.params.reference) };
+    const name = assertName(request.params.name);
+    return { name, reference: readsManifest(request) ? referenceToRead(request.params.reference) : parseReference(request.params.reference) };
   }
 
   async function fetch(request: ManifestRequest, pull: boolean) {
@@ -45,12 +67,20 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     return reply.code(200).type(record.mediaType).send(bytes);
   });
 
-  app.put<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
+  const maxBytes = ctx.config.manifests.maxBytes;
+  const pushAccess = authorizeFirst<{ Params: { name: string; reference: string } }>(ctx, {
+    needs: (request) => [{ type: 'repository', name: parse(request).name, actions: ['pull', 'push'] }],
+    then: (request) => {
+      if (ctx.config.readOnly) throw readOnlyError();
+      refuseDeclaredLength(request, maxBytes);
+    },
+  });
+
+  app.put<{ Params: { name: string; reference: string } }>(path, { onRequest: pushAccess }, async (request, reply) => {
     const { name, reference } = parse(request);
-    const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull', 'push'] }]);
-    if (ctx.config.readOnly) throw readOnlyError();
-    const body = request.body;
-    if (!Buffer.isBuffer(body) || body.length === 0) throw new OciError('MANIFEST_INVALID', 'manifest PUT needs the manifest JSON as its body');
+    const principal = principalOf(request);
+    const body = await readBody(request, maxBytes);
+    if (body.length === 0) throw new OciError('MANIFEST_INVALID', 'manifest PUT needs the manifest JSON as its body');
     const extraTags = queryParams(request, 'tag');
     if (extraTags.length > MAX_TAGS_PER_PUT) throw new OciError('TAG_INVALID', `at most ${MAX_TAGS_PER_PUT} tags per manifest PUT`);
     if (extraTags.length > 0 && reference.kind === 'tag') throw new OciError('TAG_INVALID', '?tag= is only allowed when the manifest is pushed by digest');
@@ -73,14 +103,20 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     url: `${path}/*`,
     handler: async (request) => {
       assertName(request.params.name);
-      parseReference(`${request.params.reference}/${request.params['*']}`);
+      const reference = `${request.params.reference}/${request.params['*']}`;
+      if (readsManifest(request)) referenceToRead(reference);
+      else parseReference(reference);
       throw new OciError('MANIFEST_UNKNOWN');
     },
   });
 
-  app.delete<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
+  const deleteAccess = authorizeFirst<{ Params: { name: string; reference: string } }>(ctx, {
+    needs: (request) => [{ type: 'repository', name: parse(request).name, actions: ['delete'] }],
+  });
+
+  app.delete<{ Params: { name: string; reference: string } }>(path, { onRequest: deleteAccess }, async (request, reply) => {
     const { name, reference } = parse(request);
-    const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['delete'] }]);
+    const principal = principalOf(request);
     if (!ctx.config.delete.enabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (delete.enabled: false)');
     if (ctx.config.readOnly) throw readOnlyError();
     if (reference.kind === 'digest') {

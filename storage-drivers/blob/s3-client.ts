@@ -4,8 +4,16 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { S3Config } from './s3-config.js';
 
+/**
+ * The SDK warns on every start under Node 20 that its future releases need Node 22. Berth pins the SDK
+ * and says itself which Node versions it supports (server/node-support.ts), so the SDK's own switch
+ * turns that warning off, unless the operator set the variable either way.
+ */
+const SDK_NODE_WARNING = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';
+
 /** An S3 client configured from Berth's settings: timeouts, retries, sockets, checksum mode. */
 export function createS3Client(config: S3Config): S3Client {
+  process.env[SDK_NODE_WARNING] ??= 'true';
   const agent = { keepAlive: true, maxSockets: config.maxSockets };
   // Many S3-compatible stores store aws-chunked framing verbatim; checksums only where S3 insists.
   const checksum = config.checksum === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';

@@ -108,8 +108,12 @@ function tagCases(): Case[] {
     put('tag with +', 'a+b'),
     put('tag with @', 'a@b'),
     put('tag with unicode', 'caf%C3%A9'),
-    { name: 'GET of a tag starting with -', method: 'GET', path: `/v2/${REPO}/manifests/-x`, status: 400, code: 'TAG_INVALID' },
-    { name: 'GET of a reference with a slash', method: 'GET', path: `/v2/${REPO}/manifests/v1/extra`, status: 400, code: 'TAG_INVALID' },
+    // No manifest can have an invalid reference: reads find nothing (404, as the OCI conformance suite expects), writes are refused.
+    { name: 'GET of a tag starting with -', method: 'GET', path: `/v2/${REPO}/manifests/-x`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'GET of a tag starting with .', method: 'GET', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'HEAD of a tag starting with .', method: 'HEAD', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'GET of a reference with a slash', method: 'GET', path: `/v2/${REPO}/manifests/v1/extra`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'PUT of a tag starting with . (.INVALID_MANIFEST_NAME)', method: 'PUT', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
     { name: 'PUT of a reference with a slash', method: 'PUT', path: `/v2/${REPO}/manifests/a/b`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
     { name: 'DELETE of a tag of 200 characters', method: 'DELETE', path: `/v2/${REPO}/manifests/${'b'.repeat(200)}`, status: 400, code: 'TAG_INVALID' },
     { name: '?tag= starting with .', method: 'PUT', path: `/v2/${REPO}/manifests/${manifest.digest}?tag=.bad`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
@@ -461,12 +465,14 @@ describe('router and HTTP parser errors (frameworkErrors + clientErrorHandler fr
   after(async () => reg?.close());
 
   const cases: Case[] = [
-    { name: 'broken percent-encoding in a manifest reference', method: 'GET', path: '/v2/a/manifests/%', status: 400, code: 'TAG_INVALID' },
+    { name: 'broken percent-encoding in a manifest reference', method: 'GET', path: '/v2/a/manifests/%', status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'broken percent-encoding in a manifest reference (PUT)', method: 'PUT', path: '/v2/a/manifests/%', body: '{}', status: 400, code: 'TAG_INVALID' },
     { name: 'broken percent-encoding in a blob digest', method: 'GET', path: '/v2/a/blobs/%zz', status: 400, code: 'DIGEST_INVALID' },
     { name: 'broken percent-encoding in a referrers digest', method: 'GET', path: '/v2/a/referrers/%', status: 400, code: 'DIGEST_INVALID' },
     { name: 'broken percent-encoding in an upload id', method: 'PATCH', path: '/v2/a/blobs/uploads/%', status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
     { name: 'a name of 1,100 characters', method: 'GET', path: `/v2/${'a'.repeat(1100)}/tags/list`, status: 400, code: 'NAME_INVALID' },
-    { name: 'a reference of 1,100 characters', method: 'GET', path: `/v2/a/manifests/${'t'.repeat(1100)}`, status: 400, code: 'TAG_INVALID' },
+    { name: 'a reference of 1,100 characters', method: 'GET', path: `/v2/a/manifests/${'t'.repeat(1100)}`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    { name: 'a reference of 1,100 characters (DELETE)', method: 'DELETE', path: `/v2/a/manifests/${'t'.repeat(1100)}`, status: 400, code: 'TAG_INVALID' },
     { name: 'raw UTF-8 bytes in the request line', method: 'GET', path: `/v2/${Buffer.from('café', 'utf8').toString('latin1')}/tags/list`, status: 400, code: 'REQUEST_INVALID' },
     { name: 'an unknown HTTP method', method: 'FOO', path: '/v2/', status: 400, code: 'REQUEST_INVALID' },
     { name: 'a Content-Length past 2^64', method: 'POST', path: `/v2/a/blobs/uploads/?digest=${payload.digest}`, headers: { 'Content-Length': '99999999999999999999' }, body: 'x', status: 400, code: 'REQUEST_INVALID' },

@@ -1,6 +1,6 @@
 // HTTP/1.1 over a bare socket, so tests can send what fetch refuses to: lying Content-Length,
 // `..` path segments, raw bytes in the request line, bodies cut short.
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export interface RawRequest {
   method: string;
@@ -106,4 +106,141 @@ function parseResponse(data: Buffer, isHead: boolean, closed = false): RawRespon
     }
   }
   return closed ? { status, headers, body: rest } : undefined;
+}
+
+/** A response read off a kept-alive connection, with the interim (1xx) statuses that came before it. */
+export interface ConnectionResponse extends RawResponse {
+  interim: number[];
+}
+
+/**
+ * One kept-alive HTTP/1.1 connection driven step by step: write a request's head, see what the server
+ * answers before any body byte was sent, write the body (or not), then send the next request on the
+ * same socket. `bodyBytesSent` counts what went out after the last head.
+ */
+export class RawConnection {
+  private received = Buffer.alloc(0);
+  private waiter: (() => void) | undefined;
+  private closedFlag = false;
+  private failure: Error | undefined;
+  bodyBytesSent = 0;
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly host: string,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      this.waiter?.();
+    });
+    socket.on('error', (err) => {
+      this.failure = err;
+      this.waiter?.();
+    });
+    socket.on('close', () => {
+      this.closedFlag = true;
+      this.waiter?.();
+    });
+  }
+
+  static open(base: string): Promise<RawConnection> {
+    const url = new URL(base);
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: url.hostname, port: Number(url.port) });
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(new RawConnection(socket, url.host));
+      });
+    });
+  }
+
+  /** True once the server closed the connection. */
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** The request line and headers (Host added); the body, if any, is sent with `sendBody`. */
+  sendHead(method: string, path: string, headers: Record<string, string>): Promise<void> {
+    const lines = [`${method} ${path} HTTP/1.1`, `Host: ${this.host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    this.bodyBytesSent = 0;
+    return this.write(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'));
+  }
+
+  async sendBody(data: Buffer): Promise<void> {
+    await this.write(data);
+    this.bodyBytesSent += data.length;
+  }
+
+  private write(data: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => this.socket.write(data, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** The next final response; rejects when the connection closes first or nothing comes within `timeoutMs`. */
+  async nextResponse(method = 'GET', timeoutMs = TIMEOUT_MS): Promise<ConnectionResponse> {
+    const interim: number[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = this.received.indexOf('\r\n\r\n');
+      const status = end === -1 ? NaN : Number(/^HTTP\/1\.[01] (\d{3})/.exec(this.received.subarray(0, end).toString('latin1'))?.[1]);
+      if (status >= 100 && status < 200) {
+        interim.push(status);
+        this.received = this.received.subarray(end + 4);
+        continue;
+      }
+      const parsed = parseResponse(this.received, method === 'HEAD', this.closedFlag);
+      if (parsed) {
+        const length = method === 'HEAD' ? 0 : parsed.body.length;
+        this.received = this.received.subarray(end + 4 + length);
+        return { ...parsed, interim };
+      }
+      if (this.closedFlag || this.failure) throw new Error(`connection ${this.failure ? `failed (${this.failure.message})` : 'closed'} before a response to ${method}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no response to ${method} within ${timeoutMs} ms`);
+      await this.wait(left);
+    }
+  }
+
+  /** The next interim (1xx) status, e.g. 100 for `Expect: 100-continue`; rejects on a final response. */
+  async nextInterim(timeoutMs = TIMEOUT_MS): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = this.received.indexOf('\r\n\r\n');
+      if (end !== -1) {
+        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(this.received.subarray(0, end).toString('latin1'))?.[1]);
+        if (!(status >= 100 && status < 200)) throw new Error(`expected an interim response, got ${status}`);
+        this.received = this.received.subarray(end + 4);
+        return status;
+      }
+      if (this.closedFlag || this.failure) throw new Error('connection closed before an interim response');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no interim response within ${timeoutMs} ms`);
+      await this.wait(left);
+    }
+  }
+
+  private wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiter = () => {
+        clearTimeout(timer);
+        this.waiter = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** Resolves when the server has closed the connection (after `timeoutMs`, rejects). */
+  async waitClosed(timeoutMs = TIMEOUT_MS): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closedFlag) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`connection still open after ${timeoutMs} ms`);
+      await this.wait(left);
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { ConfigError, configCheck, configEnvVars, loadConfig, parseConfig } from '../../server/config.js';
 
@@ -146,5 +148,30 @@ describe('configCheck', () => {
   it('explains an unreadable file and invalid YAML', () => {
     assert.match(configCheck(join(scratch, 'missing.yaml')).problems[0]!, /^cannot read config file/);
     assert.match(configCheck(writeYaml('broken.yaml', 'http: [\n')).problems[0]!, /is not valid YAML/);
+  });
+});
+
+describe('berth config check (the CLI)', () => {
+  const bin = fileURLToPath(new URL('../../../bin/berth.js', import.meta.url));
+  const check = (file: string, env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [bin, 'config', 'check', file], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env } });
+
+  it('prints ok for a valid file, as docs/configuration.md says', () => {
+    const run = check(writeYaml('cli-ok.yaml', 'http:\n  port: 5000\n'));
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout, 'ok\n');
+  });
+
+  it('prints one line per problem and exits non-zero', () => {
+    const run = check(writeYaml('cli-bad.yaml', 'http:\n  hots: x\nlogs: {}\n'));
+    assert.equal(run.status, 1);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr.split('\n').filter((l) => l.startsWith('  - ')).length, 2, run.stderr);
+  });
+
+  it('applies the BERTH_* variables of its environment, as berth serve does', () => {
+    const run = check(writeYaml('cli-env.yaml', '{}\n'), { BERTH_HTTP_PORT: 'eighty' });
+    assert.equal(run.status, 1);
+    assert.match(run.stderr, /http\.port|BERTH_HTTP_PORT/);
   });
 });

@@ -82,7 +82,7 @@ describe('metrics plugin', () => {
     for (const name of ['a', 'b', 'c', 'd']) assert.equal((await fetch(`${base}/v2/_r/${name}/manifests/latest`)).status, 200);
     assert.equal((await fetch(`${base}/nowhere`)).status, 404);
     await (await fetch(`${base}/custom/one/two`)).text();
-    const route = '/v2/_r/:name/manifests/:reference';
+    const route = '/v2/:name/manifests/:reference';
     const text = await exposedWhen(
       metrics,
       (t) => sample(t, 'berth_http_request_duration_seconds_count', { route: '/custom/<thing>', method: 'GET', status: '200' }) === 1,
@@ -91,6 +91,7 @@ describe('metrics plugin', () => {
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route: 'unmatched', method: 'GET', status: '404' }), 1);
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route: '/custom/<thing>', method: 'GET', status: '200' }), 1);
     assert.ok(!text.includes('/v2/_r/a/manifests'), 'no raw URLs in labels');
+    assert.ok(!text.includes('_r/:name'), 'labels show the API path, not the internal rewrite');
     assert.ok((sample(text, 'berth_http_sent_bytes_total', { route }) ?? 0) >= 4 * '{"ok":true}'.length);
   });
 
@@ -119,7 +120,7 @@ describe('metrics plugin', () => {
     } as RequestInit);
     assert.equal(res.status, 202);
     assert.deepEqual(await res.json(), { bytes: 300_000 });
-    const uploadRoute = '/v2/_r/:name/blobs/uploads/:id';
+    const uploadRoute = '/v2/:name/blobs/uploads/:id';
     const text = await exposedWhen(metrics, (t) => sample(t, 'berth_http_received_bytes_total', { route: uploadRoute }) !== undefined);
     assert.equal(sample(text, 'berth_http_received_bytes_total', { route: uploadRoute }), 300_000);
     assert.equal(sample(text, 'berth_uploads_in_progress'), 0);
@@ -135,7 +136,7 @@ describe('metrics plugin', () => {
     );
     await arrived;
     socket.destroy();
-    const route = '/v2/_r/:name/blobs/uploads/:id';
+    const route = '/v2/:name/blobs/uploads/:id';
     const text = await exposedWhen(metrics, (t) => sample(t, 'berth_http_request_duration_seconds_count', { route, method: 'PATCH', status: '499' }) === 1);
     assert.equal(sample(text, 'berth_http_request_duration_seconds_count', { route, method: 'PATCH', status: '499' }), 1);
     assert.equal(sample(text, 'berth_http_received_bytes_total', { route }), 300_000 + 0x1000);

@@ -116,7 +116,8 @@ describe('ops wired into the registry app', () => {
   });
 
   it('serves /metrics, /healthz and /readyz next to /v2/', async () => {
-    const putManifest = /berth_http_request_duration_seconds_count\{route="[^"]*manifests[^"]*",method="PUT",status="201"\} 1/;
+    // The API's path, not the internal rewrite the routes are registered under (/v2/_r/:name/…).
+    const putManifest = /berth_http_request_duration_seconds_count\{route="\/v2\/:name\/manifests\/:reference",method="PUT",status="201"\} 1/;
     // Request metrics are recorded when the server finishes the response, possibly after the client has it.
     let metrics = '';
     const deadline = Date.now() + 2000;
