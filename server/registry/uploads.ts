@@ -270,13 +270,12 @@ export class UploadService {
     try {
       await this.driver.move(uploadKey(held.id), target);
     } catch (err) {
+      // Moved before a crash, or a concurrent push of the same blob won the move (some stores fail the
+      // loser): whatever sits at a content address was verified by whoever put it there.
+      if (await this.exists(target)) return;
       if (!(err instanceof BlobNotFoundError)) throw err;
-      // Moved before a crash (or by a concurrent push of the same blob): whatever sits at a content
-      // address was verified by whoever put it there.
-      if (!(await this.exists(target))) {
-        await this.discard(held);
-        throw lostError(held);
-      }
+      await this.discard(held);
+      throw lostError(held);
     }
   }
 
