@@ -14,7 +14,9 @@ import { OciLayout, type LayoutDescriptor } from '../helpers/oci-layout.js';
 import type { ScratchDir } from '../helpers/scratch.js';
 
 const PASSWORD = 'alice-e2e-password';
-const MANIFEST_ACCEPT = [OCI_MANIFEST, OCI_INDEX, 'application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.docker.distribution.manifest.list.v2+json'].join(', ');
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+const MANIFEST_ACCEPT = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(', ');
 
 type Mode = 'auth off' | 'auth on';
 const MODES: Mode[] = ['auth off', 'auth on'];
@@ -71,8 +73,12 @@ interface Context {
   buildahEnv: Record<string, string>;
   dockerEnv: Record<string, string>;
   image: UmociImage;
-  /** amd64 + arm64 images, an index over them, and an artifact whose subject is the amd64 image. */
-  multi: { layout: OciLayout; tar: string; amd64: LayoutDescriptor; arm64: LayoutDescriptor; index: LayoutDescriptor; artifact: LayoutDescriptor };
+  /**
+   * amd64 + arm64 images in Docker's media types, a Docker manifest list over them, and an artifact
+   * whose subject is the amd64 image. Docker's types because the docker CLI of Debian 12 (20.10) reads
+   * no OCI image manifests: it neither accepts nor parses them.
+   */
+  multi: { layout: OciLayout; tar: string; amd64: LayoutDescriptor; arm64: LayoutDescriptor; list: LayoutDescriptor; artifact: LayoutDescriptor };
 }
 
 let ctx: Context | undefined;
@@ -111,7 +117,7 @@ async function seedLayoutImage(t: Target, layout: OciLayout, image: LayoutDescri
   const read = (digest: string) => readFile(join(layout.dir, 'blobs', 'sha256', digest.slice(7)));
   const manifest = parseManifest((await read(image.digest)).toString('utf8'));
   for (const d of [manifest.config?.digest ?? '', ...(manifest.layers ?? []).map((l) => l.digest)]) await client.pushBlob(repo, blob(await read(d)));
-  await client.pushManifest(repo, tag, blob(await read(image.digest)));
+  await client.pushManifest(repo, tag, blob(await read(image.digest)), manifest.mediaType ?? OCI_MANIFEST);
 }
 
 function requestsFor(t: Target, repo: string, since: number): AccessEntry[] {
@@ -237,6 +243,14 @@ const ctrClient: ImageClient = {
 
 const IMAGE_CLIENTS = [podmanClient, buildahClient, ctrClient];
 
+/** ctr pushes the Docker-format amd64 image of the multi layout to host/repo:tag (something every docker CLI reads). */
+async function ctrPushDockerImage(t: Target, repo: string, tag: string, namespace: string): Promise<string> {
+  await ctr(namespace, ['images', 'import', '--no-unpack', '--base-name', 'multi', c().multi.tar]);
+  await ctr(namespace, ['images', 'tag', '--force', 'multi:amd64', `${t.host}/${repo}:${tag}`]);
+  await ctr(namespace, ['images', 'push', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:${tag}`]);
+  return c().multi.amd64.digest;
+}
+
 interface IndexMaker {
   name: 'podman' | 'buildah' | 'docker' | 'ctr';
   /** Assembles host/repo:v1 from host/repo:amd64 and host/repo:arm64 (or from the layout, for ctr); returns the index digest it reports. */
@@ -284,9 +298,9 @@ const INDEX_MAKERS: IndexMaker[] = [
     async pushIndex(t, repo) {
       const ns = ctrNs(t.mode, 'index');
       await ctr(ns, ['images', 'import', '--no-unpack', '--all-platforms', '--base-name', 'multi', c().multi.tar]);
-      await ctr(ns, ['images', 'tag', '--force', 'multi:index', `${t.host}/${repo}:v1`]);
+      await ctr(ns, ['images', 'tag', '--force', 'multi:list', `${t.host}/${repo}:v1`]);
       await ctr(ns, ['images', 'push', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:v1`]);
-      return c().multi.index.digest;
+      return c().multi.list.digest;
     },
   },
 ];
@@ -341,11 +355,22 @@ async function buildUmociImage(dir: string): Promise<UmociImage> {
   return { layout, tag, tar, manifest: { digest, config: manifest.config.digest }, layer: { digest: layer.digest, size: layer.size } };
 }
 
+/** An image in Docker's media types (schema 2) with one layer of `size` random bytes. */
+async function addDockerImage(layout: OciLayout, size: number, platform: { os: string; architecture: string }): Promise<LayoutDescriptor> {
+  const layer = await layout.addLayer('file0', size);
+  const config = await layout.addBlob(
+    Buffer.from(JSON.stringify({ ...platform, created: '2026-01-01T00:00:00Z', config: {}, rootfs: { type: 'layers', diff_ids: [layer.diffId] }, history: [] })),
+    'application/vnd.docker.container.image.v1+json',
+  );
+  const manifest = { schemaVersion: 2, mediaType: DOCKER_MANIFEST, config, layers: [{ ...layer.desc, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }] };
+  return { ...(await layout.addBlob(Buffer.from(JSON.stringify(manifest)), DOCKER_MANIFEST)), platform };
+}
+
 async function buildMultiLayout(dir: string): Promise<Context['multi']> {
   const layout = await new OciLayout(join(dir, 'layout')).init();
-  const amd64 = await layout.addImage([20_000], { os: 'linux', architecture: 'amd64' });
-  const arm64 = await layout.addImage([21_000], { os: 'linux', architecture: 'arm64' });
-  const index = await layout.addIndex([amd64, arm64]);
+  const amd64 = await addDockerImage(layout, 20_000, { os: 'linux', architecture: 'amd64' });
+  const arm64 = await addDockerImage(layout, 21_000, { os: 'linux', architecture: 'arm64' });
+  const list = await layout.addBlob(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: DOCKER_LIST, manifests: [amd64, arm64] })), DOCKER_LIST);
   const empty = await layout.addBlob(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
   const payload = await layout.addBlob(Buffer.from(`signature ${randomBytes(8).toString('hex')}`), 'application/vnd.example.signature');
   const { platform: _p, ...subject } = amd64;
@@ -353,12 +378,12 @@ async function buildMultiLayout(dir: string): Promise<Context['multi']> {
     Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.signature', config: empty, layers: [payload], subject })),
     OCI_MANIFEST,
   );
-  await layout.tag(index, 'index');
+  await layout.tag(list, 'list');
   await layout.tag(amd64, 'amd64');
   await layout.tag(artifact, 'sig');
   const tar = join(dir, 'layout.tar');
   await runTool('tar', ['-C', layout.dir, '-cf', tar, '.']);
-  return { layout, tar, amd64, arm64, index, artifact };
+  return { layout, tar, amd64, arm64, list, artifact };
 }
 
 async function startTarget(mode: Mode, dir: string): Promise<Target> {
@@ -444,20 +469,21 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         });
       }
 
-      it('docker manifest inspect and every image client read an image pushed by another client', async () => {
+      it('podman and buildah pull what ctr pushed, umoci unpacks it, docker inspects a Docker-format image', async () => {
         const t = target(mode);
         const repo = `${t.ns}/cross`;
         const pushed = await ctrClient.push(t, repo);
-        await ensureLogin('docker', t);
-        const inspected = JSON.parse((await docker(['manifest', 'inspect', '--insecure', '-v', `${t.host}/${repo}:v1`])).stdout) as { Descriptor: { digest: string }; OCIManifest?: Manifest };
-        assert.equal(inspected.Descriptor.digest, pushed.digest);
-        assert.equal(inspected.OCIManifest?.config?.digest, pushed.config);
         for (const client of [podmanClient, buildahClient]) assert.deepEqual(await client.pull(t, repo, 'cross'), pushed, `${client.name} pulls what ctr pushed`);
         // umoci reads what podman writes back out of its store: the file is there, byte for byte.
         const out = join(c().scratch.path, `umoci-out-${slug(mode)}`);
         await podman([...podmanStore(mode, 'cross'), 'push', `${t.host}/${repo}:v1`, `oci:${out}:back`]);
         await runTool('umoci', ['unpack', '--rootless', '--image', `${out}:back`, join(out, 'bundle')]);
         assert.equal(await readFile(join(out, 'bundle', 'rootfs', 'hello.txt'), 'utf8'), 'hello from umoci\n');
+
+        const digest = await ctrPushDockerImage(t, repo, 'docker', ctrNs(mode, 'cross'));
+        await ensureLogin('docker', t);
+        const inspected = JSON.parse((await docker(['manifest', 'inspect', '--insecure', '-v', `${t.host}/${repo}:docker`])).stdout) as { Descriptor: { digest: string; mediaType: string } };
+        assert.deepEqual([inspected.Descriptor.digest, inspected.Descriptor.mediaType], [digest, DOCKER_MANIFEST]);
       });
 
       for (const maker of INDEX_MAKERS) {
@@ -485,7 +511,7 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         });
       }
 
-      it('ctr pushes an artifact whose subject is an image; the referrers API lists it and docker reads it', async () => {
+      it('ctr pushes an artifact whose subject is an image; the referrers API lists it and ctr fetches it back', async () => {
         const t = target(mode);
         const repo = `${t.ns}/artifact`;
         const ns = ctrNs(mode, 'artifact');
@@ -500,9 +526,11 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         assert.equal(res.status, 200);
         const referrers = (await res.json()) as { manifests: Array<{ digest: string; artifactType?: string }> };
         assert.deepEqual(referrers.manifests.map((m) => [m.digest, m.artifactType]), [[artifact.digest, 'application/vnd.example.signature']]);
-        await ensureLogin('docker', t);
-        const seen = parseManifest((await docker(['manifest', 'inspect', '--insecure', `${t.host}/${repo}:sig`])).stdout);
-        assert.equal(seen.subject?.digest, amd64.digest);
+        const fresh = ctrNs(mode, 'artifact-fetch');
+        await ctr(fresh, ['content', 'fetch', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:sig`]);
+        const fetched = (await ctr(fresh, ['content', 'get', artifact.digest])).bytes;
+        assert.deepEqual(fetched, await readFile(join(c().multi.layout.dir, 'blobs', 'sha256', artifact.digest.slice(7))));
+        assert.equal(parseManifest(fetched.toString('utf8')).subject?.digest, amd64.digest);
       });
 
       it('ctr resumes a partly fetched layer with a Range request and Berth answers 206 with the rest', async () => {
@@ -568,7 +596,7 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
     it('after docker and podman log out, their pulls are refused', async () => {
       const t = target('auth on');
       const repo = `${t.ns}/logout`;
-      await ctrClient.push(t, repo);
+      await ctrPushDockerImage(t, repo, 'v1', ctrNs('auth on', 'logout'));
       const dockerOnly = { HOME: join(c().scratch.path, 'docker-logout'), DOCKER_CONFIG: join(c().scratch.path, 'docker-logout', 'config') };
       await mkdir(dockerOnly.DOCKER_CONFIG, { recursive: true });
       await runTool('docker', ['login', '-u', 'alice', '--password-stdin', t.host], { env: dockerOnly, input: PASSWORD });

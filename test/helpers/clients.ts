@@ -93,7 +93,11 @@ export async function containersSandbox(dir: string, hosts: string[]): Promise<R
     join(dir, 'containers.conf'),
     `[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\ntmp_dir = "${join(dir, 'libpod-tmp')}"\n[network]\nnetwork_config_dir = "${join(dir, 'net')}"\n`,
   );
-  await writeFile(join(dir, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+  // containers/image prefers these per-user files (under HOME) to /etc/containers: the signature
+  // policy, and an empty drop-in directory in place of /etc/containers/registries.conf.d.
+  const userConfig = join(dir, 'home', '.config', 'containers');
+  await mkdir(join(userConfig, 'registries.conf.d'), { recursive: true });
+  await writeFile(join(userConfig, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
   await writeFile(join(dir, 'auth.json'), '{}');
   return {
     HOME: join(dir, 'home'),
