@@ -2,6 +2,7 @@
 // on. Scenarios are written once and run for every client that can do them; skopeo has its own suite.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,6 +40,8 @@ interface Target {
   ns: string;
   user?: { name: string; password: string };
   access: AccessEntry[];
+  /** Emits 'entry' for every access-log line, which Berth writes after the response is sent. */
+  accessEvents: EventEmitter;
 }
 
 /** A manifest as the registry holds it: what a pull must reproduce. */
@@ -120,8 +123,30 @@ async function seedLayoutImage(t: Target, layout: OciLayout, image: LayoutDescri
   await client.pushManifest(repo, tag, blob(await read(image.digest)), manifest.mediaType ?? OCI_MANIFEST);
 }
 
-function requestsFor(t: Target, repo: string, since: number): AccessEntry[] {
-  return t.access.slice(since).filter((e) => e.url.startsWith(`/v2/${repo}/`));
+const ACCESS_LOG_WAIT_MS = 5_000;
+
+/**
+ * The requests for repo logged since `since`, once one of them matches `last`: the log line of a
+ * request can arrive after the client that made it has exited.
+ */
+async function requestsFor(t: Target, repo: string, since: number, last: (e: AccessEntry) => boolean): Promise<AccessEntry[]> {
+  const mine = () => t.access.slice(since).filter((e) => e.url.startsWith(`/v2/${repo}/`));
+  if (!mine().some(last)) {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        t.accessEvents.off('entry', check);
+        reject(new Error(`no matching access-log line for ${repo} within ${ACCESS_LOG_WAIT_MS} ms: ${JSON.stringify(mine())}`));
+      }, ACCESS_LOG_WAIT_MS);
+      const check = () => {
+        if (!mine().some(last)) return;
+        clearTimeout(timer);
+        t.accessEvents.off('entry', check);
+        resolve();
+      };
+      t.accessEvents.on('entry', check);
+    });
+  }
+  return mine();
 }
 
 // ---- the clients -------------------------------------------------------------------------------
@@ -395,16 +420,19 @@ async function startTarget(mode: Mode, dir: string): Promise<Target> {
     ...(mode === 'auth on' ? { config: { auth: { enabled: true, userNamespaces: true } } } : {}),
   });
   const access: AccessEntry[] = [];
+  const accessEvents = new EventEmitter();
   createInterface({ input: berth.child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
     if (!line.includes('"msg":"request"')) return;
     const e = JSON.parse(line) as AccessEntry;
     access.push({ method: e.method, url: e.url, status: e.status, bytesIn: e.bytesIn, bytesOut: e.bytesOut, userAgent: e.userAgent });
+    accessEvents.emit('entry');
   });
   const host = berth.url.replace('http://', '');
-  return mode === 'auth on' ? { mode, berth, host, ns: 'alice', user: { name: 'alice', password: PASSWORD }, access } : { mode, berth, host, ns: 'e2e', access };
+  const base = { mode, berth, host, access, accessEvents };
+  return mode === 'auth on' ? { ...base, ns: 'alice', user: { name: 'alice', password: PASSWORD } } : { ...base, ns: 'e2e' };
 }
 
-describe('real clients against berth serve: podman, buildah, ctr, docker, umoci', () => {
+describe('real clients against berth serve: podman, buildah, ctr, docker, umoci', { timeout: 300_000 }, () => {
   // Resources are stopped in reverse order even when set-up fails halfway.
   const cleanups: Array<() => Promise<void>> = [];
   before(async () => {
@@ -452,7 +480,8 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
           const pulled = await client.pull(t, repo, 'pull');
           assert.deepEqual(pulled, pushed);
 
-          const uploads = requestsFor(t, repo, since).filter((e) => e.url.includes('/blobs/uploads/'));
+          const manifestPut = (e: AccessEntry) => e.method === 'PUT' && e.url.includes('/manifests/') && e.status === 201;
+          const uploads = (await requestsFor(t, repo, since, manifestPut)).filter((e) => e.url.includes('/blobs/uploads/'));
           const patches = uploads.filter((e) => e.method === 'PATCH' && e.status === 202);
           const puts = uploads.filter((e) => e.method === 'PUT' && e.status === 201);
           assert.ok(puts.length > 0, `${client.name} finished uploads with PUT`);
@@ -553,7 +582,8 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         });
         const since = t.access.length;
         await ctr(ns, ['content', 'fetch', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:v1`]);
-        const gets = requestsFor(t, repo, since).filter((e) => e.method === 'GET' && e.url.endsWith(layer.digest));
+        const layerGet = (e: AccessEntry) => e.method === 'GET' && e.url.endsWith(layer.digest);
+        const gets = (await requestsFor(t, repo, since, layerGet)).filter(layerGet);
         assert.deepEqual(gets.map((g) => [g.status, g.bytesOut]), [[206, bytes.length - half]]);
         const stored = (await ctr(ns, ['content', 'get', layer.digest])).bytes;
         assert.equal(`sha256:${createHash('sha256').update(stored).digest('hex')}`, layer.digest);
