@@ -30,7 +30,11 @@ export class BlobService {
     const stream = await this.opening(digest, () => this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal }));
     const check = this.checkFor(digest, size, range);
     const length = range ? range.end - range.start + 1 : size;
-    return guardStream(stream, length, digest.value, check, (err) => this.integrity.quarantine(digest, err.reason, 'blob', 'read'));
+    return guardStream(stream, length, digest.value, check, async (err) => {
+      await this.integrity.quarantine(digest, err.reason, 'blob', 'read');
+      // Sent as a 404 if no byte has gone out yet (a one-chunk stream); otherwise the connection is cut.
+      return corrupt(digest);
+    });
   }
 
   /** The driver's fast sending path for this blob, if it has one, verifying as the policy asks. */

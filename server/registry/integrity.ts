@@ -95,14 +95,15 @@ export class DigestCheck implements SendCheck {
 /**
  * Passes `source` through, checking it yields exactly `length` bytes (and, with `check`, their digest).
  * The last chunk is held back until the check passed: a bad object never ends cleanly. `onBad` runs
- * (quarantine) before the stream errors, so by the time a client sees the cut the object is gone.
+ * (quarantine) before the stream errors, so by the time a client sees the cut the object is gone; the
+ * stream errors with what it returns (an error response, when nothing was sent yet).
  */
-export function guardStream(source: Readable, length: number, digest: string, check: SendCheck | undefined, onBad: (err: CorruptObjectError) => Promise<void>): Readable {
+export function guardStream(source: Readable, length: number, digest: string, check: SendCheck | undefined, onBad: (err: CorruptObjectError) => Promise<Error>): Readable {
   let held: Buffer | undefined;
   let count = 0;
   const fail = (err: CorruptObjectError, callback: (err: Error) => void) => {
     onBad(err).then(
-      () => callback(err),
+      (answer) => callback(answer),
       () => callback(err),
     );
   };
