@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { request, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -40,13 +40,17 @@ interface Download {
 function download(url: string, headers: Record<string, string> = {}): Promise<Download> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { connection: 'close', ...headers } }, (res) => {
+    // Keep-alive, as curl and docker use it: a server that sends less than Content-Length and leaves
+    // the connection open makes such a client wait (with Connection: close the close would end it).
+    const agent = new Agent({ keepAlive: true });
+    const req = request(url, { agent, headers }, (res) => {
       const chunks: Buffer[] = [];
       let settled = false;
       const done = (complete: boolean) => {
         if (settled) return;
         settled = true;
         req.setTimeout(0);
+        agent.destroy();
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete, ms: performance.now() - started });
       };
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -57,10 +61,12 @@ function download(url: string, headers: Record<string, string> = {}): Promise<Do
     });
     req.setTimeout(CLIENT_TIMEOUT_MS, () => {
       req.destroy();
+      agent.destroy();
       reject(new Error(`GET ${url} still open after ${CLIENT_TIMEOUT_MS} ms (the server left the connection hanging)`));
     });
     // Cut before the headers went out (the only chunk was the bad one): no response at all, status 0.
     req.on('error', (err) => {
+      agent.destroy();
       if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false, ms: performance.now() - started });
       else reject(err);
     });
