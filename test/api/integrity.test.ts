@@ -23,6 +23,7 @@ import { blob, imageManifest, randomBlob, RegistryClient, sha256, type Blob } fr
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startTestRegistry, type TestRegistry, type TestRegistryOptions } from '../helpers/registry.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { makeScratchDir } from '../helpers/scratch.js';
 
 /** Far longer than any of these responses takes: a response still open then is a hang. */
 const CLIENT_TIMEOUT_MS = 30_000;
@@ -290,6 +291,42 @@ for (const setup of SETUPS) {
     });
   });
 }
+
+describe('background scrub', () => {
+  it('runs when enabled, quarantines a blob that rotted while the server was down, and HEAD then says 404', async () => {
+    const scratch = await makeScratchDir('bg-scrub');
+    const stores = {
+      driver: async () => new FilesystemDriver({ root: join(scratch.path, 'storage') }),
+      metadata: async () => new EmbeddedStore({ path: join(scratch.path, 'metadata') }),
+    };
+    try {
+      const first = await startTestRegistry(stores);
+      const b = randomBlob(300_000);
+      try {
+        await new RegistryClient(first.url).pushBlob('bg/app', b);
+      } finally {
+        await first.close();
+      }
+      const path = join(scratch.path, 'storage', ...blobKey(parseDigest(b.digest)).split('/'));
+      const bytes = await readFile(path);
+      bytes[123] = (bytes[123] ?? 0) ^ 0x10;
+      await writeFile(path, bytes);
+
+      let found: (e: IntegrityEvent) => void = () => undefined;
+      const event = new Promise<IntegrityEvent>((resolve) => (found = resolve));
+      const second = await startTestRegistry({ ...stores, config: { storage: { scrub: { enabled: true } } }, deps: { onIntegrity: (e) => found(e) } });
+      try {
+        const e = await event;
+        assert.deepEqual([e.digest, e.reason, e.foundBy], [b.digest, 'digest_mismatch', 'scrub']);
+        assert.equal((await fetch(`${second.url}/v2/bg/app/blobs/${b.digest}`, { method: 'HEAD' })).status, 404);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await scratch.remove();
+    }
+  });
+});
 
 describe('berth scrub', () => {
   it('finds and quarantines a corrupt blob, resumes from its cursor, and exits non-zero', async () => {
