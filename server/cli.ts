@@ -81,6 +81,7 @@ Hashes every object under blobs/ in storage (rate-limited: --rate, default stora
 moves each one that does not match its digest to quarantine/ (the next push of it re-creates it), then
 checks that every journaled blob and manifest link still has its bytes. Progress goes to stderr, a JSON
 summary to stdout. Resumes where an interrupted run stopped unless --restart is given.
+--progress-ms MS sets how often a progress line is printed and the cursor saved (default 5000).
 Exit status: 0 all good, 1 corruption or missing objects found (or an error), 2 usage, 3 another scrub
 is running.
 `;
@@ -105,6 +106,11 @@ async function scrubCommand(args: string[]): Promise<void> {
     return;
   }
   const progressText = option(args, '--progress-ms');
+  if (progressText !== undefined && !(Number.isSafeInteger(Number(progressText)) && Number(progressText) >= 0)) {
+    process.stderr.write(`--progress-ms must be a whole number of milliseconds, got ${JSON.stringify(progressText)}\n`);
+    process.exitCode = 2;
+    return;
+  }
   try {
     const result = await scrubFromConfig({
       configFile: option(args, '--config'),

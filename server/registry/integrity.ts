@@ -130,7 +130,7 @@ export function guardStream(source: Readable, length: number, digest: string, ch
         if (held) check?.update(held);
         check?.beforeLast();
       } catch (err) {
-        fail(err as CorruptObjectError, callback);
+        fail(err instanceof CorruptObjectError ? err : new CorruptObjectError('digest_mismatch', digest, `${digest}: verification failed: ${String(err)}`), callback);
         return;
       }
       if (held) this.push(held);

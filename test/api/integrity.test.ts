@@ -375,9 +375,9 @@ describe('berth scrub', () => {
       const configFile = join(reg.dir, 'config.yaml');
       await writeFile(configFile, `dataDir: ${JSON.stringify(reg.dir)}\nstorage:\n  filesystem:\n    root: ${JSON.stringify(join(reg.dir, 'storage'))}\nmetadata:\n  embedded:\n    path: ${JSON.stringify(join(reg.dir, 'metadata'))}\n`);
       const bin = fileURLToPath(new URL('../../../bin/berth.js', import.meta.url));
-      const run = () =>
+      const run = (extra: string[] = []) =>
         new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-          execFile(process.execPath, [bin, 'scrub', '--config', configFile, '--progress-ms', '0'], { timeout: 30_000 }, (err, stdout, stderr) => {
+          execFile(process.execPath, [bin, 'scrub', '--config', configFile, '--progress-ms', '0', ...extra], { timeout: 30_000 }, (err, stdout, stderr) => {
             resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
           });
         });
@@ -403,6 +403,10 @@ describe('berth scrub', () => {
       assert.equal(third.code, 1, third.stderr);
       const again = JSON.parse(third.stdout) as { checked: number; corrupt: number; missing: number; resumedAfter?: string };
       assert.deepEqual([again.checked, again.corrupt, again.missing, again.resumedAfter], [4, 0, 2, undefined]);
+
+      const usage = await run(['--rate', 'fast']);
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /--rate must be a whole number of bytes per second, got "fast"/);
     } finally {
       if (!closed) await reg.close();
       else await rm(reg.dir, { recursive: true, force: true });
