@@ -78,14 +78,28 @@ async function readCursor(driver: BlobDriver): Promise<string | undefined> {
 export async function scrub(driver: BlobDriver, metadata: MetadataStore, integrity: Integrity, options: ScrubOptions): Promise<ScrubResult> {
   const holder = options.holder ?? randomUUID();
   if (!(await metadata.acquireLease(SCRUB_LEASE, holder, options.leaseMs))) throw new ScrubBusyError();
+  // Renewed on a timer, not per object: hashing one large blob at the rate limit can outlast the lease.
+  // A renewal refused means the lease expired and another process took it: this one stops.
+  const lost = new AbortController();
+  const renew = setInterval(() => {
+    metadata.acquireLease(SCRUB_LEASE, holder, options.leaseMs).then(
+      (held) => {
+        if (!held) lost.abort();
+      },
+      () => undefined,
+    );
+  }, Math.max(1000, Math.floor(options.leaseMs / 3)));
+  renew.unref();
+  const signal = options.signal ? AbortSignal.any([options.signal, lost.signal]) : lost.signal;
   try {
-    return await run(driver, metadata, integrity, options, holder);
+    return await run(driver, integrity, { ...options, signal });
   } finally {
+    clearInterval(renew);
     await metadata.releaseLease(SCRUB_LEASE, holder).catch(() => undefined);
   }
 }
 
-async function run(driver: BlobDriver, metadata: MetadataStore, integrity: Integrity, options: ScrubOptions, holder: string): Promise<ScrubResult> {
+async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptions & { signal: AbortSignal }): Promise<ScrubResult> {
   const after = options.restart ? undefined : await readCursor(driver);
   const keys: string[] = [];
   for await (const key of driver.list('blobs')) if (BLOB_KEY.test(key) && (after === undefined || key > after)) keys.push(key);
@@ -97,21 +111,19 @@ async function run(driver: BlobDriver, metadata: MetadataStore, integrity: Integ
   const report = async (cursor: string | undefined) => {
     lastReport = performance.now();
     if (cursor !== undefined) await driver.put(SCRUB_CURSOR_KEY, Buffer.from(JSON.stringify({ after: cursor } satisfies Cursor)));
-    // A lease lost (expired and taken) means another process scrubs now: stop rather than both run.
-    if (!(await metadata.acquireLease(SCRUB_LEASE, holder, options.leaseMs))) throw new ScrubBusyError();
     const { bad: _bad, complete: _complete, ...progress } = result;
     options.onProgress?.(progress);
   };
 
   for (const key of keys) {
-    if (options.signal?.aborted) {
+    if (options.signal.aborted) {
       await report(undefined);
       return result;
     }
     const m = BLOB_KEY.exec(key) as RegExpExecArray;
     const digest = digestFrom(m[1] as string, m[3] as string);
-    const verified = await integrity.verifyStored(digest, undefined, { ...(options.bytesPerSecond ? { bytesPerSecond: options.bytesPerSecond } : {}), ...(options.signal ? { signal: options.signal } : {}) }).catch((err: unknown) => {
-      if (options.signal?.aborted) return undefined;
+    const verified = await integrity.verifyStored(digest, undefined, { ...(options.bytesPerSecond ? { bytesPerSecond: options.bytesPerSecond } : {}), signal: options.signal }).catch((err: unknown) => {
+      if (options.signal.aborted) return undefined;
       throw err;
     });
     if (verified === undefined) {
@@ -137,7 +149,7 @@ async function run(driver: BlobDriver, metadata: MetadataStore, integrity: Integ
   result.phase = 'links';
   const seen = new Set<string>();
   for await (const key of driver.list(JOURNAL_ROOT)) {
-    if (options.signal?.aborted) return result;
+    if (options.signal.aborted) return result;
     const m = JOURNAL_DIGEST.exec(key);
     if (!m) continue;
     const digest = digestFrom(m[2] as string, m[3] as string);
