@@ -56,6 +56,11 @@ export class BlobService {
           await sender.sendTo(dest, signal, check);
         } catch (err) {
           if (err instanceof CorruptObjectError) await this.integrity.quarantine(digest, err.reason, 'blob', 'read');
+          // The file shrank while being sent (size checked at open): as truncated as it gets.
+          else if (err instanceof InvalidOffsetError) {
+            await this.integrity.quarantine(digest, 'size_mismatch', 'blob', 'read');
+            throw new CorruptObjectError('size_mismatch', digest.value, `${digest.value}: storage ended early while sending`);
+          }
           throw err;
         }
       },
