@@ -292,6 +292,46 @@ for (const setup of SETUPS) {
   });
 }
 
+describe('filesystem: a blob file that shrinks while it is being sent', () => {
+  it('cuts the response and quarantines the blob', async () => {
+    const events: IntegrityEvent[] = [];
+    const reg = await startTestRegistry({ driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }), deps: { onIntegrity: (e) => events.push(e) } });
+    try {
+      const b = randomBlob(64 * 1024 * 1024);
+      await new RegistryClient(reg.url).pushBlob('shrink/app', b);
+      const path = join(reg.dir, 'storage', ...blobKey(parseDigest(b.digest)).split('/'));
+      const agent = new Agent({ keepAlive: true });
+      const outcome = await new Promise<{ bytes: number; complete: boolean }>((resolve, reject) => {
+        const req = request(`${reg.url}/v2/shrink/app/blobs/${b.digest}`, { agent }, (res) => {
+          let bytes = 0;
+          let first = true;
+          res.on('data', (chunk: Buffer) => {
+            bytes += chunk.length;
+            if (!first) return;
+            first = false;
+            // Paused, the socket fills and the server waits with most of the file unread: cut it short now.
+            res.pause();
+            truncate(path, 1024 * 1024).then(() => res.resume(), reject);
+          });
+          res.on('end', () => resolve({ bytes, complete: res.complete }));
+          res.on('aborted', () => resolve({ bytes, complete: false }));
+          res.on('error', () => resolve({ bytes, complete: false }));
+        });
+        req.setTimeout(CLIENT_TIMEOUT_MS, () => reject(new Error('response left open')));
+        req.on('error', reject);
+        req.end();
+      });
+      agent.destroy();
+      assert.equal(outcome.complete, false);
+      assert.ok(outcome.bytes < b.size);
+      assert.deepEqual(events.map((e) => e.reason), ['size_mismatch']);
+      assert.equal((await fetch(`${reg.url}/v2/shrink/app/blobs/${b.digest}`, { method: 'HEAD' })).status, 404);
+    } finally {
+      await reg.close();
+    }
+  });
+});
+
 describe('background scrub', () => {
   it('runs when enabled, quarantines a blob that rotted while the server was down, and HEAD then says 404', async () => {
     const scratch = await makeScratchDir('bg-scrub');
