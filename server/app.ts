@@ -6,7 +6,9 @@ import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import type { BerthConfig } from './config.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
+import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { JournaledStore } from './registry/journal.js';
+import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
 import { UploadService } from './registry/uploads.js';
 import { baseRoutes } from './routes/base.js';
@@ -33,6 +35,8 @@ export interface AppDeps {
   onUploadActive?: (delta: 1 | -1) => void;
   /** The clock for upload expiry and leases (tests move it). */
   now?: () => number;
+  /** A stored object found corrupt or missing (metrics). */
+  onIntegrity?: (event: IntegrityEvent) => void;
 }
 
 const KNOWN_PATHS = [
@@ -64,11 +68,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onActiveChange: deps.onUploadActive,
     ...(deps.now ? { now: deps.now } : {}),
   });
+  const integrity = new Integrity(driver, metadata, {
+    verifyReads: config.storage.verifyReads,
+    smallBytes: config.storage.verifySmallBytes,
+    rememberVerified: config.storage.verifiedDigests,
+    log: app.log,
+    ...(deps.onIntegrity ? { onEvent: deps.onIntegrity } : {}),
+  });
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata),
-    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }),
+    blobs: new BlobService(driver, metadata, integrity),
+    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
     emit: (event) => {
@@ -112,6 +123,42 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }, config.uploads.sweepIntervalSeconds * 1000);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
+  if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
+  app.addHook('onClose', async () => integrity.settled());
   app.decorate('uploads', uploads);
+  app.decorate('integrity', integrity);
   return app;
+}
+
+/** Scrub passes every intervalSeconds; a pass another process runs (the lease) is skipped, not waited for. */
+function startBackgroundScrub(app: FastifyInstance, driver: BlobDriver, metadata: MetadataStore, integrity: Integrity, config: BerthConfig): void {
+  const { intervalSeconds, bytesPerSecond, leaseSeconds } = config.storage.scrub;
+  const stop = new AbortController();
+  let running: Promise<void> | undefined;
+  const pass = () => {
+    if (running) return;
+    running = scrub(driver, metadata, integrity, { bytesPerSecond, leaseMs: leaseSeconds * 1000, signal: stop.signal })
+      .then((result) => {
+        const { bad: _bad, ...summary } = result;
+        app.log.info({ scrub: summary }, result.complete ? 'scrub pass finished' : 'scrub pass stopped; the next one resumes from its cursor');
+      })
+      .catch((err: unknown) => {
+        if (err instanceof ScrubBusyError) app.log.debug('scrub skipped: another process holds the lease');
+        else if (!stop.signal.aborted) app.log.warn({ err }, 'scrub pass failed');
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const timer = setInterval(pass, intervalSeconds * 1000);
+  timer.unref();
+  // The first pass waits until the server is up; later ones follow the interval.
+  app.addHook('onReady', async () => {
+    setImmediate(pass).unref();
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(timer);
+    stop.abort();
+    await running;
+  });
 }

@@ -2,7 +2,8 @@ import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
 import { auditOperatorAction, type AuditAction } from './audit.js';
 import { isClusterWorker, runClusterPrimary } from './cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
-import { rebuildFromConfig, startServer } from './main.js';
+import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
+import { ScrubBusyError } from './registry/scrub.js';
 
 const HELP = `berth — an OCI container image registry
 
@@ -14,6 +15,8 @@ Usage:
   berth key rotate                start signing tokens with a new key
   berth metadata rebuild [--config FILE]
                                   recreate tags, manifests and links in the metadata store from storage
+  berth scrub [--config FILE] [--rate BYTES_PER_S] [--restart]
+                                  verify every stored blob and manifest; quarantine what is corrupt
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -72,6 +75,69 @@ async function accountCommand(command: 'user' | 'robot' | 'key', args: string[])
   if (process.exitCode === 0 && action && rest[1]) await auditOperatorAction(config, { action, subject: rest[1] });
 }
 
+const SCRUB_HELP = `Usage: berth scrub [--config FILE] [--rate BYTES_PER_S] [--restart]
+
+Hashes every object under blobs/ in storage (rate-limited: --rate, default storage.scrub.bytesPerSecond),
+moves each one that does not match its digest to quarantine/ (the next push of it re-creates it), then
+checks that every journaled blob and manifest link still has its bytes. Progress goes to stderr, a JSON
+summary to stdout. Resumes where an interrupted run stopped unless --restart is given.
+--progress-ms MS sets how often a progress line is printed and the cursor saved (default 5000).
+Exit status: 0 all good, 1 corruption or missing objects found (or an error), 2 usage, 3 another scrub
+is running.
+`;
+
+async function scrubCommand(args: string[]): Promise<void> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(SCRUB_HELP);
+    return;
+  }
+  const known = new Set(['--config', '--rate', '--restart', '--progress-ms']);
+  const unknown = args.filter((a, i) => a.startsWith('--') && !known.has(a) && !['--config', '--rate', '--progress-ms'].includes(args[i - 1] ?? ''));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown option ${unknown[0]}\n\n${SCRUB_HELP}`);
+    process.exitCode = 2;
+    return;
+  }
+  const rateText = option(args, '--rate');
+  const rate = rateText === undefined ? undefined : Number(rateText);
+  if (rate !== undefined && (!Number.isSafeInteger(rate) || rate < 1)) {
+    process.stderr.write(`--rate must be a whole number of bytes per second, got ${JSON.stringify(rateText)}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const progressText = option(args, '--progress-ms');
+  if (progressText !== undefined && !(Number.isSafeInteger(Number(progressText)) && Number(progressText) >= 0)) {
+    process.stderr.write(`--progress-ms must be a whole number of milliseconds, got ${JSON.stringify(progressText)}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    const result = await scrubFromConfig({
+      configFile: option(args, '--config'),
+      ...(rate === undefined ? {} : { bytesPerSecond: rate }),
+      restart: args.includes('--restart'),
+      ...(progressText === undefined ? {} : { progressEveryMs: Number(progressText) }),
+      onProgress: (p) => {
+        const resumed = p.resumedAfter ? ` (resumed after ${p.resumedAfter})` : '';
+        process.stderr.write(`scrub: ${p.phase}: ${p.checked} checked, ${p.remaining} to go, ${p.bytes} bytes, ${p.corrupt} corrupt, ${p.missing} missing${resumed}\n`);
+      },
+      onBad: (e) => {
+        process.stderr.write(`scrub: ${e.kind} ${e.digest}: ${e.reason === 'missing' ? 'missing from storage' : `${e.reason}, quarantined to ${e.quarantineKey ?? '(already gone)'}`}\n`);
+      },
+    });
+    const { bad, ...summary } = result;
+    process.stdout.write(`${JSON.stringify({ ...summary, bad })}\n`);
+    if (result.corrupt + result.missing > 0) {
+      process.stderr.write(`scrub: found ${result.corrupt} corrupt and ${result.missing} missing objects; HEAD now answers 404 for them, so the next push of each heals it\n`);
+      process.exitCode = 1;
+    }
+  } catch (err) {
+    if (!(err instanceof ScrubBusyError)) throw err;
+    process.stderr.write(`berth scrub: ${err.message}\n`);
+    process.exitCode = 3;
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   try {
@@ -106,6 +172,8 @@ export async function main(argv: string[]): Promise<void> {
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return;
       }
+      case 'scrub':
+        return await scrubCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

@@ -67,6 +67,43 @@ export const configSchema = z
           .boolean()
           .default(false)
           .describe("Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one."),
+        verifyReads: z
+          .enum(['always', 'first', 'small'])
+          .default('first')
+          .describe(
+            'Which full reads are hashed before their last byte is sent (a mismatch cuts the response and quarantines the object; see docs/integrity.md). always: every one. first: objects up to verifySmallBytes always, larger blobs until one read was verified in this process. small: only objects up to verifySmallBytes (large blobs are left to scrub).',
+          ),
+        verifySmallBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(4 * MiB)
+          .describe('Objects up to this size (manifests, configs, small layers) are hashed on every read.'),
+        verifiedDigests: z
+          .number()
+          .int()
+          .min(0)
+          .default(100_000)
+          .describe('How many verified large blobs one process remembers under verifyReads: first (oldest forgotten first).'),
+        scrub: z
+          .object({
+            enabled: z.boolean().default(false).describe('Verify every stored blob and manifest in the background (like `berth scrub`).'),
+            intervalSeconds: z.number().int().min(60).default(86_400).describe('Time between the starts of two background scrub passes.'),
+            bytesPerSecond: z
+              .number()
+              .int()
+              .min(1024)
+              .default(50 * MiB)
+              .describe('Read rate limit of a scrub (background, and `berth scrub` unless --rate is given).'),
+            leaseSeconds: z
+              .number()
+              .int()
+              .min(5)
+              .default(120)
+              .describe('A scrub holds a lease in metadata for this long and renews it while it runs, so processes sharing storage take turns.'),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -9,7 +9,9 @@ import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
 import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
 import { nodeSupportNotice } from './node-support.js';
 import { createOps } from './ops.js';
+import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
+import { scrub, type ScrubProgress, type ScrubResult } from './registry/scrub.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -63,6 +65,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
     },
     onEvent: (event) => ops.onEvent(event),
     onUploadActive: (delta) => ops.onUploadActive(delta),
+    onIntegrity: (event) => ops.onIntegrity(event),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });
@@ -101,6 +104,46 @@ export async function startServer(options: { configFile?: string } = {}): Promis
       }
     })());
   return { app, config, url, stop };
+}
+
+export interface ScrubCommandOptions {
+  configFile?: string;
+  bytesPerSecond?: number;
+  restart?: boolean;
+  progressEveryMs?: number;
+  onProgress?: (p: ScrubProgress) => void;
+  /** One line per object found bad. */
+  onBad?: (event: IntegrityEvent) => void;
+}
+
+/** `berth scrub`: one pass over storage with the configured driver and metadata store. */
+export async function scrubFromConfig(options: ScrubCommandOptions): Promise<ScrubResult> {
+  const config = loadConfig({ file: options.configFile });
+  const paths = resolvedPaths(config);
+  const driver = createBlobDriver(config, paths);
+  const metadata = await createMetadataStore(config.metadata, paths);
+  const silent = { warn: () => undefined, error: () => undefined };
+  const integrity = new Integrity(driver, metadata, {
+    verifyReads: 'always',
+    smallBytes: config.storage.verifySmallBytes,
+    rememberVerified: 0,
+    log: silent,
+    ...(options.onBad ? { onEvent: options.onBad } : {}),
+  });
+  try {
+    await driver.ping();
+    await metadata.ping();
+    return await scrub(driver, metadata, integrity, {
+      bytesPerSecond: options.bytesPerSecond ?? config.storage.scrub.bytesPerSecond,
+      leaseMs: config.storage.scrub.leaseSeconds * 1000,
+      ...(options.restart ? { restart: true } : {}),
+      ...(options.progressEveryMs === undefined ? {} : { progressEveryMs: options.progressEveryMs }),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+  } finally {
+    await metadata.close();
+    await driver.close();
+  }
 }
 
 /** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */

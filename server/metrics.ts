@@ -141,6 +141,12 @@ export class Metrics {
     labelNames: ['store', 'op', 'error'] as const,
     registers: [this.registry],
   });
+  readonly integrityFailures = new Counter({
+    name: 'berth_storage_integrity_failures_total',
+    help: 'Stored objects found corrupt (and quarantined) or missing, by kind (blob, manifest), reason (digest_mismatch, size_mismatch, missing) and who found it (read, scrub).',
+    labelNames: ['kind', 'reason', 'found_by'] as const,
+    registers: [this.registry],
+  });
   readonly authFailures = new Counter({
     name: 'berth_auth_failures_total',
     help: 'Requests refused by authentication or authorization, by reason.',
@@ -172,6 +178,10 @@ export class Metrics {
   /** Reasons should come from a small fixed set, e.g. 'invalid_credentials', 'invalid_token', 'denied'. */
   recordAuthFailure(reason: string): void {
     this.authFailures.inc({ reason });
+  }
+
+  recordIntegrityFailure(event: { kind: string; reason: string; foundBy: string }): void {
+    this.integrityFailures.inc({ kind: event.kind, reason: event.reason, found_by: event.foundBy });
   }
 
   /** Call when upload data starts streaming in; call the returned function (once or more) when it stops. */

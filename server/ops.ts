@@ -46,6 +46,8 @@ export interface Ops {
   onEvent(event: ObservedRegistryEvent): void;
   /** For buildApp's `onUploadActive`. */
   onUploadActive(delta: 1 | -1): void;
+  /** For buildApp's `onIntegrity`. */
+  onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -93,6 +95,7 @@ export function createOps(options: OpsOptions): Ops {
       else metrics.uploadsInProgress.dec();
     },
     onAuthFailure: authFailureRecorder({ audit, metrics }),
+    onIntegrity: (event) => metrics.recordIntegrityFailure(event),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

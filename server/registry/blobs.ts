@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
-import { BlobNotFoundError, type BlobDriver, type BlobSender } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, InvalidOffsetError, type BlobDriver, type BlobSender, type SendCheck } from '../../storage-drivers/blob/types.js';
 import type { BlobLink, MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
+import { CorruptObjectError, guardStream, matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
 
@@ -10,27 +11,116 @@ export class BlobService {
   constructor(
     private readonly driver: BlobDriver,
     private readonly metadata: MetadataStore,
+    private readonly integrity: Integrity,
   ) {}
 
-  /** The blob's link in `repo` (its size), or BLOB_UNKNOWN. Answered from metadata alone. */
+  /**
+   * The blob's link in `repo` (its size), or BLOB_UNKNOWN. Answered from metadata alone unless the
+   * digest is marked missing: then storage is asked once, and the mark dropped if the bytes are back.
+   */
   async stat(repo: string, digest: ParsedDigest): Promise<BlobLink> {
-    const link = await this.metadata.getBlobLink(repo, digest.value);
+    const link = await this.metadata.getCheckedBlobLink(repo, digest.value);
     if (!link) throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is not in repository ${repo}`);
-    return link;
+    if (link.missing && !(await this.backInStorage(digest, link.size))) throw gone(digest);
+    return { digest: link.digest, size: link.size };
   }
 
-  async open(digest: ParsedDigest, range?: { start: number; end: number }, signal?: AbortSignal): Promise<Readable> {
-    return this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal });
+  /** A stream of the blob (or a range of it) that errors, never ends cleanly, when storage disagrees with `size` or the digest. */
+  async open(digest: ParsedDigest, size: number, range?: { start: number; end: number }, signal?: AbortSignal): Promise<Readable> {
+    const stream = await this.opening(digest, () => this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal }));
+    const check = this.checkFor(digest, size, range);
+    const length = range ? range.end - range.start + 1 : size;
+    return guardStream(stream, length, digest.value, check, async (err) => {
+      await this.integrity.quarantine(digest, err.reason, 'blob', 'read');
+      // Sent as a 404 if no byte has gone out yet (a one-chunk stream); otherwise the connection is cut.
+      return corrupt(digest);
+    });
   }
 
-  /** The driver's fast sending path for this blob, if it has one. */
-  async openSender(digest: ParsedDigest, range?: { start: number; end: number }): Promise<BlobSender | undefined> {
-    return this.driver.openSender?.(blobKey(digest), range ? { start: range.start, end: range.end } : {});
+  /** The driver's fast sending path for this blob, if it has one, verifying as the policy asks. */
+  async openSender(digest: ParsedDigest, size: number, range?: { start: number; end: number }): Promise<BlobSender | undefined> {
+    const openSender = this.driver.openSender?.bind(this.driver);
+    if (!openSender) return undefined;
+    const sender = await this.opening(digest, () => openSender(blobKey(digest), range ? { start: range.start, end: range.end } : {}));
+    if (sender.size !== undefined && sender.size !== size) {
+      // A truncated (or grown) file: found before any byte is sent, so the client gets a clean 404.
+      await sender.close();
+      await this.integrity.quarantine(digest, 'size_mismatch', 'blob', 'read');
+      throw corrupt(digest);
+    }
+    const check = this.checkFor(digest, size, range);
+    return {
+      ...(sender.size === undefined ? {} : { size: sender.size }),
+      sendTo: async (dest, signal) => {
+        try {
+          await sender.sendTo(dest, signal, check);
+        } catch (err) {
+          if (err instanceof CorruptObjectError) await this.integrity.quarantine(digest, err.reason, 'blob', 'read');
+          // The file shrank while being sent (size checked at open): as truncated as it gets.
+          else if (err instanceof InvalidOffsetError) {
+            await this.integrity.quarantine(digest, 'size_mismatch', 'blob', 'read');
+            throw new CorruptObjectError('size_mismatch', digest.value, `${digest.value}: storage ended early while sending`);
+          }
+          throw err;
+        }
+      },
+      close: () => sender.close(),
+    };
   }
 
-  /** A small blob's bytes in one read. */
-  async read(digest: ParsedDigest): Promise<Buffer> {
-    return this.driver.get(blobKey(digest));
+  /** A small blob's bytes in one read, checked against `size` and (as the policy says) the digest. */
+  async read(digest: ParsedDigest, size: number): Promise<Buffer> {
+    const data = await this.opening(digest, () => this.driver.get(blobKey(digest)));
+    const reason = data.length !== size ? 'size_mismatch' : this.integrity.mustVerify(digest.value, size) && !matchesDigest(data, digest) ? 'digest_mismatch' : undefined;
+    if (reason) {
+      await this.integrity.quarantine(digest, reason, 'blob', 'read');
+      throw corrupt(digest);
+    }
+    return data;
+  }
+
+  /** Full reads get a digest check; a ranged read of an unverified blob starts one in the background. */
+  private checkFor(digest: ParsedDigest, size: number, range: { start: number; end: number } | undefined): SendCheck | undefined {
+    if (range) {
+      if (this.integrity.wantsBackgroundVerify(digest.value, size)) this.integrity.verifyInBackground(digest, size);
+      return undefined;
+    }
+    return this.integrity.mustVerify(digest.value, size) ? this.integrity.check(digest, size) : undefined;
+  }
+
+  /** Opens the blob; a missing object or one shorter than the recorded range is recorded and answered as unknown. */
+  private async opening<T>(digest: ParsedDigest, open: () => Promise<T>): Promise<T> {
+    try {
+      return await open();
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) {
+        await this.integrity.missing(digest, 'blob', 'read');
+        throw gone(digest);
+      }
+      if (err instanceof InvalidOffsetError) {
+        // The range was checked against the recorded size, so storage holds fewer bytes than it should.
+        await this.integrity.quarantine(digest, 'size_mismatch', 'blob', 'read');
+        throw corrupt(digest);
+      }
+      throw err;
+    }
+  }
+
+  /** For a digest marked missing: true (and the mark dropped) once storage holds the recorded size again. */
+  private async backInStorage(digest: ParsedDigest, size: number): Promise<boolean> {
+    let stored: number;
+    try {
+      stored = (await this.driver.stat(blobKey(digest))).size;
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) return false;
+      throw err;
+    }
+    if (stored !== size) {
+      await this.integrity.quarantine(digest, 'size_mismatch', 'blob', 'read');
+      return false;
+    }
+    await this.metadata.clearBlobMissing(digest.value);
+    return true;
   }
 
   async redirectUrl(digest: ParsedDigest): Promise<string | undefined> {
@@ -62,7 +152,20 @@ export class BlobService {
       await this.metadata.linkBlob(repo, link);
       return link;
     }
-    const existing = await this.metadata.getBlobLink(repo, digest.value);
-    return existing;
+    // A link whose bytes storage no longer holds must not answer the mount: the client would skip the push.
+    try {
+      return await this.stat(repo, digest);
+    } catch (err) {
+      if (err instanceof OciError && err.code === 'BLOB_UNKNOWN') return undefined;
+      throw err;
+    }
   }
+}
+
+function gone(digest: ParsedDigest): OciError {
+  return new OciError('BLOB_UNKNOWN', `blob ${digest.value} is linked but storage does not hold its bytes (missing or quarantined as corrupt); push it again`);
+}
+
+function corrupt(digest: ParsedDigest): OciError {
+  return new OciError('BLOB_UNKNOWN', `blob ${digest.value} was found corrupt in storage and has been quarantined; push it again`);
 }

@@ -91,6 +91,11 @@ export class JournaledStore implements MetadataStore {
   listTags(repo: string, page: Page) { return this.inner.listTags(repo, page); }
   listReferrers(repo: string, subject: Digest) { return this.inner.listReferrers(repo, subject); }
   getBlobLink(repo: string, digest: Digest) { return this.inner.getBlobLink(repo, digest); }
+  getCheckedBlobLink(repo: string, digest: Digest) { return this.inner.getCheckedBlobLink(repo, digest); }
+  markBlobMissing(digest: Digest) { return this.inner.markBlobMissing(digest); }
+  clearBlobMissing(digest: Digest) { return this.inner.clearBlobMissing(digest); }
+  acquireLease(name: string, holder: string, ttlMs: number) { return this.inner.acquireLease(name, holder, ttlMs); }
+  releaseLease(name: string, holder: string) { return this.inner.releaseLease(name, holder); }
   blobRepositories(digest: Digest, limit: number) { return this.inner.blobRepositories(digest, limit); }
   repositoryExists(repo: string) { return this.inner.repositoryExists(repo); }
   listRepositories(page: Page) { return this.inner.listRepositories(page); }

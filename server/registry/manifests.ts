@@ -1,6 +1,7 @@
-import type { BlobDriver } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { Digest, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
+import { matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
 import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
 import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
@@ -37,6 +38,7 @@ export class ManifestService {
     private readonly driver: BlobDriver,
     private readonly metadata: MetadataStore,
     private readonly options: ManifestOptions,
+    private readonly integrity: Integrity,
   ) {}
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
@@ -50,9 +52,26 @@ export class ManifestService {
     return record;
   }
 
+  /**
+   * The manifest's bytes. Those read from storage are always hashed first (a manifest is at most
+   * manifests.maxBytes): a corrupt one is quarantined and answered as unknown, never sent.
+   */
   async read(record: ManifestRecord): Promise<Buffer> {
     if (record.inline !== undefined) return Buffer.from(record.inline, 'base64');
-    return this.driver.get(blobKey(parseDigest(record.digest)));
+    const digest = parseDigest(record.digest);
+    let bytes: Buffer;
+    try {
+      bytes = await this.driver.get(blobKey(digest));
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError)) throw err;
+      await this.integrity.missing(digest, 'manifest', 'read');
+      throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is recorded but storage does not hold its bytes (missing or quarantined as corrupt); push it again`);
+    }
+    if (bytes.length !== record.size || !matchesDigest(bytes, digest)) {
+      await this.integrity.quarantine(digest, bytes.length !== record.size ? 'size_mismatch' : 'digest_mismatch', 'manifest', 'read');
+      throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} was found corrupt in storage and has been quarantined; push it again`);
+    }
+    return bytes;
   }
 
   /**

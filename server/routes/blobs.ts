@@ -1,6 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
+import { CorruptObjectError } from '../registry/integrity.js';
 import { assertName, parseDigest } from '../registry/references.js';
 import { authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
@@ -45,7 +46,7 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     reply.type('application/octet-stream');
     if (!range && size <= SMALL_BLOB_BYTES) {
       // Configs and small layers: one read into a buffer costs a fraction of setting up a stream.
-      return reply.code(200).header('Content-Length', size).send(await ctx.blobs.read(digest));
+      return reply.code(200).header('Content-Length', size).send(await ctx.blobs.read(digest, size));
     }
     const abort = new AbortController();
     // Only a client that leaves early aborts the read; a finished response must not pay for an AbortError.
@@ -57,8 +58,8 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     } else {
       reply.code(200).header('Content-Length', size);
     }
-    const sender = await ctx.blobs.openSender(digest, range);
-    if (!sender) return reply.send(await ctx.blobs.open(digest, range, abort.signal));
+    const sender = await ctx.blobs.openSender(digest, size, range);
+    if (!sender) return reply.send(await ctx.blobs.open(digest, size, range, abort.signal));
     // The driver writes straight to the socket; Fastify's onResponse hooks (metrics, access log) still
     // run on the response's finish, but its onSend does not, so the API version header goes in here.
     reply.hijack();
@@ -69,7 +70,8 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
       raw.end();
     } catch (err) {
       // Headers are out: all that is left is to cut the connection so the client sees a short body.
-      if (!abort.signal.aborted) request.log.warn({ err, digest: digest.value }, 'blob send failed');
+      // A corrupt object was already logged (and quarantined) by the blob service.
+      if (!abort.signal.aborted && !(err instanceof CorruptObjectError)) request.log.warn({ err, digest: digest.value }, 'blob send failed');
       raw.destroy();
     } finally {
       await sender.close();

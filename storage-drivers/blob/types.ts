@@ -55,10 +55,22 @@ export interface BlobWriter {
   cancel(): Promise<void>;
 }
 
+/**
+ * Sees the bytes a sender sends, in order (e.g. to hash them). `update` may run while its chunk is
+ * being written; `beforeLast` runs before the last chunk is written, and throwing from it aborts the
+ * send with that chunk unsent, so a client never receives a complete body that failed the check.
+ */
+export interface SendCheck {
+  update(chunk: Buffer): void;
+  beforeLast(): void;
+}
+
 /** An object opened for sending: errors such as not-found surface at open, before any byte is sent. */
 export interface BlobSender {
+  /** The whole object's size as stored, when the driver learned it at open. */
+  readonly size?: number;
   /** Writes the (range of the) object to `dest`, waiting for each write; never ends `dest`. */
-  sendTo(dest: Writable, signal?: AbortSignal): Promise<void>;
+  sendTo(dest: Writable, signal?: AbortSignal, check?: SendCheck): Promise<void>;
   close(): Promise<void>;
 }
 

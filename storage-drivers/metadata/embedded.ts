@@ -2,6 +2,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import {
   MetadataUnavailableError,
   type BlobLink,
+  type CheckedBlobLink,
   type Digest,
   type ManifestRecord,
   type MetadataStore,
@@ -37,6 +38,8 @@ export interface EmbeddedStoreOptions {
  *   repos       repo                     → true   (catalog; never removed)
  *   uploads     id                       → UploadSession
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
+ *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
+ *   leases      name                    → { holder, until }
  */
 const SEP = '\0';
 
@@ -97,6 +100,8 @@ export class EmbeddedStore implements MetadataStore {
   private readonly repos: Db<true>;
   private readonly uploads: Db<UploadSession>;
   private readonly uploadAge: Db<true>;
+  private readonly missing: Db<number>;
+  private readonly leases: Db<{ holder: string; until: number }>;
   private readonly flush: boolean;
   private closed = false;
 
@@ -116,6 +121,8 @@ export class EmbeddedStore implements MetadataStore {
       this.repos = sub('repos');
       this.uploads = sub('uploads');
       this.uploadAge = sub('uploadAge');
+      this.missing = sub('missing');
+      this.leases = sub('leases');
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
     }
@@ -263,6 +270,41 @@ export class EmbeddedStore implements MetadataStore {
       this.blobs.remove(key(repo, digest));
       this.blobRepos.remove(key(digest, repo));
       return true;
+    });
+  }
+
+  getCheckedBlobLink(repo: string, digest: Digest): Promise<CheckedBlobLink | undefined> {
+    return this.read('getCheckedBlobLink', () => {
+      const size = this.blobs.get(key(repo, digest));
+      return size === undefined ? undefined : { digest, size, missing: this.missing.get(key(digest)) !== undefined };
+    });
+  }
+
+  markBlobMissing(digest: Digest): Promise<void> {
+    return this.write('markBlobMissing', () => {
+      this.missing.put(key(digest), Date.now());
+    });
+  }
+
+  clearBlobMissing(digest: Digest): Promise<void> {
+    return this.write('clearBlobMissing', () => {
+      this.missing.remove(key(digest));
+    });
+  }
+
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.write('acquireLease', () => {
+      const now = Date.now();
+      const current = this.leases.get(key(name));
+      if (current !== undefined && current.holder !== holder && current.until > now) return false;
+      this.leases.put(key(name), { holder, until: now + ttlMs });
+      return true;
+    });
+  }
+
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.write('releaseLease', () => {
+      if (this.leases.get(key(name))?.holder === holder) this.leases.remove(key(name));
     });
   }
 

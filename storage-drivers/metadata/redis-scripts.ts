@@ -97,6 +97,20 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 `;
 
+/** KEYS: lease. ARGV: holder, ttl ms. 1 when the holder now holds the lease (taken or renewed). */
+const acquireLease = `
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/** KEYS: lease. ARGV: holder. Deletes the lease only if the holder still holds it. */
+const releaseLease = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
 export const SCRIPTS = {
   berthPutManifest: { source: putManifest, keys: PER_REPO_KEYS.length },
   berthDeleteManifest: { source: deleteManifest, keys: PER_REPO_KEYS.length },
@@ -104,6 +118,8 @@ export const SCRIPTS = {
   berthTaggedManifest: { source: taggedManifest, keys: PER_REPO_KEYS.length },
   berthReferrers: { source: referrers, keys: PER_REPO_KEYS.length },
   berthUpdateUpload: { source: updateUpload, keys: 2 },
+  berthAcquireLease: { source: acquireLease, keys: 1 },
+  berthReleaseLease: { source: releaseLease, keys: 1 },
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

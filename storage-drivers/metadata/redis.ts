@@ -6,6 +6,7 @@ import { PER_REPO_KEYS, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
+  type CheckedBlobLink,
   type Digest,
   type ManifestRecord,
   type MetadataStore,
@@ -29,6 +30,8 @@ import {
  *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
  *   Pcatalog                  zset, score 0, member repository     (cross-repository)
  *   P{blob:<digest>}:repos    zset, score 0, member repository     (cross-repository)
+ *   P{blob:<digest>}:missing  ms since epoch: storage was found not to hold the bytes
+ *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
  * cannot join its transaction. They are written in a separate idempotent step, ordered so that the
@@ -170,6 +173,14 @@ export class RedisStore implements MetadataStore {
     return `${this.prefix}{blob:${digest}}:repos`;
   }
 
+  private missingKey(digest: Digest): string {
+    return `${this.prefix}{blob:${digest}}:missing`;
+  }
+
+  private leaseKey(name: string): string {
+    return `${this.prefix}{lease:${name}}`;
+  }
+
   private uploadKey(id: string): string {
     return `${this.prefix}{uploads}:s:${id}`;
   }
@@ -277,6 +288,37 @@ export class RedisStore implements MetadataStore {
       if (removed === 0) return false;
       await this.client.zrem(this.blobReposKey(digest), repo);
       return true;
+    });
+  }
+
+  getCheckedBlobLink(repo: string, digest: Digest): Promise<CheckedBlobLink | undefined> {
+    return this.run('getCheckedBlobLink', async () => {
+      // Two keys in different Cluster slots, so no MULTI or script: both commands are sent at once
+      // and answered in the same round trip.
+      const [size, missing] = await Promise.all([this.client.hget(this.repoKey(repo, 'blobs'), digest), this.client.exists(this.missingKey(digest))]);
+      return size === null ? undefined : { digest, size: Number(size), missing: missing === 1 };
+    });
+  }
+
+  markBlobMissing(digest: Digest): Promise<void> {
+    return this.run('markBlobMissing', async () => {
+      await this.client.set(this.missingKey(digest), String(Date.now()));
+    });
+  }
+
+  clearBlobMissing(digest: Digest): Promise<void> {
+    return this.run('clearBlobMissing', async () => {
+      await this.client.del(this.missingKey(digest));
+    });
+  }
+
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
+    return this.run('acquireLease', async () => (await this.script('berthAcquireLease')(this.leaseKey(name), holder, Math.max(1, Math.ceil(ttlMs)))) === 1);
+  }
+
+  releaseLease(name: string, holder: string): Promise<void> {
+    return this.run('releaseLease', async () => {
+      await this.script('berthReleaseLease')(this.leaseKey(name), holder);
     });
   }
 

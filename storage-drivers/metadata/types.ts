@@ -24,6 +24,11 @@ export interface BlobLink {
   size: number;
 }
 
+/** A blob link plus whether storage was last found not to hold the blob's bytes (see markBlobMissing). */
+export interface CheckedBlobLink extends BlobLink {
+  missing: boolean;
+}
+
 /**
  * A resumable blob upload: the one record that owns its state. The offset, the hash state and the
  * driver's checkpoint change together in one compare-and-set, so no second copy (a file's size, a
@@ -93,6 +98,27 @@ export interface MetadataStore {
   unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
   /** Repositories in which the blob is linked (for automatic mounts), at most `limit`. */
   blobRepositories(digest: Digest, limit: number): Promise<string[]>;
+
+  /**
+   * The link and the digest's "missing" mark in one round trip: the HEAD/GET fast path stays
+   * metadata-only for healthy blobs and checks storage only for marked ones.
+   */
+  getCheckedBlobLink(repo: string, digest: Digest): Promise<CheckedBlobLink | undefined>;
+  /**
+   * Records that storage does not hold the digest's bytes (found missing, or quarantined as corrupt),
+   * for every repository at once: HEAD must stop claiming the blob so clients push it again.
+   */
+  markBlobMissing(digest: Digest): Promise<void>;
+  /** Drops the mark once the bytes are back in storage. */
+  clearBlobMissing(digest: Digest): Promise<void>;
+
+  /**
+   * A coarse cross-process lease (background scrub): true when `holder` now holds `name` for `ttlMs`
+   * (free, expired, or already its own, which renews it); false while another holder's lease runs.
+   */
+  acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives the lease up if `holder` still holds it. */
+  releaseLease(name: string, holder: string): Promise<void>;
 
   /** True once anything (blob or manifest) was ever linked in `repo`. */
   repositoryExists(repo: string): Promise<boolean>;

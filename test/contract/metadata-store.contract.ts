@@ -275,6 +275,51 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
       });
     });
 
+    describe('missing marks', () => {
+      it('marks a digest missing for every repository, reads the mark with the link, and clears it', async () => {
+        const d = digestOf('lost-layer');
+        assert.equal(await store.getCheckedBlobLink('r', d), undefined);
+        await store.linkBlob('r', { digest: d, size: 42 });
+        await store.linkBlob('s', { digest: d, size: 42 });
+        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: false });
+        await store.markBlobMissing(d);
+        await store.markBlobMissing(d); // idempotent
+        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: true });
+        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: true });
+        // The plain link lookup is unchanged, and an unlinked repository still has no link at all.
+        assert.deepEqual(await store.getBlobLink('r', d), { digest: d, size: 42 });
+        assert.equal(await store.getCheckedBlobLink('t', d), undefined);
+        assert.deepEqual(await store.getCheckedBlobLink('r', digestOf('other')), undefined);
+        await store.clearBlobMissing(d);
+        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: false });
+        await store.clearBlobMissing(d); // clearing nothing is fine
+      });
+    });
+
+    describe('leases', () => {
+      it('grants a lease to one holder at a time, renews it for that holder, and frees it on release', async () => {
+        assert.equal(await store.acquireLease('scrub', 'a', 60_000), true);
+        assert.equal(await store.acquireLease('scrub', 'b', 60_000), false);
+        assert.equal(await store.acquireLease('scrub', 'a', 60_000), true);
+        assert.equal(await store.acquireLease('other', 'b', 60_000), true);
+        await store.releaseLease('scrub', 'b'); // not b's: stays with a
+        assert.equal(await store.acquireLease('scrub', 'b', 60_000), false);
+        await store.releaseLease('scrub', 'a');
+        assert.equal(await store.acquireLease('scrub', 'b', 60_000), true);
+      });
+
+      it('lets another holder take a lease once it has expired', async () => {
+        assert.equal(await store.acquireLease('short', 'a', 30), true);
+        const deadline = Date.now() + 5000;
+        // The expiry is the store's (Redis keeps time itself), so poll for it rather than assume a clock.
+        while (!(await store.acquireLease('short', 'b', 60_000))) {
+          assert.ok(Date.now() < deadline, 'an expired lease was never released');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(await store.acquireLease('short', 'a', 60_000), false);
+      });
+    });
+
     describe('repositories', () => {
       it('exists once a blob or a manifest was linked, and stays', async () => {
         assert.equal(await store.repositoryExists('blobs-only'), false);

@@ -13,7 +13,9 @@ import { Metrics } from '../../server/metrics.js';
 import { createOps, type Ops } from '../../server/ops.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
-import { RegistryClient } from '../helpers/oci.js';
+import { blobKey } from '../../server/registry/keys.js';
+import { parseDigest } from '../../server/registry/references.js';
+import { randomBlob, RegistryClient } from '../helpers/oci.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-wiring-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -49,6 +51,7 @@ async function start(name: string, input: BerthConfigInput): Promise<Running> {
     plugins: (a) => ops.plugins(a),
     onEvent: (event) => ops.onEvent(event),
     onUploadActive: (delta) => ops.onUploadActive(delta),
+    onIntegrity: (event) => ops.onIntegrity(event),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   await ops.started(app);
@@ -113,6 +116,27 @@ describe('ops wired into the registry app', () => {
     assert.match(text, /^berth_pulls_total\{repository="team\/app"\} 1$/m);
     assert.match(text, /^berth_storage_operation_duration_seconds_count\{driver="memory",op="[a-z.]+"\} \d+$/m);
     assert.match(text, /^berth_metadata_operation_duration_seconds_count\{store="[^"]+",op="putManifest"\} 1$/m);
+  });
+
+  it('counts and logs a corrupt blob found by a read, naming its digest and storage key', async () => {
+    const client = new RegistryClient(r.url);
+    const layer = randomBlob(300_000);
+    await client.pushBlob('team/corrupt', layer);
+    const key = blobKey(parseDigest(layer.digest));
+    const bytes = await r.ops.driver.get(key);
+    bytes[1000] = (bytes[1000] ?? 0) ^ 0xff;
+    await r.ops.driver.put(key, bytes);
+    const res = await client.fetch(`/v2/team/corrupt/blobs/${layer.digest}`);
+    await res.arrayBuffer().catch(() => undefined);
+
+    const text = await r.ops.metrics.exposition();
+    assert.match(text, /^berth_storage_integrity_failures_total\{kind="blob",reason="digest_mismatch",found_by="read"\} 1$/m);
+    const line = r.log.find((l) => l.reason === 'digest_mismatch');
+    assert.ok(line, 'no log line for the corrupt blob');
+    assert.equal(line.level, 'warn');
+    assert.equal(line.digest, layer.digest);
+    assert.equal(line.key, key);
+    assert.match(String(line.quarantineKey), /^quarantine\/sha256\//);
   });
 
   it('serves /metrics, /healthz and /readyz next to /v2/', async () => {
