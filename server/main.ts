@@ -7,7 +7,7 @@ import { buildApp } from './app.js';
 import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
 import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
 import { createOps } from './ops.js';
-import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
+import { rebuildMetadata, type RebuildProgress, type RebuildResult } from './registry/rebuild.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -97,7 +97,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
 }
 
 /** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */
-export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildProgress> {
+export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
   const config = loadConfig({ file: options.configFile });
   const paths = resolvedPaths(config);
   const driver = createBlobDriver(config, paths);
