@@ -17,6 +17,7 @@ import {
   BlobNotFoundError,
   InvalidKeyError,
   InvalidOffsetError,
+  StorageFullError,
   StorageUnavailableError,
   type BlobDriver,
   type BlobInfo,
@@ -120,7 +121,9 @@ export class FilesystemDriver implements BlobDriver {
   async put(key: string, data: Buffer): Promise<void> {
     const path = this.pathOf(key);
     const tmpDir = join(this.root, TMP);
-    await mkdir(tmpDir, { recursive: true });
+    await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
+      throw outOfSpace(err, this.root) ?? err;
+    });
     const tmp = join(tmpDir, `${randomBytes(8).toString('hex')}.${key.replaceAll('/', '+')}`.slice(0, 200));
     try {
       const handle = await open(tmp, 'wx');
@@ -135,7 +138,7 @@ export class FilesystemDriver implements BlobDriver {
     } catch (err) {
       await rm(tmp, { force: true });
       if (isCode(err, 'ENAMETOOLONG')) throw new InvalidKeyError(key);
-      throw err;
+      throw outOfSpace(err, this.root) ?? err;
     }
     await syncDir(dirname(path));
   }
@@ -150,9 +153,9 @@ export class FilesystemDriver implements BlobDriver {
     options.signal?.throwIfAborted();
     const dir = this.inProgressDir(key);
     const data = join(dir, DATA);
-    await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key));
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key, this.root));
     // O_APPEND: every write lands at the end, whichever writer (or process) made the file.
-    const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key));
+    const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key, this.root));
     try {
       if (!options.append) await handle.truncate(0);
       const { size } = await handle.stat();
@@ -162,7 +165,7 @@ export class FilesystemDriver implements BlobDriver {
       return new FilesystemWriter(this, key, data, handle, size, options.signal);
     } catch (err) {
       await handle.close();
-      throw err;
+      rethrow(err, key, this.root);
     }
   }
 
@@ -172,8 +175,8 @@ export class FilesystemDriver implements BlobDriver {
     const info = await stat(source).catch((err: unknown) => rethrow(err, from));
     if (!info.isFile()) throw new BlobNotFoundError(from);
     if (source === target) return;
-    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to));
-    await rename(source, target).catch((err: unknown) => rethrow(err, from));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to, this.root));
+    await rename(source, target).catch((err: unknown) => rethrow(err, from, this.root));
     await syncDir(dirname(target));
   }
 
@@ -262,11 +265,23 @@ class FilesystemWriter implements BlobWriter {
     // open for stat() and for the fsync in close()/commit() (fsync covers every descriptor's writes).
     const sink = createWriteStream(this.data, { flags: 'a', highWaterMark: IO_BUFFER });
     const combined = combineSignals(this.signal, signal);
+    let full: StorageFullError | undefined;
+    // Registered before pipeline()'s own listener: the source is destroyed with the typed error, so
+    // whoever feeds it (a request body piped through a hash) fails with it too, not with raw ENOSPC.
+    sink.once('error', (err) => {
+      full = outOfSpace(err, this.driver.root);
+      if (full) src.destroy(full);
+    });
     try {
       await (combined ? pipeline(src, sink, { signal: combined }) : pipeline(src, sink));
+    } catch (err) {
+      throw full ?? err;
     } finally {
       // After an abort a write may still be in flight; the size is final once the stream closed.
       if (!sink.closed) await new Promise<void>((done) => sink.once('close', () => done()));
+      // Out of space, a write usually lands part of its last buffer: give those bytes back at once,
+      // so this failure does not keep every other push failing until the upload expires.
+      if (full) await handle.truncate(before);
       this.bytes = (await handle.stat()).size;
     }
     return this.bytes - before;
@@ -277,7 +292,8 @@ class FilesystemWriter implements BlobWriter {
     if (!handle) return;
     this.handle = undefined;
     try {
-      await handle.sync();
+      // Filesystems that allocate late (ext4, XFS) may only find out at fsync that space ran out.
+      await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     } finally {
       await handle.close();
     }
@@ -288,8 +304,8 @@ class FilesystemWriter implements BlobWriter {
     await this.close();
     this.finished = true;
     const target = this.driver.committedPath(this.key);
-    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key));
-    await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+    await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     await syncDir(dirname(target));
     await removeEmptyDir(this.driver.inProgressDir(this.key));
   }
@@ -361,11 +377,19 @@ async function removeEmptyDir(dir: string): Promise<void> {
   });
 }
 
-/** Maps filesystem errors that mean "no such object" to the driver's typed errors. */
-function rethrow(err: unknown, key: string): never {
+/** Maps filesystem errors that mean "no such object" (or, writing under `root`, "no space") to typed errors. */
+function rethrow(err: unknown, key: string, root?: string): never {
   if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new BlobNotFoundError(key);
   if (isCode(err, 'ENAMETOOLONG')) throw new InvalidKeyError(key);
-  throw err;
+  throw (root === undefined ? undefined : outOfSpace(err, root)) ?? err;
+}
+
+/** ENOSPC (disk full) and EDQUOT (quota) as a StorageFullError naming the storage root. */
+function outOfSpace(err: unknown, root: string): StorageFullError | undefined {
+  if (!isCode(err, 'ENOSPC', 'EDQUOT')) return undefined;
+  const code = (err as NodeJS.ErrnoException).code as string;
+  const what = code === 'EDQUOT' ? 'over its disk quota' : 'out of space';
+  return new StorageFullError(`filesystem storage at ${root} is ${what} (${code})`, { cause: err });
 }
 
 function isCode(err: unknown, ...codes: string[]): boolean {

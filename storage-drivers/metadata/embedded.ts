@@ -1,4 +1,5 @@
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { StorageFullError } from '../blob/types.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -68,6 +69,16 @@ function lastPart(k: Buffer, prefixBytes: number): string {
 
 type Db<V> = Database<V, Buffer>;
 
+/** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
+const FULL_CODES: Record<number, string> = { 28: 'ENOSPC', 122: 'EDQUOT', [-30792]: 'MDB_MAP_FULL' };
+
+function outOfSpace(err: unknown, path: string): StorageFullError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  const name = typeof code === 'number' ? FULL_CODES[code] : undefined;
+  if (name === undefined) return undefined;
+  return new StorageFullError(`the embedded metadata store at ${path} is out of space (${name})`, { cause: err });
+}
+
 function byteCompare(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
@@ -98,10 +109,12 @@ export class EmbeddedStore implements MetadataStore {
   private readonly uploads: Db<UploadSession>;
   private readonly uploadAge: Db<true>;
   private readonly flush: boolean;
+  private readonly path: string;
   private closed = false;
 
   constructor(options: EmbeddedStoreOptions) {
     this.flush = options.durability === 'flush';
+    this.path = options.path;
     try {
       this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 16, keyEncoding: 'binary', encoding: 'json' });
       const sub = <V>(name: string): Db<V> =>
@@ -141,6 +154,8 @@ export class EmbeddedStore implements MetadataStore {
       return Promise.resolve(this.root.transactionSync(action));
     } catch (err) {
       if (err instanceof MetadataUnavailableError) return Promise.reject(err);
+      const full = outOfSpace(err, this.path);
+      if (full) return Promise.reject(full);
       return Promise.reject(new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err }));
     }
   }
