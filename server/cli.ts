@@ -161,7 +161,7 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'metadata': {
         if (rest[0] !== 'rebuild' || rest.includes('--help')) {
-          process.stdout.write('Usage: berth metadata rebuild [--config FILE]\n\nReads the journal in blob storage and writes every blob link, manifest, referrer and tag\ninto the configured metadata store (Redis or embedded). Safe to run more than once.\n');
+          process.stdout.write('Usage: berth metadata rebuild [--config FILE]\n\nReads the journal in blob storage and writes every blob link, manifest, referrer and tag\ninto the configured metadata store (Redis or embedded). Safe to run more than once.\nAn unreadable journal entry is named by its storage key and skipped; the rest is restored\nand the command exits 1.\n');
           if (rest[0] !== 'rebuild') process.exitCode = 2;
           return;
         }
@@ -169,6 +169,14 @@ export async function main(argv: string[]): Promise<void> {
           process.stderr.write(`\rrebuilt ${p.repositories} repositories: ${p.manifests} manifests, ${p.tags} tags, ${p.blobs} blob links`);
         });
         process.stderr.write('\n');
+        for (const bad of result.badEntries) process.stderr.write(`unreadable journal entry ${bad.key}: ${bad.reason}\n`);
+        for (const t of result.skippedTags) process.stderr.write(`tag ${t.repository}:${t.tag} not restored: its manifest ${t.digest} has no readable journal entry\n`);
+        const restored = `restored ${result.manifests} manifests, ${result.tags} tags and ${result.blobs} blob links in ${result.repositories} repositories`;
+        if (result.badEntries.length > 0) {
+          // Non-zero, so a script running the rebuild notices that some metadata is still missing.
+          process.stderr.write(`${restored}; ${result.badEntries.length} journal entries could not be read (listed above): restore them from a backup or push those images again\n`);
+          process.exitCode = 1;
+        } else process.stderr.write(`${restored}\n`);
         process.stdout.write(`${JSON.stringify(result)}\n`);
         return;
       }

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { BlobNotFoundError, BlobTooLargeError, InvalidKeyError, InvalidOffsetError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
+import { BlobNotFoundError, BlobTooLargeError, InvalidKeyError, InvalidOffsetError, StorageFullError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
 import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
 import { REPO_PREFIX } from './routes/url-rewrite.js';
 
@@ -52,6 +52,19 @@ export class OciError extends Error {
   }
 }
 
+/**
+ * Out of space (a full disk or quota under blob storage or the embedded metadata store): 507
+ * Insufficient Storage. The spec has no code for it; UNAVAILABLE is the nearest: the registry, not
+ * the request, is at fault and the same push succeeds once space is freed. DENIED would send people
+ * looking at their credentials. No Retry-After: retrying in a second will not help, an operator must act.
+ */
+export class StorageFullOciError extends OciError {
+  override readonly status = 507;
+  constructor(what: string) {
+    super('UNAVAILABLE', `${what}: the push was not stored; free space there (or grow the volume), then push again`);
+  }
+}
+
 export function errorBody(code: ErrorCode, message: string, detail?: unknown): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
   return { errors: [detail === undefined ? { code, message } : { code, message, detail }] };
 }
@@ -59,6 +72,7 @@ export function errorBody(code: ErrorCode, message: string, detail?: unknown): {
 /** Maps anything thrown while handling a request to the spec's error body; never leaks a stack. */
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
+  if (err instanceof StorageFullError) return new StorageFullOciError(err.message);
   if (err instanceof StorageUnavailableError || err instanceof MetadataUnavailableError) {
     return new OciError('UNAVAILABLE', 'storage backend unavailable, try again later', undefined, { 'Retry-After': '1' });
   }
@@ -84,6 +98,9 @@ export function sendError(reply: FastifyReply, err: OciError): FastifyReply {
 
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const oci = toOciError(err);
+  // A body torn down half-read (a chunk that failed to store) leaves the connection unusable: say so,
+  // or the client's next request on it fails with ECONNRESET instead of being sent on a new one.
+  if (request.raw.destroyed && !request.raw.complete) reply.header('Connection', 'close');
   if (oci.status >= 500) request.log.error({ err }, 'request failed');
   else request.log.debug({ code: oci.code }, oci.message);
   return sendError(reply, oci);

@@ -10,7 +10,7 @@ import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
 import { nodeSupportNotice } from './node-support.js';
 import { createOps } from './ops.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
-import { rebuildMetadata, type RebuildProgress } from './registry/rebuild.js';
+import { rebuildMetadata, type RebuildProgress, type RebuildResult } from './registry/rebuild.js';
 import { scrub, type ScrubProgress, type ScrubResult } from './registry/scrub.js';
 
 export interface Server {
@@ -147,7 +147,7 @@ export async function scrubFromConfig(options: ScrubCommandOptions): Promise<Scr
 }
 
 /** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */
-export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildProgress> {
+export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
   const config = loadConfig({ file: options.configFile });
   const paths = resolvedPaths(config);
   const driver = createBlobDriver(config, paths);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { BlobDriver, BlobWriter } from '../../storage-drivers/blob/types.js';
-import { BlobNotFoundError, InProgressLostError } from '../../storage-drivers/blob/types.js';
+import { BlobNotFoundError, InProgressLostError, StorageFullError } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
 import { blobKey, uploadDir, uploadIdOfKey, uploadKey } from './keys.js';
@@ -94,7 +94,7 @@ export class UploadService {
     if (range && length !== undefined && range.end - range.start + 1 !== length) {
       throw new OciError('RANGE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`, undefined, rangeHeaders(session.offset));
     }
-    return this.withLease(session, chunk.signal, async (held, signal) => {
+    return this.withLease(session, chunk.signal, async (held, signal) => this.releasedWhenFull(held, async () => {
       const writer = await this.openWriter(held, signal);
       let ok = false;
       try {
@@ -119,7 +119,7 @@ export class UploadService {
         if (held.driverState === undefined) delete held.driverState;
       }
       return held;
-    });
+    }));
   }
 
   /**
@@ -134,7 +134,7 @@ export class UploadService {
       session,
       chunk.signal,
       async (held, signal, save) => {
-        if (held.verified === undefined) await this.commitAndVerify(held, save, digest, chunk, signal);
+        if (held.verified === undefined) await this.releasedWhenFull(held, () => this.commitAndVerify(held, save, digest, chunk, signal));
         const verified = held.verified as NonNullable<UploadSession['verified']>;
         if (verified.digest !== digest.value) {
           await this.discard(held);
@@ -173,6 +173,19 @@ export class UploadService {
       return id === undefined || (await this.metadata.getUpload(id)) !== undefined;
     });
     return removed;
+  }
+
+  /**
+   * Runs `work`; when storage is out of space the upload is ended and its bytes freed, so what it
+   * held does not keep every other push failing until it expires. The client starts again later.
+   */
+  private async releasedWhenFull<T>(held: UploadSession, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof StorageFullError) await this.discard(held).catch(() => undefined);
+      throw err;
+    }
   }
 
   private expired(session: UploadSession): boolean {

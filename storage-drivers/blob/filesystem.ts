@@ -18,6 +18,7 @@ import {
   InProgressLostError,
   InvalidKeyError,
   InvalidOffsetError,
+  StorageFullError,
   StorageUnavailableError,
   type BlobDriver,
   type BlobInfo,
@@ -134,7 +135,9 @@ export class FilesystemDriver implements BlobDriver {
   async put(key: string, data: Buffer): Promise<void> {
     const path = this.pathOf(key);
     const tmpDir = join(this.root, TMP);
-    await mkdir(tmpDir, { recursive: true });
+    await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
+      throw outOfSpace(err, this.root) ?? err;
+    });
     const tmp = join(tmpDir, `${randomBytes(8).toString('hex')}.${key.replaceAll('/', '+')}`.slice(0, 200));
     try {
       const handle = await open(tmp, 'wx');
@@ -149,7 +152,7 @@ export class FilesystemDriver implements BlobDriver {
     } catch (err) {
       await rm(tmp, { force: true });
       if (isCode(err, 'ENAMETOOLONG')) throw new InvalidKeyError(key);
-      throw err;
+      throw outOfSpace(err, this.root) ?? err;
     }
     await syncDir(dirname(path));
   }
@@ -176,9 +179,9 @@ export class FilesystemDriver implements BlobDriver {
       );
       if (held < resume.size) throw new InProgressLostError(key, `holds ${held} of the ${resume.size} bytes its checkpoint records`);
     }
-    await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key));
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key, this.root));
     // O_APPEND: every write lands at the end of what the checkpoint (or nothing) left there.
-    const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key));
+    const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key, this.root));
     try {
       const size = resume?.size ?? 0;
       // Bytes past the checkpoint come from a write that was cut short and never acknowledged.
@@ -189,7 +192,7 @@ export class FilesystemDriver implements BlobDriver {
       return new FilesystemWriter(this, key, data, handle, size, options.signal);
     } catch (err) {
       await handle.close();
-      throw err;
+      rethrow(err, key, this.root);
     }
   }
 
@@ -199,8 +202,8 @@ export class FilesystemDriver implements BlobDriver {
     const info = await stat(source).catch((err: unknown) => rethrow(err, from));
     if (!info.isFile()) throw new BlobNotFoundError(from);
     if (source === target) return;
-    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to));
-    await rename(source, target).catch((err: unknown) => rethrow(err, from));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to, this.root));
+    await rename(source, target).catch((err: unknown) => rethrow(err, from, this.root));
     await syncDir(dirname(target));
   }
 
@@ -293,11 +296,23 @@ class FilesystemWriter implements BlobWriter {
     // open for stat() and for the fsync in close()/commit() (fsync covers every descriptor's writes).
     const sink = createWriteStream(this.data, { flags: 'a', highWaterMark: IO_BUFFER });
     const combined = combineSignals(this.signal, signal);
+    let full: StorageFullError | undefined;
+    // Registered before pipeline()'s own listener: the source is destroyed with the typed error, so
+    // whoever feeds it (a request body piped through a hash) fails with it too, not with raw ENOSPC.
+    sink.once('error', (err) => {
+      full = outOfSpace(err, this.driver.root);
+      if (full) src.destroy(full);
+    });
     try {
       await (combined ? pipeline(src, sink, { signal: combined }) : pipeline(src, sink));
+    } catch (err) {
+      throw full ?? err;
     } finally {
       // After an abort a write may still be in flight; the size is final once the stream closed.
       if (!sink.closed) await new Promise<void>((done) => sink.once('close', () => done()));
+      // Out of space, a write usually lands part of its last buffer: give those bytes back at once,
+      // so this failure does not keep every other push failing until the upload expires.
+      if (full) await handle.truncate(before);
       this.bytes = (await handle.stat()).size;
     }
     return this.bytes - before;
@@ -308,7 +323,8 @@ class FilesystemWriter implements BlobWriter {
     if (!handle) return { size: this.bytes };
     this.handle = undefined;
     try {
-      await handle.sync();
+      // Filesystems that allocate late (ext4, XFS) may only find out at fsync that space ran out.
+      await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     } finally {
       await handle.close();
     }
@@ -320,8 +336,8 @@ class FilesystemWriter implements BlobWriter {
     await this.close();
     this.finished = true;
     const target = this.driver.committedPath(this.key);
-    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key));
-    await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+    await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     await syncDir(dirname(target));
     await removeEmptyDir(this.driver.inProgressDir(this.key));
   }
@@ -393,11 +409,19 @@ async function removeEmptyDir(dir: string): Promise<void> {
   });
 }
 
-/** Maps filesystem errors that mean "no such object" to the driver's typed errors. */
-function rethrow(err: unknown, key: string): never {
+/** Maps filesystem errors that mean "no such object" (or, writing under `root`, "no space") to typed errors. */
+function rethrow(err: unknown, key: string, root?: string): never {
   if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new BlobNotFoundError(key);
   if (isCode(err, 'ENAMETOOLONG')) throw new InvalidKeyError(key);
-  throw err;
+  throw (root === undefined ? undefined : outOfSpace(err, root)) ?? err;
+}
+
+/** ENOSPC (disk full) and EDQUOT (quota) as a StorageFullError naming the storage root. */
+function outOfSpace(err: unknown, root: string): StorageFullError | undefined {
+  if (!isCode(err, 'ENOSPC', 'EDQUOT')) return undefined;
+  const code = (err as NodeJS.ErrnoException).code as string;
+  const what = code === 'EDQUOT' ? 'over its disk quota' : 'out of space';
+  return new StorageFullError(`filesystem storage at ${root} is ${what} (${code})`, { cause: err });
 }
 
 function isCode(err: unknown, ...codes: string[]): boolean {

@@ -1,6 +1,6 @@
 // Reading AWS SDK errors without depending on its class hierarchy: S3-compatible stores disagree on
 // error codes, so decisions use the HTTP status where the code is ambiguous.
-import { StorageUnavailableError } from './types.js';
+import { StorageFullError, StorageUnavailableError } from './types.js';
 
 interface SdkErrorShape {
   name?: unknown;
@@ -72,7 +72,8 @@ const RETRYABLE_NAMES = new Set([
 
 /** Worth another attempt: throttling, server errors, dropped connections. */
 export function isRetryable(err: unknown): boolean {
-  if (isAbort(err)) return false;
+  // A full store stays full for longer than any retry waits.
+  if (isAbort(err) || isStorageFull(err)) return false;
   const status = httpStatus(err);
   if (status !== undefined && (status >= 500 || status === 429)) return true;
   if (shape(err).$retryable !== undefined) return true;
@@ -82,9 +83,20 @@ export function isRetryable(err: unknown): boolean {
   return status === undefined && typeof code === 'string' && code.startsWith('E');
 }
 
-/** Wraps a backend failure so the HTTP layer answers 503 before sending anything. */
-export function unavailable(operation: string, target: string, err: unknown): StorageUnavailableError {
+/**
+ * S3 itself never fills up, but S3-compatible stores do: MinIO answers XMinioStorageFull when its
+ * drives are full and XMinioAdminBucketQuotaExceeded past a bucket quota; others send 507.
+ */
+const FULL_NAMES = new Set(['XMinioStorageFull', 'XMinioAdminBucketQuotaExceeded', 'QuotaExceeded']);
+
+export function isStorageFull(err: unknown): boolean {
+  return FULL_NAMES.has(errorName(err)) || httpStatus(err) === 507;
+}
+
+/** Wraps a backend failure so the HTTP layer answers 503 (507 when the store is full) before sending anything. */
+export function unavailable(operation: string, target: string, err: unknown): StorageUnavailableError | StorageFullError {
   const status = httpStatus(err);
   const detail = `${errorName(err)}${status === undefined ? '' : ` (HTTP ${status})`}: ${errorMessage(err)}`;
+  if (isStorageFull(err)) return new StorageFullError(`S3 storage is out of space: ${operation} ${target} failed with ${detail}`, { cause: err });
   return new StorageUnavailableError(`S3 ${operation} ${target} failed: ${detail}`, { cause: err });
 }

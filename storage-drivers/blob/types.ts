@@ -148,6 +148,13 @@ export class BlobTooLargeError extends BlobDriverError {}
 /** The backend failed or is unreachable; maps to 503 UNAVAILABLE. */
 export class StorageUnavailableError extends BlobDriverError {}
 
+/**
+ * The backend has no room left for the write (a full disk, a quota): maps to 507 Insufficient
+ * Storage. Retrying does not help until an operator frees space, so the message names the storage
+ * and what ran out, e.g. "filesystem storage at /var/lib/berth/storage is out of space (ENOSPC)".
+ */
+export class StorageFullError extends BlobDriverError {}
+
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
 /** Throws InvalidKeyError unless `key` is a safe relative key (no traversal, no empty segments). */

@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { rebuildMetadata } from '../../server/registry/rebuild.js';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { journalBlobKey, journalManifestKey, journalTagKey } from '../../server/registry/journal.js';
+import { rebuildMetadata, type RebuildResult } from '../../server/registry/rebuild.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { createS3Driver } from '../../storage-drivers/blob/s3.js';
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
@@ -14,6 +20,10 @@ import { blob, imageManifest, RegistryClient } from '../helpers/oci.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startTestRegistry } from '../helpers/registry.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
+import { makeScratchDir } from '../helpers/scratch.js';
+
+/** bin/berth.js, from dist/test/api/rebuild.test.js. */
+const BERTH_BIN = fileURLToPath(new URL('../../../bin/berth.js', import.meta.url));
 
 interface Snapshot {
   catalog: unknown;
@@ -130,5 +140,72 @@ describe('berth metadata rebuild', () => {
       (dir) => new FilesystemDriver({ root: join(dir, 'storage') }),
       async (dir, round) => new EmbeddedStore({ path: join(dir, `metadata-${round}`) }),
     );
+  });
+});
+
+describe('berth metadata rebuild over a journal with damaged entries', () => {
+  it('restores every readable entry, names each bad one by its key, and the CLI exits non-zero with a summary', async () => {
+    const scratch = await makeScratchDir('rebuild-bad');
+    try {
+      const storageRoot = join(scratch.path, 'storage');
+      const driver = new FilesystemDriver({ root: storageRoot });
+      const first = await startTestRegistry({ driver: async () => driver, metadata: async () => new EmbeddedStore({ path: join(scratch.path, 'metadata-0') }) });
+      const c = new RegistryClient(first.url);
+      const api1 = await c.pushImage('team/api', 'v1', [100]);
+      const api2 = await c.pushImage('team/api', 'v2', [200]);
+      const web = await c.pushImage('team/web', 'v1', [300]);
+      await first.app.close();
+      await first.metadata.close();
+
+      // A torn write (the first 24 bytes of a record, as the issue saw), a half-written blob link and a
+      // tag file holding no digest, among good entries.
+      const tornManifest = journalManifestKey('team/api', api2.manifest.digest);
+      await driver.put(tornManifest, (await driver.get(tornManifest)).subarray(0, 24));
+      const tornLink = journalBlobKey('team/web', web.layers[0]!.digest);
+      await driver.put(tornLink, Buffer.from('{"digest":"sha256:'));
+      const badTag = journalTagKey('team/web', 'broken');
+      await driver.put(badTag, Buffer.from('not a digest'));
+      const badKeys = [tornManifest, tornLink, badTag].sort();
+
+      const fresh = new EmbeddedStore({ path: join(scratch.path, 'metadata-1') });
+      const result = await rebuildMetadata(driver, fresh);
+      assert.deepEqual(result.badEntries.map((b) => b.key).sort(), badKeys);
+      assert.match(result.badEntries.find((b) => b.key === tornManifest)!.reason, /not valid JSON/);
+      assert.deepEqual(result.skippedTags, [{ repository: 'team/api', tag: 'v2', digest: api2.manifest.digest }]);
+      // Everything else: 2 manifests, 2 tags; links: api's config+layer twice over, web's config.
+      assert.deepEqual({ manifests: result.manifests, tags: result.tags, blobs: result.blobs }, { manifests: 2, tags: 2, blobs: 5 });
+
+      const second = await startTestRegistry({ driver: async () => driver, metadata: async () => fresh });
+      try {
+        const c2 = new RegistryClient(second.url);
+        const status = async (path: string, method = 'GET') => (await c2.fetch(path, { method })).status;
+        assert.equal(await status('/v2/team/api/manifests/v1'), 200);
+        assert.equal(await status('/v2/team/web/manifests/v1'), 200);
+        assert.equal(await status(`/v2/team/api/blobs/${api1.layers[0]!.digest}`, 'HEAD'), 200);
+        assert.equal(await status(`/v2/team/api/blobs/${api2.layers[0]!.digest}`, 'HEAD'), 200);
+        assert.equal(await status('/v2/team/api/manifests/v2'), 404);
+        assert.equal(await status(`/v2/team/web/blobs/${web.layers[0]!.digest}`, 'HEAD'), 404);
+      } finally {
+        await second.app.close();
+        await fresh.close();
+      }
+
+      // The CLI, as an operator runs it, into another empty store.
+      const configFile = join(scratch.path, 'berth.yaml');
+      await writeFile(configFile, stringify({ log: { level: 'silent' }, storage: { driver: 'filesystem', filesystem: { root: storageRoot } }, metadata: { store: 'embedded', embedded: { path: join(scratch.path, 'metadata-2') } } }));
+      const run = await promisify(execFile)(process.execPath, [BERTH_BIN, 'metadata', 'rebuild', '--config', configFile], { env: { PATH: process.env.PATH ?? '' } }).then(
+        () => ({ code: 0, stdout: '', stderr: '' }),
+        (err: { code: number; stdout: string; stderr: string }) => err,
+      );
+      assert.equal(run.code, 1, run.stderr);
+      for (const key of badKeys) assert.match(run.stderr, new RegExp(`unreadable journal entry ${key}: `));
+      assert.match(run.stderr, /restored 2 manifests, 2 tags and 5 blob links in 2 repositories; 3 journal entries could not be read/);
+      assert.match(run.stderr, /tag team\/api:v2 not restored/);
+      const printed = JSON.parse(run.stdout) as RebuildResult;
+      assert.equal(printed.badEntries.length, 3);
+      assert.equal(printed.manifests, 2);
+    } finally {
+      await scratch.remove();
+    }
   });
 });
