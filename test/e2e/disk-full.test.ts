@@ -91,7 +91,9 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
     // The failed write's bytes are gone again (give or take a block of directory entries).
     assert.ok((await usedBytes(volume)) - baseline < 256 * 1024, `still ${(await usedBytes(volume)) - baseline} bytes more than before the push`);
 
-    // A chunked upload: the chunk that does not fit fails with 507 and takes no space; the one before it stays.
+    // A chunked upload: the chunk that does not fit fails with 507, and the upload ends with all its
+    // bytes freed, so what it held does not keep other pushes failing until it expires.
+    const beforeChunked = await usedBytes(volume);
     const post = await c.fetch('/v2/full/app/blobs/uploads/', { method: 'POST' });
     const location = post.headers.get('location') as string;
     const first = randomBlob(4 * MiB);
@@ -102,8 +104,9 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
     const patch2 = await c.fetch(location, { method: 'PATCH', body: second.data, headers: { 'Content-Range': `${first.size}-${first.size + second.size - 1}`, 'Content-Type': 'application/octet-stream' } });
     assert.equal(patch2.status, 507);
     assert.match(((await patch2.json()) as ErrorBody).errors[0]?.message ?? '', fullMessage());
-    assert.ok((await usedBytes(volume)) - afterFirst < 256 * 1024, 'the failed chunk still holds space');
-    await c.fetch(location, { method: 'DELETE' });
+    assert.ok(afterFirst - beforeChunked >= first.size, 'the first chunk was stored');
+    assert.ok((await usedBytes(volume)) - beforeChunked < 256 * 1024, `the failed upload still holds ${(await usedBytes(volume)) - beforeChunked} bytes`);
+    assert.equal((await c.fetch(location)).status, 404, 'the failed upload is ended');
 
     // Completely full (another tenant of the volume): reads still work, writes say why they fail.
     const filler = join(volume, 'filler');
