@@ -1,3 +1,4 @@
+import { statfsSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { StorageFullError } from '../blob/types.js';
 import {
@@ -15,6 +16,12 @@ import {
 export interface EmbeddedStoreOptions {
   /** Directory holding the lmdb environment (created if missing). */
   path: string;
+  /**
+   * Writes are refused as out of space (ENOSPC) while the volume has less than this free (default
+   * 1 MiB): lmdb aborts the whole process when a page write itself hits ENOSPC (a native double free
+   * in its error path, lmdb 3.5), so it must never get that far.
+   */
+  minFreeBytes?: number;
   /**
    * 'commit' (default): a write resolves once committed; it survives the process being killed, and lmdb
    * falls back to the last flushed transaction after an OS crash or power loss.
@@ -115,11 +122,13 @@ export class EmbeddedStore implements MetadataStore {
   private readonly leases: Db<{ holder: string; until: number }>;
   private readonly flush: boolean;
   private readonly path: string;
+  private readonly minFreeBytes: number;
   private closed = false;
 
   constructor(options: EmbeddedStoreOptions) {
     this.flush = options.durability === 'flush';
     this.path = options.path;
+    this.minFreeBytes = options.minFreeBytes ?? 1024 * 1024;
     try {
       this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 16, keyEncoding: 'binary', encoding: 'json' });
       const sub = <V>(name: string): Db<V> =>
@@ -155,12 +164,13 @@ export class EmbeddedStore implements MetadataStore {
   private writeSync<T>(what: string, action: () => T): Promise<T> {
     try {
       this.assertOpen();
+      this.assertRoom();
       // On disk when this returns, before any 201: a synchronous commit fdatasyncs the data file and
       // writes the meta page through an O_DSYNC descriptor (checked with strace, lmdb 3.5), unlike the
       // batched async writes, whose `committed` promise comes before `flushed`.
       return Promise.resolve(this.root.transactionSync(action));
     } catch (err) {
-      if (err instanceof MetadataUnavailableError) return Promise.reject(err);
+      if (err instanceof MetadataUnavailableError || err instanceof StorageFullError) return Promise.reject(err);
       const full = outOfSpace(err, this.path);
       if (full) return Promise.reject(full);
       return Promise.reject(new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err }));
@@ -179,6 +189,20 @@ export class EmbeddedStore implements MetadataStore {
     } catch (err) {
       if (err instanceof MetadataUnavailableError) return Promise.reject(err);
       return Promise.reject(new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err }));
+    }
+  }
+
+  /** One statfs per write (microseconds beside the commit's fsync). */
+  private assertRoom(): void {
+    let free: number;
+    try {
+      const info = statfsSync(this.path);
+      free = info.bavail * info.bsize;
+    } catch {
+      return; // statfs unsupported here: lmdb's own errors still map to out of space
+    }
+    if (free < this.minFreeBytes) {
+      throw new StorageFullError(`the embedded metadata store at ${this.path} is out of space (ENOSPC): ${free} bytes free, ${this.minFreeBytes} needed`);
     }
   }
 

@@ -48,6 +48,8 @@ export async function runTool(cmd: string, args: string[], options: ToolOptions 
   const err: Buffer[] = [];
   child.stdout.on('data', (b: Buffer) => out.push(b));
   child.stderr.on('data', (b: Buffer) => err.push(b));
+  // A tool that exits without reading its stdin makes this write fail with EPIPE: its exit status tells.
+  child.stdin.on('error', () => undefined);
   child.stdin.end(options.input ?? '');
   const timeoutMs = options.timeoutMs ?? TOOL_TIMEOUT_MS;
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
