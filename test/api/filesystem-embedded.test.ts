@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { randomBlob, RegistryClient, sha256 } from '../helpers/oci.js';
+import { usePair } from '../helpers/matrix.js';
 import { startTestRegistry } from '../helpers/registry.js';
 import { runApiSuite } from './api-suite.js';
+import { runBadInputSuite } from './bad-input-suite.js';
 
-runApiSuite('filesystem blobs + embedded metadata', async () => ({
-  driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }),
-}));
+const env = usePair('filesystem', 'embedded');
+runApiSuite(env.pair.title, env.options);
+runBadInputSuite(env.pair.title, env.options);
 
 describe('filesystem blob sending', () => {
   it('survives clients that leave mid-download and keeps serving', async () => {

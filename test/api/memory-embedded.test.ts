@@ -1,3 +1,7 @@
+import { usePair } from '../helpers/matrix.js';
 import { runApiSuite } from './api-suite.js';
+import { runBadInputSuite } from './bad-input-suite.js';
 
-runApiSuite('memory blobs + embedded metadata', async () => ({}));
+const env = usePair('memory', 'embedded');
+runApiSuite(env.pair.title, env.options);
+runBadInputSuite(env.pair.title, env.options);

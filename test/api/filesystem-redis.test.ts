@@ -1,0 +1,7 @@
+import { usePair } from '../helpers/matrix.js';
+import { runApiSuite } from './api-suite.js';
+import { runBadInputSuite } from './bad-input-suite.js';
+
+const env = usePair('filesystem', 'redis');
+runApiSuite(env.pair.title, env.options);
+runBadInputSuite(env.pair.title, env.options);
