@@ -56,8 +56,6 @@ export class CorruptObjectError extends Error {
   }
 }
 
-export { QUARANTINE_ROOT, quarantineKey } from './keys.js';
-
 /** Hashes what passes and checks length and digest before the last chunk goes out. */
 export class DigestCheck implements SendCheck {
   private readonly hash: Hash;

@@ -12,8 +12,6 @@ import { journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
  * that a rebuild restores); removals after it (a crash in between may let a rebuild restore the removed
  * entry). Either way nothing acknowledged is ever lost.
  */
-export { JOURNAL_ROOT, journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
-
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
 async function ignoreMissing(p: Promise<void>): Promise<void> {

@@ -8,7 +8,6 @@ import { blobKey, BLOBS_ROOT, JOURNAL_ROOT, parseBlobKey, parseJournalKey, SCRUB
 import type { ParsedDigest } from './references.js';
 import type { DigestAlgorithm } from './references.js';
 
-export { SCRUB_CURSOR_KEY } from './keys.js';
 export const SCRUB_LEASE = 'scrub';
 
 const JOURNAL_DIGEST = /^(sha256|sha512)\/([0-9a-f]+)$/;
