@@ -82,6 +82,14 @@ export function parseJournalKey(key: string): JournalKey | undefined {
   return { repo: m[1] as string, kind: m[2] as JournalKind, rest: m[3] as string };
 }
 
+const JOURNAL_DIGEST = /^(sha256|sha512)\/([0-9a-f]+)$/;
+
+/** The algorithm and hex a blob or manifest journal key's tail names, or undefined when it names none. */
+export function parseJournalDigestPath(rest: string): { algorithm: string; hex: string } | undefined {
+  const m = JOURNAL_DIGEST.exec(rest);
+  return m ? { algorithm: m[1] as string, hex: m[2] as string } : undefined;
+}
+
 /** A journal key's `<alg>/<hex>` tail back to `<alg>:<hex>` (not validated: parseDigest does that). */
 export function digestOfJournalPath(rest: string): string {
   const slash = rest.indexOf('/');

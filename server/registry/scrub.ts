@@ -4,13 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import type { Integrity } from './integrity.js';
-import { blobKey, BLOBS_ROOT, JOURNAL_ROOT, parseBlobKey, parseJournalKey, SCRUB_CURSOR_KEY } from './keys.js';
+import { blobKey, BLOBS_ROOT, JOURNAL_ROOT, parseBlobKey, parseJournalDigestPath, parseJournalKey, SCRUB_CURSOR_KEY } from './keys.js';
 import type { ParsedDigest } from './references.js';
 import type { DigestAlgorithm } from './references.js';
 
 export const SCRUB_LEASE = 'scrub';
-
-const JOURNAL_DIGEST = /^(sha256|sha512)\/([0-9a-f]+)$/;
 
 export interface ScrubProgress {
   /** `objects` while hashing stored objects, `links` while checking journaled links have their bytes. */
@@ -147,9 +145,9 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
   for await (const key of driver.list(JOURNAL_ROOT)) {
     if (options.signal.aborted) return result;
     const entry = parseJournalKey(key);
-    const m = entry && entry.kind !== 'tags' ? JOURNAL_DIGEST.exec(entry.rest) : null;
-    if (!entry || !m) continue;
-    const digest = digestFrom(m[1] as string, m[2] as string);
+    const named = entry && entry.kind !== 'tags' ? parseJournalDigestPath(entry.rest) : undefined;
+    if (!entry || !named) continue;
+    const digest = digestFrom(named.algorithm, named.hex);
     if (seen.has(digest.value)) continue;
     seen.add(digest.value);
     try {

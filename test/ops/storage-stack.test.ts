@@ -8,7 +8,8 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../server/config.js';
 import { startServer, type Server } from '../../server/main.js';
 import type { MetadataObservation } from '../../server/metrics.js';
-import { journalBlobKey, journalManifestKey, journalTagKey } from '../../server/registry/keys.js';
+import { blobKey, digestOfJournalPath, journalBlobKey, journalManifestKey, journalTagKey, parseBlobKey, parseJournalDigestPath, parseJournalKey } from '../../server/registry/keys.js';
+import { parseDigest } from '../../server/registry/references.js';
 import { buildStorageStack } from '../../server/storage-stack.js';
 import type { BlobOperation } from '../../storage-drivers/blob/instrumented.js';
 import { BlobNotFoundError, InvalidKeyError } from '../../storage-drivers/blob/types.js';
@@ -88,5 +89,23 @@ describe('storage stack', () => {
       const journaled = join(dataDir, 'storage', ...journalManifestKey('team/served', manifest.digest).split('/'));
       assert.equal((JSON.parse(await readFile(journaled, 'utf8')) as { digest: string }).digest, manifest.digest);
     });
+  });
+});
+
+describe('key layout (server/registry/keys.ts)', () => {
+  const digest = parseDigest(LINK.digest);
+
+  it('parses back every key it builds', () => {
+    assert.deepEqual(parseBlobKey(blobKey(digest)), { algorithm: 'sha256', hex: digest.hex });
+    assert.equal(parseBlobKey(`${blobKey(digest)}.tmp`), undefined);
+    for (const [key, kind] of [[journalBlobKey('a/b', digest.value), 'blobs'], [journalManifestKey('a/b', digest.value), 'manifests']] as const) {
+      const entry = parseJournalKey(key);
+      assert.deepEqual(entry && { repo: entry.repo, kind: entry.kind }, { repo: 'a/b', kind });
+      assert.equal(digestOfJournalPath(entry?.rest ?? ''), digest.value);
+      assert.deepEqual(parseJournalDigestPath(entry?.rest ?? ''), { algorithm: 'sha256', hex: digest.hex });
+    }
+    assert.deepEqual(parseJournalKey(journalTagKey('a/b', 'v1.0')), { repo: 'a/b', kind: 'tags', rest: 'v1.0' });
+    assert.equal(parseJournalKey('journal/repositories/a/b'), undefined);
+    assert.equal(parseJournalKey(blobKey(digest)), undefined);
   });
 });
