@@ -3,11 +3,11 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { openAccess, type Authorizer } from '../auth/types.js';
 import type { BlobDriver } from '../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
+import type { StorageStack } from './storage-stack.js';
 import type { BerthConfig } from './config.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
-import { JournaledStore } from './registry/journal.js';
 import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
 import { UploadService } from './registry/uploads.js';
@@ -23,8 +23,8 @@ import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 
 export interface AppDeps {
   config: BerthConfig;
-  driver: BlobDriver;
-  metadata: MetadataStore;
+  /** From buildStorageStack / assembleStorageStack: the app wraps nothing itself. */
+  storage: StorageStack;
   authorizer?: Authorizer;
   /** Fastify server options merged over the defaults (logger, https, …). */
   server?: FastifyServerOptions & Record<string, unknown>;
@@ -48,8 +48,8 @@ const KNOWN_PATHS = [
 
 /** Builds the registry's HTTP app without listening; main.ts and the tests call listen themselves. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
-  const { config, driver } = deps;
-  const metadata = new JournaledStore(deps.metadata, driver);
+  const { config } = deps;
+  const { driver, metadata } = deps.storage;
   const app = Fastify({
     logger: { level: config.log.level },
     routerOptions: { maxParamLength: 1024 },

@@ -1,17 +1,17 @@
 import type { FastifyInstance } from 'fastify';
 import { createAuth, RedisLoginCounters } from '../auth/index.js';
-import { createBlobDriver } from '../storage-drivers/blob/factory.js';
-import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
 import { RedisStore, warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
 import { buildApp } from './app.js';
-import { loadConfig, resolvedPaths, type BerthConfig } from './config.js';
+import { loadConfig, type BerthConfig } from './config.js';
 import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
 import { nodeSupportNotice } from './node-support.js';
+import { Metrics } from './metrics.js';
 import { createOps } from './ops.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { rebuildMetadata, type RebuildProgress, type RebuildResult } from './registry/rebuild.js';
 import { scrub, type ScrubProgress, type ScrubResult } from './registry/scrub.js';
+import { buildStorageStack } from './storage-stack.js';
 
 export interface Server {
   app: FastifyInstance;
@@ -30,20 +30,15 @@ function isLoopback(host: string): boolean {
  */
 export async function startServer(options: { configFile?: string } = {}): Promise<Server> {
   const config = loadConfig({ file: options.configFile });
-  const paths = resolvedPaths(config);
-  const store = await createMetadataStore(config.metadata, paths);
-  const ops = createOps({
-    config,
-    driver: createBlobDriver(config, paths),
-    metadata: store,
-    clusterWorker: isClusterWorker(),
-  });
+  const metrics = new Metrics({ maxRepositoryLabels: config.metrics.maxRepositoryLabels });
+  const storage = await buildStorageStack(config, { storage: metrics.observeStorage, metadata: metrics.observeMetadata });
+  const ops = createOps({ config, storage, metrics, clusterWorker: isClusterWorker() });
   if (isClusterWorker()) exposeWorkerMetrics(ops.metrics.registry);
   try {
     await ops.assertReady(5000);
   } catch (err) {
     // A Redis client that keeps reconnecting would otherwise keep the process alive.
-    await Promise.allSettled([ops.metadata.close(), ops.driver.close(), ops.close()]);
+    await Promise.allSettled([storage.close(), ops.close()]);
     throw err;
   }
   const auth = await createAuth(config.auth, {
@@ -51,12 +46,11 @@ export async function startServer(options: { configFile?: string } = {}): Promis
     publicUrl: config.http.publicUrl,
     onAuthFailure: (failure) => ops.onAuthFailure(failure),
     // With Redis metadata every process shares the login counters, over the store's own connection.
-    ...(store instanceof RedisStore ? { loginCounters: new RedisLoginCounters(store.client, (config.metadata.redis ?? redisConfigSchema.parse({})).keyPrefix) } : {}),
+    ...(storage.store instanceof RedisStore ? { loginCounters: new RedisLoginCounters(storage.store.client, (config.metadata.redis ?? redisConfigSchema.parse({})).keyPrefix) } : {}),
   });
   const app = await buildApp({
     config,
-    driver: ops.driver,
-    metadata: ops.metadata,
+    storage,
     server: ops.serverOptions,
     authorizer: auth.authorizer,
     plugins: async (scope) => {
@@ -75,7 +69,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
   const scheme = config.http.tls ? 'https' : 'http';
   const url = `${scheme}://${isLoopback(config.http.host) ? config.http.host : '127.0.0.1'}:${port}`;
 
-  const ephemeral = await warnIfEphemeral(ops.metadata).catch(() => undefined);
+  const ephemeral = await warnIfEphemeral(storage.store).catch(() => undefined);
   if (ephemeral) app.log.warn(ephemeral);
   if (!auth.enabled && !isLoopback(config.http.host)) {
     app.log.warn(`WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Set auth.enabled: true before exposing it (see auth/README.md).`);
@@ -98,8 +92,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
       } finally {
         clearTimeout(deadline);
         await auth.close();
-        await ops.metadata.close();
-        await ops.driver.close();
+        await storage.close();
         await ops.close();
       }
     })());
@@ -119,9 +112,8 @@ export interface ScrubCommandOptions {
 /** `berth scrub`: one pass over storage with the configured driver and metadata store. */
 export async function scrubFromConfig(options: ScrubCommandOptions): Promise<ScrubResult> {
   const config = loadConfig({ file: options.configFile });
-  const paths = resolvedPaths(config);
-  const driver = createBlobDriver(config, paths);
-  const metadata = await createMetadataStore(config.metadata, paths);
+  const storage = await buildStorageStack(config);
+  const { driver, metadata } = storage;
   const silent = { warn: () => undefined, error: () => undefined };
   const integrity = new Integrity(driver, metadata, {
     verifyReads: 'always',
@@ -141,23 +133,20 @@ export async function scrubFromConfig(options: ScrubCommandOptions): Promise<Scr
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
   } finally {
-    await metadata.close();
-    await driver.close();
+    await storage.close();
   }
 }
 
 /** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */
 export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
   const config = loadConfig({ file: options.configFile });
-  const paths = resolvedPaths(config);
-  const driver = createBlobDriver(config, paths);
-  const metadata = await createMetadataStore(config.metadata, paths);
+  const storage = await buildStorageStack(config);
   try {
-    await driver.ping();
-    await metadata.ping();
-    return await rebuildMetadata(driver, metadata, onProgress);
+    await storage.driver.ping();
+    await storage.store.ping();
+    // Into the store without the journal: the entries written back are the journal's own.
+    return await rebuildMetadata(storage.driver, storage.store, onProgress);
   } finally {
-    await metadata.close();
-    await driver.close();
+    await storage.close();
   }
 }

@@ -1,27 +1,23 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { instrument } from '../storage-drivers/blob/instrumented.js';
-import type { BlobDriver } from '../storage-drivers/blob/types.js';
-import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { AuditLog } from './audit.js';
 import type { BerthConfig } from './config.js';
 import { authFailureRecorder, registryEventRecorder, type ObservedRegistryEvent } from './events.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
-import { instrumentMetadata } from './metadata-instrumented.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { assertReady, healthRoutes, type HealthCheck } from './routes/health.js';
+import type { StorageStack } from './storage-stack.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
 export interface OpsOptions {
   config: BerthConfig;
-  /** The driver and store as the factories return them; Ops hands back instrumented ones. */
-  driver: BlobDriver;
-  metadata: MetadataStore;
+  /** From buildStorageStack, observed by `metrics` (its observeStorage / observeMetadata). */
+  storage: StorageStack;
+  /** The metrics the storage stack reports to. */
+  metrics: Metrics;
   /** Tests: capture the JSON log instead of stdout. */
   logDestination?: LogDestination;
   /** Tests: a MemoryAuditSink-backed log; default from `config.audit`. */
   audit?: AuditLog;
-  /** Tests: skip Node process metrics when building many apps. */
-  metrics?: Metrics;
   /** A cluster worker: the primary serves the aggregated metrics, so no metrics listener here. */
   clusterWorker?: boolean;
 }
@@ -34,9 +30,8 @@ export interface OpsOptions {
 export interface Ops {
   readonly metrics: Metrics;
   readonly audit: AuditLog;
-  /** The driver wrapped by `instrument` (timing, key checks, error naming): give this one to buildApp. */
-  readonly driver: BlobDriver;
-  readonly metadata: MetadataStore;
+  /** The storage stack the health checks ping: give this one to buildApp. */
+  readonly storage: StorageStack;
   readonly checks: Record<string, HealthCheck>;
   /** Spread into Fastify's options: JSON logger, request ids, and `https` when TLS is configured. */
   readonly serverOptions: FastifyServerOptions & Record<string, unknown>;
@@ -64,11 +59,9 @@ export interface Ops {
 
 export function createOps(options: OpsOptions): Ops {
   const { config } = options;
-  const metrics = options.metrics ?? new Metrics({ maxRepositoryLabels: config.metrics.maxRepositoryLabels });
+  const { metrics, storage } = options;
   const audit = options.audit ?? AuditLog.fromConfig(config);
-  const driver = instrument(options.driver, metrics.observeStorage);
-  const metadata = instrumentMetadata(options.metadata, metrics.observeMetadata);
-  const checks: Record<string, HealthCheck> = { storage: () => driver.ping(), metadata: () => metadata.ping() };
+  const checks: Record<string, HealthCheck> = { storage: () => storage.driver.ping(), metadata: () => storage.metadata.ping() };
   const serverOptions: FastifyServerOptions & Record<string, unknown> = {
     ...loggerOptions(config, options.logDestination),
     ...(config.http.tls ? { https: httpsOptions(config.http.tls) } : {}),
@@ -80,8 +73,7 @@ export function createOps(options: OpsOptions): Ops {
   return {
     metrics,
     audit,
-    driver,
-    metadata,
+    storage,
     checks,
     serverOptions,
     async plugins(app) {

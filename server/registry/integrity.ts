@@ -5,7 +5,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlobNotFoundError, type BlobDriver, type SendCheck } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
-import { blobKey } from './keys.js';
+import { blobKey, quarantineKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
 
 /**
@@ -54,13 +54,6 @@ export class CorruptObjectError extends Error {
     super(message);
     this.name = 'CorruptObjectError';
   }
-}
-
-/** Outside `blobs/`, so a quarantined object is never served, scrubbed again or mistaken for a blob. */
-export const QUARANTINE_ROOT = 'quarantine';
-
-export function quarantineKey(digest: ParsedDigest, reason: IntegrityReason, now: number): string {
-  return `${QUARANTINE_ROOT}/${digest.algorithm}/${digest.hex}/${now}-${reason}`;
 }
 
 /** Hashes what passes and checks length and digest before the last chunk goes out. */

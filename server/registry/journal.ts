@@ -1,37 +1,17 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { BlobLink, Digest, ManifestRecord, MetadataStore, Page, PutManifestResult, UploadSession } from '../../storage-drivers/metadata/types.js';
+import { journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
 
 /*
  * The metadata journal: every committed link, manifest and tag is also written as a small object in
- * blob storage, so `berth metadata rebuild` can recreate the whole metadata store (Redis that lost its
- * data, or a corrupted embedded store) from storage alone:
- *   journal/repositories/<repo>/_blobs/<alg>/<hex>       {"digest","size"}
- *   journal/repositories/<repo>/_manifests/<alg>/<hex>   the ManifestRecord (without inline bytes)
- *   journal/repositories/<repo>/_tags/<tag>              the digest
- * Names never contain a component starting with '_', so the markers cannot collide with a repository.
+ * blob storage (under JOURNAL_ROOT; the keys are drawn in server/registry/keys.ts), so `berth metadata
+ * rebuild` can recreate the whole metadata store (Redis that lost its data, or a corrupted embedded
+ * store) from storage alone.
  * Additions are journaled before the metadata commit (a crash in between leaves an extra, valid entry
  * that a rebuild restores); removals after it (a crash in between may let a rebuild restore the removed
  * entry). Either way nothing acknowledged is ever lost.
  */
-export const JOURNAL_ROOT = 'journal/repositories';
-
-function digestPath(digest: Digest): string {
-  return digest.replace(':', '/');
-}
-
-export function journalBlobKey(repo: string, digest: Digest): string {
-  return `${JOURNAL_ROOT}/${repo}/_blobs/${digestPath(digest)}`;
-}
-
-export function journalManifestKey(repo: string, digest: Digest): string {
-  return `${JOURNAL_ROOT}/${repo}/_manifests/${digestPath(digest)}`;
-}
-
-export function journalTagKey(repo: string, tag: string): string {
-  return `${JOURNAL_ROOT}/${repo}/_tags/${tag}`;
-}
-
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
 async function ignoreMissing(p: Promise<void>): Promise<void> {

@@ -1,6 +1,6 @@
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { BlobLink, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
-import { JOURNAL_ROOT } from './journal.js';
+import { digestOfJournalPath, JOURNAL_ROOT, parseJournalKey } from './keys.js';
 import { parseDigest } from './references.js';
 
 export interface RebuildProgress {
@@ -29,8 +29,6 @@ interface RepoJournal {
   tags: Map<string, string>;
 }
 
-const MARKER = /^(.+)\/_(blobs|manifests|tags)\/(.+)$/;
-
 /**
  * Recreates every blob link, manifest (with its referrer entry) and tag in `store` from the journal in
  * blob storage. Idempotent: running it twice, or over a store that still holds some data, is safe.
@@ -46,9 +44,9 @@ export async function rebuildMetadata(driver: BlobDriver, store: MetadataStore, 
     return r;
   };
   for await (const key of driver.list(JOURNAL_ROOT)) {
-    const m = MARKER.exec(key.slice(JOURNAL_ROOT.length + 1));
-    if (!m) continue;
-    const [, repo, kind, rest] = m as unknown as [string, string, string, string];
+    const entry = parseJournalKey(key);
+    if (!entry) continue;
+    const { repo, kind, rest } = entry;
     let data: Buffer;
     try {
       data = await driver.get(key);
@@ -98,10 +96,8 @@ class MalformedEntry extends Error {}
 
 /** `sha256/<hex>` (the key's tail) back to `sha256:<hex>`; throws unless it is a valid digest. */
 function digestFromPath(path: string): string {
-  const slash = path.indexOf('/');
-  const digest = slash === -1 ? path : `${path.slice(0, slash)}:${path.slice(slash + 1)}`;
   try {
-    return parseDigest(digest).value;
+    return parseDigest(digestOfJournalPath(path)).value;
   } catch {
     throw new MalformedEntry(`the key does not end in a digest (${JSON.stringify(path)})`);
   }

@@ -4,17 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import type { Integrity } from './integrity.js';
-import { JOURNAL_ROOT } from './journal.js';
-import { blobKey } from './keys.js';
+import { blobKey, BLOBS_ROOT, JOURNAL_ROOT, parseBlobKey, parseJournalDigestPath, parseJournalKey, SCRUB_CURSOR_KEY } from './keys.js';
 import type { ParsedDigest } from './references.js';
 import type { DigestAlgorithm } from './references.js';
 
-/** Where the scrub's cursor lives: in storage, next to what it walks, so any process can resume it. */
-export const SCRUB_CURSOR_KEY = 'scrub/cursor';
 export const SCRUB_LEASE = 'scrub';
-
-const BLOB_KEY = /^blobs\/(sha256|sha512)\/([0-9a-f]{2})\/([0-9a-f]+)\/data$/;
-const JOURNAL_DIGEST = /\/_(blobs|manifests)\/(sha256|sha512)\/([0-9a-f]+)$/;
 
 export interface ScrubProgress {
   /** `objects` while hashing stored objects, `links` while checking journaled links have their bytes. */
@@ -102,7 +96,7 @@ export async function scrub(driver: BlobDriver, metadata: MetadataStore, integri
 async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptions & { signal: AbortSignal }): Promise<ScrubResult> {
   const after = options.restart ? undefined : await readCursor(driver);
   const keys: string[] = [];
-  for await (const key of driver.list('blobs')) if (BLOB_KEY.test(key) && (after === undefined || key > after)) keys.push(key);
+  for await (const key of driver.list(BLOBS_ROOT)) if (parseBlobKey(key) && (after === undefined || key > after)) keys.push(key);
   // list() has no order; sorting gives the cursor a meaning across runs.
   keys.sort();
   const result: ScrubResult = { phase: 'objects', checked: 0, remaining: keys.length, bytes: 0, corrupt: 0, missing: 0, complete: false, bad: [], ...(after === undefined ? {} : { resumedAfter: after }) };
@@ -120,8 +114,8 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
       await report(undefined);
       return result;
     }
-    const m = BLOB_KEY.exec(key) as RegExpExecArray;
-    const digest = digestFrom(m[1] as string, m[3] as string);
+    const parsed = parseBlobKey(key) as { algorithm: string; hex: string };
+    const digest = digestFrom(parsed.algorithm, parsed.hex);
     const verified = await integrity.verifyStored(digest, undefined, { ...(options.bytesPerSecond ? { bytesPerSecond: options.bytesPerSecond } : {}), signal: options.signal }).catch((err: unknown) => {
       if (options.signal.aborted) return undefined;
       throw err;
@@ -150,9 +144,10 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
   const seen = new Set<string>();
   for await (const key of driver.list(JOURNAL_ROOT)) {
     if (options.signal.aborted) return result;
-    const m = JOURNAL_DIGEST.exec(key);
-    if (!m) continue;
-    const digest = digestFrom(m[2] as string, m[3] as string);
+    const entry = parseJournalKey(key);
+    const named = entry && entry.kind !== 'tags' ? parseJournalDigestPath(entry.rest) : undefined;
+    if (!entry || !named) continue;
+    const digest = digestFrom(named.algorithm, named.hex);
     if (seen.has(digest.value)) continue;
     seen.add(digest.value);
     try {
@@ -163,7 +158,7 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
       if (result.bad.some((b) => b.digest === digest.value)) continue;
       result.missing++;
       result.bad.push({ digest: digest.value, reason: 'missing' });
-      await integrity.missing(digest, m[1] === 'manifests' ? 'manifest' : 'blob', 'scrub');
+      await integrity.missing(digest, entry.kind === 'manifests' ? 'manifest' : 'blob', 'scrub');
     }
   }
   result.complete = true;

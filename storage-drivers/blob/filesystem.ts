@@ -12,7 +12,6 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
   InProgressLostError,
@@ -163,7 +162,6 @@ export class FilesystemDriver implements BlobDriver {
   }
 
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
-    assertValidKey(key);
     options.signal?.throwIfAborted();
     const dir = this.inProgressDir(key);
     const data = join(dir, DATA);
@@ -258,16 +256,21 @@ export class FilesystemDriver implements BlobDriver {
 
   /** @internal */
   inProgressDir(key: string): string {
-    return join(this.root, IN_PROGRESS, ...key.split('/'));
+    return contained(join(this.root, IN_PROGRESS, ...key.split('/')), join(this.root, IN_PROGRESS) + sep, key);
   }
 
   private pathOf(key: string): string {
-    assertValidKey(key);
-    const path = join(this.root, ...key.split('/'));
-    // assertValidKey already rules out traversal; this guards against a future change to it.
-    if (!path.startsWith(this.rootPrefix)) throw new InvalidKeyError(key);
-    return path;
+    return contained(join(this.root, ...key.split('/')), this.rootPrefix, key);
   }
+}
+
+/**
+ * The key grammar is checked once, by `instrument` (every driver runs behind it); this only keeps a
+ * driver used bare from ever touching a file outside its directory.
+ */
+function contained(path: string, prefix: string, key: string): string {
+  if (!path.startsWith(prefix)) throw new InvalidKeyError(key);
+  return path;
 }
 
 class FilesystemWriter implements BlobWriter {

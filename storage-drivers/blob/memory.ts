@@ -2,7 +2,6 @@
 import { addAbortSignal, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
   InProgressLostError,
@@ -49,7 +48,6 @@ export class MemoryDriver implements BlobDriver {
   }
 
   async put(key: string, data: Buffer): Promise<void> {
-    assertValidKey(key);
     this.objects.set(key, { data: Buffer.from(data), modifiedAt: new Date() });
   }
 
@@ -58,7 +56,6 @@ export class MemoryDriver implements BlobDriver {
   }
 
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
-    assertValidKey(key);
     options.signal?.throwIfAborted();
     const resume = options.resume;
     let state = resume ? this.inProgress.get(key) : undefined;
@@ -78,22 +75,18 @@ export class MemoryDriver implements BlobDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    assertValidKey(from);
-    assertValidKey(to);
     const object = this.object(from);
     this.objects.delete(from);
     this.objects.set(to, object);
   }
 
   async delete(key: string): Promise<void> {
-    assertValidKey(key);
     for (const map of [this.objects, this.inProgress] as Map<string, unknown>[]) {
       for (const existing of [...map.keys()]) if (isUnder(existing, key)) map.delete(existing);
     }
   }
 
   async *list(prefix: string): AsyncIterable<string> {
-    assertValidKey(prefix);
     // A snapshot, so callers may delete while iterating.
     const keys = [...this.objects.keys()].filter((key) => key.startsWith(`${prefix}/`));
     yield* keys;
@@ -127,7 +120,6 @@ export class MemoryDriver implements BlobDriver {
   }
 
   private object(key: string): StoredObject {
-    assertValidKey(key);
     const object = this.objects.get(key);
     if (!object) throw new BlobNotFoundError(key);
     return object;

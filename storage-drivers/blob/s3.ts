@@ -33,7 +33,6 @@ import { copySource, multipartCopy } from './s3-copy.js';
 import { sweepInProgress } from './s3-sweep.js';
 import { S3Writer } from './s3-writer.js';
 import {
-  assertValidKey,
   BlobDriverError,
   BlobNotFoundError,
   InProgressLostError,
@@ -104,7 +103,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async stat(key: string): Promise<BlobInfo> {
-    assertValidKey(key);
     const s3Key = this.keys.object(key);
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: s3Key }));
@@ -115,7 +113,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
-    assertValidKey(key);
     const start = options.start ?? 0;
     const { end, signal } = options;
     if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
@@ -155,7 +152,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async put(key: string, data: Buffer): Promise<void> {
-    assertValidKey(key);
     try {
       await this.client.send(
         new PutObjectCommand({
@@ -172,7 +168,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async get(key: string): Promise<Buffer> {
-    assertValidKey(key);
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key) }));
       return out.Body === undefined ? Buffer.alloc(0) : Buffer.from(await out.Body.transformToByteArray());
@@ -182,7 +177,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async writer(key: string, options: WriterOptions): Promise<BlobWriter> {
-    assertValidKey(key);
     options.signal?.throwIfAborted();
     const resume = options.resume;
     if (resume === undefined) {
@@ -225,8 +219,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async move(from: string, to: string): Promise<void> {
-    assertValidKey(from);
-    assertValidKey(to);
     const size = (await this.stat(from)).size;
     if (from === to) return;
     const source = this.keys.object(from);
@@ -256,7 +248,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async delete(key: string): Promise<void> {
-    assertValidKey(key);
     const s3Key = this.keys.object(key);
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: s3Key }));
@@ -277,7 +268,6 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async *list(prefix: string): AsyncIterable<string> {
-    assertValidKey(prefix);
     for await (const object of listObjects(this.ctx, this.keys.children(prefix))) {
       const key = this.keys.fromObject(object.Key as string);
       if (key !== undefined) yield key;
@@ -286,7 +276,6 @@ export class S3BlobDriver implements BlobDriver {
 
   /** A presigned GET, reused until shortly before it expires; undefined when redirects are off. */
   async redirectUrl(key: string): Promise<string | undefined> {
-    assertValidKey(key);
     const { enabled, expiresSeconds, cacheSeconds } = this.config.redirect;
     if (!enabled) return undefined;
     const now = this.now();

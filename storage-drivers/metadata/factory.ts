@@ -1,8 +1,13 @@
-import type { BerthConfig } from '../../server/config.js';
 import { EmbeddedStore } from './embedded.js';
-import { redisConfigSchema } from './redis-config.js';
+import { redisConfigSchema, type RedisConfig } from './redis-config.js';
 import { RedisStore } from './redis.js';
 import type { MetadataStore } from './types.js';
+
+/** The part of Berth's configuration (`metadata`) the metadata factory reads. */
+export interface MetadataStoreConfig {
+  store: 'embedded' | 'redis';
+  redis?: RedisConfig;
+}
 
 /**
  * Opens the configured metadata store. For Redis it waits up to `connectTimeoutMs` for the first
@@ -10,7 +15,7 @@ import type { MetadataStore } from './types.js';
  * not ready) until Redis answers, and the client keeps reconnecting by itself.
  */
 export async function createMetadataStore(
-  config: BerthConfig['metadata'],
+  config: MetadataStoreConfig,
   paths: { metadataPath: string },
 ): Promise<MetadataStore> {
   switch (config.store) {

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { journalBlobKey, journalManifestKey, journalTagKey } from '../../server/registry/journal.js';
+import { journalBlobKey, journalManifestKey, journalTagKey } from '../../server/registry/keys.js';
 import { rebuildMetadata, type RebuildResult } from '../../server/registry/rebuild.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { createS3Driver } from '../../storage-drivers/blob/s3.js';

@@ -8,11 +8,13 @@ import { after, before, describe, it } from 'node:test';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
+import { instrument } from '../../storage-drivers/blob/instrumented.js';
 import {
   BlobNotFoundError,
   InProgressLostError,
   InvalidKeyError,
   StorageUnavailableError,
+  type BlobDriver,
   type WriterCheckpoint,
 } from '../../storage-drivers/blob/types.js';
 
@@ -196,23 +198,31 @@ describe('FilesystemDriver', () => {
     const outside = join(scratch.path, 'outside.txt');
     await writeFile(outside, 'precious');
     await writeFile(join(scratch.path, 'root-sibling'), 'also precious');
-    const attempts: [string, () => Promise<unknown>][] = [
-      ['get', () => driver.get('../outside.txt')],
-      ['stat', () => driver.stat('../outside.txt')],
-      ['reader', () => driver.reader('../outside.txt')],
-      ['put', () => driver.put('../outside.txt', Buffer.from('overwritten'))],
-      ['writer', () => driver.writer('../outside.txt', {})],
-      ['move from', () => driver.move('../outside.txt', 'stolen')],
-      ['move to', () => driver.move('stolen', '../outside.txt')],
-      ['delete ..', () => driver.delete('..')],
-      ['delete sibling', () => driver.delete('../root-sibling')],
-      ['delete nested', () => driver.delete('a/../../outside.txt')],
-      ['delete absolute', () => driver.delete(outside)],
-      ['list', async () => {
-        for await (const key of driver.list('..')) void key;
+    const attempts: [string, (d: BlobDriver) => Promise<unknown>][] = [
+      ['get', (d) => d.get('../outside.txt')],
+      ['stat', (d) => d.stat('../outside.txt')],
+      ['reader', (d) => d.reader('../outside.txt')],
+      ['put', (d) => d.put('../outside.txt', Buffer.from('overwritten'))],
+      ['writer', (d) => d.writer('../outside.txt', {})],
+      ['move from', (d) => d.move('../outside.txt', 'stolen')],
+      ['move to', (d) => d.move('stolen', '../outside.txt')],
+      ['delete ..', (d) => d.delete('..')],
+      ['delete sibling', (d) => d.delete('../root-sibling')],
+      ['delete nested', (d) => d.delete('a/../../outside.txt')],
+      ['delete absolute', (d) => d.delete(outside)],
+      ['list', async (d) => {
+        for await (const key of d.list('..')) void key;
       }],
     ];
-    for (const [what, attempt] of attempts) await assert.rejects(attempt(), InvalidKeyError, what);
+    // As every driver runs (behind instrument, see server/storage-stack.ts): each key is refused.
+    const stacked = instrument(driver, () => undefined);
+    for (const [what, attempt] of attempts) await assert.rejects(attempt(stacked), InvalidKeyError, what);
+    // Used bare, its own check still keeps it inside its root: traversal is refused, and an absolute
+    // key names a path under the root.
+    for (const [what, attempt] of attempts) {
+      if (what === 'delete absolute') await attempt(driver);
+      else await assert.rejects(attempt(driver), InvalidKeyError, `bare ${what}`);
+    }
     assert.equal(await readFile(outside, 'utf8'), 'precious');
     assert.equal(await readFile(join(scratch.path, 'root-sibling'), 'utf8'), 'also precious');
   });

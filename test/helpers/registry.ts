@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp, type AppDeps } from '../../server/app.js';
 import { parseConfig, type BerthConfigInput } from '../../server/config.js';
+import { assembleStorageStack, type StorageObservers, type StorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
@@ -12,8 +13,11 @@ import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 export interface TestRegistry {
   url: string;
   app: FastifyInstance;
+  /** The bare driver and store under the stack, for tests that tamper with storage behind the app's back. */
   driver: BlobDriver;
   metadata: MetadataStore;
+  /** What the app runs on: the same stack `berth serve` builds (instrumented, journaled). */
+  storage: StorageStack;
   dir: string;
   close(): Promise<void>;
 }
@@ -22,7 +26,8 @@ export interface TestRegistryOptions {
   config?: BerthConfigInput;
   driver?: (dir: string) => Promise<BlobDriver>;
   metadata?: (dir: string) => Promise<MetadataStore>;
-  deps?: Partial<AppDeps>;
+  observers?: StorageObservers;
+  deps?: Partial<Omit<AppDeps, 'storage'>>;
 }
 
 /** A registry on 127.0.0.1:<free port> over a scratch directory; memory blobs + embedded metadata unless told otherwise. */
@@ -31,7 +36,8 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const config = parseConfig({ dataDir: dir, log: { level: 'silent' }, ...options.config });
   const driver = options.driver ? await options.driver(dir) : new MemoryDriver();
   const metadata = options.metadata ? await options.metadata(dir) : new EmbeddedStore({ path: join(dir, 'metadata') });
-  const app = await buildApp({ config, driver, metadata, ...options.deps });
+  const storage = assembleStorageStack({ driver, metadata }, options.observers);
+  const app = await buildApp({ config, storage, ...options.deps });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   if (!address || typeof address === 'string') throw new Error('no address');
@@ -40,11 +46,11 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
     app,
     driver,
     metadata,
+    storage,
     dir,
     async close() {
       await app.close();
-      await metadata.close();
-      await driver.close();
+      await storage.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

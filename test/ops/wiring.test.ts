@@ -11,6 +11,7 @@ import { AuditLog, MemoryAuditSink } from '../../server/audit.js';
 import { parseConfig, type BerthConfigInput } from '../../server/config.js';
 import { Metrics } from '../../server/metrics.js';
 import { createOps, type Ops } from '../../server/ops.js';
+import { assembleStorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { blobKey } from '../../server/registry/keys.js';
@@ -34,19 +35,22 @@ async function start(name: string, input: BerthConfigInput): Promise<Running> {
   const config = parseConfig({ dataDir: join(scratch, name), ...input });
   const sink = new MemoryAuditSink();
   const log: Record<string, unknown>[] = [];
+  const metrics = new Metrics({ processMetrics: false });
+  const storage = assembleStorageStack(
+    { driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(scratch, name, 'metadata') }) },
+    { storage: metrics.observeStorage, metadata: metrics.observeMetadata },
+  );
   const ops = createOps({
     config,
-    driver: new MemoryDriver(),
-    metadata: new EmbeddedStore({ path: join(scratch, name, 'metadata') }),
+    storage,
     audit: new AuditLog(sink),
-    metrics: new Metrics({ processMetrics: false }),
+    metrics,
     logDestination: { write: (line) => void log.push(JSON.parse(line) as Record<string, unknown>) },
   });
   await ops.assertReady();
   const app = await buildApp({
     config,
-    driver: ops.driver,
-    metadata: ops.metadata,
+    storage: ops.storage,
     server: ops.serverOptions,
     plugins: (a) => ops.plugins(a),
     onEvent: (event) => ops.onEvent(event),
@@ -67,8 +71,7 @@ async function start(name: string, input: BerthConfigInput): Promise<Running> {
     async stop() {
       ops.beginDrain();
       await app.close();
-      await ops.metadata.close();
-      await ops.driver.close();
+      await ops.storage.close();
       await ops.close();
     },
   };
@@ -123,9 +126,9 @@ describe('ops wired into the registry app', () => {
     const layer = randomBlob(300_000);
     await client.pushBlob('team/corrupt', layer);
     const key = blobKey(parseDigest(layer.digest));
-    const bytes = await r.ops.driver.get(key);
+    const bytes = await r.ops.storage.driver.get(key);
     bytes[1000] = (bytes[1000] ?? 0) ^ 0xff;
-    await r.ops.driver.put(key, bytes);
+    await r.ops.storage.driver.put(key, bytes);
     const res = await client.fetch(`/v2/team/corrupt/blobs/${layer.digest}`);
     await res.arrayBuffer().catch(() => undefined);
 
