@@ -27,9 +27,9 @@ export class StorageFullOciError extends OciError {
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
   if (err instanceof UploadRangeError) return new OciError('RANGE_INVALID', err.message, undefined, { Range: uploadRange(err.offset) });
-  // 416 as for a chunk at the wrong offset, not 409 or 429: the spec's clients (and distribution)
-  // answer a 416 on an upload by asking its status and resuming after the Range it reports, which is
-  // exactly what a client beaten by a concurrent request must do.
+  // Busy stays 416 RANGE_INVALID, not 409 or 429: the spec tells a client that gets 416 on a chunk to
+  // GET the upload's offset and resume from there, which is just what a client beaten by a concurrent
+  // request must do; a code the spec's clients do not act on would end their push instead.
   if (err instanceof UploadBusyError) return new OciError('RANGE_INVALID', err.message, undefined, { Range: uploadRange(err.offset) });
   // The connection may still hold the rest of the stalled body: close it, so nothing reads it as a request.
   if (err instanceof UploadStalledError) return new OciError('REQUEST_TIMEOUT', err.message, undefined, { Connection: 'close' });
@@ -71,6 +71,7 @@ function tokenOciError(err: TokenError): OciError {
     case 'throttled':
       return new OciError('TOOMANYREQUESTS', err.message, undefined, { 'Retry-After': String(failure.retryAfterSeconds) });
     case 'oauth':
+      // Only through toOciError: errorHandler answers these in RFC 6749's shape.
       return new OciError('REQUEST_INVALID', err.message);
   }
 }
