@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { OciError } from '../server/errors.js';
+import { OciError } from '../errors/oci-error.js';
 import { accessDetail, bearerChallenge } from './challenge.js';
 import { principalOf, resolveSubject } from './identities.js';
 import type { RobotStore } from './robots.js';

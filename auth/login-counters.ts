@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { OciError } from '../server/errors.js';
+import { OciError } from '../errors/oci-error.js';
 
 /**
  * Where login attempts are counted. Every operation touches one key only, so the Redis

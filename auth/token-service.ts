@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ERROR_CODES, errorBody } from '../server/errors.js';
 import { resolveSubject } from './identities.js';
 import type { KeyStore } from './keys.js';
 import { PasswordQueueFullError } from './password-pool.js';
@@ -7,6 +6,7 @@ import type { LoginLimiter } from './rate-limit.js';
 import type { RobotStore } from './robots.js';
 import type { Policy, Subject } from './rules.js';
 import { formatScope, parseScopes } from './scope.js';
+import { TokenError } from './token-errors.js';
 import type { TokenIssuer } from './token.js';
 import type { AuthFailureReason } from './types.js';
 import { ROBOT_PREFIX, type UserStore } from './users.js';
@@ -113,12 +113,12 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
     return { access, granted };
   }
 
-  function tooMany(reply: FastifyReply, retryAfter: number, why: string): FastifyReply {
-    return noStore(reply)
-      .code(ERROR_CODES.TOOMANYREQUESTS.status)
-      .header('Retry-After', String(retryAfter))
-      .type('application/json')
-      .send(errorBody('TOOMANYREQUESTS', why));
+  function tooMany(retryAfter: number, why: string): TokenError {
+    return new TokenError({ kind: 'throttled', retryAfterSeconds: retryAfter }, why);
+  }
+
+  function oauthError(error: 'invalid_request' | 'invalid_grant' | 'unsupported_grant_type', description: string): TokenError {
+    return new TokenError({ kind: 'oauth', error }, description);
   }
 
   function wrongService(service: string | undefined): boolean {
@@ -138,22 +138,19 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
     app.get(deps.tokenPath, async (request, reply) => {
       const q = request.query as Record<string, unknown>;
       if (wrongService(one(q.service))) {
-        return noStore(reply).code(400).send(errorBody('REQUEST_INVALID', `unknown service; this registry is ${JSON.stringify(deps.service)}`));
+        throw new TokenError({ kind: 'unknown_service' }, `unknown service; this registry is ${JSON.stringify(deps.service)}`);
       }
       let who: Authenticated = { subject: { kind: 'anonymous' }, sub: '', binding: '' };
       const header = request.headers.authorization;
       const basic = decodeBasic(header);
       if (!basic && header !== undefined && /^Basic\b/i.test(header)) {
-        return noStore(reply).code(401).send(errorBody('UNAUTHORIZED', 'malformed Basic credentials'));
+        throw new TokenError({ kind: 'malformed_basic' }, 'malformed Basic credentials');
       }
       if (basic) {
         const outcome = await login(basic.username, basic.password, request.ip, request);
         if (!outcome.ok) {
-          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
-          return noStore(reply)
-            .code(401)
-            .header('WWW-Authenticate', `Basic realm=${JSON.stringify(deps.service)}`)
-            .send(errorBody('UNAUTHORIZED', 'incorrect username or password'));
+          if (outcome.retryAfter) throw tooMany(outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
+          throw new TokenError({ kind: 'bad_credentials', realm: deps.service }, 'incorrect username or password');
         }
         who = outcome.who;
       }
@@ -170,21 +167,20 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
 
     app.post(deps.tokenPath, async (request, reply) => {
       const form = request.body instanceof URLSearchParams ? request.body : undefined;
-      const oauthError = (status: number, error: string, description: string) => noStore(reply).code(status).send({ error, error_description: description });
-      if (!form) return oauthError(400, 'invalid_request', `expected a ${FORM} body`);
+      if (!form) throw oauthError('invalid_request', `expected a ${FORM} body`);
       const service = form.get('service') ?? undefined;
-      if (wrongService(service)) return oauthError(400, 'invalid_request', `unknown service; this registry is ${JSON.stringify(deps.service)}`);
+      if (wrongService(service)) throw oauthError('invalid_request', `unknown service; this registry is ${JSON.stringify(deps.service)}`);
       const grantType = form.get('grant_type');
       let who: Authenticated;
       let refreshToken: string | undefined;
       if (grantType === 'password') {
         const username = form.get('username');
         const password = form.get('password');
-        if (!username || password === null) return oauthError(400, 'invalid_request', 'username and password are required');
+        if (!username || password === null) throw oauthError('invalid_request', 'username and password are required');
         const outcome = await login(username, password, request.ip, request);
         if (!outcome.ok) {
-          if (outcome.retryAfter) return tooMany(reply, outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
-          return oauthError(400, 'invalid_grant', 'incorrect username or password');
+          if (outcome.retryAfter) throw tooMany(outcome.retryAfter, outcome.why ?? 'too many login attempts, try again later');
+          throw oauthError('invalid_grant', 'incorrect username or password');
         }
         who = outcome.who;
         if (form.get('access_type') === 'offline') refreshToken = await deps.issuer.issueRefresh(who.sub, who.binding);
@@ -194,12 +190,12 @@ export function tokenServicePlugin(deps: TokenServiceDeps): FastifyPluginAsync {
         const subject = claims ? await resolveSubject(deps.users, deps.robots, claims.subject, claims.binding) : undefined;
         if (!given || !claims || !subject) {
           deps.onFailure?.({ actor: claims?.subject ?? '', reason: 'invalid_refresh_token', request });
-          return oauthError(400, 'invalid_grant', 'refresh token is invalid, expired or revoked');
+          throw oauthError('invalid_grant', 'refresh token is invalid, expired or revoked');
         }
         who = { subject, sub: claims.subject, binding: claims.binding };
         refreshToken = given;
       } else {
-        return oauthError(400, 'unsupported_grant_type', 'grant_type must be password or refresh_token');
+        throw oauthError('unsupported_grant_type', 'grant_type must be password or refresh_token');
       }
       const { access, granted } = await issue(who, many(form.getAll('scope')), request);
       const body: Record<string, unknown> = {

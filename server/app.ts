@@ -10,6 +10,7 @@ import { BlobService } from './registry/blobs.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
+import { RepositoryService } from './registry/repositories.js';
 import { UploadService } from './registry/uploads.js';
 import { baseRoutes } from './routes/base.js';
 import { continueOnFirstRead, discardUnreadBody } from './routes/body.js';
@@ -80,6 +81,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     metadata,
     blobs: new BlobService(driver, metadata, integrity),
     manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity),
+    repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
     emit: (event) => {

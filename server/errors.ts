@@ -2,55 +2,13 @@ import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { BlobNotFoundError, BlobTooLargeError, InvalidKeyError, InvalidOffsetError, StorageFullError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
 import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
+import { TokenError } from '../auth/token-errors.js';
+import { errorBody, OciError, type ErrorCode } from '../errors/oci-error.js';
+import { UploadBusyError, UploadRangeError, UploadStalledError } from './registry/uploads.js';
+import { uploadRange } from './routes/http.js';
 import { REPO_PREFIX } from './routes/url-rewrite.js';
 
-/** Every error code Berth answers with, its HTTP status, and the spec's default message. */
-export const ERROR_CODES = {
-  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
-  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
-  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
-  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
-  MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry' },
-  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
-  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
-  NAME_INVALID: { status: 400, message: 'invalid repository name' },
-  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
-  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
-  UNAUTHORIZED: { status: 401, message: 'authentication required' },
-  DENIED: { status: 403, message: 'requested access to the resource is denied' },
-  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
-  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
-  RANGE_INVALID: { status: 416, message: 'invalid content range' },
-  TAG_INVALID: { status: 400, message: 'manifest tag did not match URI' },
-  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
-  MANIFEST_TOO_LARGE: { status: 413, message: 'manifest too large' },
-  REQUEST_INVALID: { status: 400, message: 'request invalid' },
-  REQUEST_TIMEOUT: { status: 408, message: 'request timed out' },
-  NOT_FOUND: { status: 404, message: 'not found' },
-  METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
-  UNAVAILABLE: { status: 503, message: 'service unavailable' },
-  UNKNOWN: { status: 500, message: 'unknown error' },
-} as const satisfies Record<string, { status: number; message: string }>;
-
-export type ErrorCode = keyof typeof ERROR_CODES;
-
-/** An error the client caused (or must be told about), rendered as the spec's JSON error body. */
-export class OciError extends Error {
-  readonly status: number;
-  /** Extra response headers, e.g. WWW-Authenticate, Retry-After, Range. */
-  readonly headers: Record<string, string>;
-  constructor(
-    readonly code: ErrorCode,
-    message?: string,
-    readonly detail?: unknown,
-    headers: Record<string, string> = {},
-  ) {
-    super(message ?? ERROR_CODES[code].message);
-    this.name = 'OciError';
-    this.status = ERROR_CODES[code].status;
-    this.headers = headers;
-  }
-}
+export { ERROR_CODES, errorBody, OciError, type ErrorCode } from '../errors/oci-error.js';
 
 /**
  * Out of space (a full disk or quota under blob storage or the embedded metadata store): 507
@@ -65,13 +23,17 @@ export class StorageFullOciError extends OciError {
   }
 }
 
-export function errorBody(code: ErrorCode, message: string, detail?: unknown): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
-  return { errors: [detail === undefined ? { code, message } : { code, message, detail }] };
-}
-
 /** Maps anything thrown while handling a request to the spec's error body; never leaks a stack. */
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
+  if (err instanceof UploadRangeError) return new OciError('RANGE_INVALID', err.message, undefined, { Range: uploadRange(err.offset) });
+  // Busy stays 416 RANGE_INVALID, not 409 or 429: the spec tells a client that gets 416 on a chunk to
+  // GET the upload's offset and resume from there, which is just what a client beaten by a concurrent
+  // request must do; a code the spec's clients do not act on would end their push instead.
+  if (err instanceof UploadBusyError) return new OciError('RANGE_INVALID', err.message, undefined, { Range: uploadRange(err.offset) });
+  // The connection may still hold the rest of the stalled body: close it, so nothing reads it as a request.
+  if (err instanceof UploadStalledError) return new OciError('REQUEST_TIMEOUT', err.message, undefined, { Connection: 'close' });
+  if (err instanceof TokenError) return tokenOciError(err);
   if (err instanceof StorageFullError) return new StorageFullOciError(err.message);
   if (err instanceof StorageUnavailableError || err instanceof MetadataUnavailableError) {
     return new OciError('UNAVAILABLE', 'storage backend unavailable, try again later', undefined, { 'Retry-After': '1' });
@@ -96,7 +58,36 @@ export function sendError(reply: FastifyReply, err: OciError): FastifyReply {
   return reply.code(err.status).type('application/json').send(errorBody(err.code, err.message, err.detail));
 }
 
+/** The token endpoint's refusals in the Docker GET flow's shape (OAuth2 grants are answered by `sendTokenError`). */
+function tokenOciError(err: TokenError): OciError {
+  const failure = err.failure;
+  switch (failure.kind) {
+    case 'unknown_service':
+      return new OciError('REQUEST_INVALID', err.message);
+    case 'malformed_basic':
+      return new OciError('UNAUTHORIZED', err.message);
+    case 'bad_credentials':
+      return new OciError('UNAUTHORIZED', err.message, undefined, { 'WWW-Authenticate': `Basic realm=${JSON.stringify(failure.realm)}` });
+    case 'throttled':
+      return new OciError('TOOMANYREQUESTS', err.message, undefined, { 'Retry-After': String(failure.retryAfterSeconds) });
+    case 'oauth':
+      // Only through toOciError: errorHandler answers these in RFC 6749's shape.
+      return new OciError('REQUEST_INVALID', err.message);
+  }
+}
+
+/** A token refusal is about this request only: no cache may keep it. OAuth2 grants get RFC 6749 §5.2's body. */
+function sendTokenError(reply: FastifyReply, err: TokenError): FastifyReply {
+  reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
+  if (err.failure.kind === 'oauth') return reply.code(400).type('application/json').send({ error: err.failure.error, error_description: err.message });
+  return sendError(reply, tokenOciError(err));
+}
+
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (err instanceof TokenError) {
+    request.log.debug({ reason: err.failure.kind }, err.message);
+    return sendTokenError(reply, err);
+  }
   const oci = toOciError(err);
   // A body torn down half-read (a chunk that failed to store) leaves the connection unusable: say so,
   // or the client's next request on it fails with ECONNRESET instead of being sent on a new one.

@@ -6,6 +6,35 @@ import { CorruptObjectError, guardStream, matchesDigest, type Integrity } from '
 import { blobKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
 
+/** Blobs up to this size are read whole and sent as one buffer. */
+const SMALL_BLOB_BYTES = 64 * 1024;
+
+/** Inclusive byte offsets. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** The part of the blob a GET sends: all of it (200) or a range (206); `length` bytes of `size`. */
+interface BlobPart {
+  status: 200 | 206;
+  length: number;
+  size: number;
+  range: ByteRange | undefined;
+}
+
+/**
+ * What a blob GET answers with, decided here and sent by server/routes/send.ts: a redirect to
+ * storage, the bytes of a small blob, the driver's own sending path, or a stream. A sender must be
+ * closed; a stream is opened by the sender of the response, with a signal that aborts the read when
+ * the client leaves.
+ */
+export type BlobContent =
+  | { kind: 'redirect'; location: string }
+  | { kind: 'buffer'; status: 200; length: number; bytes: Buffer }
+  | ({ kind: 'sender'; sender: BlobSender } & BlobPart)
+  | ({ kind: 'stream'; open(signal: AbortSignal): Promise<Readable> } & BlobPart);
+
 /** Blob reads, deletes and mounts; one stored copy per digest, visibility per repository. */
 export class BlobService {
   constructor(
@@ -25,8 +54,25 @@ export class BlobService {
     return { digest: link.digest, size: link.size };
   }
 
+  /**
+   * What to send for a GET of the blob (`size` bytes, as `stat` found) or of `range` of it. With
+   * `redirect`, a driver that can hand out a URL to the bytes sends the client there.
+   */
+  async content(digest: ParsedDigest, size: number, range: ByteRange | undefined, options: { redirect: boolean }): Promise<BlobContent> {
+    if (options.redirect) {
+      const location = await this.redirectUrl(digest);
+      if (location) return { kind: 'redirect', location };
+    }
+    // Configs and small layers: one read into a buffer costs a fraction of setting up a stream.
+    if (!range && size <= SMALL_BLOB_BYTES) return { kind: 'buffer', status: 200, length: size, bytes: await this.read(digest, size) };
+    const part: BlobPart = range ? { status: 206, length: range.end - range.start + 1, size, range } : { status: 200, length: size, size, range: undefined };
+    const sender = await this.openSender(digest, size, range);
+    if (sender) return { kind: 'sender', sender, ...part };
+    return { kind: 'stream', open: (signal) => this.open(digest, size, range, signal), ...part };
+  }
+
   /** A stream of the blob (or a range of it) that errors, never ends cleanly, when storage disagrees with `size` or the digest. */
-  async open(digest: ParsedDigest, size: number, range?: { start: number; end: number }, signal?: AbortSignal): Promise<Readable> {
+  async open(digest: ParsedDigest, size: number, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     const stream = await this.opening(digest, () => this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal }));
     const check = this.checkFor(digest, size, range);
     const length = range ? range.end - range.start + 1 : size;
@@ -38,7 +84,7 @@ export class BlobService {
   }
 
   /** The driver's fast sending path for this blob, if it has one, verifying as the policy asks. */
-  async openSender(digest: ParsedDigest, size: number, range?: { start: number; end: number }): Promise<BlobSender | undefined> {
+  async openSender(digest: ParsedDigest, size: number, range?: ByteRange): Promise<BlobSender | undefined> {
     const openSender = this.driver.openSender?.bind(this.driver);
     if (!openSender) return undefined;
     const sender = await this.opening(digest, () => openSender(blobKey(digest), range ? { start: range.start, end: range.end } : {}));
@@ -80,7 +126,7 @@ export class BlobService {
   }
 
   /** Full reads get a digest check; a ranged read of an unverified blob starts one in the background. */
-  private checkFor(digest: ParsedDigest, size: number, range: { start: number; end: number } | undefined): SendCheck | undefined {
+  private checkFor(digest: ParsedDigest, size: number, range: ByteRange | undefined): SendCheck | undefined {
     if (range) {
       if (this.integrity.wantsBackgroundVerify(digest.value, size)) this.integrity.verifyInBackground(digest, size);
       return undefined;

@@ -5,6 +5,7 @@ import { matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
 import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
 import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
+import { assertRepositoryKnown } from './repositories.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
@@ -45,7 +46,7 @@ export class ManifestService {
   async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
     const record = reference.kind === 'tag' ? await this.metadata.getTaggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
     if (!record) {
-      if (!(await this.metadata.repositoryExists(repo))) throw new OciError('NAME_UNKNOWN', `repository ${repo} is not known to this registry`);
+      await assertRepositoryKnown(this.metadata, repo);
       const what = reference.kind === 'tag' ? `tag ${reference.tag}` : `manifest ${reference.digest.value}`;
       throw new OciError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
     }

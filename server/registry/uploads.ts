@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { BlobDriver, BlobWriter } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError, InProgressLostError, StorageFullError } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
-import { OciError } from '../errors.js';
+import { OciError } from '../../errors/oci-error.js';
 import { blobKey, uploadDir, uploadIdOfKey, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
 import { newRunningHash, resumeHash, type RunningHash } from './running-hash.js';
@@ -92,7 +92,7 @@ export class UploadService {
     const session = await this.get(repo, id);
     const { range, length } = chunk;
     if (range && length !== undefined && range.end - range.start + 1 !== length) {
-      throw new OciError('RANGE_INVALID', `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`, undefined, rangeHeaders(session.offset));
+      throw new UploadRangeError(session.offset, `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`);
     }
     return this.withLease(session, chunk.signal, async (held, signal) => this.releasedWhenFull(held, async () => {
       const writer = await this.openWriter(held, signal);
@@ -323,7 +323,7 @@ export class UploadService {
       if (err instanceof BodyTooLongError) throw new OciError('SIZE_INVALID', err.message);
       if (err instanceof BodyTimeoutError || hashing.errored instanceof BodyTimeoutError) {
         const timeout = err instanceof BodyTimeoutError ? err : (hashing.errored as BodyTimeoutError);
-        throw new OciError('REQUEST_TIMEOUT', `${timeout.message}; the upload keeps the bytes it received: check its status and resume`, undefined, { Connection: 'close' });
+        throw new UploadStalledError(`${timeout.message}; the upload keeps the bytes it received: check its status and resume`);
       }
       throw err;
     } finally {
@@ -420,19 +420,51 @@ function checkpointOf(session: UploadSession): { size: number; state?: string } 
 
 function assertStartsAt(range: ChunkRange | undefined, offset: number): void {
   if (range && range.start !== offset) {
-    throw new OciError('RANGE_INVALID', `chunk starts at byte ${range.start} but the upload holds ${offset} bytes; resume from ${offset}`, undefined, rangeHeaders(offset));
+    throw new UploadRangeError(offset, `chunk starts at byte ${range.start} but the upload holds ${offset} bytes; resume from ${offset}`);
   }
 }
 
-function busyError(offset: number, message = 'another request changed this upload at the same time; check the upload status and resume'): OciError {
-  return new OciError('RANGE_INVALID', message, undefined, rangeHeaders(offset));
+function busyError(offset: number, message = 'another request changed this upload at the same time; check the upload status and resume'): UploadBusyError {
+  return new UploadBusyError(offset, message);
 }
 
 function lostError(session: UploadSession): OciError {
   return new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${session.id} no longer holds the ${session.offset} bytes it received; start a new upload`);
 }
 
-/** The headers telling a client how many bytes an upload holds (`Range: 0-<last>`). */
-export function rangeHeaders(offset: number): Record<string, string> {
-  return { Range: `0-${Math.max(offset - 1, 0)}` };
+/**
+ * A chunk that does not fit the upload: it starts elsewhere than the upload's offset, or its
+ * Content-Range and Content-Length disagree. `offset` is how many bytes the upload holds, so the
+ * client can resume after them.
+ */
+export class UploadRangeError extends Error {
+  constructor(
+    readonly offset: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UploadRangeError';
+  }
+}
+
+/**
+ * Another request holds (or just changed) the upload. Not a bad range, but told apart from one in
+ * code only: on the wire it stays what the spec's clients already handle, see server/errors.ts.
+ */
+export class UploadBusyError extends Error {
+  constructor(
+    readonly offset: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UploadBusyError';
+  }
+}
+
+/** The client stopped sending a chunk's body; the bytes that did arrive are kept. */
+export class UploadStalledError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UploadStalledError';
+  }
 }

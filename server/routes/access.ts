@@ -34,3 +34,23 @@ export function principalOf(request: FastifyRequest): Principal {
   if (!principal) throw new OciError('UNKNOWN', 'internal error: route has no access check');
   return principal;
 }
+
+/*
+ * The gates that depend on the registry's mode, not on who asks. Checked after access is granted,
+ * so an anonymous client is challenged first.
+ */
+
+export function readOnlyError(): OciError {
+  return new OciError('UNSUPPORTED', 'this registry is in read-only mode (maintenance); pulls work, pushes and deletes are refused');
+}
+
+/** Pushes are refused in read-only mode. */
+export function assertWritable(ctx: RouteContext): void {
+  if (ctx.config.readOnly) throw readOnlyError();
+}
+
+/** Deletes need `delete.enabled` and a registry that is not read-only. */
+export function assertDeletable(ctx: RouteContext): void {
+  if (!ctx.config.delete.enabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (delete.enabled: false)');
+  assertWritable(ctx);
+}

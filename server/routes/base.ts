@@ -13,9 +13,9 @@ export async function baseRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     await ctx.authorizer.authorize(request, [{ type: 'registry', name: 'catalog', actions: ['*'] }]);
     const { n, last } = pageParams(request, ctx.config.catalog.maxEntries, ctx.config.catalog.defaultEntries);
     const limit = n ?? ctx.config.catalog.defaultEntries;
-    const page = limit === 0 ? [] : await ctx.metadata.listRepositories({ n: limit + 1, last });
-    const repositories = page.slice(0, limit);
-    if (page.length > limit) setNextLink(reply, '/v2/_catalog', limit, repositories[repositories.length - 1] as string);
+    const page = await ctx.repositories.catalog(limit, last);
+    const repositories = page.items;
+    if (page.more) setNextLink(reply, '/v2/_catalog', limit, repositories[repositories.length - 1] as string);
     return reply.type('application/json').send({ repositories });
   });
 }

@@ -3,6 +3,7 @@ import type { Authorizer, Principal } from '../../auth/types.js';
 import type { BerthConfig } from '../config.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ManifestService } from '../registry/manifests.js';
+import type { RepositoryService } from '../registry/repositories.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 
@@ -23,6 +24,7 @@ export interface RouteContext {
   blobs: BlobService;
   uploads: UploadService;
   manifests: ManifestService;
+  repositories: RepositoryService;
   metadata: MetadataStore;
   authorizer: Authorizer;
   emit(event: RegistryEvent): void;

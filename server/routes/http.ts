@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { OciError, type ErrorCode } from '../errors.js';
+import { OciError, type ErrorCode } from '../../errors/oci-error.js';
 import type { ChunkRange } from '../registry/uploads.js';
 
 /** Largest number accepted in headers and query strings; beyond it arithmetic loses precision. */
@@ -92,6 +92,11 @@ export function pageParams(request: FastifyRequest, max: number, fallback: numbe
 /** RFC 5988 `Link` to the next page. */
 export function setNextLink(reply: FastifyReply, path: string, n: number, last: string): void {
   reply.header('Link', `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`);
+}
+
+/** An upload's `Range: 0-<last>` header for `offset` bytes received. */
+export function uploadRange(offset: number): string {
+  return `0-${Math.max(offset - 1, 0)}`;
 }
 
 export function repoPath(name: string): string {

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, parseReference, type Reference } from '../registry/references.js';
-import { authorizeFirst, principalOf } from './access.js';
+import { assertDeletable, assertWritable, authorizeFirst, principalOf } from './access.js';
 import { readBody, refuseDeclaredLength } from './body.js';
 import type { RouteContext } from './context.js';
-import { readOnlyError } from './blobs.js';
+import { refuseDeeperPaths } from './deeper-paths.js';
 import { header, notModified, queryParams, repoPath } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
 
@@ -71,7 +71,7 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
   const pushAccess = authorizeFirst<{ Params: { name: string; reference: string } }>(ctx, {
     needs: (request) => [{ type: 'repository', name: parse(request).name, actions: ['pull', 'push'] }],
     then: (request) => {
-      if (ctx.config.readOnly) throw readOnlyError();
+      assertWritable(ctx);
       refuseDeclaredLength(request, maxBytes);
     },
   });
@@ -98,17 +98,12 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
   });
 
   // References hold no '/': a longer path is an invalid tag or digest, not an unknown endpoint.
-  app.route<{ Params: { name: string; reference: string; '*': string } }>({
-    method: ['GET', 'PUT', 'DELETE'],
-    url: `${path}/*`,
-    handler: async (request) => {
-      assertName(request.params.name);
-      const reference = `${request.params.reference}/${request.params['*']}`;
-      if (readsManifest(request)) referenceToRead(reference);
-      else parseReference(reference);
-      throw new OciError('MANIFEST_UNKNOWN');
-    },
-  });
+  refuseDeeperPaths(
+    app,
+    { url: path, param: 'reference', methods: ['GET', 'PUT', 'DELETE'] },
+    (reference, request) => (readsManifest(request) ? referenceToRead(reference) : parseReference(reference)),
+    () => new OciError('MANIFEST_UNKNOWN'),
+  );
 
   const deleteAccess = authorizeFirst<{ Params: { name: string; reference: string } }>(ctx, {
     needs: (request) => [{ type: 'repository', name: parse(request).name, actions: ['delete'] }],
@@ -117,8 +112,7 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
   app.delete<{ Params: { name: string; reference: string } }>(path, { onRequest: deleteAccess }, async (request, reply) => {
     const { name, reference } = parse(request);
     const principal = principalOf(request);
-    if (!ctx.config.delete.enabled) throw new OciError('UNSUPPORTED', 'deletes are disabled on this registry (delete.enabled: false)');
-    if (ctx.config.readOnly) throw readOnlyError();
+    assertDeletable(ctx);
     if (reference.kind === 'digest') {
       await ctx.manifests.deleteByDigest(name, reference.digest);
       ctx.emit({ action: 'delete', repository: name, digest: reference.digest.value, principal, request });

@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
 import { assertName, assertUploadId, parseDigest } from '../registry/references.js';
-import { rangeHeaders } from '../registry/uploads.js';
 import type { UploadSession } from '../../storage-drivers/metadata/types.js';
 import type { RouteContext } from './context.js';
-import { blobLocation, readOnlyError } from './blobs.js';
-import { chunkRange, contentLength, queryParam, repoPath } from './http.js';
+import { assertWritable } from './access.js';
+import { blobLocation } from './blobs.js';
+import { refuseDeeperPaths } from './deeper-paths.js';
+import { chunkRange, contentLength, queryParam, repoPath, uploadRange } from './http.js';
 import { REPO_PREFIX } from './url-rewrite.js';
 
 type UploadRequest = FastifyRequest<{ Params: { name: string; uuid: string } }>;
@@ -21,7 +22,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
 
   const push = async (request: FastifyRequest, name: string) => {
     const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull', 'push'] }]);
-    if (ctx.config.readOnly) throw readOnlyError();
+    assertWritable(ctx);
     return principal;
   };
 
@@ -29,7 +30,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     return reply
       .header('Location', uploadLocation(name, session.id))
       .header('Docker-Upload-UUID', session.id)
-      .header('Range', rangeHeaders(session.offset).Range)
+      .header('Range', uploadRange(session.offset))
       .header('Content-Length', 0);
   }
 
@@ -118,15 +119,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
   });
 
   // Ids spanning several segments (`../../etc`, `<uuid>/x`) match no session route; they name no upload either.
-  app.route<{ Params: { name: string; uuid: string; '*': string } }>({
-    method: ['GET', 'PATCH', 'PUT', 'DELETE'],
-    url: `${sessionPath}/*`,
-    handler: async (request) => {
-      assertName(request.params.name);
-      assertUploadId(`${request.params.uuid}/${request.params['*']}`);
-      throw new OciError('BLOB_UPLOAD_UNKNOWN');
-    },
-  });
+  refuseDeeperPaths(app, { url: sessionPath, param: 'uuid', methods: ['GET', 'PATCH', 'PUT', 'DELETE'] }, assertUploadId, () => new OciError('BLOB_UPLOAD_UNKNOWN'));
 
   app.delete<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
     const { name, id } = ids(request);
