@@ -1,6 +1,6 @@
 import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
-import { auditOperatorAction, type AuditAction } from './audit.js';
-import { isClusterWorker, runClusterPrimary } from './cluster.js';
+import { auditOperatorAction, type AuditAction } from './operations/audit.js';
+import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';

@@ -4,10 +4,10 @@ import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
 import { RedisStore, warnIfEphemeral } from '../storage-drivers/metadata/redis.js';
 import { buildApp } from './app.js';
 import { loadConfig, type BerthConfig } from './config.js';
-import { exposeWorkerMetrics, isClusterWorker } from './cluster.js';
-import { nodeSupportNotice } from './node-support.js';
-import { Metrics } from './metrics.js';
-import { createOps } from './ops.js';
+import { exposeWorkerMetrics, isClusterWorker } from './operations/cluster.js';
+import { nodeSupportNotice } from './operations/node-support.js';
+import { Metrics } from './operations/metrics.js';
+import { createOperations } from './operations/operations.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { rebuildMetadata, type RebuildProgress, type RebuildResult } from './registry/rebuild.js';
 import { scrub, type ScrubProgress, type ScrubResult } from './registry/scrub.js';
@@ -32,7 +32,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
   const config = loadConfig({ file: options.configFile });
   const metrics = new Metrics({ maxRepositoryLabels: config.metrics.maxRepositoryLabels });
   const storage = await buildStorageStack(config, { storage: metrics.observeStorage, metadata: metrics.observeMetadata });
-  const ops = createOps({ config, storage, metrics, clusterWorker: isClusterWorker() });
+  const ops = createOperations({ config, storage, metrics, clusterWorker: isClusterWorker() });
   if (isClusterWorker()) exposeWorkerMetrics(ops.metrics.registry);
   try {
     await ops.assertReady(5000);

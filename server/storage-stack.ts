@@ -9,8 +9,8 @@ import type { BlobDriver } from '../storage-drivers/blob/types.js';
 import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { resolvedPaths, type BerthConfig } from './config.js';
-import { instrumentMetadata } from './metadata-instrumented.js';
-import type { MetadataObservation } from './metrics.js';
+import { instrumentMetadata } from './operations/metadata-instrumented.js';
+import type { MetadataObservation } from './operations/metrics.js';
 import { JournaledStore } from './registry/journal.js';
 
 /** Where each layer reports its operations (Metrics.observeStorage / observeMetadata); none: not reported. */

@@ -28,7 +28,8 @@ import {
   type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
-import { checkRange, combineSignals, type ByteRange } from './driver-util.js';
+import { checkRange, type ByteRange } from './byte-range.js';
+import { combineSignals } from './signals.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import {
   BlobDriverError,
   BlobNotFoundError,
+  isUnder,
   InProgressLostError,
   type BlobDriver,
   type BlobInfo,
@@ -12,7 +13,8 @@ import {
   type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
-import { checkRange, combineSignals, isUnder } from './driver-util.js';
+import { checkRange } from './byte-range.js';
+import { combineSignals } from './signals.js';
 
 interface StoredObject {
   data: Buffer;

@@ -6,7 +6,7 @@ import type { S3Config } from './s3-config.js';
 
 /**
  * The SDK warns on every start under Node 20 that its future releases need Node 22. Berth pins the SDK
- * and says itself which Node versions it supports (server/node-support.ts), so the SDK's own switch
+ * and says itself which Node versions it supports (server/operations/node-support.ts), so the SDK's own switch
  * turns that warning off, unless the operator set the variable either way.
  */
 const SDK_NODE_WARNING = 'AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED';

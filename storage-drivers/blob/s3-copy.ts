@@ -6,7 +6,8 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { unavailable } from './s3-errors.js';
-import { abortUpload, type S3Context } from './s3-io.js';
+import { type S3Context } from './s3-objects.js';
+import { abortUpload } from './s3-upload-state.js';
 import { copyRanges, formatRange } from './s3-parts.js';
 
 /** Ranges copied at once: each is a server-side copy of up to 5 GiB. */

@@ -3,7 +3,8 @@
 // uploads are listed too, for those that died before storing anything else.
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { isUnsupported, unavailable } from './s3-errors.js';
-import { abortUpload, deleteKeys, listObjects, type S3Context } from './s3-io.js';
+import { deleteKeys, listObjects, type S3Context } from './s3-objects.js';
+import { abortUpload } from './s3-upload-state.js';
 import { S3Keys } from './s3-keys.js';
 
 /** Discards everything in progress that nothing owns and nothing touched since `olderThan`; returns how many were removed. */

@@ -18,18 +18,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { copySource } from './s3-copy.js';
 import { partSizeFor } from './s3-parts.js';
-import {
-  abortUpload,
-  deleteKeys,
-  deletePrefix,
-  discardInProgress,
-  stateSize,
-  sendConcatenated,
-  type PartRecord,
-  type S3Context,
-  type SegmentRecord,
-  type UploadState,
-} from './s3-io.js';
+import { deleteKeys, deletePrefix, sendConcatenated, type S3Context } from './s3-objects.js';
+import { abortUpload, discardInProgress, stateSize, type PartRecord, type SegmentRecord, type UploadState } from './s3-upload-state.js';
 import { unavailable } from './s3-errors.js';
 import { BlobDriverError, StorageUnavailableError, type BlobWriter, type WriterCheckpoint, BlobTooLargeError } from './types.js';
 

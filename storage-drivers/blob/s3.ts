@@ -15,18 +15,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.js';
 import { createS3Client, describeEndpoint } from './s3-client.js';
 import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, isUnsupported, unavailable } from './s3-errors.js';
-import {
-  deleteKeys,
-  deletePrefix,
-  discardInProgress,
-  freshState,
-  listObjects,
-  parseState,
-  stateSize,
-  type ObjectParams,
-  type S3Context,
-  type UploadState,
-} from './s3-io.js';
+import { deleteKeys, deletePrefix, listObjects, type ObjectParams, type S3Context } from './s3-objects.js';
+import { discardInProgress, freshState, parseState, stateSize, type UploadState } from './s3-upload-state.js';
 import { S3Keys } from './s3-keys.js';
 import { planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
 import { copySource, multipartCopy } from './s3-copy.js';

@@ -164,3 +164,8 @@ export function assertValidKey(key: string): void {
     if (!SEGMENT.test(segment) || segment === '.' || segment === '..') throw new InvalidKeyError(key);
   }
 }
+
+/** True when `key` is `prefix` itself or lies under `prefix/`. */
+export function isUnder(key: string, prefix: string): boolean {
+  return key === prefix || key.startsWith(`${prefix}/`);
+}

@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { AuditLog, FileAuditSink, MemoryAuditSink, auditOperatorAction } from '../../server/audit.js';
+import { AuditLog, FileAuditSink, MemoryAuditSink, auditOperatorAction } from '../../server/operations/audit.js';
 import { parseConfig } from '../../server/config.js';
-import { authFailureRecorder, registryEventRecorder } from '../../server/events.js';
-import { Metrics } from '../../server/metrics.js';
+import { authFailureRecorder, registryEventRecorder } from '../../server/operations/event-recorders.js';
+import { Metrics } from '../../server/operations/metrics.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-audit-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

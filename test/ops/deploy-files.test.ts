@@ -7,7 +7,7 @@ import Fastify from 'fastify';
 import { parse as parseYaml } from 'yaml';
 import { configCheck, loadConfig } from '../../server/config.js';
 import { withGeneratedTable } from '../../server/config-docs.js';
-import { Metrics } from '../../server/metrics.js';
+import { Metrics } from '../../server/operations/metrics.js';
 import { healthRoutes } from '../../server/routes/health.js';
 
 /** A server with the real health routes; `ready` decides /readyz. */

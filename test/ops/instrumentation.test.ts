@@ -6,8 +6,8 @@ import { after, describe, it } from 'node:test';
 import { instrument } from '../../storage-drivers/blob/instrumented.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
-import { instrumentMetadata } from '../../server/metadata-instrumented.js';
-import { Metrics } from '../../server/metrics.js';
+import { instrumentMetadata } from '../../server/operations/metadata-instrumented.js';
+import { Metrics } from '../../server/operations/metrics.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-instr-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

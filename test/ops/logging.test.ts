@@ -4,8 +4,8 @@ import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseConfig } from '../../server/config.js';
-import { accessLogPlugin, loggableUrl, loggerOptions } from '../../server/logging.js';
-import { Metrics, metricsPlugin } from '../../server/metrics.js';
+import { accessLogPlugin, loggableUrl, loggerOptions } from '../../server/operations/logging.js';
+import { Metrics, metricsPlugin } from '../../server/operations/metrics.js';
 
 async function until(condition: () => boolean, timeoutMs = 2000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

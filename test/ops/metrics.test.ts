@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { parseConfig } from '../../server/config.js';
-import { Metrics, labelRoute, metricsPlugin, startMetricsServer } from '../../server/metrics.js';
+import { Metrics, labelRoute, metricsPlugin, startMetricsServer } from '../../server/operations/metrics.js';
 
 /** Finds one sample in the text exposition; labels are matched exactly, in any order. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {

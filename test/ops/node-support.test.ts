@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { nodeSupportNotice, SUPPORTED_NODE_MAJORS } from '../../server/node-support.js';
+import { nodeSupportNotice, SUPPORTED_NODE_MAJORS } from '../../server/operations/node-support.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 

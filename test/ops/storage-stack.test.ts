@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../server/config.js';
 import { startServer, type Server } from '../../server/main.js';
-import type { MetadataObservation } from '../../server/metrics.js';
+import type { MetadataObservation } from '../../server/operations/metrics.js';
 import { blobKey, digestOfJournalPath, journalBlobKey, journalManifestKey, journalTagKey, parseBlobKey, parseJournalDigestPath, parseJournalKey } from '../../server/registry/keys.js';
 import { parseDigest } from '../../server/registry/references.js';
 import { buildStorageStack } from '../../server/storage-stack.js';

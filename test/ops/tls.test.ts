@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { asTlsServer, httpsOptions, readTlsMaterial, reloadOnSighup, reloadTls, type TlsFiles } from '../../server/tls.js';
+import { asTlsServer, httpsOptions, readTlsMaterial, reloadOnSighup, reloadTls, type TlsFiles } from '../../server/operations/tls.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-tls-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

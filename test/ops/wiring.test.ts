@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../server/app.js';
-import { AuditLog, MemoryAuditSink } from '../../server/audit.js';
+import { AuditLog, MemoryAuditSink } from '../../server/operations/audit.js';
 import { parseConfig, type BerthConfigInput } from '../../server/config.js';
-import { Metrics } from '../../server/metrics.js';
-import { createOps, type Ops } from '../../server/ops.js';
+import { Metrics } from '../../server/operations/metrics.js';
+import { createOperations, type Operations } from '../../server/operations/operations.js';
 import { assembleStorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
@@ -23,7 +23,7 @@ after(() => rmSync(scratch, { recursive: true, force: true }));
 
 interface Running {
   app: FastifyInstance;
-  ops: Ops;
+  ops: Operations;
   url: string;
   sink: MemoryAuditSink;
   log: Record<string, unknown>[];
@@ -40,7 +40,7 @@ async function start(name: string, input: BerthConfigInput): Promise<Running> {
     { driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(scratch, name, 'metadata') }) },
     { storage: metrics.observeStorage, metadata: metrics.observeMetadata },
   );
-  const ops = createOps({
+  const ops = createOperations({
     config,
     storage,
     audit: new AuditLog(sink),

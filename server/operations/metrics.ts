@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BerthConfig } from './config.js';
-import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './traffic.js';
-import { REPO_PREFIX } from './routes/url-rewrite.js';
+import type { BerthConfig } from '../config.js';
+import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
+import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
 /** What storage-drivers/blob/instrumented.ts reports after every driver call. */
 export interface StorageObservation {

@@ -1,4 +1,4 @@
-// Small pieces every blob driver needs the same way.
+// The byte range a read asks for, resolved against an object's size the same way by every driver.
 import { InvalidOffsetError, type ReadOptions } from './types.js';
 
 export interface ByteRange {
@@ -18,16 +18,4 @@ export function checkRange(key: string, size: number, options: Pick<ReadOptions,
   if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
   const last = Math.min(end ?? size - 1, size - 1);
   return { start, length: Math.max(0, last - start + 1) };
-}
-
-/** True when `key` is `prefix` itself or lies under `prefix/`. */
-export function isUnder(key: string, prefix: string): boolean {
-  return key === prefix || key.startsWith(`${prefix}/`);
-}
-
-/** One signal that aborts when any given signal does; undefined when none is given. */
-export function combineSignals(...signals: (AbortSignal | undefined)[]): AbortSignal | undefined {
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  if (present.length <= 1) return present[0];
-  return AbortSignal.any(present);
 }

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { LOG_REDACT_PATHS } from '../auth/redact.js';
-import type { BerthConfig } from './config.js';
-import { stdoutLines } from './stdout-lines.js';
-import { installTrafficCounter, onRequestComplete, trafficOf } from './traffic.js';
+import { LOG_REDACT_PATHS } from '../../auth/redact.js';
+import type { BerthConfig } from '../config.js';
+import { stdoutLines } from './stdout-batch.js';
+import { installTrafficCounter, onRequestComplete, trafficOf } from './body-bytes.js';
 
 /** Anything pino can write lines to; tests pass one to capture the log. */
 export interface LogDestination {

@@ -1,7 +1,7 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { userInfo } from 'node:os';
-import type { BerthConfig } from './config.js';
-import { stdoutLines } from './stdout-lines.js';
+import type { BerthConfig } from '../config.js';
+import { stdoutLines } from './stdout-batch.js';
 
 /** Security-relevant events, named as operators search for them. */
 export type AuditAction =

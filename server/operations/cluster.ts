@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import type { BerthConfig } from './config.js';
+import type { BerthConfig } from '../config.js';
 import { startMetricsServer } from './metrics.js';
 import { nodeSupportNotice } from './node-support.js';
-import { stdoutLines } from './stdout-lines.js';
+import { stdoutLines } from './stdout-batch.js';
 
 /** Where the primary serves the workers' aggregated metrics when metrics.port is not set. */
 export const CLUSTER_METRICS_PORT = 9100;

@@ -1,14 +1,14 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AuditLog } from './audit.js';
-import type { BerthConfig } from './config.js';
-import { authFailureRecorder, registryEventRecorder, type ObservedRegistryEvent } from './events.js';
+import type { BerthConfig } from '../config.js';
+import { authFailureRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
-import { assertReady, healthRoutes, type HealthCheck } from './routes/health.js';
-import type { StorageStack } from './storage-stack.js';
+import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
+import type { StorageStack } from '../storage-stack.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
-export interface OpsOptions {
+export interface OperationsOptions {
   config: BerthConfig;
   /** From buildStorageStack, observed by `metrics` (its observeStorage / observeMetadata). */
   storage: StorageStack;
@@ -27,7 +27,7 @@ export interface OpsOptions {
  * health, TLS. main.ts creates it, passes its parts to buildApp, calls `started` after listen and
  * `close` after the app has closed.
  */
-export interface Ops {
+export interface Operations {
   readonly metrics: Metrics;
   readonly audit: AuditLog;
   /** The storage stack the health checks ping: give this one to buildApp. */
@@ -57,7 +57,7 @@ export interface Ops {
   close(): Promise<void>;
 }
 
-export function createOps(options: OpsOptions): Ops {
+export function createOperations(options: OperationsOptions): Operations {
   const { config } = options;
   const { metrics, storage } = options;
   const audit = options.audit ?? AuditLog.fromConfig(config);

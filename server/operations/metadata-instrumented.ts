@@ -1,4 +1,4 @@
-import type { MetadataStore } from '../storage-drivers/metadata/types.js';
+import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import type { MetadataObservation } from './metrics.js';
 
 /**
