@@ -8,10 +8,10 @@ import { ROBOT_PREFIX, USER_NAME, listUsers, removeUser, setUserPassword } from 
 export interface CliContext {
   dataDir: string;
   /** The `auth` section of the loaded config (file locations). */
-  auth?: AuthConfigInput;
-  stdout?: (text: string) => void;
-  stderr?: (text: string) => void;
-  stdin?: NodeJS.ReadableStream;
+  auth?: AuthConfigInput | undefined;
+  stdout?: ((text: string) => void) | undefined;
+  stderr?: ((text: string) => void) | undefined;
+  stdin?: NodeJS.ReadableStream | undefined;
 }
 
 export const USER_HELP = `Usage: berth user <command>

@@ -31,7 +31,7 @@ export type { AuthFailureReason } from './types.js';
 export interface AuthContext {
   dataDir: string;
   /** config.http.publicUrl: the origin clients reach Berth at, used for the token realm. */
-  publicUrl?: string;
+  publicUrl?: string | undefined;
   log?: AuthLog;
   /** Called once per refused login, refresh or bearer token (not for the normal 401 challenge). */
   onAuthFailure?: AuthFailureSink;

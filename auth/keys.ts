@@ -29,12 +29,12 @@ export interface KeyStoreOptions {
   keyDir: string;
   algorithm: SigningAlgorithm;
   /** A configured PKCS#8 private key; without it keys are generated and kept in keyDir. */
-  keyFile?: string;
-  rotateAfterDays?: number;
+  keyFile?: string | undefined;
+  rotateAfterDays?: number | undefined;
   /** How long after retirement a key still verifies tokens: the longest token lifetime plus skew. */
   retainSeconds: number;
-  now?: () => number;
-  warn?: (msg: string) => void;
+  now?: (() => number) | undefined;
+  warn?: ((msg: string) => void) | undefined;
 }
 
 export interface SigningKey {

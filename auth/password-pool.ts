@@ -14,7 +14,7 @@ export class PasswordQueueFullError extends Error {
 
 export interface PasswordPoolOptions {
   /** Worker threads; default min(2, CPUs). */
-  workers?: number;
+  workers?: number | undefined;
   /** Jobs allowed to wait for a worker; beyond it submissions fail with PasswordQueueFullError. */
   maxQueued: number;
 }

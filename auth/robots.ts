@@ -90,8 +90,8 @@ export interface NewRobot {
   name: string;
   repositories: string[];
   actions: string[];
-  expiresAt?: Date;
-  description?: string;
+  expiresAt?: Date | undefined;
+  description?: string | undefined;
 }
 
 /** Creates (or replaces) a robot and returns its secret, which is stored only as a hash. */

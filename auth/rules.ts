@@ -16,9 +16,9 @@ export type Subject =
 export interface PolicyOptions {
   groups: Record<string, string[]>;
   rules: Rule[];
-  rulesFile?: string;
+  rulesFile?: string | undefined;
   userNamespaces: boolean;
-  warn?: (msg: string) => void;
+  warn?: ((msg: string) => void) | undefined;
 }
 
 export function parseRulesFile(text: string | undefined): RulesFile {

@@ -231,7 +231,7 @@ export function bigWorkloads(size: number): Workload[] {
       group: 'big',
       unit: 'MB/s',
       blobBytes: size,
-      async run(target, ctx) {
+      async run(target, _ctx) {
         const blob = pushed.get(target.id);
         if (!blob) throw new Error('the big push did not succeed on this target');
         const rss = new RssSampler(target.pid);

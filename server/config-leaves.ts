@@ -42,7 +42,7 @@ interface Unwrapped {
   defaultValue?: unknown;
   hasDefault: boolean;
   optional: boolean;
-  description?: string;
+  description?: string | undefined;
 }
 
 /** Peels optional/default/prefault/nullable/pipe wrappers, remembering what they said. */

@@ -273,7 +273,7 @@ export function configEnvVars(): Map<string, ConfigLeaf> {
 }
 
 /** Reads an optional YAML file (or BERTH_CONFIG), applies environment overrides, validates. */
-export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv } = {}): BerthConfig {
+export function loadConfig(options: { file?: string | undefined; env?: NodeJS.ProcessEnv | undefined } = {}): BerthConfig {
   const env = options.env ?? process.env;
   const file = options.file ?? env.BERTH_CONFIG;
   const raw = file ? readConfigFile(file) : {};

@@ -28,7 +28,7 @@ function isLoopback(host: string): boolean {
  * Loads config, opens storage and metadata (failing fast with one line per unusable dependency), wires
  * logging, metrics, audit, health, TLS and auth around the registry app, and listens.
  */
-export async function startServer(options: { configFile?: string } = {}): Promise<Server> {
+export async function startServer(options: { configFile?: string | undefined } = {}): Promise<Server> {
   const config = loadConfig({ file: options.configFile });
   const metrics = new Metrics({ maxRepositoryLabels: config.metrics.maxRepositoryLabels });
   const storage = await buildStorageStack(config, { storage: metrics.observeStorage, metadata: metrics.observeMetadata });
@@ -100,7 +100,7 @@ export async function startServer(options: { configFile?: string } = {}): Promis
 }
 
 export interface ScrubCommandOptions {
-  configFile?: string;
+  configFile?: string | undefined;
   bytesPerSecond?: number;
   restart?: boolean;
   progressEveryMs?: number;
@@ -138,7 +138,7 @@ export async function scrubFromConfig(options: ScrubCommandOptions): Promise<Scr
 }
 
 /** `berth metadata rebuild`: recreates the configured metadata store's content from storage. */
-export async function rebuildFromConfig(options: { configFile?: string }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
+export async function rebuildFromConfig(options: { configFile?: string | undefined }, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
   const config = loadConfig({ file: options.configFile });
   const storage = await buildStorageStack(config);
   try {

@@ -25,19 +25,19 @@ export interface AuditEvent {
   action: AuditAction;
   /** Who did it: a user or robot name, 'anonymous', or the operator account for CLI changes. */
   actor: string;
-  actorKind?: 'user' | 'robot' | 'anonymous' | 'operator';
-  repository?: string;
-  digest?: string;
-  tag?: string;
+  actorKind?: 'user' | 'robot' | 'anonymous' | 'operator' | undefined;
+  repository?: string | undefined;
+  digest?: string | undefined;
+  tag?: string | undefined;
   /** For tag_moved: the digest the tag pointed at before. */
-  previousDigest?: string;
+  previousDigest?: string | undefined;
   /** Absent for changes made from the command line. */
-  clientAddress?: string;
-  requestId?: string;
+  clientAddress?: string | undefined;
+  requestId?: string | undefined;
   /** Short machine-friendly reason, e.g. for login_failed: 'bad_password', 'unknown_user'. */
-  reason?: string;
+  reason?: string | undefined;
   /** For user and robot changes: whose account changed. */
-  subject?: string;
+  subject?: string | undefined;
 }
 
 /** Where audit lines go. `write` receives one complete line including its newline. */

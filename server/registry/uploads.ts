@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import type { BlobDriver, BlobWriter } from '../../storage-drivers/blob/types.js';
+import type { BlobDriver, BlobWriter, WriterCheckpoint } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError, InProgressLostError, StorageFullError } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../../errors/oci-error.js';
@@ -112,11 +112,8 @@ export class UploadService {
         const checkpoint = await writer.close();
         const hash = this.hashes.get(held.id);
         if (!ok || hash?.offset !== checkpoint.size) this.hashes.delete(held.id);
-        held.offset = checkpoint.size;
-        held.driverState = checkpoint.state;
-        held.hashState = ok ? this.hashes.get(held.id)?.save() : undefined;
-        if (held.hashState === undefined) delete held.hashState;
-        if (held.driverState === undefined) delete held.driverState;
+        const hashState = ok ? this.hashes.get(held.id)?.save() : undefined;
+        setCheckpoint(held, checkpoint, hashState);
       }
       return held;
     }));
@@ -258,11 +255,7 @@ export class UploadService {
       } finally {
         this.hashes.delete(held.id);
         if (!committed) {
-          const checkpoint = await writer.close();
-          held.offset = checkpoint.size;
-          held.driverState = checkpoint.state;
-          delete held.hashState;
-          if (held.driverState === undefined) delete held.driverState;
+          setCheckpoint(held, await writer.close(), undefined);
         }
       }
     }
@@ -388,31 +381,50 @@ export class UploadService {
       );
     }, LEASE_MS / 3);
     timer.unref();
-    let result: UploadSession | undefined;
-    try {
-      result = await work(held, signal, save);
-      return result;
-    } finally {
+    const stopHolding = async (): Promise<void> => {
       clearInterval(timer);
       await renewing;
       this.active.delete(session.id);
       this.options.onActiveChange?.(-1);
-      if (!(result && sessionEndsOnSuccess)) {
-        const final: UploadSession = { ...held, revision: held.revision + 1, updatedAt: this.now() };
-        delete final.leaseUntil;
-        const stored = this.metadata.updateUpload(session.id, held.revision, final);
-        // After a failure the client already gets an error; after a success it must not hear of bytes
-        // the session does not record.
-        if (result === undefined) await stored.catch(() => false);
-        else if (!(await stored)) throw busyError(held.offset);
-        Object.assign(held, final);
-      }
+    };
+    /** Stores the session as `work` left it, without the lease. */
+    const release = async (): Promise<boolean> => {
+      await stopHolding();
+      const final: UploadSession = { ...held, revision: held.revision + 1, updatedAt: this.now() };
+      delete final.leaseUntil;
+      const stored = await this.metadata.updateUpload(session.id, held.revision, final);
+      if (stored) Object.assign(held, final);
+      return stored;
+    };
+    let result: UploadSession;
+    try {
+      result = await work(held, signal, save);
+    } catch (err) {
+      // The client gets this error; the release is best effort.
+      await release().catch(() => false);
+      throw err;
     }
+    if (sessionEndsOnSuccess) {
+      await stopHolding();
+    } else if (!(await release())) {
+      // After a success the client must not hear of bytes the session does not record.
+      throw busyError(held.offset);
+    }
+    return result;
   }
 }
 
 /** Stores changes to the held session (a compare-and-set under the lease); throws if the lease was lost. */
 type SaveSession = (changes: Partial<UploadSession>) => Promise<void>;
+
+/** Records where the bytes stand; absent states are left out, not stored as undefined. */
+function setCheckpoint(held: UploadSession, checkpoint: WriterCheckpoint, hashState: string | undefined): void {
+  held.offset = checkpoint.size;
+  if (checkpoint.state === undefined) delete held.driverState;
+  else held.driverState = checkpoint.state;
+  if (hashState === undefined) delete held.hashState;
+  else held.hashState = hashState;
+}
 
 function checkpointOf(session: UploadSession): { size: number; state?: string } {
   return session.driverState === undefined ? { size: session.offset } : { size: session.offset, state: session.driverState };

@@ -7,7 +7,7 @@ import type { BlobDriver } from './types.js';
 /** The part of Berth's configuration (`storage`) the blob factory reads. */
 export interface BlobStorageConfig {
   driver: 'filesystem' | 'memory' | 's3';
-  s3?: S3Config;
+  s3?: S3Config | undefined;
 }
 
 /**

@@ -19,9 +19,9 @@ export function createS3Client(config: S3Config): S3Client {
   const checksum = config.checksum === 'when_supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED';
   return new S3Client({
     region: config.region,
-    endpoint: config.endpoint,
+    ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
     forcePathStyle: config.forcePathStyle,
-    credentials: config.credentials,
+    ...(config.credentials === undefined ? {} : { credentials: staticCredentials(config.credentials) }),
     maxAttempts: config.maxAttempts,
     retryMode: 'standard',
     logger: sdkLogger,
@@ -35,6 +35,10 @@ export function createS3Client(config: S3Config): S3Client {
       httpsAgent: new https.Agent(agent),
     }),
   });
+}
+
+function staticCredentials(c: NonNullable<S3Config['credentials']>): { accessKeyId: string; secretAccessKey: string; sessionToken?: string } {
+  return c.sessionToken === undefined ? { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey } : { ...c, sessionToken: c.sessionToken };
 }
 
 /** How the endpoint is named in error messages. */

@@ -75,7 +75,7 @@ export class S3BlobDriver implements BlobDriver {
       objectParams.ServerSideEncryption = tempParams.ServerSideEncryption = config.sse;
       if (config.kmsKeyId !== undefined) objectParams.SSEKMSKeyId = tempParams.SSEKMSKeyId = config.kmsKeyId;
     }
-    if (config.storageClass !== undefined) objectParams.StorageClass = config.storageClass as ObjectParams['StorageClass'];
+    if (config.storageClass !== undefined) objectParams.StorageClass = config.storageClass as NonNullable<ObjectParams['StorageClass']>;
     this.ctx = {
       client: this.client,
       bucket: config.bucket,
@@ -113,7 +113,7 @@ export class S3BlobDriver implements BlobDriver {
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key), Range: range }),
-        { abortSignal: signal },
+        signal === undefined ? {} : { abortSignal: signal },
       );
       body = out.Body as Readable;
       const length = out.ContentLength;

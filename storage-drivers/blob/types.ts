@@ -9,10 +9,10 @@ export interface BlobInfo {
 
 export interface ReadOptions {
   /** First byte to read (inclusive). */
-  start?: number;
+  start?: number | undefined;
   /** Last byte to read (inclusive). */
-  end?: number;
-  signal?: AbortSignal;
+  end?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 export interface WriterOptions {

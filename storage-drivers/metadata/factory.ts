@@ -6,7 +6,7 @@ import type { MetadataStore } from './types.js';
 /** The part of Berth's configuration (`metadata`) the metadata factory reads. */
 export interface MetadataStoreConfig {
   store: 'embedded' | 'redis';
-  redis?: RedisConfig;
+  redis?: RedisConfig | undefined;
 }
 
 /**

@@ -50,11 +50,6 @@ function lexAfter(last: string | undefined): string {
   return last === undefined ? '-' : `(${last}`;
 }
 
-/** Lex bounds of the members "<head> …" of an equal-score zset (space is 0x20, '!' the byte after it). */
-function lexUnder(head: string): [string, string] {
-  return [`[${head} `, `(${head}!`];
-}
-
 export class RedisStore implements MetadataStore {
   readonly name = 'redis';
   readonly client: RedisClient;

@@ -59,9 +59,9 @@ export interface UploadSession {
 
 export interface Page {
   /** At most this many entries; undefined: all. */
-  n?: number;
+  n?: number | undefined;
   /** Start strictly after this value (byte order). */
-  last?: string;
+  last?: string | undefined;
 }
 
 export interface PutManifestResult {

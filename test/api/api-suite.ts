@@ -316,7 +316,7 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
         const rc = new RegistryClient(ro.url);
         assert.equal((await rc.fetch('/v2/ro/app/manifests/v1')).status, 200);
         for (const [method, path] of [['POST', '/v2/ro/app/blobs/uploads/'], ['PUT', '/v2/ro/app/manifests/v2'], ['DELETE', `/v2/ro/app/manifests/${img.manifest.digest}`]] as const) {
-          const res = await rc.fetch(path, { method, body: method === 'PUT' ? img.manifest.data : undefined, headers: { 'Content-Type': OCI_MANIFEST } });
+          const res = await rc.fetch(path, { method, ...(method === 'PUT' ? { body: img.manifest.data } : {}), headers: { 'Content-Type': OCI_MANIFEST } });
           assert.equal(res.status, 405, `${method} ${path}`);
           const body = (await res.json()) as { errors: Array<{ code: string; message: string }> };
           assert.equal(body.errors[0]?.code, 'UNSUPPORTED');

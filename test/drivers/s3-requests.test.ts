@@ -15,17 +15,17 @@ import { MiB, patternStream, rawKeys, sha256Of } from './s3-fixtures.js';
 
 interface Sent {
   command: string;
-  key?: string;
-  uploadId?: string;
-  partNumber?: number;
+  key?: string | undefined;
+  uploadId?: string | undefined;
+  partNumber?: number | undefined;
   /** The Content-Length header actually sent. */
-  bytes?: number;
-  copySource?: string;
-  copyRange?: string;
-  completedParts?: number[];
+  bytes?: number | undefined;
+  copySource?: string | undefined;
+  copyRange?: string | undefined;
+  completedParts?: number[] | undefined;
   /** ContentLength of the response (HeadObject, GetObject). */
-  responseBytes?: number;
-  error?: string;
+  responseBytes?: number | undefined;
+  error?: string | undefined;
 }
 
 interface CommandInput {

@@ -355,7 +355,7 @@ describe('S3 driver on s3rver', () => {
 
   it('sends server-side encryption and storage class with committed objects only', async () => {
     const driver = createS3Driver(server.config({ prefix: 'berth', sse: 'AES256', storageClass: 'STANDARD_IA' }));
-    const seen: { command: string; sse?: string; storageClass?: string }[] = [];
+    const seen: { command: string; sse?: string | undefined; storageClass?: string | undefined }[] = [];
     driver.client.middlewareStack.add(
       (next, context) => async (args) => {
         const input = args.input as { ServerSideEncryption?: string; StorageClass?: string };

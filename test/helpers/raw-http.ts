@@ -6,12 +6,12 @@ export interface RawRequest {
   method: string;
   /** Sent verbatim in the request line: no normalisation, no encoding. */
   path: string;
-  headers?: Record<string, string>;
-  body?: Buffer | string;
+  headers?: Record<string, string> | undefined;
+  body?: Buffer | string | undefined;
   /** Send `body` as one chunk of `Transfer-Encoding: chunked` instead of with a Content-Length. */
-  chunked?: boolean;
+  chunked?: boolean | undefined;
   /** Half-close the socket after the body, even when Content-Length promised more. */
-  endEarly?: boolean;
+  endEarly?: boolean | undefined;
 }
 
 export interface RawResponse {
