@@ -27,7 +27,6 @@ export const ERROR_CODES = {
   REQUEST_INVALID: { status: 400, message: 'request invalid' },
   REQUEST_TIMEOUT: { status: 408, message: 'request timed out' },
   NOT_FOUND: { status: 404, message: 'not found' },
-  METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;

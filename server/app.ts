@@ -47,6 +47,15 @@ const KNOWN_PATHS = [
   /^\/v2\/(_catalog)?$/,
 ];
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The app's upload service (the sweep, for operators' tools and tests). */
+    uploads: UploadService;
+    /** The app's read verification (background checks settle here). */
+    integrity: Integrity;
+  }
+}
+
 /** Builds the registry's HTTP app without listening; main.ts and the tests call listen themselves. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;

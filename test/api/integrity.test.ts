@@ -233,7 +233,7 @@ for (const setup of SETUPS) {
       assert.equal(part.status, 206);
       assert.ok(part.complete);
       assert.deepEqual(part.body, b.data.subarray(0, 100));
-      await (reg.app as unknown as { integrity: Integrity }).integrity.settled();
+      await reg.app.integrity.settled();
       assert.deepEqual(events.map((e) => e.reason), ['digest_mismatch']);
       await expectHealed('int/app', b);
     });

@@ -15,7 +15,7 @@ import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 const IDLE_SECONDS = 3600;
 
 function uploadsOf(app: FastifyInstance): UploadService {
-  return (app as unknown as { uploads: UploadService }).uploads;
+  return app.uploads;
 }
 
 async function errorCode(res: Response): Promise<string | undefined> {
