@@ -96,7 +96,8 @@ export class TokenAuthorizer implements Authorizer {
     // Basic credentials on /v2/ are not a token: answer with the challenge, as distribution does.
     if (!match) return /^Basic /i.test(header) ? { kind: 'none' } : { kind: 'invalid', reason: 'not a bearer token' };
     const result = await this.deps.verifier.verify(match[1] as string);
-    if (!result.ok) return result.message === undefined ? { kind: 'invalid', reason: result.reason } : { kind: 'invalid', reason: result.reason, message: result.message };
+    if (!result.ok)
+      return result.message === undefined ? { kind: 'invalid', reason: result.reason } : { kind: 'invalid', reason: result.reason, message: result.message };
     return { kind: 'valid', token: result.token, principal: principalOf(result.token.subject) };
   }
 

@@ -187,7 +187,10 @@ export async function runRobotCommand(args: string[], ctx: CliContext): Promise<
         err('a robot needs at least one --repo <glob>\n');
         return 2;
       }
-      const actions = (options.get('actions') ?? ['pull']).flatMap((a) => a.split(',')).map((a) => a.trim()).filter((a) => a !== '');
+      const actions = (options.get('actions') ?? ['pull'])
+        .flatMap((a) => a.split(','))
+        .map((a) => a.trim())
+        .filter((a) => a !== '');
       const bad = actions.filter((a) => !ACTIONS.has(a));
       if (actions.length === 0 || bad.length > 0) {
         err(`invalid actions ${bad.join(',')}: use pull, push, delete or *\n`);
@@ -221,7 +224,9 @@ export async function runRobotCommand(args: string[], ctx: CliContext): Promise<
     case 'list': {
       for (const r of await listRobots(file)) {
         const state = isExpired(r) ? ' (expired)' : '';
-        out(`${ROBOT_PREFIX}${r.name}\t${r.repositories.join(' ')}\t${r.actions.join(',')}\texpires ${r.expiresAt ?? 'never'}${state}${r.description ? `\t${r.description}` : ''}\n`);
+        out(
+          `${ROBOT_PREFIX}${r.name}\t${r.repositories.join(' ')}\t${r.actions.join(',')}\texpires ${r.expiresAt ?? 'never'}${state}${r.description ? `\t${r.description}` : ''}\n`,
+        );
       }
       return 0;
     }

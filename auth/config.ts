@@ -24,13 +24,9 @@ const externalIssuerSchema = z
 export const authConfigSchema = z
   .object({
     enabled: z.boolean().default(false).describe('Require Docker token auth on every /v2/ request.'),
-    service: z.string().min(1).default('berth').describe('The `service` clients ask the token endpoint for; the tokens\' `aud`.'),
+    service: z.string().min(1).default('berth').describe("The `service` clients ask the token endpoint for; the tokens' `aud`."),
     issuer: z.string().min(1).default('berth').describe('`iss` of the tokens Berth signs.'),
-    realm: z
-      .string()
-      .url()
-      .optional()
-      .describe('Bearer challenge realm; default <http.publicUrl or the request origin><auth.tokenPath>.'),
+    realm: z.string().url().optional().describe('Bearer challenge realm; default <http.publicUrl or the request origin><auth.tokenPath>.'),
     tokenPath: z.string().startsWith('/').default('/auth/token').describe('Path of the built-in token endpoint (GET and OAuth2 POST).'),
     jwksPath: z.string().startsWith('/').default('/auth/jwks.json').describe('Path of the JWKS with the token signing keys.'),
     tokenService: z.boolean().default(true).describe('Run the built-in token service; turn off when only external issuers hand out tokens.'),
@@ -41,7 +37,13 @@ export const authConfigSchema = z
       .min(60)
       .default(30 * 24 * 3600)
       .describe('Refresh token lifetime (offline_token=true / access_type=offline).'),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew when checking exp, nbf and iat (a token issued further in the future is refused).'),
+    clockToleranceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(300)
+      .default(30)
+      .describe('Allowed clock skew when checking exp, nbf and iat (a token issued further in the future is refused).'),
     signing: z
       .object({
         algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256').describe('Token signing algorithm.'),
@@ -72,7 +74,9 @@ export const authConfigSchema = z
           .int()
           .min(1)
           .default(100)
-          .describe('Login attempts per user name over all addresses within the window; not applied to an address the user logged in from within trustedAddressSeconds.'),
+          .describe(
+            'Login attempts per user name over all addresses within the window; not applied to an address the user logged in from within trustedAddressSeconds.',
+          ),
         windowSeconds: z.number().int().min(1).default(300).describe('Sliding window for counting login attempts.'),
         trustedAddressSeconds: z
           .number()

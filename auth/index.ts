@@ -56,7 +56,10 @@ export interface Auth {
 }
 
 /** Default locations under dataDir for everything auth keeps on disk. */
-export function authPaths(config: Pick<AuthConfig, 'htpasswdFile' | 'robotsFile' | 'signing'>, dataDir: string): { htpasswd: string; robots: string; keyDir: string } {
+export function authPaths(
+  config: Pick<AuthConfig, 'htpasswdFile' | 'robotsFile' | 'signing'>,
+  dataDir: string,
+): { htpasswd: string; robots: string; keyDir: string } {
   return {
     htpasswd: resolve(config.htpasswdFile ?? join(dataDir, 'auth', 'htpasswd')),
     robots: resolve(config.robotsFile ?? join(dataDir, 'auth', 'robots.json')),
@@ -138,8 +141,7 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
   const fixedRealm = config.realm ?? (config.tokenService ? undefined : config.externalIssuers.find((e) => e.realm)?.realm);
   if (!config.tokenService && !fixedRealm) throw new Error('auth.realm (or an external issuer realm) is required when auth.tokenService is off');
   const publicBase = ctx.publicUrl?.replace(/\/+$/, '');
-  const realm = (request: FastifyRequest): string =>
-    fixedRealm ?? `${publicBase ?? `${request.protocol}://${request.host}`}${config.tokenPath}`;
+  const realm = (request: FastifyRequest): string => fixedRealm ?? `${publicBase ?? `${request.protocol}://${request.host}`}${config.tokenPath}`;
 
   const onFailure: AuthFailureSink = (f) => {
     try {

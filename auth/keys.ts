@@ -142,9 +142,7 @@ export class KeyStore {
   async jwks(): Promise<{ keys: JWK[] }> {
     const state = await this.stateFile.get();
     return {
-      keys: state.keys
-        .filter((k) => this.retained(k))
-        .map((k) => ({ ...(k.publicJwk as JWK), kid: k.kid, alg: k.alg, use: 'sig' })),
+      keys: state.keys.filter((k) => this.retained(k)).map((k) => ({ ...(k.publicJwk as JWK), kid: k.kid, alg: k.alg, use: 'sig' })),
     };
   }
 
@@ -207,7 +205,10 @@ export class KeyStore {
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        const age = await stat(lock).then(
+          (s) => Date.now() - s.mtimeMs,
+          () => 0,
+        );
         if (age > 30_000) await rm(lock, { force: true });
         else if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
         else await delay(25);

@@ -18,9 +18,7 @@ parentPort?.on('message', (job: PasswordJob) => {
   let result: PasswordResult;
   try {
     result =
-      job.op === 'compare'
-        ? { id: job.id, value: bcrypt.compareSync(job.password, job.hash) }
-        : { id: job.id, value: bcrypt.hashSync(job.password, job.cost) };
+      job.op === 'compare' ? { id: job.id, value: bcrypt.compareSync(job.password, job.hash) } : { id: job.id, value: bcrypt.hashSync(job.password, job.cost) };
   } catch (err) {
     result = { id: job.id, error: err instanceof Error ? err.message : String(err) };
   }

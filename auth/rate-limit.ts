@@ -44,7 +44,9 @@ export class LoginLimiter {
     const trustMs = this.limits.trustedAddressSeconds * 1000;
     const pair = pairKey(user, address);
     const trusted = trustMs > 0 && (await this.store.marked(`trust:${pair}`, now, trustMs));
-    const checks: Array<[key: string, limit: number, name: 'user-address' | 'address' | 'user']> = [[`pair:${pair}`, this.limits.perUserAndAddress, 'user-address']];
+    const checks: Array<[key: string, limit: number, name: 'user-address' | 'address' | 'user']> = [
+      [`pair:${pair}`, this.limits.perUserAndAddress, 'user-address'],
+    ];
     // A pair that logged in correctly lately is its own proof: other addresses' failures, counted per
     // user and per address, must not lock it out. Its own failures still count in the pair.
     if (!trusted) {

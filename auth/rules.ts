@@ -8,10 +8,7 @@ import type { AccessNeed } from './types.js';
 import { ROBOT_PREFIX } from './users.js';
 
 /** Whom a decision is about. Robots carry their own grant, which rules can only narrow with deny. */
-export type Subject =
-  | { kind: 'anonymous' }
-  | { kind: 'user'; name: string }
-  | { kind: 'robot'; name: string; robot: Robot };
+export type Subject = { kind: 'anonymous' } | { kind: 'user'; name: string } | { kind: 'robot'; name: string; robot: Robot };
 
 export interface PolicyOptions {
   groups: Record<string, string[]>;
@@ -71,7 +68,9 @@ export class Policy {
   constructor(private readonly options: PolicyOptions) {
     const warn = options.warn ?? (() => {});
     this.file = options.rulesFile
-      ? new FileBacked(options.rulesFile, parseRulesFile, (err) => warn(`rules file ${options.rulesFile}: keeping the previous rules: ${(err as Error).message}`))
+      ? new FileBacked(options.rulesFile, parseRulesFile, (err) =>
+          warn(`rules file ${options.rulesFile}: keeping the previous rules: ${(err as Error).message}`),
+        )
       : undefined;
   }
 

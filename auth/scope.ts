@@ -17,7 +17,10 @@ export function parseScope(scope: string): AccessNeed | undefined {
   if (first <= 0 || last === first) return undefined;
   let type = scope.slice(0, first);
   const name = scope.slice(first + 1, last);
-  const actions = scope.slice(last + 1).split(',').filter((a) => a !== '');
+  const actions = scope
+    .slice(last + 1)
+    .split(',')
+    .filter((a) => a !== '');
   if (!TYPE.test(type) || name === '' || actions.length === 0 || !actions.every((a) => ACTION.test(a))) return undefined;
   // The resource class `repository(plugin)` is deprecated and means `repository`.
   if (type.startsWith('repository(')) type = 'repository';

@@ -55,7 +55,9 @@ function refuseFutureIat(payload: JWTPayload, now: Date, toleranceSeconds: numbe
   if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw new TokenTimeError('token has an invalid iat claim');
   const ahead = payload.iat - Math.floor(now.getTime() / 1000);
   if (ahead > toleranceSeconds) {
-    throw new TokenTimeError(`token is issued in the future (iat is ${ahead} s ahead, beyond the ${toleranceSeconds} s clock tolerance): check the clocks of the token issuer and the registry`);
+    throw new TokenTimeError(
+      `token is issued in the future (iat is ${ahead} s ahead, beyond the ${toleranceSeconds} s clock tolerance): check the clocks of the token issuer and the registry`,
+    );
   }
 }
 
@@ -193,14 +195,18 @@ export class AccessTokenVerifier {
     const now = new Date(this.settings.now());
     try {
       if (this.keys && iss === this.settings.issuer) {
-        const { payload, protectedHeader } = await jwtVerify(token, localKeyGetter(this.keys, this.settings.tokenTtlSeconds + this.settings.clockToleranceSeconds), {
-          algorithms: [...SIGNING_ALGORITHMS],
-          issuer: this.settings.issuer,
-          audience: this.settings.service,
-          clockTolerance: this.settings.clockToleranceSeconds,
-          currentDate: now,
-          requiredClaims: ['exp', 'iat'],
-        });
+        const { payload, protectedHeader } = await jwtVerify(
+          token,
+          localKeyGetter(this.keys, this.settings.tokenTtlSeconds + this.settings.clockToleranceSeconds),
+          {
+            algorithms: [...SIGNING_ALGORITHMS],
+            issuer: this.settings.issuer,
+            audience: this.settings.service,
+            clockTolerance: this.settings.clockToleranceSeconds,
+            currentDate: now,
+            requiredClaims: ['exp', 'iat'],
+          },
+        );
         refuseFutureIat(payload, now, this.settings.clockToleranceSeconds);
         if (protectedHeader.typ === REFRESH_TYP) return { ok: false, reason: 'refresh token used as access token' };
         return { ok: true, token: { subject: payload.sub ?? '', access: accessClaim(payload), local: true } };
@@ -240,13 +246,12 @@ async function externalVerifier(ext: ExternalIssuerConfig, settings: TokenSettin
       }
     }
   }
-  if (ext.publicKeyFiles.length > 0 && pemKeys.length === 0) throw new Error(`external issuer ${ext.issuer}: no key in publicKeyFiles fits ${ext.algorithms.join(', ')}`);
+  if (ext.publicKeyFiles.length > 0 && pemKeys.length === 0)
+    throw new Error(`external issuer ${ext.issuer}: no key in publicKeyFiles fits ${ext.algorithms.join(', ')}`);
   const verifySignature = async (token: string, now: Date): Promise<JWTPayload> => {
     let lastError: unknown = new Error('no key for this token');
     const header = decodeProtectedHeader(token);
-    const candidates = pemKeys
-      .filter((k) => k.alg === header.alg)
-      .sort((a, b) => Number(b.kid === header.kid) - Number(a.kid === header.kid));
+    const candidates = pemKeys.filter((k) => k.alg === header.alg).sort((a, b) => Number(b.kid === header.kid) - Number(a.kid === header.kid));
     for (const c of candidates) {
       try {
         return (await jwtVerify(token, c.key, options(now))).payload;

@@ -73,7 +73,8 @@ export class UserStore {
       path,
       (text) => {
         const parsed = parseHtpasswd(text);
-        if (parsed.skipped.length > 0) this.warn(`htpasswd ${path}: ignoring ${parsed.skipped.length} entries without a bcrypt hash (${parsed.skipped.join(', ')})`);
+        if (parsed.skipped.length > 0)
+          this.warn(`htpasswd ${path}: ignoring ${parsed.skipped.length} entries without a bcrypt hash (${parsed.skipped.join(', ')})`);
         return parsed;
       },
       (err) => this.warn(`htpasswd ${path}: reload failed: ${(err as Error).message}`),

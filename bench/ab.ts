@@ -17,10 +17,28 @@ function field(stdout: string, label: string): number {
 }
 
 export async function runAb(spec: WrkSpec, scratch: string): Promise<WrkResult> {
-  if (spec.body !== undefined || spec.uniquePathPrefix !== undefined || (spec.method ?? 'GET') !== 'HEAD') throw new Error('runAb only runs body-less HEAD requests');
+  if (spec.body !== undefined || spec.uniquePathPrefix !== undefined || (spec.method ?? 'GET') !== 'HEAD')
+    throw new Error('runAb only runs body-less HEAD requests');
   const csv = join(scratch, `ab-${process.pid}-${Date.now()}.csv`);
   const headers = Object.entries(spec.headers ?? {}).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
-  const args = ['-q', '-k', '-i', '-r', '-c', String(spec.connections), '-t', String(spec.durationSeconds), '-n', '100000000', '-s', String(spec.timeoutSeconds ?? 10), '-e', csv, ...headers, spec.url];
+  const args = [
+    '-q',
+    '-k',
+    '-i',
+    '-r',
+    '-c',
+    String(spec.connections),
+    '-t',
+    String(spec.durationSeconds),
+    '-n',
+    '100000000',
+    '-s',
+    String(spec.timeoutSeconds ?? 10),
+    '-e',
+    csv,
+    ...headers,
+    spec.url,
+  ];
   const { stdout } = await run(AB_BINARY, args, { maxBuffer: 1 << 20, timeout: (spec.durationSeconds + 60) * 1000 });
   const percentiles = new Map<number, number>();
   for (const line of (await readFile(csv, 'utf8')).split('\n').slice(1)) {

@@ -74,7 +74,12 @@ export async function trivialServer(scratch: string, durationSeconds: number): P
     const big = await runWrk({ url: `${url}/big`, connections: 8, durationSeconds, timeoutSeconds: 60 }, scratch);
     const bigCpu = cpuSeconds(pid) - cpu;
     return {
-      trivialHttp: { requestsPerSecond: small.requestsPerSecond, p50Ms: small.p50Ms, p99Ms: small.p99Ms, serverCpuMsPerRequest: (smallCpu * 1000) / Math.max(1, small.requests) },
+      trivialHttp: {
+        requestsPerSecond: small.requestsPerSecond,
+        p50Ms: small.p50Ms,
+        p99Ms: small.p99Ms,
+        serverCpuMsPerRequest: (smallCpu * 1000) / Math.max(1, small.requests),
+      },
       trivialPull: { MBps: big.bytesPerSecond / 1e6, serverCpuSecondsPerGB: bigCpu / Math.max(1e-9, big.bytes / 1e9) },
     };
   } finally {

@@ -19,7 +19,14 @@ export function newAgent(): Agent {
 }
 
 /** One HTTP exchange. `write` streams the body (the request is ended afterwards); `keep` keeps the reply body. */
-export function send(agent: Agent, method: string, url: string, headers: Record<string, string | number>, write?: (req: ClientRequest) => Promise<void>, keep = false): Promise<Reply> {
+export function send(
+  agent: Agent,
+  method: string,
+  url: string,
+  headers: Record<string, string | number>,
+  write?: (req: ClientRequest) => Promise<void>,
+  keep = false,
+): Promise<Reply> {
   return new Promise<Reply>((resolve, reject) => {
     const req = request(url, { method, headers, agent, timeout: REQUEST_TIMEOUT_MS });
     req.once('timeout', () => req.destroy(new Error(`${method} ${url}: no progress for ${REQUEST_TIMEOUT_MS} ms`)));
@@ -69,7 +76,8 @@ async function writePieces(req: ClientRequest, blob: SyntheticBlob, start: numbe
 }
 
 function expect(reply: Reply, status: number, what: string): Reply {
-  if (reply.status !== status) throw new Error(`${what}: HTTP ${reply.status}, expected ${status}${reply.body ? `: ${reply.body.toString('utf8').slice(0, 300)}` : ''}`);
+  if (reply.status !== status)
+    throw new Error(`${what}: HTTP ${reply.status}, expected ${status}${reply.body ? `: ${reply.body.toString('utf8').slice(0, 300)}` : ''}`);
   return reply;
 }
 
@@ -95,12 +103,26 @@ export async function pushBlob(agent: Agent, base: string, repo: string, blob: S
   let url = location(start, base, 'start upload');
   const octets = 'application/octet-stream';
   if (mode === 'monolithic') {
-    const put = await send(agent, 'PUT', withDigest(url, blob.digest), { 'Content-Type': octets, 'Content-Length': blob.size }, (req) => writePieces(req, blob, 0, blob.size), true);
+    const put = await send(
+      agent,
+      'PUT',
+      withDigest(url, blob.digest),
+      { 'Content-Type': octets, 'Content-Length': blob.size },
+      (req) => writePieces(req, blob, 0, blob.size),
+      true,
+    );
     expect(put, 201, 'monolithic PUT');
     return;
   }
   if (mode === 'streamed') {
-    const patch = await send(agent, 'PATCH', url, { 'Content-Type': octets, 'Transfer-Encoding': 'chunked' }, (req) => writePieces(req, blob, 0, blob.size), true);
+    const patch = await send(
+      agent,
+      'PATCH',
+      url,
+      { 'Content-Type': octets, 'Transfer-Encoding': 'chunked' },
+      (req) => writePieces(req, blob, 0, blob.size),
+      true,
+    );
     url = location(expect(patch, 202, 'streamed PATCH'), base, 'streamed PATCH');
   } else {
     for (let offset = 0; offset < blob.size; offset += chunkBytes) {
@@ -117,12 +139,26 @@ export async function pushBlob(agent: Agent, base: string, repo: string, blob: S
 export async function pushSmall(agent: Agent, base: string, repo: string, blob: SmallBlob): Promise<void> {
   const start = expect(await send(agent, 'POST', `${base}/v2/${repo}/blobs/uploads/`, { 'Content-Length': 0 }, undefined, true), 202, 'start upload');
   const url = withDigest(location(start, base, 'start upload'), blob.digest);
-  const put = await send(agent, 'PUT', url, { 'Content-Type': 'application/octet-stream', 'Content-Length': blob.size }, async (req) => void req.write(blob.data), true);
+  const put = await send(
+    agent,
+    'PUT',
+    url,
+    { 'Content-Type': 'application/octet-stream', 'Content-Length': blob.size },
+    async (req) => void req.write(blob.data),
+    true,
+  );
   expect(put, 201, 'PUT small blob');
 }
 
 export async function putManifest(agent: Agent, base: string, repo: string, reference: string, manifest: SmallBlob): Promise<void> {
-  const put = await send(agent, 'PUT', `${base}/v2/${repo}/manifests/${reference}`, { 'Content-Type': OCI_MANIFEST, 'Content-Length': manifest.size }, async (req) => void req.write(manifest.data), true);
+  const put = await send(
+    agent,
+    'PUT',
+    `${base}/v2/${repo}/manifests/${reference}`,
+    { 'Content-Type': OCI_MANIFEST, 'Content-Length': manifest.size },
+    async (req) => void req.write(manifest.data),
+    true,
+  );
   expect(put, 201, `PUT manifest ${repo}:${reference}`);
 }
 

@@ -28,7 +28,10 @@ export class RssSampler {
   private peak = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly pid: number, intervalMs = 50) {
+  constructor(
+    private readonly pid: number,
+    intervalMs = 50,
+  ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), intervalMs);
   }
@@ -52,7 +55,10 @@ export class RssSampler {
  * CPU used by `pids` and by the client while `work` runs, with its wall time. The client's share is
  * this process plus the children it reaped meanwhile (wrk runs as one), from its own /proc entry.
  */
-export async function measure<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; wallSeconds: number; serverCpuSeconds: number; clientCpuSeconds: number }> {
+export async function measure<T>(
+  pids: number[],
+  work: () => Promise<T>,
+): Promise<{ result: T; wallSeconds: number; serverCpuSeconds: number; clientCpuSeconds: number }> {
   const before = pids.map(cpuSeconds);
   const client = cpuSeconds(process.pid);
   const start = process.hrtime.bigint();

@@ -11,7 +11,16 @@ import { newAgent } from './client.js';
 import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
-import { distributionAvailable, DISTRIBUTION_BINARY, startBerthFilesystem, startBerthS3, startDistribution, type BerthLaunch, type Target, type TargetId } from './targets.js';
+import {
+  distributionAvailable,
+  DISTRIBUTION_BINARY,
+  startBerthFilesystem,
+  startBerthS3,
+  startDistribution,
+  type BerthLaunch,
+  type Target,
+  type TargetId,
+} from './targets.js';
 import { bigWorkloads, CURL_BINARY, fanoutWorkload, MiB, pullWorkload, pushWorkload, requestWorkloads, type Workload } from './workloads.js';
 import { WRK_BINARY } from './wrk.js';
 import { AB_BINARY } from './ab.js';
@@ -89,7 +98,10 @@ function install(): void {
   const packages = missing.map(([, pkg]) => pkg as string);
   const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
   log(`installing ${packages.join(', ')} with apt-get`);
-  for (const args of [['apt-get', 'update'], ['apt-get', 'install', '-y', ...packages]]) {
+  for (const args of [
+    ['apt-get', 'update'],
+    ['apt-get', 'install', '-y', ...packages],
+  ]) {
     const [cmd, ...rest] = [...sudo, ...args] as [string, ...string[]];
     const result = spawnSync(cmd, rest, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
     if (result.status !== 0) throw new Error(`${[cmd, ...rest].join(' ')} failed`);
@@ -99,7 +111,11 @@ function install(): void {
 
 function versionOf(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]?.trim() ?? '';
+    return (
+      execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+        .split('\n')[0]
+        ?.trim() ?? ''
+    );
   } catch (err) {
     const out = (err as { stdout?: string }).stdout ?? '';
     return out.split('\n')[0]?.trim() ?? 'unknown';
@@ -158,7 +174,11 @@ function settleDisk(): void {
 async function main(): Promise<void> {
   const options: BenchOptions = parseOptions(process.argv.slice(2));
   if (options.install) install();
-  for (const [bin, pkg] of [[WRK_BINARY, 'wrk'], [AB_BINARY, 'apache2-utils'], [CURL_BINARY, 'curl']] as const) {
+  for (const [bin, pkg] of [
+    [WRK_BINARY, 'wrk'],
+    [AB_BINARY, 'apache2-utils'],
+    [CURL_BINARY, 'curl'],
+  ] as const) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing; install it (apt-get install ${pkg}) or run with --install`);
   }
   const plan = options.quick ? QUICK : FULL;
@@ -197,7 +217,12 @@ async function main(): Promise<void> {
     // Big-pull needs big-push from the same run.
     if (selected.some((w) => w.key.startsWith('big-pull')) && !selected.some((w) => w.key.startsWith('big-push'))) {
       const push = all.find((w) => w.key.startsWith('big-push'));
-      if (push) selected.splice(selected.findIndex((w) => w.key.startsWith('big-pull')), 0, push);
+      if (push)
+        selected.splice(
+          selected.findIndex((w) => w.key.startsWith('big-pull')),
+          0,
+          push,
+        );
     }
     const largestPushSizes = plan.pushSizes.slice(-2).map((p) => p.size);
     for (const [index, w] of selected.entries()) {
@@ -218,7 +243,9 @@ async function main(): Promise<void> {
           try {
             const m = await withTimeout(w.run(target, { scratch, agent, fixtures, repeat }), ROW_TIMEOUT_MS, `${w.key} on ${target.id}`);
             result.runs.push(m);
-            log(`${w.key} ${target.id}: ${m.value.toFixed(1)} ${w.unit}${m.p99Ms !== undefined ? ` p99 ${m.p99Ms.toFixed(2)} ms` : ''}${m.errors ? ` ${m.errors} errors` : ''}`);
+            log(
+              `${w.key} ${target.id}: ${m.value.toFixed(1)} ${w.unit}${m.p99Ms !== undefined ? ` p99 ${m.p99Ms.toFixed(2)} ms` : ''}${m.errors ? ` ${m.errors} errors` : ''}`,
+            );
           } catch (err) {
             result.error = (err as Error).message;
             log(`${w.key} ${target.id}: FAILED ${result.error}`);
@@ -246,7 +273,11 @@ async function main(): Promise<void> {
   const info = machine(scratch);
   const table = markdownTable(rows, options.targets);
   const missed = rows.filter((r) => r.bar && !r.bar.pass);
-  const summary = rows.some((r) => r.bar) ? (missed.length === 0 ? 'Bar: every row met.' : `Bar: ${missed.length} row(s) missed: ${missed.map((r) => r.key).join(', ')}`) : '';
+  const summary = rows.some((r) => r.bar)
+    ? missed.length === 0
+      ? 'Bar: every row met.'
+      : `Bar: ${missed.length} row(s) missed: ${missed.map((r) => r.key).join(', ')}`
+    : '';
   const text = [
     `Machine: ${info.cpuModel}, ${info.cores} cores${info.shaNi ? ' (SHA-NI)' : ''}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}, ${info.distribution}, ${info.wrk}, ${info.ab}`,
     '',
@@ -259,7 +290,14 @@ async function main(): Promise<void> {
   console.log(text);
   await mkdir(options.outDir, { recursive: true });
   const stamp = startedAt.replace(/[:.]/g, '-');
-  const json = { startedAt, finishedAt: new Date().toISOString(), options: { ...options, plan: options.quick ? 'quick' : 'full' }, machine: info, ceilings, rows };
+  const json = {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    options: { ...options, plan: options.quick ? 'quick' : 'full' },
+    machine: info,
+    ceilings,
+    rows,
+  };
   await writeFile(join(options.outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   await writeFile(join(options.outDir, `bench-${stamp}.md`), text + '\n');
   await writeFile(join(options.outDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
@@ -272,7 +310,7 @@ main().then(
   // A request abandoned by a timed-out row may still hold a socket open; the results are written.
   () => process.exit(process.exitCode ?? 0),
   (err: unknown) => {
-    console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
     process.exit(1);
   },
 );

@@ -29,14 +29,22 @@ const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 /** Spawns a server with its output in `logFile`; resolves once GET /v2/ answers 200. */
-async function spawnServer(command: string, args: string[], dir: string, logFile: string, port: number, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+async function spawnServer(
+  command: string,
+  args: string[],
+  dir: string,
+  logFile: string,
+  port: number,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; url: string }> {
   const fd = openSync(logFile, 'a');
   const child = spawn(command, args, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`);
     try {
       const res = await fetch(`${url}/v2/`);
       await res.arrayBuffer();
@@ -77,11 +85,26 @@ export interface BerthLaunch {
   nodeFlags?: string[];
 }
 
-async function startBerth(id: TargetId, setup: string, dir: string, config: Record<string, unknown>, port: number, launch: BerthLaunch, cleanup: () => Promise<void> = async () => {}): Promise<Target> {
+async function startBerth(
+  id: TargetId,
+  setup: string,
+  dir: string,
+  config: Record<string, unknown>,
+  port: number,
+  launch: BerthLaunch,
+  cleanup: () => Promise<void> = async () => {},
+): Promise<Target> {
   const file = join(dir, 'berth.yaml');
   await writeFile(file, stringify(config));
   const logFile = join(dir, 'berth.log');
-  const { child, url } = await spawnServer(process.execPath, [...(launch.nodeFlags ?? []), join(ROOT, 'bin/berth.js'), 'serve', '--config', file], dir, logFile, port, { BERTH_CONFIG: '' });
+  const { child, url } = await spawnServer(
+    process.execPath,
+    [...(launch.nodeFlags ?? []), join(ROOT, 'bin/berth.js'), 'serve', '--config', file],
+    dir,
+    logFile,
+    port,
+    { BERTH_CONFIG: '' },
+  );
   return {
     id,
     setup,
@@ -148,5 +171,12 @@ export async function startDistribution(dir: string): Promise<Target> {
   await writeFile(file, stringify(config));
   const logFile = join(dir, 'registry.log');
   const { child, url } = await spawnServer(DISTRIBUTION_BINARY, ['serve', file], dir, logFile, port);
-  return { id: 'distribution', setup: 'distribution 2.8 (Debian docker-registry), filesystem storage, in-memory blob descriptor cache', url, pid: child.pid as number, logFile, stop: () => stopChild(child) };
+  return {
+    id: 'distribution',
+    setup: 'distribution 2.8 (Debian docker-registry), filesystem storage, in-memory blob descriptor cache',
+    url,
+    pid: child.pid as number,
+    logFile,
+    stop: () => stopChild(child),
+  };
 }

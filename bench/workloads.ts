@@ -54,8 +54,19 @@ export function formatSize(bytes: number): string {
   return `${bytes / 1024} KiB`;
 }
 
-function transferMeasurement(m: { wallSeconds: number; serverCpuSeconds: number; clientCpuSeconds: number }, bytes: number, extra: Partial<Measurement> = {}): Measurement {
-  return { value: bytes / 1e6 / m.wallSeconds, wallSeconds: m.wallSeconds, serverCpuSeconds: m.serverCpuSeconds, clientCpuSeconds: m.clientCpuSeconds, bytes, ...extra };
+function transferMeasurement(
+  m: { wallSeconds: number; serverCpuSeconds: number; clientCpuSeconds: number },
+  bytes: number,
+  extra: Partial<Measurement> = {},
+): Measurement {
+  return {
+    value: bytes / 1e6 / m.wallSeconds,
+    wallSeconds: m.wallSeconds,
+    serverCpuSeconds: m.serverCpuSeconds,
+    clientCpuSeconds: m.clientCpuSeconds,
+    bytes,
+    ...extra,
+  };
 }
 
 export function pushWorkload(mode: PushMode, size: number, concurrency: number, count: number, chunkBytes: number): Workload {
@@ -109,7 +120,13 @@ export function pullWorkload(size: number, connections: number, durationSeconds:
     run(target, ctx) {
       const blob = ctx.fixtures.pullBlobs.get(size);
       if (!blob) throw new Error(`no pull fixture of ${size} bytes`);
-      return wrkMeasurement(target, { url: `${target.url}/v2/${REPO.pull}/blobs/${blob.digest}`, connections, durationSeconds, timeoutSeconds: 120 }, ctx.scratch, 1, 'MB/s');
+      return wrkMeasurement(
+        target,
+        { url: `${target.url}/v2/${REPO.pull}/blobs/${blob.digest}`, connections, durationSeconds, timeoutSeconds: 120 },
+        ctx.scratch,
+        1,
+        'MB/s',
+      );
     },
   };
 }
@@ -122,13 +139,27 @@ export function requestWorkloads(connections: number, durationSeconds: number, w
     { key: 'blob-get-4k', title: 'GET blob 4 KiB', spec: (f) => ({ path: `/v2/${REPO.small}/blobs/${f.smallLayer.digest}` }) },
     { key: 'blob-head', title: 'HEAD blob', spec: (f) => ({ path: `/v2/${REPO.small}/blobs/${f.smallLayer.digest}`, method: 'HEAD' }) },
     { key: 'manifest-get-tag', title: 'GET manifest by tag', spec: () => ({ path: `/v2/${REPO.small}/manifests/v1`, headers: ACCEPT }) },
-    { key: 'manifest-get-digest', title: 'GET manifest by digest', spec: (f) => ({ path: `/v2/${REPO.small}/manifests/${f.smallManifest.digest}`, headers: ACCEPT }) },
+    {
+      key: 'manifest-get-digest',
+      title: 'GET manifest by digest',
+      spec: (f) => ({ path: `/v2/${REPO.small}/manifests/${f.smallManifest.digest}`, headers: ACCEPT }),
+    },
     { key: 'manifest-head-tag', title: 'HEAD manifest by tag', spec: () => ({ path: `/v2/${REPO.small}/manifests/v1`, method: 'HEAD', headers: ACCEPT }) },
-    { key: 'manifest-head-digest', title: 'HEAD manifest by digest', spec: (f) => ({ path: `/v2/${REPO.small}/manifests/${f.smallManifest.digest}`, method: 'HEAD', headers: ACCEPT }) },
+    {
+      key: 'manifest-head-digest',
+      title: 'HEAD manifest by digest',
+      spec: (f) => ({ path: `/v2/${REPO.small}/manifests/${f.smallManifest.digest}`, method: 'HEAD', headers: ACCEPT }),
+    },
     {
       key: 'manifest-put',
       title: 'PUT manifest (a new tag each)',
-      spec: (f) => ({ path: `/v2/${REPO.put}/manifests/x`, method: 'PUT', headers: { 'Content-Type': OCI_MANIFEST }, body: f.putManifest.data.toString('utf8'), uniquePathPrefix: `/v2/${REPO.put}/manifests/w` }),
+      spec: (f) => ({
+        path: `/v2/${REPO.put}/manifests/x`,
+        method: 'PUT',
+        headers: { 'Content-Type': OCI_MANIFEST },
+        body: f.putManifest.data.toString('utf8'),
+        uniquePathPrefix: `/v2/${REPO.put}/manifests/w`,
+      }),
     },
     { key: 'tags-list-1000', title: 'GET tags/list (1,000 tags)', spec: () => ({ path: `/v2/${REPO.tags}/tags/list` }) },
   ];
@@ -182,7 +213,11 @@ export function fanoutWorkload(clients: number): Workload {
       try {
         const m = await measure([target.pid], () => Promise.all(Array.from({ length: clients }, one)));
         durations.sort((a, b) => a - b);
-        return transferMeasurement(m, bytes, { requests: clients * (3 + ctx.fixtures.fanoutLayers.length), p50Ms: percentile(durations, 50), p99Ms: percentile(durations, 99) });
+        return transferMeasurement(m, bytes, {
+          requests: clients * (3 + ctx.fixtures.fanoutLayers.length),
+          p50Ms: percentile(durations, 50),
+          p99Ms: percentile(durations, 99),
+        });
       } finally {
         agent.destroy();
       }

@@ -67,7 +67,19 @@ export async function runWrk(spec: WrkSpec, scratch: string): Promise<WrkResult>
   const file = join(scratch, `wrk-${process.pid}-${Date.now()}.lua`);
   await writeFile(file, script(spec));
   const threads = Math.min(2, spec.connections);
-  const args = ['-t', String(threads), '-c', String(spec.connections), '-d', `${spec.durationSeconds}s`, '--timeout', `${spec.timeoutSeconds ?? 10}s`, '-s', file, spec.url];
+  const args = [
+    '-t',
+    String(threads),
+    '-c',
+    String(spec.connections),
+    '-d',
+    `${spec.durationSeconds}s`,
+    '--timeout',
+    `${spec.timeoutSeconds ?? 10}s`,
+    '-s',
+    file,
+    spec.url,
+  ];
   const { stdout } = await run(WRK_BINARY, args, { maxBuffer: 1 << 20, timeout: (spec.durationSeconds + 60) * 1000 });
   const line = stdout.split('\n').find((l) => l.startsWith('BENCH '));
   if (!line) throw new Error(`wrk printed no summary:\n${stdout}`);

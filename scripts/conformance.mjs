@@ -47,7 +47,9 @@ const SETUPS = {
   },
   auth: async (dataDir) => {
     // The user is made as an operator would, with the CLI; the suite logs in through the token flow.
-    const { stdout } = await promisify(execFile)(process.execPath, [join(repo, 'bin', 'berth.js'), 'user', 'add', USER], { env: { ...process.env, BERTH_DATA_DIR: dataDir } });
+    const { stdout } = await promisify(execFile)(process.execPath, [join(repo, 'bin', 'berth.js'), 'user', 'add', USER], {
+      env: { ...process.env, BERTH_DATA_DIR: dataDir },
+    });
     const password = /password \(shown once\): (\S+)/.exec(stdout)?.[1];
     if (!password) throw new Error(`berth user add printed no password:\n${stdout}`);
     return { config: { auth: { enabled: true, userNamespaces: true } }, credentials: [USER, password], stop: async () => {} };

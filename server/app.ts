@@ -70,7 +70,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...deps.server,
   });
 
-  const resumableHashing = config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
+  const resumableHashing =
+    config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
   const uploads = new UploadService(driver, metadata, {
     idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000,
     resumableHashing,
@@ -118,7 +119,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (KNOWN_PATHS.some((re) => re.test(path))) {
       return sendError(reply, new OciError('UNSUPPORTED', `${request.method} is not supported on this endpoint`));
     }
-    return sendError(reply, new OciError('NOT_FOUND', `no such endpoint: ${request.method} ${path.startsWith(REPO_PREFIX) ? 'under /v2/' : path.slice(0, 200)}`));
+    return sendError(
+      reply,
+      new OciError('NOT_FOUND', `no such endpoint: ${request.method} ${path.startsWith(REPO_PREFIX) ? 'under /v2/' : path.slice(0, 200)}`),
+    );
   });
 
   if (deps.plugins) await deps.plugins(app);
@@ -128,9 +132,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
-    uploads
-      .sweep(cutoff)
-      .catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
+    uploads.sweep(cutoff).catch((err: unknown) => app.log.warn({ err }, 'upload sweep failed'));
   }, config.uploads.sweepIntervalSeconds * 1000);
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));

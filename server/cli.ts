@@ -119,16 +119,22 @@ async function scrubCommand(args: string[]): Promise<void> {
       ...(progressText === undefined ? {} : { progressEveryMs: Number(progressText) }),
       onProgress: (p) => {
         const resumed = p.resumedAfter ? ` (resumed after ${p.resumedAfter})` : '';
-        process.stderr.write(`scrub: ${p.phase}: ${p.checked} checked, ${p.remaining} to go, ${p.bytes} bytes, ${p.corrupt} corrupt, ${p.missing} missing${resumed}\n`);
+        process.stderr.write(
+          `scrub: ${p.phase}: ${p.checked} checked, ${p.remaining} to go, ${p.bytes} bytes, ${p.corrupt} corrupt, ${p.missing} missing${resumed}\n`,
+        );
       },
       onBad: (e) => {
-        process.stderr.write(`scrub: ${e.kind} ${e.digest}: ${e.reason === 'missing' ? 'missing from storage' : `${e.reason}, quarantined to ${e.quarantineKey ?? '(already gone)'}`}\n`);
+        process.stderr.write(
+          `scrub: ${e.kind} ${e.digest}: ${e.reason === 'missing' ? 'missing from storage' : `${e.reason}, quarantined to ${e.quarantineKey ?? '(already gone)'}`}\n`,
+        );
       },
     });
     const { bad, ...summary } = result;
     process.stdout.write(`${JSON.stringify({ ...summary, bad })}\n`);
     if (result.corrupt + result.missing > 0) {
-      process.stderr.write(`scrub: found ${result.corrupt} corrupt and ${result.missing} missing objects; HEAD now answers 404 for them, so the next push of each heals it\n`);
+      process.stderr.write(
+        `scrub: found ${result.corrupt} corrupt and ${result.missing} missing objects; HEAD now answers 404 for them, so the next push of each heals it\n`,
+      );
       process.exitCode = 1;
     }
   } catch (err) {
@@ -161,7 +167,9 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'metadata': {
         if (rest[0] !== 'rebuild' || rest.includes('--help')) {
-          process.stdout.write('Usage: berth metadata rebuild [--config FILE]\n\nReads the journal in blob storage and writes every blob link, manifest, referrer and tag\ninto the configured metadata store (Redis or embedded). Safe to run more than once.\nAn unreadable journal entry is named by its storage key and skipped; the rest is restored\nand the command exits 1.\n');
+          process.stdout.write(
+            'Usage: berth metadata rebuild [--config FILE]\n\nReads the journal in blob storage and writes every blob link, manifest, referrer and tag\ninto the configured metadata store (Redis or embedded). Safe to run more than once.\nAn unreadable journal entry is named by its storage key and skipped; the rest is restored\nand the command exits 1.\n',
+          );
           if (rest[0] !== 'rebuild') process.exitCode = 2;
           return;
         }
@@ -170,11 +178,14 @@ export async function main(argv: string[]): Promise<void> {
         });
         process.stderr.write('\n');
         for (const bad of result.badEntries) process.stderr.write(`unreadable journal entry ${bad.key}: ${bad.reason}\n`);
-        for (const t of result.skippedTags) process.stderr.write(`tag ${t.repository}:${t.tag} not restored: its manifest ${t.digest} has no readable journal entry\n`);
+        for (const t of result.skippedTags)
+          process.stderr.write(`tag ${t.repository}:${t.tag} not restored: its manifest ${t.digest} has no readable journal entry\n`);
         const restored = `restored ${result.manifests} manifests, ${result.tags} tags and ${result.blobs} blob links in ${result.repositories} repositories`;
         if (result.badEntries.length > 0) {
           // Non-zero, so a script running the rebuild notices that some metadata is still missing.
-          process.stderr.write(`${restored}; ${result.badEntries.length} journal entries could not be read (listed above): restore them from a backup or push those images again\n`);
+          process.stderr.write(
+            `${restored}; ${result.badEntries.length} journal entries could not be read (listed above): restore them from a backup or push those images again\n`,
+          );
           process.exitCode = 1;
         } else process.stderr.write(`${restored}\n`);
         process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -11,20 +11,12 @@ const MiB = 1024 * 1024;
 
 export const configSchema = z
   .object({
-    dataDir: z
-      .string()
-      .min(1)
-      .default('./data')
-      .describe('Where the filesystem driver and the embedded store keep their data unless told otherwise.'),
+    dataDir: z.string().min(1).default('./data').describe('Where the filesystem driver and the embedded store keep their data unless told otherwise.'),
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
         port: z.number().int().min(0).max(65535).default(5000).describe('Port to listen on (also `PORT`).'),
-        publicUrl: z
-          .string()
-          .url()
-          .optional()
-          .describe('The externally visible base URL, e.g. https://registry.example.com (used for token realms).'),
+        publicUrl: z.string().url().optional().describe('The externally visible base URL, e.g. https://registry.example.com (used for token realms).'),
         trustProxy: z.boolean().default(false).describe('Take client addresses from X-Forwarded-For.'),
         tls: z
           .object({
@@ -33,12 +25,7 @@ export const configSchema = z
           })
           .strict()
           .optional(),
-        shutdownTimeoutSeconds: z
-          .number()
-          .int()
-          .min(0)
-          .default(30)
-          .describe('How long SIGTERM waits for in-flight requests and uploads before closing.'),
+        shutdownTimeoutSeconds: z.number().int().min(0).default(30).describe('How long SIGTERM waits for in-flight requests and uploads before closing.'),
         bodyTimeoutSeconds: z
           .number()
           .positive()
@@ -51,7 +38,9 @@ export const configSchema = z
           .min(1)
           .max(64)
           .default(1)
-          .describe('Processes serving the port (node:cluster); set it to the number of cores for the highest request rate. With more than one, metrics are served aggregated on metrics.port (default 9100).'),
+          .describe(
+            'Processes serving the port (node:cluster); set it to the number of cores for the highest request rate. With more than one, metrics are served aggregated on metrics.port (default 9100).',
+          ),
       })
       .strict()
       .prefault({}),
@@ -63,10 +52,7 @@ export const configSchema = z
           .strict()
           .prefault({}),
         s3: s3ConfigSchema.optional(),
-        redirect: z
-          .boolean()
-          .default(false)
-          .describe("Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one."),
+        redirect: z.boolean().default(false).describe("Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one."),
         verifyReads: z
           .enum(['always', 'first', 'small'])
           .default('first')
@@ -120,12 +106,7 @@ export const configSchema = z
       .prefault({}),
     uploads: z
       .object({
-        idleTimeoutSeconds: z
-          .number()
-          .int()
-          .min(1)
-          .default(3600)
-          .describe('An upload untouched this long is cancelled and its data removed.'),
+        idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),
         sweepIntervalSeconds: z.number().int().min(1).default(60).describe('How often idle uploads are looked for.'),
         chunkMinLength: z.number().int().min(0).optional().describe('Advertised as OCI-Chunk-Min-Length.'),
         resumableHashing: z
@@ -139,11 +120,13 @@ export const configSchema = z
       .prefault({}),
     manifests: z
       .object({
-        maxBytes: z.number().int().min(1024).default(4 * MiB).describe('Largest manifest accepted.'),
-        requireIndexChildren: z
-          .boolean()
-          .default(true)
-          .describe('Refuse an index whose child manifests are not in the repository.'),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * MiB)
+          .describe('Largest manifest accepted.'),
+        requireIndexChildren: z.boolean().default(true).describe('Refuse an index whose child manifests are not in the repository.'),
       })
       .strict()
       .prefault({}),
@@ -161,10 +144,7 @@ export const configSchema = z
     readOnly: z.boolean().default(false).describe('Refuse every write with a clear error; pulls go on.'),
     log: z
       .object({
-        level: z
-          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-          .default('info')
-          .describe('Minimum level of the JSON log on stdout.'),
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Minimum level of the JSON log on stdout.'),
         access: z.boolean().default(true).describe('Write one access line per request.'),
       })
       .strict()
@@ -177,32 +157,17 @@ export const configSchema = z
           .regex(/^\/[^\s?#]*$/, 'must be an absolute URL path')
           .default('/metrics')
           .describe('Where metrics are served.'),
-        port: z
-          .number()
-          .int()
-          .min(0)
-          .max(65535)
-          .optional()
-          .describe('Serve metrics on this separate port instead of the registry port.'),
+        port: z.number().int().min(0).max(65535).optional().describe('Serve metrics on this separate port instead of the registry port.'),
         host: z.string().min(1).optional().describe('Address of the separate metrics listener; defaults to `http.host`.'),
         token: z.string().min(1).optional().describe('Require `Authorization: Bearer <token>` to read metrics.'),
-        maxRepositoryLabels: z
-          .number()
-          .int()
-          .min(0)
-          .default(200)
-          .describe("Repositories named in push/pull metrics; the rest are counted as 'other'."),
+        maxRepositoryLabels: z.number().int().min(0).default(200).describe("Repositories named in push/pull metrics; the rest are counted as 'other'."),
       })
       .strict()
       .prefault({}),
     audit: z
       .object({
         enabled: z.boolean().default(true).describe('Write the audit stream of security-relevant events.'),
-        output: z
-          .string()
-          .min(1)
-          .default('stdout')
-          .describe('`stdout`, or a file path the JSON lines are appended to.'),
+        output: z.string().min(1).default('stdout').describe('`stdout`, or a file path the JSON lines are appended to.'),
       })
       .strict()
       .prefault({}),

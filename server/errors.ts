@@ -1,6 +1,13 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { BlobNotFoundError, BlobTooLargeError, InvalidKeyError, InvalidOffsetError, StorageFullError, StorageUnavailableError } from '../storage-drivers/blob/types.js';
+import {
+  BlobNotFoundError,
+  BlobTooLargeError,
+  InvalidKeyError,
+  InvalidOffsetError,
+  StorageFullError,
+  StorageUnavailableError,
+} from '../storage-drivers/blob/types.js';
 import { MetadataUnavailableError } from '../storage-drivers/metadata/types.js';
 import { TokenError } from '../auth/token-errors.js';
 import { errorBody, OciError, type ErrorCode } from '../errors/oci-error.js';
@@ -55,7 +62,10 @@ export function toOciError(err: unknown): OciError {
 
 export function sendError(reply: FastifyReply, err: OciError): FastifyReply {
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
-  return reply.code(err.status).type('application/json').send(errorBody(err.code, err.message, err.detail));
+  return reply
+    .code(err.status)
+    .type('application/json')
+    .send(errorBody(err.code, err.message, err.detail));
 }
 
 /** The token endpoint's refusals in the Docker GET flow's shape (OAuth2 grants are answered by `sendTokenError`). */
@@ -117,9 +127,13 @@ export function routingError(err: Partial<FastifyError>, url: string, method = '
   if (kind === 'manifests') {
     // As for any reference that is not a tag or digest: a read finds nothing, a write is refused.
     const reads = method === 'GET' || method === 'HEAD';
-    return new OciError(reads ? 'MANIFEST_UNKNOWN' : 'TAG_INVALID', `the manifest reference in the URL ${problem}: use a tag of at most 128 characters or a digest`);
+    return new OciError(
+      reads ? 'MANIFEST_UNKNOWN' : 'TAG_INVALID',
+      `the manifest reference in the URL ${problem}: use a tag of at most 128 characters or a digest`,
+    );
   }
-  if (kind === 'blobs' && rest[0] === 'uploads') return new OciError('BLOB_UPLOAD_UNKNOWN', `the upload id in the URL ${problem}: use the Location returned by POST /v2/<name>/blobs/uploads/`);
+  if (kind === 'blobs' && rest[0] === 'uploads')
+    return new OciError('BLOB_UPLOAD_UNKNOWN', `the upload id in the URL ${problem}: use the Location returned by POST /v2/<name>/blobs/uploads/`);
   if (kind === 'blobs' || kind === 'referrers') return new OciError('DIGEST_INVALID', `the digest in the URL ${problem}: expected algorithm:hex`);
   return new OciError('NAME_INVALID', `the URL ${problem}`);
 }
@@ -149,6 +163,11 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Duple
 function clientErrorAnswer(code: string | undefined): { status: string; code: ErrorCode; message: string } {
   if (code === 'HPE_HEADER_OVERFLOW') return { status: '431 Request Header Fields Too Large', code: 'REQUEST_INVALID', message: 'request headers too large' };
   // Node's headersTimeout: the request line and headers did not arrive in time (a slow client).
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: '408 Request Timeout', code: 'REQUEST_TIMEOUT', message: 'the request headers did not arrive in time' };
-  return { status: '400 Bad Request', code: 'REQUEST_INVALID', message: `malformed HTTP request (${code ?? 'parse error'}): check the request line, headers and Content-Length` };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return { status: '408 Request Timeout', code: 'REQUEST_TIMEOUT', message: 'the request headers did not arrive in time' };
+  return {
+    status: '400 Bad Request',
+    code: 'REQUEST_INVALID',
+    message: `malformed HTTP request (${code ?? 'parse error'}): check the request line, headers and Content-Length`,
+  };
 }

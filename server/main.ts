@@ -46,7 +46,9 @@ export async function startServer(options: { configFile?: string | undefined } =
     publicUrl: config.http.publicUrl,
     onAuthFailure: (failure) => ops.onAuthFailure(failure),
     // With Redis metadata every process shares the login counters, over the store's own connection.
-    ...(storage.store instanceof RedisStore ? { loginCounters: new RedisLoginCounters(storage.store.client, (config.metadata.redis ?? redisConfigSchema.parse({})).keyPrefix) } : {}),
+    ...(storage.store instanceof RedisStore
+      ? { loginCounters: new RedisLoginCounters(storage.store.client, (config.metadata.redis ?? redisConfigSchema.parse({})).keyPrefix) }
+      : {}),
   });
   const app = await buildApp({
     config,
@@ -72,7 +74,9 @@ export async function startServer(options: { configFile?: string | undefined } =
   const ephemeral = await warnIfEphemeral(storage.store).catch(() => undefined);
   if (ephemeral) app.log.warn(ephemeral);
   if (!auth.enabled && !isLoopback(config.http.host)) {
-    app.log.warn(`WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Set auth.enabled: true before exposing it (see auth/README.md).`);
+    app.log.warn(
+      `WARNING: authentication is OFF and Berth listens on ${config.http.host}:${port}: anyone who can reach it can push, pull and delete. Set auth.enabled: true before exposing it (see auth/README.md).`,
+    );
   }
   const nodeNotice = isClusterWorker() ? undefined : nodeSupportNotice();
   if (nodeNotice) app.log.warn(nodeNotice);

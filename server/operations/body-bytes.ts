@@ -78,10 +78,7 @@ export interface Completion {
  * (or errors), so a client that disconnects mid-upload would otherwise leave no access line and no
  * metric; the response's 'close' catches those.
  */
-export function onRequestComplete(
-  app: FastifyInstance,
-  done: (request: FastifyRequest, reply: FastifyReply, completion: Completion) => void,
-): void {
+export function onRequestComplete(app: FastifyInstance, done: (request: FastifyRequest, reply: FastifyReply, completion: Completion) => void): void {
   const reported = new WeakSet<FastifyRequest>();
   const report = (request: FastifyRequest, reply: FastifyReply, aborted: boolean) => {
     if (reported.has(request)) return;

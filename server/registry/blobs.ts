@@ -117,7 +117,8 @@ export class BlobService {
   /** A small blob's bytes in one read, checked against `size` and (as the policy says) the digest. */
   async read(digest: ParsedDigest, size: number): Promise<Buffer> {
     const data = await this.opening(digest, () => this.driver.get(blobKey(digest)));
-    const reason = data.length !== size ? 'size_mismatch' : this.integrity.mustVerify(digest.value, size) && !matchesDigest(data, digest) ? 'digest_mismatch' : undefined;
+    const reason =
+      data.length !== size ? 'size_mismatch' : this.integrity.mustVerify(digest.value, size) && !matchesDigest(data, digest) ? 'digest_mismatch' : undefined;
     if (reason) {
       await this.integrity.quarantine(digest, reason, 'blob', 'read');
       throw corrupt(digest);

@@ -76,7 +76,11 @@ export class DigestCheck implements SendCheck {
 
   beforeLast(): void {
     if (this.seen !== this.size) {
-      throw new CorruptObjectError('size_mismatch', this.digest.value, `${this.digest.value}: storage holds ${this.seen} bytes, the registry recorded ${this.size}`);
+      throw new CorruptObjectError(
+        'size_mismatch',
+        this.digest.value,
+        `${this.digest.value}: storage holds ${this.seen} bytes, the registry recorded ${this.size}`,
+      );
     }
     if (this.hash.digest('hex') !== this.digest.hex) {
       throw new CorruptObjectError('digest_mismatch', this.digest.value, `${this.digest.value}: the stored bytes do not hash to their digest`);
@@ -91,7 +95,13 @@ export class DigestCheck implements SendCheck {
  * (quarantine) before the stream errors, so by the time a client sees the cut the object is gone; the
  * stream errors with what it returns (an error response, when nothing was sent yet).
  */
-export function guardStream(source: Readable, length: number, digest: string, check: SendCheck | undefined, onBad: (err: CorruptObjectError) => Promise<Error>): Readable {
+export function guardStream(
+  source: Readable,
+  length: number,
+  digest: string,
+  check: SendCheck | undefined,
+  onBad: (err: CorruptObjectError) => Promise<Error>,
+): Readable {
   let held: Buffer | undefined;
   let count = 0;
   const fail = (err: CorruptObjectError, callback: (err: Error) => void) => {
@@ -123,7 +133,10 @@ export function guardStream(source: Readable, length: number, digest: string, ch
         if (held) check?.update(held);
         check?.beforeLast();
       } catch (err) {
-        fail(err instanceof CorruptObjectError ? err : new CorruptObjectError('digest_mismatch', digest, `${digest}: verification failed: ${String(err)}`), callback);
+        fail(
+          err instanceof CorruptObjectError ? err : new CorruptObjectError('digest_mismatch', digest, `${digest}: verification failed: ${String(err)}`),
+          callback,
+        );
         return;
       }
       if (held) this.push(held);

@@ -65,25 +65,67 @@ export class JournaledStore implements MetadataStore {
     return unlinked;
   }
 
-  getManifest(repo: string, digest: Digest) { return this.inner.getManifest(repo, digest); }
-  resolveTag(repo: string, tag: string) { return this.inner.resolveTag(repo, tag); }
-  getTaggedManifest(repo: string, tag: string) { return this.inner.getTaggedManifest(repo, tag); }
-  listTags(repo: string, page: Page) { return this.inner.listTags(repo, page); }
-  listReferrers(repo: string, subject: Digest) { return this.inner.listReferrers(repo, subject); }
-  getBlobLink(repo: string, digest: Digest) { return this.inner.getBlobLink(repo, digest); }
-  getCheckedBlobLink(repo: string, digest: Digest) { return this.inner.getCheckedBlobLink(repo, digest); }
-  markBlobMissing(digest: Digest) { return this.inner.markBlobMissing(digest); }
-  clearBlobMissing(digest: Digest) { return this.inner.clearBlobMissing(digest); }
-  acquireLease(name: string, holder: string, ttlMs: number) { return this.inner.acquireLease(name, holder, ttlMs); }
-  releaseLease(name: string, holder: string) { return this.inner.releaseLease(name, holder); }
-  blobRepositories(digest: Digest, limit: number) { return this.inner.blobRepositories(digest, limit); }
-  repositoryExists(repo: string) { return this.inner.repositoryExists(repo); }
-  listRepositories(page: Page) { return this.inner.listRepositories(page); }
-  createUpload(session: UploadSession) { return this.inner.createUpload(session); }
-  getUpload(id: string) { return this.inner.getUpload(id); }
-  updateUpload(id: string, expectedRevision: number, next: UploadSession) { return this.inner.updateUpload(id, expectedRevision, next); }
-  deleteUpload(id: string) { return this.inner.deleteUpload(id); }
-  listStaleUploads(updatedBefore: number, limit: number) { return this.inner.listStaleUploads(updatedBefore, limit); }
-  ping() { return this.inner.ping(); }
-  close() { return this.inner.close(); }
+  getManifest(repo: string, digest: Digest) {
+    return this.inner.getManifest(repo, digest);
+  }
+  resolveTag(repo: string, tag: string) {
+    return this.inner.resolveTag(repo, tag);
+  }
+  getTaggedManifest(repo: string, tag: string) {
+    return this.inner.getTaggedManifest(repo, tag);
+  }
+  listTags(repo: string, page: Page) {
+    return this.inner.listTags(repo, page);
+  }
+  listReferrers(repo: string, subject: Digest) {
+    return this.inner.listReferrers(repo, subject);
+  }
+  getBlobLink(repo: string, digest: Digest) {
+    return this.inner.getBlobLink(repo, digest);
+  }
+  getCheckedBlobLink(repo: string, digest: Digest) {
+    return this.inner.getCheckedBlobLink(repo, digest);
+  }
+  markBlobMissing(digest: Digest) {
+    return this.inner.markBlobMissing(digest);
+  }
+  clearBlobMissing(digest: Digest) {
+    return this.inner.clearBlobMissing(digest);
+  }
+  acquireLease(name: string, holder: string, ttlMs: number) {
+    return this.inner.acquireLease(name, holder, ttlMs);
+  }
+  releaseLease(name: string, holder: string) {
+    return this.inner.releaseLease(name, holder);
+  }
+  blobRepositories(digest: Digest, limit: number) {
+    return this.inner.blobRepositories(digest, limit);
+  }
+  repositoryExists(repo: string) {
+    return this.inner.repositoryExists(repo);
+  }
+  listRepositories(page: Page) {
+    return this.inner.listRepositories(page);
+  }
+  createUpload(session: UploadSession) {
+    return this.inner.createUpload(session);
+  }
+  getUpload(id: string) {
+    return this.inner.getUpload(id);
+  }
+  updateUpload(id: string, expectedRevision: number, next: UploadSession) {
+    return this.inner.updateUpload(id, expectedRevision, next);
+  }
+  deleteUpload(id: string) {
+    return this.inner.deleteUpload(id);
+  }
+  listStaleUploads(updatedBefore: number, limit: number) {
+    return this.inner.listStaleUploads(updatedBefore, limit);
+  }
+  ping() {
+    return this.inner.ping();
+  }
+  close() {
+    return this.inner.close();
+  }
 }

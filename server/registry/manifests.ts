@@ -44,7 +44,8 @@ export class ManifestService {
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
   async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
-    const record = reference.kind === 'tag' ? await this.metadata.getTaggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
+    const record =
+      reference.kind === 'tag' ? await this.metadata.getTaggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
     if (!record) {
       await assertRepositoryKnown(this.metadata, repo);
       const what = reference.kind === 'tag' ? `tag ${reference.tag}` : `manifest ${reference.digest.value}`;
@@ -66,7 +67,10 @@ export class ManifestService {
     } catch (err) {
       if (!(err instanceof BlobNotFoundError)) throw err;
       await this.integrity.missing(digest, 'manifest', 'read');
-      throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is recorded but storage does not hold its bytes (missing or quarantined as corrupt); push it again`);
+      throw new OciError(
+        'MANIFEST_UNKNOWN',
+        `manifest ${digest.value} is recorded but storage does not hold its bytes (missing or quarantined as corrupt); push it again`,
+      );
     }
     if (bytes.length !== record.size || !matchesDigest(bytes, digest)) {
       await this.integrity.quarantine(digest, bytes.length !== record.size ? 'size_mismatch' : 'digest_mismatch', 'manifest', 'read');
@@ -99,7 +103,11 @@ export class ManifestService {
       }
     }
     if (missing.length > 0) {
-      throw new OciError('MANIFEST_BLOB_UNKNOWN', `the manifest references ${missing.length === 1 ? 'content' : `${missing.length} items`} not pushed to ${repo}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`, missing.slice(0, 50).map((d) => ({ digest: d })));
+      throw new OciError(
+        'MANIFEST_BLOB_UNKNOWN',
+        `the manifest references ${missing.length === 1 ? 'content' : `${missing.length} items`} not pushed to ${repo}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+        missing.slice(0, 50).map((d) => ({ digest: d })),
+      );
     }
 
     const record: ManifestRecord = {

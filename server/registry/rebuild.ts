@@ -126,7 +126,8 @@ function parseBlobLink(data: Buffer, digest: string): BlobLink {
 function parseManifestRecord(data: Buffer, digest: string): ManifestRecord {
   const v = parseJson(data);
   if (v.digest !== digest) throw new MalformedEntry(`its digest ${JSON.stringify(v.digest)} is not the key's ${digest}`);
-  if (typeof v.mediaType !== 'string' || !isSize(v.size) || typeof v.createdAt !== 'number') throw new MalformedEntry('mediaType, size or createdAt is missing or of the wrong type');
+  if (typeof v.mediaType !== 'string' || !isSize(v.size) || typeof v.createdAt !== 'number')
+    throw new MalformedEntry('mediaType, size or createdAt is missing or of the wrong type');
   if (!Array.isArray(v.references) || !v.references.every((d) => typeof d === 'string')) throw new MalformedEntry('references is not a list of digests');
   if (v.subject !== undefined && typeof v.subject !== 'string') throw new MalformedEntry('subject is not a digest');
   return v as unknown as ManifestRecord;

@@ -27,7 +27,10 @@ export function isValidName(name: string): boolean {
 
 export function assertName(name: string): string {
   if (!isValidName(name)) {
-    throw new OciError('NAME_INVALID', `invalid repository name ${JSON.stringify(name.slice(0, 300))}: use lowercase letters, digits and separators (. _ __ -), components joined by '/', at most ${MAX_NAME_LENGTH} characters`);
+    throw new OciError(
+      'NAME_INVALID',
+      `invalid repository name ${JSON.stringify(name.slice(0, 300))}: use lowercase letters, digits and separators (. _ __ -), components joined by '/', at most ${MAX_NAME_LENGTH} characters`,
+    );
   }
   return name;
 }
@@ -38,7 +41,10 @@ export function isValidTag(tag: string): boolean {
 
 export function assertTag(tag: string): string {
   if (!isValidTag(tag)) {
-    throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(tag.slice(0, 200))}: at most 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'`);
+    throw new OciError(
+      'TAG_INVALID',
+      `invalid tag ${JSON.stringify(tag.slice(0, 200))}: at most 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'`,
+    );
   }
   return tag;
 }
@@ -71,14 +77,22 @@ export type Reference = { kind: 'tag'; tag: string } | { kind: 'digest'; digest:
 export function parseReference(reference: string): Reference {
   if (isDigest(reference)) return { kind: 'digest', digest: parseDigest(reference) };
   if (!isValidTag(reference)) {
-    throw new OciError('TAG_INVALID', `invalid reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or a digest`);
+    throw new OciError(
+      'TAG_INVALID',
+      `invalid reference ${JSON.stringify(reference.slice(0, 200))}: expected a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or a digest`,
+    );
   }
   return { kind: 'tag', tag: reference };
 }
 
 export function assertUploadId(id: string): string {
-  if (id === '') throw new OciError('BLOB_UPLOAD_UNKNOWN', 'no upload id in the URL: start an upload with POST /v2/<name>/blobs/uploads/ and use the Location it returns');
-  if (!UPLOAD_ID.test(id)) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${JSON.stringify(id.slice(0, 100))} is unknown: upload ids are UUIDs issued by POST /v2/<name>/blobs/uploads/`);
+  if (id === '')
+    throw new OciError('BLOB_UPLOAD_UNKNOWN', 'no upload id in the URL: start an upload with POST /v2/<name>/blobs/uploads/ and use the Location it returns');
+  if (!UPLOAD_ID.test(id))
+    throw new OciError(
+      'BLOB_UPLOAD_UNKNOWN',
+      `upload ${JSON.stringify(id.slice(0, 100))} is unknown: upload ids are UUIDs issued by POST /v2/<name>/blobs/uploads/`,
+    );
   return id;
 }
 

@@ -75,14 +75,17 @@ export async function scrub(driver: BlobDriver, metadata: MetadataStore, integri
   // Renewed on a timer, not per object: hashing one large blob at the rate limit can outlast the lease.
   // A renewal refused means the lease expired and another process took it: this one stops.
   const lost = new AbortController();
-  const renew = setInterval(() => {
-    metadata.acquireLease(SCRUB_LEASE, holder, options.leaseMs).then(
-      (held) => {
-        if (!held) lost.abort();
-      },
-      () => undefined,
-    );
-  }, Math.max(1000, Math.floor(options.leaseMs / 3)));
+  const renew = setInterval(
+    () => {
+      metadata.acquireLease(SCRUB_LEASE, holder, options.leaseMs).then(
+        (held) => {
+          if (!held) lost.abort();
+        },
+        () => undefined,
+      );
+    },
+    Math.max(1000, Math.floor(options.leaseMs / 3)),
+  );
   renew.unref();
   const signal = options.signal ? AbortSignal.any([options.signal, lost.signal]) : lost.signal;
   try {
@@ -99,7 +102,17 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
   for await (const key of driver.list(BLOBS_ROOT)) if (parseBlobKey(key) && (after === undefined || key > after)) keys.push(key);
   // list() has no order; sorting gives the cursor a meaning across runs.
   keys.sort();
-  const result: ScrubResult = { phase: 'objects', checked: 0, remaining: keys.length, bytes: 0, corrupt: 0, missing: 0, complete: false, bad: [], ...(after === undefined ? {} : { resumedAfter: after }) };
+  const result: ScrubResult = {
+    phase: 'objects',
+    checked: 0,
+    remaining: keys.length,
+    bytes: 0,
+    corrupt: 0,
+    missing: 0,
+    complete: false,
+    bad: [],
+    ...(after === undefined ? {} : { resumedAfter: after }),
+  };
   const every = options.progressEveryMs ?? 5000;
   let lastReport = performance.now();
   const report = async (cursor: string | undefined) => {
@@ -116,10 +129,12 @@ async function run(driver: BlobDriver, integrity: Integrity, options: ScrubOptio
     }
     const parsed = parseBlobKey(key) as { algorithm: string; hex: string };
     const digest = digestFrom(parsed.algorithm, parsed.hex);
-    const verified = await integrity.verifyStored(digest, undefined, { ...(options.bytesPerSecond ? { bytesPerSecond: options.bytesPerSecond } : {}), signal: options.signal }).catch((err: unknown) => {
-      if (options.signal.aborted) return undefined;
-      throw err;
-    });
+    const verified = await integrity
+      .verifyStored(digest, undefined, { ...(options.bytesPerSecond ? { bytesPerSecond: options.bytesPerSecond } : {}), signal: options.signal })
+      .catch((err: unknown) => {
+        if (options.signal.aborted) return undefined;
+        throw err;
+      });
     if (verified === undefined) {
       await report(undefined);
       return result;

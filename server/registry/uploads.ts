@@ -80,7 +80,8 @@ export class UploadService {
       await this.discard(session);
       session = undefined;
     }
-    if (!session || session.repo !== repo) throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown in ${repo}: it finished, was cancelled or expired; start a new one`);
+    if (!session || session.repo !== repo)
+      throw new OciError('BLOB_UPLOAD_UNKNOWN', `upload ${id} is unknown in ${repo}: it finished, was cancelled or expired; start a new one`);
     return session;
   }
 
@@ -94,29 +95,31 @@ export class UploadService {
     if (range && length !== undefined && range.end - range.start + 1 !== length) {
       throw new UploadRangeError(session.offset, `Content-Range ${range.start}-${range.end} does not match Content-Length ${length}`);
     }
-    return this.withLease(session, chunk.signal, async (held, signal) => this.releasedWhenFull(held, async () => {
-      const writer = await this.openWriter(held, signal);
-      let ok = false;
-      try {
-        assertStartsAt(range, held.offset);
-        const limit = range ? range.end - range.start + 1 : length;
-        // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
-        const hash = await this.runningHash(held, this.options.resumableHashing && range !== undefined);
-        await this.writeChunk(writer, hash, chunk.body, limit, signal);
-        if (limit !== undefined && range && writer.size - held.offset < limit) {
-          throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
+    return this.withLease(session, chunk.signal, async (held, signal) =>
+      this.releasedWhenFull(held, async () => {
+        const writer = await this.openWriter(held, signal);
+        let ok = false;
+        try {
+          assertStartsAt(range, held.offset);
+          const limit = range ? range.end - range.start + 1 : length;
+          // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
+          const hash = await this.runningHash(held, this.options.resumableHashing && range !== undefined);
+          await this.writeChunk(writer, hash, chunk.body, limit, signal);
+          if (limit !== undefined && range && writer.size - held.offset < limit) {
+            throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
+          }
+          ok = true;
+        } finally {
+          // Even a failed chunk may have stored some bytes: the checkpoint keeps them, the client resumes after them.
+          const checkpoint = await writer.close();
+          const hash = this.hashes.get(held.id);
+          if (!ok || hash?.offset !== checkpoint.size) this.hashes.delete(held.id);
+          const hashState = ok ? this.hashes.get(held.id)?.save() : undefined;
+          setCheckpoint(held, checkpoint, hashState);
         }
-        ok = true;
-      } finally {
-        // Even a failed chunk may have stored some bytes: the checkpoint keeps them, the client resumes after them.
-        const checkpoint = await writer.close();
-        const hash = this.hashes.get(held.id);
-        if (!ok || hash?.offset !== checkpoint.size) this.hashes.delete(held.id);
-        const hashState = ok ? this.hashes.get(held.id)?.save() : undefined;
-        setCheckpoint(held, checkpoint, hashState);
-      }
-      return held;
-    }));
+        return held;
+      }),
+    );
   }
 
   /**
@@ -135,7 +138,10 @@ export class UploadService {
         const verified = held.verified as NonNullable<UploadSession['verified']>;
         if (verified.digest !== digest.value) {
           await this.discard(held);
-          throw new OciError('DIGEST_INVALID', `the uploaded content has digest ${verified.digest}, not ${digest.value}; the upload was discarded, push the blob again`);
+          throw new OciError(
+            'DIGEST_INVALID',
+            `the uploaded content has digest ${verified.digest}, not ${digest.value}; the upload was discarded, push the blob again`,
+          );
         }
         size = verified.size;
         await this.place(held, digest);

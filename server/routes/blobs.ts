@@ -25,7 +25,6 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     return { name, digest, size: link.size };
   }
 
-
   app.head<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
     const { digest, size } = await prepare(request, reply, ['pull']);
     if (notModified(request, digest.value)) return reply.code(304).send();

@@ -26,7 +26,12 @@ export function continueOnFirstRead(req: IncomingMessage, res: ServerResponse): 
 }
 
 function tooLarge(limit: number, headers: Record<string, string> = {}): OciError {
-  return new OciError('MANIFEST_TOO_LARGE', `manifest larger than manifests.maxBytes (${limit} bytes): keep large data in blobs the manifest references`, undefined, headers);
+  return new OciError(
+    'MANIFEST_TOO_LARGE',
+    `manifest larger than manifests.maxBytes (${limit} bytes): keep large data in blobs the manifest references`,
+    undefined,
+    headers,
+  );
 }
 
 /** A declared Content-Length over `limit` is refused before a byte is read. */

@@ -80,10 +80,7 @@ export async function healthRoutes(app: FastifyInstance, options: HealthOptions)
     if (options.isDraining?.()) return reply.code(503).send({ status: 'draining', failed: [], checks: {} });
     const results = await runChecks(options.checks, timeoutMs);
     const checks = Object.fromEntries(
-      results.map((r) => [
-        r.name,
-        r.ok ? { status: 'ok', ms: r.ms } : { status: 'failed', ms: r.ms, ...(options.exposeErrors ? { error: r.error } : {}) },
-      ]),
+      results.map((r) => [r.name, r.ok ? { status: 'ok', ms: r.ms } : { status: 'failed', ms: r.ms, ...(options.exposeErrors ? { error: r.error } : {}) }]),
     );
     const failed = results.filter((r) => !r.ok).map((r) => r.name);
     for (const r of results) if (!r.ok) request.log.warn({ check: r.name, error: r.error, ms: r.ms }, 'readiness check failed');

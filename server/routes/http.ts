@@ -45,7 +45,10 @@ export function chunkRange(request: FastifyRequest): ChunkRange | undefined {
 export function byteRange(request: FastifyRequest, size: number): { start: number; end: number } | undefined {
   const v = header(request, 'range');
   if (v === undefined) return undefined;
-  const unsatisfiable = () => new OciError('RANGE_INVALID', `Range ${JSON.stringify(v.slice(0, 60))} cannot be satisfied for ${size} bytes`, undefined, { 'Content-Range': `bytes */${size}` });
+  const unsatisfiable = () =>
+    new OciError('RANGE_INVALID', `Range ${JSON.stringify(v.slice(0, 60))} cannot be satisfied for ${size} bytes`, undefined, {
+      'Content-Range': `bytes */${size}`,
+    });
   const m = /^bytes=(\d{0,15})-(\d{0,15})$/.exec(v.trim());
   if (!m || (m[1] === '' && m[2] === '')) throw unsatisfiable();
   let start: number;
@@ -82,7 +85,8 @@ export function pageParams(request: FastifyRequest, max: number, fallback: numbe
   const nRaw = queryParam(request, 'n', 'PAGINATION_NUMBER_INVALID');
   let n = fallback;
   if (nRaw !== undefined) {
-    if (!/^\d{1,15}$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', `n must be a whole number from 0 to ${max}, got ${JSON.stringify(nRaw.slice(0, 40))}`);
+    if (!/^\d{1,15}$/.test(nRaw))
+      throw new OciError('PAGINATION_NUMBER_INVALID', `n must be a whole number from 0 to ${max}, got ${JSON.stringify(nRaw.slice(0, 40))}`);
     n = Number(nRaw);
     if (n > max) throw new OciError('PAGINATION_NUMBER_INVALID', `n must be at most ${max}, got ${n}`);
   }

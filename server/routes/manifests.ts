@@ -47,10 +47,10 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     const { name, reference } = parse(request);
     const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull'] }]);
     const record = await ctx.manifests.resolve(name, reference);
-    if (pull) ctx.emit({ action: 'pull', repository: name, digest: record.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
+    if (pull)
+      ctx.emit({ action: 'pull', repository: name, digest: record.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     return record;
   }
-
 
   app.head<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
     const record = await fetch(request, false);
@@ -89,9 +89,14 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     ctx.emit({ action: 'push', repository: name, digest: result.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     for (const tag of result.tags) {
       const previous = result.previousTags[tag];
-      if (previous !== undefined && previous !== result.digest) ctx.emit({ action: 'tag_moved', repository: name, tag, digest: result.digest, previousDigest: previous, principal, request });
+      if (previous !== undefined && previous !== result.digest)
+        ctx.emit({ action: 'tag_moved', repository: name, tag, digest: result.digest, previousDigest: previous, principal, request });
     }
-    reply.code(201).header('Location', `${repoPath(name)}/manifests/${result.digest}`).header('Docker-Content-Digest', result.digest).header('Content-Length', 0);
+    reply
+      .code(201)
+      .header('Location', `${repoPath(name)}/manifests/${result.digest}`)
+      .header('Docker-Content-Digest', result.digest)
+      .header('Content-Length', 0);
     if (result.subject) reply.header('OCI-Subject', result.subject);
     if (extraTags.length > 0) reply.header('OCI-Tag', result.tags);
     return reply.send();

@@ -61,7 +61,9 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     if (mount !== undefined) {
       // Without pull on `from` the mount quietly becomes an ordinary upload (202), as in distribution,
       // so a client is never challenged for a scope its push token cannot carry.
-      const link = await ctx.blobs.mount(name, mount, from, (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }));
+      const link = await ctx.blobs.mount(name, mount, from, (source) =>
+        ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }),
+      );
       if (link) {
         ctx.emit({ action: 'blob_mount', repository: name, digest: mount.value, principal, request });
         return created(reply, name, mount.value);
@@ -119,7 +121,12 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
   });
 
   // Ids spanning several segments (`../../etc`, `<uuid>/x`) match no session route; they name no upload either.
-  refuseDeeperPaths(app, { url: sessionPath, param: 'uuid', methods: ['GET', 'PATCH', 'PUT', 'DELETE'] }, assertUploadId, () => new OciError('BLOB_UPLOAD_UNKNOWN'));
+  refuseDeeperPaths(
+    app,
+    { url: sessionPath, param: 'uuid', methods: ['GET', 'PATCH', 'PUT', 'DELETE'] },
+    assertUploadId,
+    () => new OciError('BLOB_UPLOAD_UNKNOWN'),
+  );
 
   app.delete<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
     const { name, id } = ids(request);

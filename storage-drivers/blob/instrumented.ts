@@ -107,13 +107,7 @@ class InstrumentedDriver implements BlobDriver {
     return this.run('close', [], () => this.inner.close());
   }
 
-  private async run<T>(
-    op: string,
-    keys: string[],
-    fn: () => Promise<T>,
-    bytes?: () => number,
-    isForeign?: (err: unknown) => boolean,
-  ): Promise<T> {
+  private async run<T>(op: string, keys: string[], fn: () => Promise<T>, bytes?: () => number, isForeign?: (err: unknown) => boolean): Promise<T> {
     const started = performance.now();
     try {
       for (const key of keys) assertValidKey(key);
@@ -145,12 +139,7 @@ class InstrumentedDriver implements BlobDriver {
   }
 }
 
-type Runner = <T>(
-  op: string,
-  fn: () => Promise<T>,
-  bytes?: () => number,
-  isForeign?: (err: unknown) => boolean,
-) => Promise<T>;
+type Runner = <T>(op: string, fn: () => Promise<T>, bytes?: () => number, isForeign?: (err: unknown) => boolean) => Promise<T>;
 
 class InstrumentedWriter implements BlobWriter {
   constructor(

@@ -62,7 +62,8 @@ export class MemoryDriver implements BlobDriver {
     const resume = options.resume;
     let state = resume ? this.inProgress.get(key) : undefined;
     if (resume && (state || resume.size > 0)) {
-      if (!state || state.size < resume.size) throw new InProgressLostError(key, `holds ${state?.size ?? 0} of the ${resume.size} bytes its checkpoint records`);
+      if (!state || state.size < resume.size)
+        throw new InProgressLostError(key, `holds ${state?.size ?? 0} of the ${resume.size} bytes its checkpoint records`);
       if (state.size > resume.size) {
         // Bytes past the checkpoint were never acknowledged: drop them.
         const all = Buffer.concat(state.chunks, state.size).subarray(0, resume.size);

@@ -9,10 +9,7 @@ const PREFIX = /^([A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*)?$/;
 /** Presigned-URL redirects for blob GETs (the HTTP layer answers 307 when the driver gives a URL). */
 const redirectSchema = z
   .object({
-    enabled: z
-      .boolean()
-      .default(false)
-      .describe('Let blob GETs be redirected to presigned S3 URLs (also needs `storage.redirect`).'),
+    enabled: z.boolean().default(false).describe('Let blob GETs be redirected to presigned S3 URLs (also needs `storage.redirect`).'),
     expiresSeconds: z
       .number()
       .int()
@@ -20,12 +17,7 @@ const redirectSchema = z
       .max(7 * 24 * 3600)
       .default(1200)
       .describe('Lifetime of a presigned URL (at most 7 days; temporary credentials may end it sooner).'),
-    cacheSeconds: z
-      .number()
-      .int()
-      .min(0)
-      .optional()
-      .describe('How long one signed URL is reused; default: the lifetime minus a tenth (at least a minute).'),
+    cacheSeconds: z.number().int().min(0).optional().describe('How long one signed URL is reused; default: the lifetime minus a tenth (at least a minute).'),
   })
   .strict();
 
@@ -51,12 +43,8 @@ export const s3ConfigSchema = z
       .default('')
       .describe('Key prefix inside the bucket, without leading or trailing slash.'),
     sse: z.enum(['AES256', 'aws:kms']).optional().describe('Server-side encryption: SSE-S3 (AES256) or SSE-KMS (aws:kms).'),
-    kmsKeyId: z.string().min(1).optional().describe('KMS key for `sse: aws:kms` (default: the account\'s S3 key).'),
-    storageClass: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Storage class of finished objects; temporary upload objects keep the default class.'),
+    kmsKeyId: z.string().min(1).optional().describe("KMS key for `sse: aws:kms` (default: the account's S3 key)."),
+    storageClass: z.string().min(1).optional().describe('Storage class of finished objects; temporary upload objects keep the default class.'),
     requestTimeoutMs: z
       .number()
       .int()

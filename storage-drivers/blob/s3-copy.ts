@@ -1,10 +1,6 @@
 // Server-side copies of committed objects. S3 copies at most 5 GiB in one CopyObject; bigger objects
 // are copied as a multipart upload of UploadPartCopy ranges, so no byte passes through Berth.
-import {
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCopyCommand,
-} from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPartCopyCommand } from '@aws-sdk/client-s3';
 import { unavailable } from './s3-errors.js';
 import { type S3Context } from './s3-objects.js';
 import { abortUpload } from './s3-upload-state.js';
@@ -19,19 +15,11 @@ export function copySource(bucket: string, s3Key: string): string {
 }
 
 /** Copies `source` (of `size` bytes) to `target` in UploadPartCopy ranges of `rangeSize` at most. */
-export async function multipartCopy(
-  ctx: S3Context,
-  source: string,
-  target: string,
-  size: number,
-  rangeSize: number,
-): Promise<void> {
+export async function multipartCopy(ctx: S3Context, source: string, target: string, size: number, rangeSize: number): Promise<void> {
   const ranges = copyRanges(size, rangeSize, ctx.limits);
   let uploadId: string | undefined;
   try {
-    const created = await ctx.client.send(
-      new CreateMultipartUploadCommand({ Bucket: ctx.bucket, Key: target, ...ctx.objectParams }),
-    );
+    const created = await ctx.client.send(new CreateMultipartUploadCommand({ Bucket: ctx.bucket, Key: target, ...ctx.objectParams }));
     uploadId = created.UploadId;
     if (uploadId === undefined) throw new Error('no UploadId in the response');
     const parts: { PartNumber: number; ETag: string }[] = [];

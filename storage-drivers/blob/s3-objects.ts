@@ -78,9 +78,7 @@ export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promis
     batch = [];
     let out;
     try {
-      out = await ctx.client.send(
-        new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: objects, Quiet: true } }),
-      );
+      out = await ctx.client.send(new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: objects, Quiet: true } }));
     } catch (err) {
       throw unavailable('DeleteObjects', `${objects.length} keys`, err);
     }
@@ -110,12 +108,7 @@ export async function deletePrefix(ctx: S3Context, prefix: string, delimiter?: s
  * A body made of stored segments (read back from S3) followed by in-memory chunks, exactly `total`
  * bytes long. Built fresh per attempt because a stream cannot be rewound.
  */
-export function concatBody(
-  ctx: S3Context,
-  segments: readonly SegmentRecord[],
-  chunks: readonly Buffer[],
-  total: number,
-): Readable {
+export function concatBody(ctx: S3Context, segments: readonly SegmentRecord[], chunks: readonly Buffer[], total: number): Readable {
   async function* bytes(): AsyncGenerator<Buffer> {
     let sent = 0;
     const account = (length: number): void => {

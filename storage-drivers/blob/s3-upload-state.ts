@@ -90,4 +90,3 @@ async function multipartUploadsAt(ctx: S3Context, s3Key: string): Promise<string
     throw unavailable('ListMultipartUploads', ctx.bucket, err);
   }
 }
-

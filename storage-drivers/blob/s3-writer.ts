@@ -9,13 +9,7 @@
 // completes the multipart upload server-side (or, below one part, writes or copies a single object),
 // so a finished blob is never streamed back through Berth.
 import { addAbortSignal, type Readable } from 'node:stream';
-import {
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { copySource } from './s3-copy.js';
 import { partSizeFor } from './s3-parts.js';
 import { deleteKeys, deletePrefix, sendConcatenated, type S3Context } from './s3-objects.js';
@@ -352,9 +346,7 @@ export class S3Writer implements BlobWriter {
           Key: this.s3Key,
           UploadId: uploadId,
           MultipartUpload: {
-            Parts: [...parts]
-              .sort((a, b) => a.n - b.n)
-              .map((part) => ({ PartNumber: part.n, ETag: part.etag, ChecksumCRC32: part.crc32 })),
+            Parts: [...parts].sort((a, b) => a.n - b.n).map((part) => ({ PartNumber: part.n, ETag: part.etag, ChecksumCRC32: part.crc32 })),
           },
         }),
       );

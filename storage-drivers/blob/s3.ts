@@ -271,11 +271,9 @@ export class S3BlobDriver implements BlobDriver {
     const now = this.now();
     const cached = this.presigned.get(key);
     if (cached !== undefined && now < cached.reuseUntil) return cached.url;
-    const url = await getSignedUrl(
-      this.client,
-      new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key) }),
-      { expiresIn: expiresSeconds },
-    );
+    const url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key) }), {
+      expiresIn: expiresSeconds,
+    });
     // Default reuse window: the lifetime minus a margin (a tenth, at least a minute) for the client's fetch.
     const reuse = cacheSeconds ?? Math.max(0, expiresSeconds - Math.max(60, Math.ceil(expiresSeconds / 10)));
     this.presigned.delete(key);

@@ -130,14 +130,20 @@ export class InvalidKeyError extends BlobDriverError {
 }
 
 export class InvalidOffsetError extends BlobDriverError {
-  constructor(readonly key: string, readonly offset: number) {
+  constructor(
+    readonly key: string,
+    readonly offset: number,
+  ) {
     super(`invalid offset ${offset} for ${key}`);
   }
 }
 
 /** The in-progress object no longer holds the bytes its checkpoint records (swept, deleted, or cut short). */
 export class InProgressLostError extends BlobDriverError {
-  constructor(readonly key: string, detail: string) {
+  constructor(
+    readonly key: string,
+    detail: string,
+  ) {
     super(`in-progress object ${key} ${detail}`);
   }
 }

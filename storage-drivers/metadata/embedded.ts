@@ -131,8 +131,7 @@ export class EmbeddedStore implements MetadataStore {
     this.minFreeBytes = options.minFreeBytes ?? 1024 * 1024;
     try {
       this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 16, keyEncoding: 'binary', encoding: 'json' });
-      const sub = <V>(name: string): Db<V> =>
-        this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
+      const sub = <V>(name: string): Db<V> => this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
       this.tagLists = sub('tagLists');

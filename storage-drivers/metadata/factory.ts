@@ -14,10 +14,7 @@ export interface MetadataStoreConfig {
  * connection but returns the store either way: calls fail with MetadataUnavailableError (503, /readyz
  * not ready) until Redis answers, and the client keeps reconnecting by itself.
  */
-export async function createMetadataStore(
-  config: MetadataStoreConfig,
-  paths: { metadataPath: string },
-): Promise<MetadataStore> {
+export async function createMetadataStore(config: MetadataStoreConfig, paths: { metadataPath: string }): Promise<MetadataStore> {
   switch (config.store) {
     case 'embedded':
       return new EmbeddedStore({ path: paths.metadataPath });

@@ -72,4 +72,3 @@ export function createRedisClient(config: RedisStoreOptions): RedisClient {
   }
   return new Redis(config.url ?? 'redis://127.0.0.1:6379', common);
 }
-

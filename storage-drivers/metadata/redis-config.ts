@@ -1,12 +1,8 @@
 import { z } from 'zod';
 
-const redisUrl = z
-  .string()
-  .regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL');
+const redisUrl = z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL');
 
-const hostPort = z
-  .object({ host: z.string().min(1), port: z.number().int().min(1).max(65535).default(26379) })
-  .strict();
+const hostPort = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535).default(26379) }).strict();
 
 /**
  * Redis metadata settings. Exactly one way to reach Redis: `url` (a single server), `sentinel`
@@ -47,18 +43,8 @@ export const redisConfigSchema = z
       .object({ nodes: z.array(redisUrl).min(1).describe('Seed node URLs of the Redis Cluster.') })
       .strict()
       .optional(),
-    commandTimeoutMs: z
-      .number()
-      .int()
-      .min(1)
-      .default(2000)
-      .describe('A command not answered within this time fails (503) instead of hanging.'),
-    connectTimeoutMs: z
-      .number()
-      .int()
-      .min(1)
-      .default(5000)
-      .describe('Bound on opening a connection, and on how long start-up waits for the first one.'),
+    commandTimeoutMs: z.number().int().min(1).default(2000).describe('A command not answered within this time fails (503) instead of hanging.'),
+    connectTimeoutMs: z.number().int().min(1).default(5000).describe('Bound on opening a connection, and on how long start-up waits for the first one.'),
   })
   .strict()
   .superRefine((value, ctx) => {

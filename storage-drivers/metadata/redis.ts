@@ -192,12 +192,7 @@ export class RedisStore implements MetadataStore {
     return this.run('linkBlob', async () => {
       await this.client.zadd(this.catalogKey(), 0, repo);
       await this.client.zadd(this.blobReposKey(link.digest), 0, repo);
-      await this.exec(
-        this.client
-          .multi()
-          .hset(this.repoKey(repo, 'blobs'), link.digest, String(link.size))
-          .set(this.repoKey(repo, 'exists'), '1'),
-      );
+      await this.exec(this.client.multi().hset(this.repoKey(repo, 'blobs'), link.digest, String(link.size)).set(this.repoKey(repo, 'exists'), '1'));
     });
   }
 

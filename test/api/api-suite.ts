@@ -58,7 +58,11 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       const chunk = 1024 * 1024;
       for (let off = 0; off < b.size; off += chunk) {
         const part = b.data.subarray(off, Math.min(off + chunk, b.size));
-        const res = await c.fetch(location, { method: 'PATCH', body: part, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${off}-${off + part.length - 1}` } });
+        const res = await c.fetch(location, {
+          method: 'PATCH',
+          body: part,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${off}-${off + part.length - 1}` },
+        });
         assert.equal(res.status, 202, await res.text());
         assert.equal(res.headers.get('range'), `0-${off + part.length - 1}`);
         location = res.headers.get('location') as string;
@@ -85,7 +89,11 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       const patch = await c.fetch(location, { method: 'PATCH', body: first });
       assert.equal(patch.status, 202);
       assert.equal(patch.headers.get('range'), '0-299999');
-      const put = await c.fetch(`${patch.headers.get('location')}?digest=${b.digest}`, { method: 'PUT', body: b.data.subarray(300_000), headers: { 'Content-Type': 'application/octet-stream' } });
+      const put = await c.fetch(`${patch.headers.get('location')}?digest=${b.digest}`, {
+        method: 'PUT',
+        body: b.data.subarray(300_000),
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
       assert.equal(put.status, 201, await put.text());
       const head = await c.fetch(`/v2/streamed/app/blobs/${b.digest}`, { method: 'HEAD' });
       assert.equal(head.headers.get('content-length'), String(b.size));
@@ -181,10 +189,15 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
 
     it('pushes one manifest under several tags with OCI-Tag headers', async () => {
       const img = await c.pushImage('multi/app', 'first');
-      const res = await c.fetch(`/v2/multi/app/manifests/${img.manifest.digest}?tag=x&tag=y&tag=z`, { method: 'PUT', body: img.manifest.data, headers: { 'Content-Type': OCI_MANIFEST } });
+      const res = await c.fetch(`/v2/multi/app/manifests/${img.manifest.digest}?tag=x&tag=y&tag=z`, {
+        method: 'PUT',
+        body: img.manifest.data,
+        headers: { 'Content-Type': OCI_MANIFEST },
+      });
       assert.equal(res.status, 201);
       assert.deepEqual(res.headers.get('oci-tag')?.split(', ').sort(), ['x', 'y', 'z']);
-      for (const t of ['x', 'y', 'z']) assert.equal((await c.fetch(`/v2/multi/app/manifests/${t}`, { method: 'HEAD' })).headers.get('docker-content-digest'), img.manifest.digest);
+      for (const t of ['x', 'y', 'z'])
+        assert.equal((await c.fetch(`/v2/multi/app/manifests/${t}`, { method: 'HEAD' })).headers.get('docker-content-digest'), img.manifest.digest);
     });
 
     it('lists tags in order with n/last paging and a Link header', async () => {
@@ -211,7 +224,10 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       await c.pushImage('cat/b', 'v');
       const all = (await (await c.fetch('/v2/_catalog?n=1000')).json()) as { repositories: string[] };
       assert.ok(all.repositories.includes('cat/a') && all.repositories.includes('cat/b'));
-      assert.deepEqual([...all.repositories].sort((x, y) => (x < y ? -1 : 1)), all.repositories);
+      assert.deepEqual(
+        [...all.repositories].sort((x, y) => (x < y ? -1 : 1)),
+        all.repositories,
+      );
       const first = await c.fetch('/v2/_catalog?n=1');
       assert.match(first.headers.get('link') ?? '', /rel="next"/);
     });
@@ -269,9 +285,26 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       for (const b of [config, layer]) await c.pushBlob('docker/app', b);
       const DOCKER = 'application/vnd.docker.distribution.manifest.v2+json';
       const LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
-      const manifest = blob(JSON.stringify({ schemaVersion: 2, mediaType: DOCKER, config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.size, digest: config.digest }, layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.zstd', size: layer.size, digest: layer.digest }] }, null, 3));
+      const manifest = blob(
+        JSON.stringify(
+          {
+            schemaVersion: 2,
+            mediaType: DOCKER,
+            config: { mediaType: 'application/vnd.docker.container.image.v1+json', size: config.size, digest: config.digest },
+            layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.zstd', size: layer.size, digest: layer.digest }],
+          },
+          null,
+          3,
+        ),
+      );
       await c.pushManifest('docker/app', 'arm64', manifest, DOCKER);
-      const list = blob(JSON.stringify({ schemaVersion: 2, mediaType: LIST, manifests: [{ mediaType: DOCKER, size: manifest.size, digest: manifest.digest, platform: { architecture: 'arm64', os: 'linux' } }] }));
+      const list = blob(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: LIST,
+          manifests: [{ mediaType: DOCKER, size: manifest.size, digest: manifest.digest, platform: { architecture: 'arm64', os: 'linux' } }],
+        }),
+      );
       await c.pushManifest('docker/app', 'latest', list, LIST);
       const get = await c.fetch('/v2/docker/app/manifests/latest');
       assert.equal(get.headers.get('content-type'), LIST);
@@ -285,7 +318,9 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
     it('lets concurrent pushes of one blob all succeed with one stored copy', async () => {
       const b = randomBlob(300_000);
       const results = await Promise.all(
-        ['same/a', 'same/a', 'same/b', 'same/c', 'same/b'].map((repo) => c.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data }).then((r) => r.status)),
+        ['same/a', 'same/a', 'same/b', 'same/c', 'same/b'].map((repo) =>
+          c.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data }).then((r) => r.status),
+        ),
       );
       assert.deepEqual(results, [201, 201, 201, 201, 201]);
       const copies: string[] = [];
@@ -300,8 +335,15 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
     it('resolves concurrent writes to one tag to exactly one of them', async () => {
       const images = [];
       for (let i = 0; i < 6; i++) images.push(await c.pushImage('race/app', `base-${i}`));
-      const statuses = await Promise.all(images.map((img) => c.fetch('/v2/race/app/manifests/latest', { method: 'PUT', body: img.manifest.data, headers: { 'Content-Type': OCI_MANIFEST } }).then((r) => r.status)));
-      assert.deepEqual(statuses, images.map(() => 201));
+      const statuses = await Promise.all(
+        images.map((img) =>
+          c.fetch('/v2/race/app/manifests/latest', { method: 'PUT', body: img.manifest.data, headers: { 'Content-Type': OCI_MANIFEST } }).then((r) => r.status),
+        ),
+      );
+      assert.deepEqual(
+        statuses,
+        images.map(() => 201),
+      );
       const get = await c.fetch('/v2/race/app/manifests/latest');
       const bytes = Buffer.from(await get.arrayBuffer());
       const digest = get.headers.get('docker-content-digest');
@@ -315,7 +357,11 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
       try {
         const rc = new RegistryClient(ro.url);
         assert.equal((await rc.fetch('/v2/ro/app/manifests/v1')).status, 200);
-        for (const [method, path] of [['POST', '/v2/ro/app/blobs/uploads/'], ['PUT', '/v2/ro/app/manifests/v2'], ['DELETE', `/v2/ro/app/manifests/${img.manifest.digest}`]] as const) {
+        for (const [method, path] of [
+          ['POST', '/v2/ro/app/blobs/uploads/'],
+          ['PUT', '/v2/ro/app/manifests/v2'],
+          ['DELETE', `/v2/ro/app/manifests/${img.manifest.digest}`],
+        ] as const) {
           const res = await rc.fetch(path, { method, ...(method === 'PUT' ? { body: img.manifest.data } : {}), headers: { 'Content-Type': OCI_MANIFEST } });
           assert.equal(res.status, 405, `${method} ${path}`);
           const body = (await res.json()) as { errors: Array<{ code: string; message: string }> };
@@ -330,18 +376,27 @@ export function runApiSuite(name: string, options: () => Promise<TestRegistryOpt
     it('accepts a manifest whose subject does not exist, and an index of pushed manifests', async () => {
       const img = await c.pushImage('idx/app', 'amd64');
       const img2 = await c.pushImage('idx/app', 'arm64');
-      const index = blob(JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_INDEX,
-        manifests: [img, img2].map((i, n) => ({ mediaType: OCI_MANIFEST, digest: i.manifest.digest, size: i.manifest.size, platform: { os: 'linux', architecture: n ? 'arm64' : 'amd64' } })),
-      }));
+      const index = blob(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: [img, img2].map((i, n) => ({
+            mediaType: OCI_MANIFEST,
+            digest: i.manifest.digest,
+            size: i.manifest.size,
+            platform: { os: 'linux', architecture: n ? 'arm64' : 'amd64' },
+          })),
+        }),
+      );
       await c.pushManifest('idx/app', 'multi', index, OCI_INDEX);
       const get = await c.fetch('/v2/idx/app/manifests/multi');
       assert.equal(get.headers.get('content-type'), OCI_INDEX);
       const dangling = imageManifest(img.config, img.layers, { subject: { mediaType: OCI_MANIFEST, digest: sha256('absent'), size: 1 } });
       const res = await c.pushManifest('idx/app', dangling.digest, dangling);
       assert.equal(res.headers.get('oci-subject'), sha256('absent'));
-      const badIndex = blob(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: sha256('nope'), size: 3 }] }));
+      const badIndex = blob(
+        JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: sha256('nope'), size: 3 }] }),
+      );
       const bad = await c.fetch('/v2/idx/app/manifests/bad', { method: 'PUT', body: badIndex.data, headers: { 'Content-Type': OCI_INDEX } });
       assert.equal(bad.status, 400);
     });

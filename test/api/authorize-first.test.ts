@@ -32,7 +32,9 @@ describe('auth on: a body is read only after access is granted', () => {
     auth = await createAuth({ ...baseConfig, enabled: true }, { dataDir: work, log: { info() {}, warn() {}, error() {} } });
     reg = await startTestRegistry({ deps: { authorizer: auth.authorizer, plugins: async (app) => app.register(auth.tokenRoutes) } });
     const q = new URLSearchParams({ service: 'berth', scope: 'repository:alice/app:pull,push,delete' });
-    const res = await fetch(`${reg.url}/auth/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`alice:${PASSWORDS.alice}`).toString('base64')}` } });
+    const res = await fetch(`${reg.url}/auth/token?${q}`, {
+      headers: { authorization: `Basic ${Buffer.from(`alice:${PASSWORDS.alice}`).toString('base64')}` },
+    });
     assert.equal(res.status, 200);
     token = ((await res.json()) as { token: string }).token;
   });
@@ -76,7 +78,12 @@ describe('auth on: a body is read only after access is granted', () => {
   it('with Expect: 100-continue, asks an admitted client for the body once access is granted', async () => {
     const conn = await RawConnection.open(reg.url);
     try {
-      await conn.sendHead('PUT', '/v2/alice/app/manifests/empty', { Authorization: `Bearer ${token}`, 'Content-Type': OCI_INDEX, 'Content-Length': String(emptyIndex.size), Expect: '100-continue' });
+      await conn.sendHead('PUT', '/v2/alice/app/manifests/empty', {
+        Authorization: `Bearer ${token}`,
+        'Content-Type': OCI_INDEX,
+        'Content-Length': String(emptyIndex.size),
+        Expect: '100-continue',
+      });
       assert.equal(await conn.nextInterim(), 100);
       await conn.sendBody(emptyIndex.data as Buffer);
       const res = await conn.nextResponse('PUT');
@@ -90,7 +97,11 @@ describe('auth on: a body is read only after access is granted', () => {
   it('with Expect: 100-continue, an anonymous monolithic blob upload is refused without a 100 either', async () => {
     const conn = await RawConnection.open(reg.url);
     try {
-      await conn.sendHead('POST', `/v2/alice/app/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(4 * MiB), Expect: '100-continue' });
+      await conn.sendHead('POST', `/v2/alice/app/blobs/uploads/?digest=sha256:${'0'.repeat(64)}`, {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': String(4 * MiB),
+        Expect: '100-continue',
+      });
       const res = await conn.nextResponse('POST', 5000);
       assert.deepEqual(res.interim, []);
       assert.equal(res.status, 401);

@@ -34,7 +34,10 @@ const manifest = imageManifest(config, [layer]);
 const otherBlob = blob('only in fixture/other');
 export const payload = blob('some bytes that are never stored');
 
-function manifestJson(extra: Record<string, unknown> = {}, layers: unknown = [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size }]): string {
+function manifestJson(
+  extra: Record<string, unknown> = {},
+  layers: unknown = [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size }],
+): string {
   return JSON.stringify({
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -82,23 +85,59 @@ function nameCases(): Case[] {
     ['the internal rewrite prefix', '_r/x'],
     ['an underscore start', '_a'],
   ];
-  const cases: Case[] = bad.map(([what, name]) => ({ name: `name with ${what}: tags list`, method: 'GET', path: `/v2/${name}/tags/list`, status: 400, code: 'NAME_INVALID' }));
+  const cases: Case[] = bad.map(([what, name]) => ({
+    name: `name with ${what}: tags list`,
+    method: 'GET',
+    path: `/v2/${name}/tags/list`,
+    status: 400,
+    code: 'NAME_INVALID',
+  }));
   cases.push(
     { name: 'upper-case name: manifest GET', method: 'GET', path: '/v2/Bad/manifests/v1', status: 400, code: 'NAME_INVALID' },
-    { name: 'upper-case name: manifest PUT', method: 'PUT', path: '/v2/Bad/manifests/v1', headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'NAME_INVALID' },
+    {
+      name: 'upper-case name: manifest PUT',
+      method: 'PUT',
+      path: '/v2/Bad/manifests/v1',
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'NAME_INVALID',
+    },
     { name: '.. name: manifest DELETE', method: 'DELETE', path: `/v2/a/../b/manifests/${manifest.digest}`, status: 400, code: 'NAME_INVALID' },
     { name: 'upper-case name: blob GET', method: 'GET', path: `/v2/Bad/blobs/${layer.digest}`, status: 400, code: 'NAME_INVALID' },
     { name: 'upper-case name: blob HEAD', method: 'HEAD', path: `/v2/Bad/blobs/${layer.digest}`, status: 400, code: 'NAME_INVALID' },
     { name: 'upper-case name: upload POST', method: 'POST', path: '/v2/UPPER/blobs/uploads/', status: 400, code: 'NAME_INVALID' },
-    { name: '// name: monolithic upload', method: 'POST', path: `/v2/a//b/blobs/uploads/?digest=${payload.digest}`, headers: octet, body: payload.data, status: 400, code: 'NAME_INVALID' },
-    { name: 'invalid mount source', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?mount=${layer.digest}&from=Bad..name`, status: 400, code: 'NAME_INVALID' },
+    {
+      name: '// name: monolithic upload',
+      method: 'POST',
+      path: `/v2/a//b/blobs/uploads/?digest=${payload.digest}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'NAME_INVALID',
+    },
+    {
+      name: 'invalid mount source',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?mount=${layer.digest}&from=Bad..name`,
+      status: 400,
+      code: 'NAME_INVALID',
+    },
     { name: 'upper-case name: referrers', method: 'GET', path: `/v2/Bad/referrers/${manifest.digest}`, status: 400, code: 'NAME_INVALID' },
   );
   return cases;
 }
 
 function tagCases(): Case[] {
-  const put = (name: string, tag: string): Case => ({ name, method: 'PUT', path: `/v2/${REPO}/manifests/${tag}`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' });
+  const put = (name: string, tag: string): Case => ({
+    name,
+    method: 'PUT',
+    path: `/v2/${REPO}/manifests/${tag}`,
+    headers: ct(OCI_MANIFEST),
+    body: manifest.data,
+    status: 400,
+    code: 'TAG_INVALID',
+  });
   return [
     put('tag of 129 characters', 'a'.repeat(129)),
     put('tag starting with .', '.hidden'),
@@ -113,13 +152,61 @@ function tagCases(): Case[] {
     { name: 'GET of a tag starting with .', method: 'GET', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'HEAD of a tag starting with .', method: 'HEAD', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'GET of a reference with a slash', method: 'GET', path: `/v2/${REPO}/manifests/v1/extra`, status: 404, code: 'MANIFEST_UNKNOWN' },
-    { name: 'PUT of a tag starting with . (.INVALID_MANIFEST_NAME)', method: 'PUT', path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
-    { name: 'PUT of a reference with a slash', method: 'PUT', path: `/v2/${REPO}/manifests/a/b`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
+    {
+      name: 'PUT of a tag starting with . (.INVALID_MANIFEST_NAME)',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/.INVALID_MANIFEST_NAME`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
+    {
+      name: 'PUT of a reference with a slash',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/a/b`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
     { name: 'DELETE of a tag of 200 characters', method: 'DELETE', path: `/v2/${REPO}/manifests/${'b'.repeat(200)}`, status: 400, code: 'TAG_INVALID' },
-    { name: '?tag= starting with .', method: 'PUT', path: `/v2/${REPO}/manifests/${manifest.digest}?tag=.bad`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
-    { name: '?tag= too long after a good one', method: 'PUT', path: `/v2/${REPO}/manifests/${manifest.digest}?tag=ok&tag=${'c'.repeat(129)}`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
-    { name: '?tag= with a tag reference', method: 'PUT', path: `/v2/${REPO}/manifests/v2?tag=v3`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
-    { name: '101 ?tag= values', method: 'PUT', path: `/v2/${REPO}/manifests/${manifest.digest}?${Array.from({ length: 101 }, (_, i) => `tag=t${i}`).join('&')}`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'TAG_INVALID' },
+    {
+      name: '?tag= starting with .',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/${manifest.digest}?tag=.bad`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
+    {
+      name: '?tag= too long after a good one',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/${manifest.digest}?tag=ok&tag=${'c'.repeat(129)}`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
+    {
+      name: '?tag= with a tag reference',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/v2?tag=v3`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
+    {
+      name: '101 ?tag= values',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/${manifest.digest}?${Array.from({ length: 101 }, (_, i) => `tag=t${i}`).join('&')}`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'TAG_INVALID',
+    },
   ];
 }
 
@@ -135,46 +222,226 @@ function digestCases(): Case[] {
     ['no algorithm', `:${'a'.repeat(64)}`],
     ['non-hex digits', `sha256:${'g'.repeat(64)}`],
   ];
-  const cases: Case[] = malformed.map(([what, d]) => ({ name: `blob GET with ${what} digest`, method: 'GET', path: `/v2/${REPO}/blobs/${d}`, status: 400, code: 'DIGEST_INVALID' }));
+  const cases: Case[] = malformed.map(([what, d]) => ({
+    name: `blob GET with ${what} digest`,
+    method: 'GET',
+    path: `/v2/${REPO}/blobs/${d}`,
+    status: 400,
+    code: 'DIGEST_INVALID',
+  }));
   cases.push(
-    { name: 'blob GET with a digest followed by a segment', method: 'GET', path: `/v2/${REPO}/blobs/${layer.digest}/extra`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'blob DELETE with a traversal after the digest', method: 'DELETE', path: `/v2/${REPO}/blobs/sha256:abc/../../x`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'manifest GET with a digest followed by a segment', method: 'GET', path: `/v2/${REPO}/manifests/${manifest.digest}/x`, status: 400, code: 'DIGEST_INVALID' },
+    {
+      name: 'blob GET with a digest followed by a segment',
+      method: 'GET',
+      path: `/v2/${REPO}/blobs/${layer.digest}/extra`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'blob DELETE with a traversal after the digest',
+      method: 'DELETE',
+      path: `/v2/${REPO}/blobs/sha256:abc/../../x`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'manifest GET with a digest followed by a segment',
+      method: 'GET',
+      path: `/v2/${REPO}/manifests/${manifest.digest}/x`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
     { name: 'blob HEAD with md5 digest', method: 'HEAD', path: `/v2/${REPO}/blobs/md5:d41d8cd98f00b204e9800998ecf8427e`, status: 400, code: 'DIGEST_INVALID' },
     { name: 'blob DELETE with short digest', method: 'DELETE', path: `/v2/${REPO}/blobs/sha256:abc`, status: 400, code: 'DIGEST_INVALID' },
     { name: 'manifest GET with short digest', method: 'GET', path: `/v2/${REPO}/manifests/sha256:abc`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'manifest GET with md5 digest', method: 'GET', path: `/v2/${REPO}/manifests/md5:d41d8cd98f00b204e9800998ecf8427e`, status: 400, code: 'DIGEST_INVALID' },
+    {
+      name: 'manifest GET with md5 digest',
+      method: 'GET',
+      path: `/v2/${REPO}/manifests/md5:d41d8cd98f00b204e9800998ecf8427e`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
     { name: 'referrers of a short digest', method: 'GET', path: `/v2/${REPO}/referrers/sha256:abc`, status: 400, code: 'DIGEST_INVALID' },
     { name: 'referrers of a tag', method: 'GET', path: `/v2/${REPO}/referrers/latest`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'monolithic POST with md5 digest', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=md5:d41d8cd98f00b204e9800998ecf8427e`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'monolithic POST with short digest', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=sha256:abc`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'monolithic POST with the digest of other bytes', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${sha256('other')}`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'monolithic POST with a wrong sha512', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${sha512('other')}`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'monolithic POST with two digests', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}&digest=${payload.digest}`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'mount of a malformed digest', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?mount=sha256:abc&from=${OTHER}`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'upload PUT with a malformed digest', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=sha256:abc`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'upload PUT without a digest', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'upload PUT with the digest of other bytes', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${sha256('other')}`, headers: octet, body: payload.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'empty upload PUT with a non-empty digest', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'manifest PUT by the wrong digest', method: 'PUT', path: `/v2/${REPO}/manifests/${sha256('other')}`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'DIGEST_INVALID' },
-    { name: 'manifest PUT by the wrong sha512', method: 'PUT', path: `/v2/${REPO}/manifests/${sha512('other')}`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'DIGEST_INVALID' },
+    {
+      name: 'monolithic POST with md5 digest',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=md5:d41d8cd98f00b204e9800998ecf8427e`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'monolithic POST with short digest',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=sha256:abc`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'monolithic POST with the digest of other bytes',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=${sha256('other')}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'monolithic POST with a wrong sha512',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=${sha512('other')}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'monolithic POST with two digests',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}&digest=${payload.digest}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'mount of a malformed digest',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?mount=sha256:abc&from=${OTHER}`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'upload PUT with a malformed digest',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=sha256:abc`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'upload PUT without a digest',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'upload PUT with the digest of other bytes',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${sha256('other')}`,
+      headers: octet,
+      body: payload.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'empty upload PUT with a non-empty digest',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'manifest PUT by the wrong digest',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/${sha256('other')}`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
+    {
+      name: 'manifest PUT by the wrong sha512',
+      method: 'PUT',
+      path: `/v2/${REPO}/manifests/${sha512('other')}`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'DIGEST_INVALID',
+    },
   );
   return cases;
 }
 
 function lengthCases(): Case[] {
   return [
-    { name: 'monolithic POST with Content-Length past 2^53', method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`, headers: { ...octet, 'Content-Length': '9999999999999999' }, body: payload.data, status: 400, code: 'SIZE_INVALID' },
-    { name: 'PATCH whose Content-Range and Content-Length disagree', method: 'PATCH', path: `/v2/${REPO}/blobs/uploads/{upload}`, headers: { ...octet, 'Content-Range': '0-99' }, body: payload.data, status: 416, code: 'RANGE_INVALID' },
-    { name: 'chunked PATCH shorter than its Content-Range', method: 'PATCH', path: `/v2/${REPO}/blobs/uploads/{upload}`, headers: { ...octet, 'Content-Range': '0-99' }, body: Buffer.alloc(10), chunked: true, status: 400, code: 'SIZE_INVALID' },
-    { name: 'chunked PATCH longer than its Content-Range', method: 'PATCH', path: `/v2/${REPO}/blobs/uploads/{upload}`, headers: { ...octet, 'Content-Range': '0-4' }, body: Buffer.alloc(10), chunked: true, status: 400, code: 'SIZE_INVALID' },
-    { name: 'chunked PUT longer than its Content-Range', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`, headers: { ...octet, 'Content-Range': '0-4' }, body: payload.data, chunked: true, status: 400, code: 'SIZE_INVALID' },
+    {
+      name: 'monolithic POST with Content-Length past 2^53',
+      method: 'POST',
+      path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`,
+      headers: { ...octet, 'Content-Length': '9999999999999999' },
+      body: payload.data,
+      status: 400,
+      code: 'SIZE_INVALID',
+    },
+    {
+      name: 'PATCH whose Content-Range and Content-Length disagree',
+      method: 'PATCH',
+      path: `/v2/${REPO}/blobs/uploads/{upload}`,
+      headers: { ...octet, 'Content-Range': '0-99' },
+      body: payload.data,
+      status: 416,
+      code: 'RANGE_INVALID',
+    },
+    {
+      name: 'chunked PATCH shorter than its Content-Range',
+      method: 'PATCH',
+      path: `/v2/${REPO}/blobs/uploads/{upload}`,
+      headers: { ...octet, 'Content-Range': '0-99' },
+      body: Buffer.alloc(10),
+      chunked: true,
+      status: 400,
+      code: 'SIZE_INVALID',
+    },
+    {
+      name: 'chunked PATCH longer than its Content-Range',
+      method: 'PATCH',
+      path: `/v2/${REPO}/blobs/uploads/{upload}`,
+      headers: { ...octet, 'Content-Range': '0-4' },
+      body: Buffer.alloc(10),
+      chunked: true,
+      status: 400,
+      code: 'SIZE_INVALID',
+    },
+    {
+      name: 'chunked PUT longer than its Content-Range',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`,
+      headers: { ...octet, 'Content-Range': '0-4' },
+      body: payload.data,
+      chunked: true,
+      status: 400,
+      code: 'SIZE_INVALID',
+    },
   ];
 }
 
 function rangeCases(): Case[] {
-  const get = (what: string, range: string): Case => ({ name: `blob GET with Range ${what}`, method: 'GET', path: `/v2/${REPO}/blobs/${layer.digest}`, headers: { Range: range }, status: 416, code: 'RANGE_INVALID' });
-  const patch = (what: string, range: string): Case => ({ name: `PATCH with Content-Range ${what}`, method: 'PATCH', path: `/v2/${REPO}/blobs/uploads/{upload}`, headers: { ...octet, 'Content-Range': range }, body: Buffer.alloc(10), status: 416, code: 'RANGE_INVALID' });
+  const get = (what: string, range: string): Case => ({
+    name: `blob GET with Range ${what}`,
+    method: 'GET',
+    path: `/v2/${REPO}/blobs/${layer.digest}`,
+    headers: { Range: range },
+    status: 416,
+    code: 'RANGE_INVALID',
+  });
+  const patch = (what: string, range: string): Case => ({
+    name: `PATCH with Content-Range ${what}`,
+    method: 'PATCH',
+    path: `/v2/${REPO}/blobs/uploads/{upload}`,
+    headers: { ...octet, 'Content-Range': range },
+    body: Buffer.alloc(10),
+    status: 416,
+    code: 'RANGE_INVALID',
+  });
   return [
     get('of letters', 'bytes=abc-def'),
     get('without numbers', 'bytes=-'),
@@ -194,8 +461,24 @@ function rangeCases(): Case[] {
     patch('not at the offset', '10-19'),
     patch('with a garbage total', '0-9/abc'),
     patch('in another unit', 'items 0-9'),
-    { name: 'upload PUT with Content-Range not at the offset', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`, headers: { ...octet, 'Content-Range': `5-${payload.size + 4}` }, body: payload.data, status: 416, code: 'RANGE_INVALID' },
-    { name: 'upload PUT with garbage Content-Range', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`, headers: { ...octet, 'Content-Range': 'x-y' }, body: payload.data, status: 416, code: 'RANGE_INVALID' },
+    {
+      name: 'upload PUT with Content-Range not at the offset',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`,
+      headers: { ...octet, 'Content-Range': `5-${payload.size + 4}` },
+      body: payload.data,
+      status: 416,
+      code: 'RANGE_INVALID',
+    },
+    {
+      name: 'upload PUT with garbage Content-Range',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`,
+      headers: { ...octet, 'Content-Range': 'x-y' },
+      body: payload.data,
+      status: 416,
+      code: 'RANGE_INVALID',
+    },
   ];
 }
 
@@ -223,13 +506,35 @@ function paginationCases(): Case[] {
 
 function uploadIdCases(): Case[] {
   const id = randomUUID();
-  const session = (what: string, uuid: string, method = 'GET'): Case => ({ name: `upload ${method} of ${what}`, method, path: `/v2/${REPO}/blobs/uploads/${uuid}`, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
+  const session = (what: string, uuid: string, method = 'GET'): Case => ({
+    name: `upload ${method} of ${what}`,
+    method,
+    path: `/v2/${REPO}/blobs/uploads/${uuid}`,
+    status: 404,
+    code: 'BLOB_UPLOAD_UNKNOWN',
+  });
   return [
     session('a non-UUID id', 'not-a-uuid'),
     session('a random UUID', id),
     session('a random UUID', id, 'DELETE'),
-    { name: 'PATCH of a random UUID', method: 'PATCH', path: `/v2/${REPO}/blobs/uploads/${id}`, headers: octet, body: payload.data, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
-    { name: 'PUT of a random UUID', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/${id}?digest=${payload.digest}`, headers: octet, body: payload.data, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
+    {
+      name: 'PATCH of a random UUID',
+      method: 'PATCH',
+      path: `/v2/${REPO}/blobs/uploads/${id}`,
+      headers: octet,
+      body: payload.data,
+      status: 404,
+      code: 'BLOB_UPLOAD_UNKNOWN',
+    },
+    {
+      name: 'PUT of a random UUID',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/${id}?digest=${payload.digest}`,
+      headers: octet,
+      body: payload.data,
+      status: 404,
+      code: 'BLOB_UPLOAD_UNKNOWN',
+    },
     session('an upper-case UUID', id.toUpperCase()),
     session('an encoded ..', '%2e%2e'),
     session('an encoded ../../etc', '..%2F..%2Fetc'),
@@ -239,15 +544,47 @@ function uploadIdCases(): Case[] {
     session('an id with a trailing segment', `${id}/extra`),
     session('an id with a trailing segment', `${id}/extra`, 'DELETE'),
     session('no id', ''),
-    { name: 'upload PUT of no id', method: 'PUT', path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`, headers: octet, body: payload.data, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
-    { name: 'upload GET of a session from another repository', method: 'GET', path: `/v2/${OTHER}/blobs/uploads/{upload}`, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
-    { name: 'upload PUT of a session from another repository', method: 'PUT', path: `/v2/${OTHER}/blobs/uploads/{upload}?digest=${payload.digest}`, headers: octet, body: payload.data, status: 404, code: 'BLOB_UPLOAD_UNKNOWN' },
+    {
+      name: 'upload PUT of no id',
+      method: 'PUT',
+      path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`,
+      headers: octet,
+      body: payload.data,
+      status: 404,
+      code: 'BLOB_UPLOAD_UNKNOWN',
+    },
+    {
+      name: 'upload GET of a session from another repository',
+      method: 'GET',
+      path: `/v2/${OTHER}/blobs/uploads/{upload}`,
+      status: 404,
+      code: 'BLOB_UPLOAD_UNKNOWN',
+    },
+    {
+      name: 'upload PUT of a session from another repository',
+      method: 'PUT',
+      path: `/v2/${OTHER}/blobs/uploads/{upload}?digest=${payload.digest}`,
+      headers: octet,
+      body: payload.data,
+      status: 404,
+      code: 'BLOB_UPLOAD_UNKNOWN',
+    },
   ];
 }
 
 function manifestCases(): Case[] {
-  const put = (name: string, body: Buffer | string, type = OCI_MANIFEST, code = 'MANIFEST_INVALID', status = 400): Case => ({ name: `manifest PUT: ${name}`, method: 'PUT', path: `/v2/${REPO}/manifests/broken`, headers: ct(type), body, status, code });
-  const desc = (fields: Record<string, unknown>) => [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size, ...fields }];
+  const put = (name: string, body: Buffer | string, type = OCI_MANIFEST, code = 'MANIFEST_INVALID', status = 400): Case => ({
+    name: `manifest PUT: ${name}`,
+    method: 'PUT',
+    path: `/v2/${REPO}/manifests/broken`,
+    headers: ct(type),
+    body,
+    status,
+    code,
+  });
+  const desc = (fields: Record<string, unknown>) => [
+    { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.size, ...fields },
+  ];
   const good = manifestJson();
   return [
     put('not JSON', 'hello'),
@@ -278,7 +615,11 @@ function manifestCases(): Case[] {
     put('annotations not strings', manifestJson({ annotations: { a: 1 } })),
     put('a subject with a bad digest', manifestJson({ subject: { mediaType: OCI_MANIFEST, digest: 'sha256:1', size: 2 } })),
     put('an index whose manifests is not an array', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: {} }), OCI_INDEX),
-    put('an index child with a bad digest', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: 'nope', size: 1 }] }), OCI_INDEX),
+    put(
+      'an index child with a bad digest',
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: 'nope', size: 1 }] }),
+      OCI_INDEX,
+    ),
     put('10,000 nested arrays', nested(10_000, '[', ']')),
     put('10,000 nested objects', nested(10_000, '{"a":', '}')),
     put('deep nesting inside a valid manifest', manifestJson({ annotations: undefined, extra: JSON.parse(nested(100, '[', ']')) as unknown })),
@@ -288,8 +629,21 @@ function manifestCases(): Case[] {
     put('over 4 MiB', manifestJson({ annotations: { pad: 'x'.repeat(4 * MiB) } }), OCI_MANIFEST, 'MANIFEST_TOO_LARGE', 413),
     put('a layer not in the repository', manifestJson({}, desc({ digest: UNKNOWN_DIGEST })), OCI_MANIFEST, 'MANIFEST_BLOB_UNKNOWN'),
     put('a blob only in another repository', manifestJson({}, desc({ digest: otherBlob.digest, size: otherBlob.size })), OCI_MANIFEST, 'MANIFEST_BLOB_UNKNOWN'),
-    put('an index child not in the repository', JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: UNKNOWN_DIGEST, size: 10 }] }), OCI_INDEX, 'MANIFEST_BLOB_UNKNOWN'),
-    { name: 'manifest PUT into a repository without its blobs', method: 'PUT', path: `/v2/${EMPTY}/manifests/v1`, headers: ct(OCI_MANIFEST), body: manifest.data, status: 400, code: 'MANIFEST_BLOB_UNKNOWN' },
+    put(
+      'an index child not in the repository',
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: UNKNOWN_DIGEST, size: 10 }] }),
+      OCI_INDEX,
+      'MANIFEST_BLOB_UNKNOWN',
+    ),
+    {
+      name: 'manifest PUT into a repository without its blobs',
+      method: 'PUT',
+      path: `/v2/${EMPTY}/manifests/v1`,
+      headers: ct(OCI_MANIFEST),
+      body: manifest.data,
+      status: 400,
+      code: 'MANIFEST_BLOB_UNKNOWN',
+    },
   ];
 }
 
@@ -297,14 +651,27 @@ function unknownCases(): Case[] {
   return [
     { name: 'GET of an unknown tag', method: 'GET', path: `/v2/${REPO}/manifests/nope`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'GET of an unknown manifest digest', method: 'GET', path: `/v2/${REPO}/manifests/${UNKNOWN_DIGEST}`, status: 404, code: 'MANIFEST_UNKNOWN' },
-    { name: 'GET of a manifest stored only in another repository', method: 'GET', path: `/v2/${OTHER}/manifests/${manifest.digest}`, status: 404, code: 'MANIFEST_UNKNOWN' },
+    {
+      name: 'GET of a manifest stored only in another repository',
+      method: 'GET',
+      path: `/v2/${OTHER}/manifests/${manifest.digest}`,
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+    },
     { name: 'DELETE of an unknown tag', method: 'DELETE', path: `/v2/${REPO}/manifests/nope`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'DELETE of an unknown manifest digest', method: 'DELETE', path: `/v2/${REPO}/manifests/${UNKNOWN_DIGEST}`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'manifest GET in an unknown repository', method: 'GET', path: `/v2/${EMPTY}/manifests/v1`, status: 404, code: 'NAME_UNKNOWN' },
     { name: 'tags list of an unknown repository', method: 'GET', path: `/v2/${EMPTY}/tags/list`, status: 404, code: 'NAME_UNKNOWN' },
     { name: 'GET of an unknown blob', method: 'GET', path: `/v2/${REPO}/blobs/${UNKNOWN_DIGEST}`, status: 404, code: 'BLOB_UNKNOWN' },
     { name: 'GET of a blob stored only in another repository', method: 'GET', path: `/v2/${EMPTY}/blobs/${layer.digest}`, status: 404, code: 'BLOB_UNKNOWN' },
-    { name: 'ranged GET of a blob stored only in another repository', method: 'GET', path: `/v2/${OTHER}/blobs/${layer.digest}`, headers: { Range: 'bytes=0-1' }, status: 404, code: 'BLOB_UNKNOWN' },
+    {
+      name: 'ranged GET of a blob stored only in another repository',
+      method: 'GET',
+      path: `/v2/${OTHER}/blobs/${layer.digest}`,
+      headers: { Range: 'bytes=0-1' },
+      status: 404,
+      code: 'BLOB_UNKNOWN',
+    },
     { name: 'DELETE of an unknown blob', method: 'DELETE', path: `/v2/${REPO}/blobs/${UNKNOWN_DIGEST}`, status: 404, code: 'BLOB_UNKNOWN' },
   ];
 }
@@ -328,10 +695,29 @@ function methodCases(): Case[] {
     ['PUT', `/v2/${REPO}/referrers/${manifest.digest}`],
     ['POST', `/v2/${REPO}/blobs/uploads/{upload}`],
   ];
-  return cases.map(([method, path]) => ({ name: `${method} ${path.replace(REPO, '<name>').replace(/sha256:[0-9a-f]+/, '<digest>')}`, method, path, headers: octet, body: 'x', status: 405, code: 'UNSUPPORTED' }));
+  return cases.map(([method, path]) => ({
+    name: `${method} ${path.replace(REPO, '<name>').replace(/sha256:[0-9a-f]+/, '<digest>')}`,
+    method,
+    path,
+    headers: octet,
+    body: 'x',
+    status: 405,
+    code: 'UNSUPPORTED',
+  }));
 }
 
-const CASES: Case[] = [...nameCases(), ...tagCases(), ...digestCases(), ...lengthCases(), ...rangeCases(), ...paginationCases(), ...uploadIdCases(), ...manifestCases(), ...unknownCases(), ...methodCases()];
+const CASES: Case[] = [
+  ...nameCases(),
+  ...tagCases(),
+  ...digestCases(),
+  ...lengthCases(),
+  ...rangeCases(),
+  ...paginationCases(),
+  ...uploadIdCases(),
+  ...manifestCases(),
+  ...unknownCases(),
+  ...methodCases(),
+];
 
 interface Snapshot {
   keys: string[];
@@ -392,7 +778,13 @@ export function runBadInputSuite(name: string, options: () => Promise<TestRegist
       it(`${c.method} → ${c.status} ${c.code}: ${c.name}`, async () => {
         const upload = c.path.includes('{upload}') ? await newUpload() : undefined;
         try {
-          const res = await rawRequest(reg.url, { method: c.method, path: c.path.replace('{upload}', upload ?? ''), headers: c.headers, body: c.body, chunked: c.chunked });
+          const res = await rawRequest(reg.url, {
+            method: c.method,
+            path: c.path.replace('{upload}', upload ?? ''),
+            headers: c.headers,
+            body: c.body,
+            chunked: c.chunked,
+          });
           assert.ok(res, 'the server closed the connection without answering');
           const text = res.body.toString('utf8');
           assert.equal(res.status, c.status, `status ${res.status}, body ${text.slice(0, 300)}`);
@@ -415,9 +807,33 @@ export function runBadInputSuite(name: string, options: () => Promise<TestRegist
     // see the report on server/app.ts's clientErrorHandler. What matters here: no 2xx, nothing stored.
     for (const [what, req] of [
       ['a request line with raw UTF-8 bytes', { method: 'GET', path: `/v2/${Buffer.from('café', 'utf8').toString('latin1')}/tags/list` }],
-      ['a Content-Length past 2^64', { method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`, headers: { ...octet, 'Content-Length': '99999999999999999999' }, body: payload.data }],
-      ['a monolithic POST whose Content-Length is shorter than the body', { method: 'POST', path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`, headers: { ...octet, 'Content-Length': String(payload.size - 5) }, body: payload.data }],
-      ['an upload PUT whose Content-Length is shorter than the body', { method: 'PUT', path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`, headers: { ...octet, 'Content-Length': String(payload.size - 1) }, body: payload.data }],
+      [
+        'a Content-Length past 2^64',
+        {
+          method: 'POST',
+          path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`,
+          headers: { ...octet, 'Content-Length': '99999999999999999999' },
+          body: payload.data,
+        },
+      ],
+      [
+        'a monolithic POST whose Content-Length is shorter than the body',
+        {
+          method: 'POST',
+          path: `/v2/${REPO}/blobs/uploads/?digest=${payload.digest}`,
+          headers: { ...octet, 'Content-Length': String(payload.size - 5) },
+          body: payload.data,
+        },
+      ],
+      [
+        'an upload PUT whose Content-Length is shorter than the body',
+        {
+          method: 'PUT',
+          path: `/v2/${REPO}/blobs/uploads/{upload}?digest=${payload.digest}`,
+          headers: { ...octet, 'Content-Length': String(payload.size - 1) },
+          body: payload.data,
+        },
+      ],
     ] as const) {
       it(`refuses ${what}`, async () => {
         const upload = req.path.includes('{upload}') ? await newUpload() : undefined;

@@ -24,9 +24,23 @@ describe('router and HTTP parser errors (frameworkErrors + clientErrorHandler fr
     { name: 'a name of 1,100 characters', method: 'GET', path: `/v2/${'a'.repeat(1100)}/tags/list`, status: 400, code: 'NAME_INVALID' },
     { name: 'a reference of 1,100 characters', method: 'GET', path: `/v2/a/manifests/${'t'.repeat(1100)}`, status: 404, code: 'MANIFEST_UNKNOWN' },
     { name: 'a reference of 1,100 characters (DELETE)', method: 'DELETE', path: `/v2/a/manifests/${'t'.repeat(1100)}`, status: 400, code: 'TAG_INVALID' },
-    { name: 'raw UTF-8 bytes in the request line', method: 'GET', path: `/v2/${Buffer.from('café', 'utf8').toString('latin1')}/tags/list`, status: 400, code: 'REQUEST_INVALID' },
+    {
+      name: 'raw UTF-8 bytes in the request line',
+      method: 'GET',
+      path: `/v2/${Buffer.from('café', 'utf8').toString('latin1')}/tags/list`,
+      status: 400,
+      code: 'REQUEST_INVALID',
+    },
     { name: 'an unknown HTTP method', method: 'FOO', path: '/v2/', status: 400, code: 'REQUEST_INVALID' },
-    { name: 'a Content-Length past 2^64', method: 'POST', path: `/v2/a/blobs/uploads/?digest=${payload.digest}`, headers: { 'Content-Length': '99999999999999999999' }, body: 'x', status: 400, code: 'REQUEST_INVALID' },
+    {
+      name: 'a Content-Length past 2^64',
+      method: 'POST',
+      path: `/v2/a/blobs/uploads/?digest=${payload.digest}`,
+      headers: { 'Content-Length': '99999999999999999999' },
+      body: 'x',
+      status: 400,
+      code: 'REQUEST_INVALID',
+    },
   ];
   for (const c of cases) {
     it(`${c.status} ${c.code}: ${c.name}`, async () => {

@@ -62,7 +62,10 @@ for (const [label, makeDriver, bodyKind] of [
       blobs = new BlobService(driver, metadata, integrity);
       small = parseDigest(digestOf(SMALL));
       large = parseDigest(digestOf(LARGE));
-      for (const [digest, data] of [[small, SMALL], [large, LARGE]] as const) {
+      for (const [digest, data] of [
+        [small, SMALL],
+        [large, LARGE],
+      ] as const) {
         await driver.put(blobKey(digest), data);
         await metadata.linkBlob('repo', { digest: digest.value, size: data.length });
       }
@@ -87,7 +90,10 @@ for (const [label, makeDriver, bodyKind] of [
       const content = await blobs.content(large, LARGE.length, undefined, { redirect: false });
       assert.equal(content.kind, bodyKind);
       assert.ok(content.kind === 'sender' || content.kind === 'stream');
-      assert.deepEqual({ status: content.status, length: content.length, size: content.size, range: content.range }, { status: 200, length: LARGE.length, size: LARGE.length, range: undefined });
+      assert.deepEqual(
+        { status: content.status, length: content.length, size: content.size, range: content.range },
+        { status: 200, length: LARGE.length, size: LARGE.length, range: undefined },
+      );
       assert.deepEqual(await bytesOf(content), LARGE);
     });
 
@@ -96,7 +102,10 @@ for (const [label, makeDriver, bodyKind] of [
       const content = await blobs.content(small, SMALL.length, range, { redirect: false });
       assert.equal(content.kind, bodyKind);
       assert.ok(content.kind === 'sender' || content.kind === 'stream');
-      assert.deepEqual({ status: content.status, length: content.length, size: content.size, range: content.range }, { status: 206, length: 7, size: SMALL.length, range });
+      assert.deepEqual(
+        { status: content.status, length: content.length, size: content.size, range: content.range },
+        { status: 206, length: 7, size: SMALL.length, range },
+      );
       assert.deepEqual(await bytesOf(content), SMALL.subarray(3, 10));
     });
 

@@ -19,7 +19,11 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
   /** An upload holding all of `b`'s bytes, not yet finished; returns its id and location. */
   async function fullUpload(b: Blob): Promise<{ id: string; location: string }> {
     const post = await client.fetch(`/v2/${REPO}/blobs/uploads/`, { method: 'POST' });
-    const res = await client.fetch(post.headers.get('location') as string, { method: 'PATCH', body: b.data, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${b.size - 1}` } });
+    const res = await client.fetch(post.headers.get('location') as string, {
+      method: 'PATCH',
+      body: b.data,
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${b.size - 1}` },
+    });
     assert.equal(res.status, 202);
     return { id: res.headers.get('docker-upload-uuid') as string, location: res.headers.get('location') as string };
   }
@@ -28,7 +32,9 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
   async function commitLikeACrashedFinish(id: string): Promise<void> {
     const session = await reg.metadata.getUpload(id);
     assert.ok(session);
-    const writer = await reg.driver.writer(`uploads/${id}/data`, { resume: { size: session.offset, ...(session.driverState ? { state: session.driverState } : {}) } });
+    const writer = await reg.driver.writer(`uploads/${id}/data`, {
+      resume: { size: session.offset, ...(session.driverState ? { state: session.driverState } : {}) },
+    });
     await writer.commit();
   }
 
@@ -36,7 +42,9 @@ describe('finishing an upload after a crash mid-finish (memory + embedded)', () 
   async function markVerifiedLikeACrashedFinish(id: string, b: Blob): Promise<void> {
     const session = await reg.metadata.getUpload(id);
     assert.ok(session);
-    assert.ok(await reg.metadata.updateUpload(id, session.revision, { ...session, revision: session.revision + 1, verified: { digest: b.digest, size: b.size } }));
+    assert.ok(
+      await reg.metadata.updateUpload(id, session.revision, { ...session, revision: session.revision + 1, verified: { digest: b.digest, size: b.size } }),
+    );
   }
 
   async function putAndRead(location: string, b: Blob): Promise<void> {

@@ -68,7 +68,8 @@ function download(url: string, headers: Record<string, string> = {}): Promise<Do
     // Cut before the headers went out (the only chunk was the bad one): no response at all, status 0.
     req.on('error', (err) => {
       agent.destroy();
-      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false, ms: performance.now() - started });
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET')
+        resolve({ status: 0, headers: {}, body: Buffer.alloc(0), complete: false, ms: performance.now() - started });
       else reject(err);
     });
     req.end();
@@ -234,12 +235,19 @@ for (const setup of SETUPS) {
       assert.ok(part.complete);
       assert.deepEqual(part.body, b.data.subarray(0, 100));
       await reg.app.integrity.settled();
-      assert.deepEqual(events.map((e) => e.reason), ['digest_mismatch']);
+      assert.deepEqual(
+        events.map((e) => e.reason),
+        ['digest_mismatch'],
+      );
       await expectHealed('int/app', b);
     });
 
     it('ends the response at once for a truncated blob instead of leaving the client waiting', async () => {
-      for (const [size, range] of [[2 * 1024 * 1024, undefined], [2000, undefined], [2 * 1024 * 1024, 'bytes=1048576-2097151']] as const) {
+      for (const [size, range] of [
+        [2 * 1024 * 1024, undefined],
+        [2000, undefined],
+        [2 * 1024 * 1024, 'bytes=1048576-2097151'],
+      ] as const) {
         const b = randomBlob(size);
         await c.pushBlob('int/app', b);
         await setup.overwrite(reg, blobKey(parseDigest(b.digest)), (bytes) => bytes.subarray(0, Math.floor(size / 3)));
@@ -261,7 +269,10 @@ for (const setup of SETUPS) {
       const got = await download(blobUrl('int/app', b));
       assert.equal(got.status, 404);
       assert.match(got.body.toString(), /does not hold its bytes/);
-      assert.deepEqual(events.map((e) => e.reason), ['missing']);
+      assert.deepEqual(
+        events.map((e) => e.reason),
+        ['missing'],
+      );
       await expectHealed('int/app', b);
       // A mount from a repository whose copy is gone is refused too, so the client uploads instead.
       await reg.driver.delete(blobKey(parseDigest(b.digest)));
@@ -283,7 +294,13 @@ for (const setup of SETUPS) {
         assert.equal(got.status, 404, reference);
         assert.match(got.body.toString(), /MANIFEST_UNKNOWN.*(corrupt|does not hold)/);
       }
-      assert.deepEqual(events.map((e) => [e.kind, e.reason]), [['manifest', 'digest_mismatch'], ['manifest', 'missing']]);
+      assert.deepEqual(
+        events.map((e) => [e.kind, e.reason]),
+        [
+          ['manifest', 'digest_mismatch'],
+          ['manifest', 'missing'],
+        ],
+      );
       await c.pushManifest('int/app', 'v1', manifest);
       const healed = await download(`${reg.url}/v2/int/app/manifests/v1`);
       assert.equal(healed.status, 200);
@@ -295,7 +312,10 @@ for (const setup of SETUPS) {
 describe('filesystem: a blob file that shrinks while it is being sent', () => {
   it('cuts the response and quarantines the blob', async () => {
     const events: IntegrityEvent[] = [];
-    const reg = await startTestRegistry({ driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }), deps: { onIntegrity: (e) => events.push(e) } });
+    const reg = await startTestRegistry({
+      driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }),
+      deps: { onIntegrity: (e) => events.push(e) },
+    });
     try {
       const b = randomBlob(64 * 1024 * 1024);
       await new RegistryClient(reg.url).pushBlob('shrink/app', b);
@@ -324,7 +344,10 @@ describe('filesystem: a blob file that shrinks while it is being sent', () => {
       agent.destroy();
       assert.equal(outcome.complete, false);
       assert.ok(outcome.bytes < b.size);
-      assert.deepEqual(events.map((e) => e.reason), ['size_mismatch']);
+      assert.deepEqual(
+        events.map((e) => e.reason),
+        ['size_mismatch'],
+      );
       assert.equal((await fetch(`${reg.url}/v2/shrink/app/blobs/${b.digest}`, { method: 'HEAD' })).status, 404);
     } finally {
       await reg.close();
@@ -413,7 +436,10 @@ describe('berth scrub', () => {
       await reg.driver.close();
       closed = true;
       const configFile = join(reg.dir, 'config.yaml');
-      await writeFile(configFile, `dataDir: ${JSON.stringify(reg.dir)}\nstorage:\n  filesystem:\n    root: ${JSON.stringify(join(reg.dir, 'storage'))}\nmetadata:\n  embedded:\n    path: ${JSON.stringify(join(reg.dir, 'metadata'))}\n`);
+      await writeFile(
+        configFile,
+        `dataDir: ${JSON.stringify(reg.dir)}\nstorage:\n  filesystem:\n    root: ${JSON.stringify(join(reg.dir, 'storage'))}\nmetadata:\n  embedded:\n    path: ${JSON.stringify(join(reg.dir, 'metadata'))}\n`,
+      );
       const bin = fileURLToPath(new URL('../../../bin/berth.js', import.meta.url));
       const run = (extra: string[] = []) =>
         new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
@@ -423,7 +449,14 @@ describe('berth scrub', () => {
         });
       const second = await run();
       assert.equal(second.code, 1, second.stderr);
-      const summary = JSON.parse(second.stdout) as { checked: number; corrupt: number; missing: number; complete: boolean; resumedAfter?: string; bad: { digest: string; reason: string }[] };
+      const summary = JSON.parse(second.stdout) as {
+        checked: number;
+        corrupt: number;
+        missing: number;
+        complete: boolean;
+        resumedAfter?: string;
+        bad: { digest: string; reason: string }[];
+      };
       assert.equal(summary.resumedAfter, cursor.after);
       // Six pushed, one deleted, two checked by the first run.
       assert.equal(summary.checked, 3);

@@ -55,12 +55,27 @@ async function populate(c: RegistryClient): Promise<Probe> {
   assert.equal(mounted.status, 201);
   const empty = blob('{}');
   await c.pushBlob('team/api', empty);
-  const art = imageManifest(empty, [], { artifactType: 'application/vnd.example.sbom', subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: a.manifest.digest, size: a.manifest.size } });
+  const art = imageManifest(empty, [], {
+    artifactType: 'application/vnd.example.sbom',
+    subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: a.manifest.digest, size: a.manifest.size },
+  });
   await c.pushManifest('team/api', art.digest, art);
   return {
     repos: ['team/api', 'team/web', 'other/repo'],
-    manifests: [['team/api', 'v1'], ['team/api', 'latest'], ['team/api', 'v2'], ['team/api', b.manifest.digest], ['team/web', 'old'], ['team/api', art.digest]],
-    blobs: [['team/api', layer], ['other/repo', layer], ['team/api', b.layers[0]?.digest as string], ['team/web', gone.layers[0]?.digest as string]],
+    manifests: [
+      ['team/api', 'v1'],
+      ['team/api', 'latest'],
+      ['team/api', 'v2'],
+      ['team/api', b.manifest.digest],
+      ['team/web', 'old'],
+      ['team/api', art.digest],
+    ],
+    blobs: [
+      ['team/api', layer],
+      ['other/repo', layer],
+      ['team/api', b.layers[0]?.digest as string],
+      ['team/web', gone.layers[0]?.digest as string],
+    ],
     subject: a.manifest.digest,
   };
 }
@@ -70,7 +85,13 @@ async function snapshot(c: RegistryClient, probe: Probe): Promise<Snapshot> {
     const r = await c.fetch(p);
     return r.status === 200 ? r.json() : r.status;
   };
-  const s: Snapshot = { catalog: await get('/v2/_catalog'), tags: {}, manifests: {}, blobs: {}, referrers: await get(`/v2/team/api/referrers/${probe.subject}`) };
+  const s: Snapshot = {
+    catalog: await get('/v2/_catalog'),
+    tags: {},
+    manifests: {},
+    blobs: {},
+    referrers: await get(`/v2/team/api/referrers/${probe.subject}`),
+  };
   for (const repo of probe.repos) s.tags[repo] = await get(`/v2/${repo}/tags/list`);
   for (const [repo, ref] of probe.manifests) {
     const r = await c.fetch(`/v2/${repo}/manifests/${ref}`);
@@ -149,7 +170,10 @@ describe('berth metadata rebuild over a journal with damaged entries', () => {
     try {
       const storageRoot = join(scratch.path, 'storage');
       const driver = new FilesystemDriver({ root: storageRoot });
-      const first = await startTestRegistry({ driver: async () => driver, metadata: async () => new EmbeddedStore({ path: join(scratch.path, 'metadata-0') }) });
+      const first = await startTestRegistry({
+        driver: async () => driver,
+        metadata: async () => new EmbeddedStore({ path: join(scratch.path, 'metadata-0') }),
+      });
       const c = new RegistryClient(first.url);
       const api1 = await c.pushImage('team/api', 'v1', [100]);
       const api2 = await c.pushImage('team/api', 'v2', [200]);
@@ -192,8 +216,17 @@ describe('berth metadata rebuild over a journal with damaged entries', () => {
 
       // The CLI, as an operator runs it, into another empty store.
       const configFile = join(scratch.path, 'berth.yaml');
-      await writeFile(configFile, stringify({ log: { level: 'silent' }, storage: { driver: 'filesystem', filesystem: { root: storageRoot } }, metadata: { store: 'embedded', embedded: { path: join(scratch.path, 'metadata-2') } } }));
-      const run = await promisify(execFile)(process.execPath, [BERTH_BIN, 'metadata', 'rebuild', '--config', configFile], { env: { PATH: process.env.PATH ?? '' } }).then(
+      await writeFile(
+        configFile,
+        stringify({
+          log: { level: 'silent' },
+          storage: { driver: 'filesystem', filesystem: { root: storageRoot } },
+          metadata: { store: 'embedded', embedded: { path: join(scratch.path, 'metadata-2') } },
+        }),
+      );
+      const run = await promisify(execFile)(process.execPath, [BERTH_BIN, 'metadata', 'rebuild', '--config', configFile], {
+        env: { PATH: process.env.PATH ?? '' },
+      }).then(
         () => ({ code: 0, stdout: '', stderr: '' }),
         (err: { code: number; stdout: string; stderr: string }) => err,
       );

@@ -25,7 +25,11 @@ describe('digests of uploads whose chunks land on different processes', () => {
   before(async () => {
     // Two apps over one storage and one metadata store: each has its own in-process hashes, as two
     // Berth processes behind a load balancer would.
-    a = await startTestRegistry({ config: { uploads: { resumableHashing: true } }, driver: async () => driver, metadata: async (dir) => (store = new EmbeddedStore({ path: join(dir, 'metadata') })) });
+    a = await startTestRegistry({
+      config: { uploads: { resumableHashing: true } },
+      driver: async () => driver,
+      metadata: async (dir) => (store = new EmbeddedStore({ path: join(dir, 'metadata') })),
+    });
     b = await startTestRegistry({ config: { uploads: { resumableHashing: true } }, driver: async () => driver, metadata: async () => store });
   });
   after(async () => {

@@ -34,7 +34,10 @@ describe('upload expiry', () => {
       const fs = reg.driver as FilesystemDriver;
       assert.deepEqual(await uploadKeys(fs.list('uploads')), []);
       const raw = await import('node:fs/promises').then((m) => m.readdir(join(fs.root, '@inprogress'), { recursive: true }).catch(() => [] as string[]));
-      assert.deepEqual(raw.filter((f) => String(f).includes(id)), []);
+      assert.deepEqual(
+        raw.filter((f) => String(f).includes(id)),
+        [],
+      );
     } finally {
       await reg.close();
     }

@@ -47,7 +47,7 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
     return client.fetch(location, { method: 'PATCH', body, headers: { 'Content-Type': 'application/octet-stream' } });
   }
 
-  it('never links another repository\'s blob to a session whose bytes were swept or lost', async () => {
+  it("never links another repository's blob to a session whose bytes were swept or lost", async () => {
     const secret = randomBlob(40_000);
     await client.pushBlob('b/private', secret);
     const { id, location } = await startUpload('a/own');
@@ -70,7 +70,7 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
     assert.equal((await client.fetch(location)).status, 404, 'a session whose bytes are gone is dead');
   });
 
-  it('refuses junk bytes finished under another repository\'s digest', async () => {
+  it("refuses junk bytes finished under another repository's digest", async () => {
     const secret = randomBlob(30_000);
     await client.pushBlob('b/private', secret);
     const { location } = await startUpload('a/own');
@@ -113,7 +113,10 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
     const data = randomBlob(3000);
     const { location } = await startUpload('slow/app');
     const url = new URL(location, reg.url);
-    const req = httpRequest(url, { method: 'PATCH', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': data.size, 'Content-Range': `0-${data.size - 1}` } });
+    const req = httpRequest(url, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': data.size, 'Content-Range': `0-${data.size - 1}` },
+    });
     const answered = new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
       req.once('response', (res) => {
         let body = '';
@@ -132,7 +135,11 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
     const status = await client.fetch(location);
     assert.equal(status.status, 204);
     assert.equal(status.headers.get('range'), '0-999');
-    const rest = await client.fetch(location, { method: 'PATCH', body: data.data.subarray(1000), headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `1000-${data.size - 1}` } });
+    const rest = await client.fetch(location, {
+      method: 'PATCH',
+      body: data.data.subarray(1000),
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `1000-${data.size - 1}` },
+    });
     assert.equal(rest.status, 202, await rest.text());
     const put = await client.fetch(`${location}?digest=${data.digest}`, { method: 'PUT' });
     assert.equal(put.status, 201, await put.text());

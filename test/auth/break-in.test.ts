@@ -25,7 +25,16 @@ describe('auth: attempts to break in are refused', () => {
 
   function claims(extra: Record<string, unknown> = {}) {
     const now = Math.floor(h.clock.now / 1000);
-    return { iss: 'berth', sub: 'alice', aud: 'berth', iat: now, nbf: now, exp: now + 60, access: [{ type: 'repository', name: 'team/a', actions: ['pull', 'push', 'delete'] }], ...extra };
+    return {
+      iss: 'berth',
+      sub: 'alice',
+      aud: 'berth',
+      iat: now,
+      nbf: now,
+      exp: now + 60,
+      access: [{ type: 'repository', name: 'team/a', actions: ['pull', 'push', 'delete'] }],
+      ...extra,
+    };
   }
 
   async function assertInvalid(token: string) {
@@ -70,7 +79,9 @@ describe('auth: attempts to break in are refused', () => {
     const jwk = await exportJWK(publicKey);
     await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', jwk }).sign(privateKey));
     await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid, jwk }).sign(privateKey));
-    await assertInvalid(await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid, jku: 'http://127.0.0.1:1/jwks', x5u: 'http://127.0.0.1:1/x5u' }).sign(privateKey));
+    await assertInvalid(
+      await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid, jku: 'http://127.0.0.1:1/jwks', x5u: 'http://127.0.0.1:1/x5u' }).sign(privateKey),
+    );
   });
 
   it('refuses expired and not-yet-valid tokens, even signed with the real key', async () => {
@@ -99,8 +110,16 @@ describe('auth: attempts to break in are refused', () => {
     assert.match(JSON.stringify(early.body), /not valid yet/);
     const bnd = await new UserStore(join(h.dir, 'auth', 'htpasswd')).fingerprint('alice');
     const refresh = (iat: number) => sign({ iss: 'berth', sub: 'alice', aud: 'berth-refresh:berth', bnd, iat, exp: now + 7200 }, 'berth-refresh+jwt');
-    assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now) })).status, 200, 'control: a current refresh token works');
-    assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now + 3600) })).status, 400, 'a refresh token from the future is refused too');
+    assert.equal(
+      (await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now) })).status,
+      200,
+      'control: a current refresh token works',
+    );
+    assert.equal(
+      (await postToken(h, { grant_type: 'refresh_token', refresh_token: await refresh(now + 3600) })).status,
+      400,
+      'a refresh token from the future is refused too',
+    );
   });
 
   it('refuses an issued token once it has expired', async () => {

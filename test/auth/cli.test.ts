@@ -60,7 +60,13 @@ describe('auth CLI', () => {
 
   it('robot create/list/revoke prints the secret once and stores only its hash', async () => {
     reset();
-    assert.equal(await runRobotCommand(['create', 'ci', '--repo', 'builds/**', '--repo=team/app', '--actions', 'pull,push', '--expires', '30d', '--description', 'CI'], ctx()), 0);
+    assert.equal(
+      await runRobotCommand(
+        ['create', 'ci', '--repo', 'builds/**', '--repo=team/app', '--actions', 'pull,push', '--expires', '30d', '--description', 'CI'],
+        ctx(),
+      ),
+      0,
+    );
     const text = out.join('');
     const secret = /secret \(shown once\): (\S+)/.exec(text)?.[1];
     assert.ok(secret && secret.length >= 40);

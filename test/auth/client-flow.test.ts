@@ -49,7 +49,11 @@ describe('auth: a registry client following the challenge', () => {
   });
 
   it('without publicUrl, derives the realm from the Host header (X-Forwarded-* only with trustProxy)', async () => {
-    const res = await h.app.inject({ method: 'GET', url: '/v2/', headers: { host: 'registry.test:5000', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' } });
+    const res = await h.app.inject({
+      method: 'GET',
+      url: '/v2/',
+      headers: { host: 'registry.test:5000', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' },
+    });
     assert.equal(parseChallenge(String(res.headers['www-authenticate'])).realm, 'http://registry.test:5000/auth/token');
   });
 
@@ -57,7 +61,14 @@ describe('auth: a registry client following the challenge', () => {
     const res = await fetch(`${h.url}/auth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
-      body: new URLSearchParams({ grant_type: 'password', service: 'berth', client_id: 'x', username: 'alice', password: PASSWORDS.alice, scope: 'repository:team/a:pull' }),
+      body: new URLSearchParams({
+        grant_type: 'password',
+        service: 'berth',
+        client_id: 'x',
+        username: 'alice',
+        password: PASSWORDS.alice,
+        scope: 'repository:team/a:pull',
+      }),
     });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { scope: string }).scope, 'repository:team/a:pull');

@@ -36,7 +36,14 @@ describe('auth end to end: skopeo and the registry routes', () => {
     }
   }
   const push = (creds: string | undefined, ref: string) =>
-    skopeo('copy', '--dest-tls-verify=false', '--preserve-digests', ...(creds ? ['--dest-creds', creds] : ['--dest-no-creds']), `oci:${layout.dir}:v1`, `docker://${host}/${ref}`);
+    skopeo(
+      'copy',
+      '--dest-tls-verify=false',
+      '--preserve-digests',
+      ...(creds ? ['--dest-creds', creds] : ['--dest-no-creds']),
+      `oci:${layout.dir}:v1`,
+      `docker://${host}/${ref}`,
+    );
   const inspect = (creds: string | undefined, ref: string) =>
     skopeo('inspect', '--tls-verify=false', ...(creds ? ['--creds', creds] : ['--no-creds']), `docker://${host}/${ref}`);
 
@@ -79,7 +86,7 @@ describe('auth end to end: skopeo and the registry routes', () => {
     assert.equal((JSON.parse(seen.stdout) as { Digest: string }).Digest, image.digest);
   });
 
-  it('refuses without credentials, with a wrong password, and outside the caller\'s rights', async () => {
+  it("refuses without credentials, with a wrong password, and outside the caller's rights", async () => {
     const anon = await inspect(undefined, 'alice/app:v1');
     assert.equal(anon.ok, false);
     assert.match(anon.stderr, /unauthorized|authentication required|denied/i);
@@ -109,7 +116,9 @@ describe('auth end to end: skopeo and the registry routes', () => {
   async function token(user: 'alice' | 'bob', scopes: string[]): Promise<string> {
     const q = new URLSearchParams({ service: 'berth' });
     for (const s of scopes) q.append('scope', s);
-    const res = await fetch(`${reg.url}/auth/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`${user}:${PASSWORDS[user]}`).toString('base64')}` } });
+    const res = await fetch(`${reg.url}/auth/token?${q}`, {
+      headers: { authorization: `Basic ${Buffer.from(`${user}:${PASSWORDS[user]}`).toString('base64')}` },
+    });
     return ((await res.json()) as { token: string }).token;
   }
 
@@ -118,7 +127,14 @@ describe('auth end to end: skopeo and the registry routes', () => {
     await layer.init();
     const secretImage = await layer.addImage([4_000]);
     await layer.tag(secretImage, 'v1');
-    const bobPush = await skopeo('copy', '--dest-tls-verify=false', '--dest-creds', `bob:${PASSWORDS.bob}`, `oci:${layer.dir}:v1`, `docker://${host}/secret/x:v1`);
+    const bobPush = await skopeo(
+      'copy',
+      '--dest-tls-verify=false',
+      '--dest-creds',
+      `bob:${PASSWORDS.bob}`,
+      `oci:${layer.dir}:v1`,
+      `docker://${host}/secret/x:v1`,
+    );
     assert.ok(bobPush.ok, bobPush.stderr);
     const manifest = (await (
       await fetch(`${reg.url}/v2/secret/x/manifests/v1`, {
@@ -128,9 +144,15 @@ describe('auth end to end: skopeo and the registry routes', () => {
     const secretLayer = manifest.layers[0]?.digest as string;
 
     const aliceToken = await token('alice', ['repository:alice/leak:pull,push', 'repository:secret/x:pull']);
-    const auto = await fetch(`${reg.url}/v2/alice/leak/blobs/uploads/?mount=${secretLayer}`, { method: 'POST', headers: { authorization: `Bearer ${aliceToken}` } });
+    const auto = await fetch(`${reg.url}/v2/alice/leak/blobs/uploads/?mount=${secretLayer}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${aliceToken}` },
+    });
     assert.notEqual(auto.status, 201, 'automatic mount must not use secret/x');
-    const explicit = await fetch(`${reg.url}/v2/alice/leak/blobs/uploads/?mount=${secretLayer}&from=secret/x`, { method: 'POST', headers: { authorization: `Bearer ${aliceToken}` } });
+    const explicit = await fetch(`${reg.url}/v2/alice/leak/blobs/uploads/?mount=${secretLayer}&from=secret/x`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${aliceToken}` },
+    });
     assert.notEqual(explicit.status, 201, 'explicit mount from secret/x without pull on it');
     assert.ok([202, 401, 403].includes(explicit.status), `status ${explicit.status}`);
     const head = await fetch(`${reg.url}/v2/alice/leak/blobs/${secretLayer}`, { method: 'HEAD', headers: { authorization: `Bearer ${aliceToken}` } });

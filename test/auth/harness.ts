@@ -35,13 +35,16 @@ export async function startHarness(
   await prepare?.(dir);
   const clock = { now: Date.now() };
   const failures: Harness['failures'] = [];
-  const auth = await createAuth({ enabled: true, ...(typeof config === 'function' ? config(dir) : config) }, {
-    dataDir: dir,
-    now: () => clock.now,
-    log: { info() {}, warn() {}, error() {} },
-    onAuthFailure: (f) => failures.push({ actor: f.actor, reason: f.reason }),
-    ...ctx,
-  });
+  const auth = await createAuth(
+    { enabled: true, ...(typeof config === 'function' ? config(dir) : config) },
+    {
+      dataDir: dir,
+      now: () => clock.now,
+      log: { info() {}, warn() {}, error() {} },
+      onAuthFailure: (f) => failures.push({ actor: f.actor, reason: f.reason }),
+      ...ctx,
+    },
+  );
   const app = Fastify({ logger: false });
   app.setErrorHandler(errorHandler);
   await app.register(auth.tokenRoutes);
@@ -78,14 +81,22 @@ export interface TokenResponse {
 }
 
 /** GET the token endpoint; `auth` is an Authorization header value. */
-export async function getToken(h: Harness, scopes: string[], auth?: string, extra: Record<string, string> = {}): Promise<{ status: number; body: TokenResponse; headers: Headers }> {
+export async function getToken(
+  h: Harness,
+  scopes: string[],
+  auth?: string,
+  extra: Record<string, string> = {},
+): Promise<{ status: number; body: TokenResponse; headers: Headers }> {
   const q = new URLSearchParams({ service: 'berth', ...extra });
   for (const s of scopes) q.append('scope', s);
   const res = await fetch(`${h.url}/auth/token?${q}`, { headers: auth ? { authorization: auth } : {} });
   return { status: res.status, body: (await res.json()) as TokenResponse, headers: res.headers };
 }
 
-export async function postToken(h: Harness, form: Record<string, string>): Promise<{ status: number; body: TokenResponse & { error?: string }; headers: Headers }> {
+export async function postToken(
+  h: Harness,
+  form: Record<string, string>,
+): Promise<{ status: number; body: TokenResponse & { error?: string }; headers: Headers }> {
   const res = await fetch(`${h.url}/auth/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -120,7 +131,12 @@ export const pull = (name: string): AccessNeed => ({ type: 'repository', name, a
 export const push = (name: string): AccessNeed => ({ type: 'repository', name, actions: ['pull', 'push'] });
 
 /** GET the token endpoint from a given loopback address (127.0.0.0/8 all reaches the server). */
-export function tokenFrom(url: string, from: string, user: string, password: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+export function tokenFrom(
+  url: string,
+  from: string,
+  user: string,
+  password: string,
+): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
   const { port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = httpRequest(

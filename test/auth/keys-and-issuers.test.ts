@@ -51,7 +51,7 @@ describe('auth: signing algorithms and configured keys', () => {
     }
   });
 
-  it('processes sharing a dataDir agree on one key and follow each other\'s rotation', async () => {
+  it("processes sharing a dataDir agree on one key and follow each other's rotation", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'berth-auth-shared-'));
     try {
       await addUsers(dir);
@@ -138,9 +138,16 @@ describe('auth: tokens from an external issuer', () => {
     assert.equal(await allows(h, pull('team/b'), token), false);
     assert.equal((await check(h, [pull('team/a')], await sign(remoteKey, 'RS256', { iss: 'https://auth.example', aud: 'other' }, remoteKid))).status, 401);
     const stranger = await generateKeyPair('RS256');
-    assert.equal((await check(h, [pull('team/a')], await sign(stranger.privateKey, 'RS256', { iss: 'https://auth.example', aud: 'berth' }, remoteKid))).status, 401);
+    assert.equal(
+      (await check(h, [pull('team/a')], await sign(stranger.privateKey, 'RS256', { iss: 'https://auth.example', aud: 'berth' }, remoteKid))).status,
+      401,
+    );
     assert.equal((await check(h, [pull('team/a')], await sign(remoteKey, 'RS256', { iss: 'https://unknown.example', aud: 'berth' }, remoteKid))).status, 401);
-    assert.equal((await check(h, [pull('team/a')], await sign(remoteKey, 'RS256', { iss: 'berth', aud: 'berth' }, remoteKid))).status, 401, 'cannot pose as the local issuer');
+    assert.equal(
+      (await check(h, [pull('team/a')], await sign(remoteKey, 'RS256', { iss: 'berth', aud: 'berth' }, remoteKid))).status,
+      401,
+      'cannot pose as the local issuer',
+    );
   });
 
   it('refuses an external token issued in the future (JWKS and PEM keys)', async () => {
@@ -154,7 +161,10 @@ describe('auth: tokens from an external issuer', () => {
         .setIssuedAt(now + 3600)
         .setExpirationTime(now + 3900)
         .sign(key);
-    for (const token of [await future(remoteKey, 'RS256', 'https://auth.example', 'berth', remoteKid), await future(pemKey, 'ES256', 'pem-issuer', 'registry.example')]) {
+    for (const token of [
+      await future(remoteKey, 'RS256', 'https://auth.example', 'berth', remoteKid),
+      await future(pemKey, 'ES256', 'pem-issuer', 'registry.example'),
+    ]) {
       const r = await check(h, [pull('team/a')], token);
       assert.equal(r.status, 401);
       assert.match(JSON.stringify(r.body), /issued in the future/);
@@ -165,6 +175,10 @@ describe('auth: tokens from an external issuer', () => {
     const ok = await sign(pemKey, 'ES256', { iss: 'pem-issuer', aud: 'registry.example' });
     assert.equal((await check(h, [pull('team/a')], ok)).status, 200);
     assert.equal((await check(h, [pull('team/a')], await sign(pemKey, 'ES256', { iss: 'pem-issuer', aud: 'berth' }))).status, 401, 'its own audience');
-    assert.equal((await check(h, [pull('team/a')], await sign(pemKey, 'ES256', { iss: 'https://auth.example', aud: 'berth' }, remoteKid))).status, 401, 'keys are per issuer');
+    assert.equal(
+      (await check(h, [pull('team/a')], await sign(pemKey, 'ES256', { iss: 'https://auth.example', aud: 'berth' }, remoteKid))).status,
+      401,
+      'keys are per issuer',
+    );
   });
 });

@@ -83,7 +83,10 @@ describe('auth: a login flood does not stall pulls', () => {
     t.diagnostic(
       `pull idle p50 ${quantile(idle, 0.5).toFixed(1)} ms max ${Math.max(...idle).toFixed(1)} ms; during the flood (${during.length} pulls) p50 ${quantile(during, 0.5).toFixed(1)} ms max ${Math.max(...during).toFixed(1)} ms; event loop delay max ${loopMaxMs.toFixed(1)} ms; ${stats.compares} checked in ${stats.workers} workers, ${stats.rejected} refused (429)`,
     );
-    assert.ok(statuses.every((s) => s.status === 401 || s.status === 429), 'every bad login is refused');
+    assert.ok(
+      statuses.every((s) => s.status === 401 || s.status === 429),
+      'every bad login is refused',
+    );
     assert.equal(statuses.filter((s) => s.status === 429).length, stats.rejected, 'what the pool refused got 429');
     assert.ok(stats.compares > 0 && stats.workers >= 1, 'bcrypt ran in worker threads');
     assert.ok(during.length > 0 && Math.max(...during) < 1000, `slowest pull during the flood: ${Math.max(...during).toFixed(0)} ms`);

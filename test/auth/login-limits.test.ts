@@ -134,7 +134,10 @@ describe('auth: login floods over HTTP', () => {
     assert.equal(results.filter((r) => r.status === 401).length, 5);
     const limited = results.filter((r) => r.status === 429);
     assert.equal(limited.length, 35);
-    assert.ok(limited.every((r) => Number(r.retryAfter) >= 1), 'Retry-After on every 429');
+    assert.ok(
+      limited.every((r) => Number(r.retryAfter) >= 1),
+      'Retry-After on every 429',
+    );
     assert.equal((JSON.parse(limited[0]?.body ?? '{}') as { errors: Array<{ code: string }> }).errors[0]?.code, 'TOOMANYREQUESTS');
   });
 

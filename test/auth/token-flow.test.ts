@@ -56,7 +56,11 @@ describe('auth: token flow', () => {
   });
 
   it('grants the intersection of what was asked and what is allowed', async () => {
-    const t = await getToken(h, ['repository:team/locked:pull,push,delete', 'repository:secret/x:pull', 'registry:catalog:*', 'repository:alice/x:*'], basic('alice', PASSWORDS.alice));
+    const t = await getToken(
+      h,
+      ['repository:team/locked:pull,push,delete', 'repository:secret/x:pull', 'registry:catalog:*', 'repository:alice/x:*'],
+      basic('alice', PASSWORDS.alice),
+    );
     assert.equal(t.status, 200);
     assert.deepEqual(decodePart(t.body.token, 1).access, [
       { type: 'repository', name: 'team/locked', actions: ['pull'] },
@@ -68,7 +72,13 @@ describe('auth: token flow', () => {
   });
 
   it('POST password grant with space-separated scopes, then refresh_token grant', async () => {
-    const t = await postToken(h, { grant_type: 'password', username: 'bob', password: PASSWORDS.bob, scope: 'repository:secret/x:pull repository:team/a:push', access_type: 'offline' });
+    const t = await postToken(h, {
+      grant_type: 'password',
+      username: 'bob',
+      password: PASSWORDS.bob,
+      scope: 'repository:secret/x:pull repository:team/a:push',
+      access_type: 'offline',
+    });
     assert.equal(t.status, 200);
     assert.equal(t.body.scope, 'repository:secret/x:pull repository:team/a:push');
     assert.ok(t.body.refresh_token);
@@ -112,7 +122,10 @@ describe('auth: token flow', () => {
     assert.equal((await postToken(h, { grant_type: 'password', username: 'alice', password: 'nope' })).body.error, 'invalid_grant');
     assert.equal((await postToken(h, { grant_type: 'authorization_code' })).body.error, 'unsupported_grant_type');
     assert.equal((await postToken(h, { grant_type: 'refresh_token', refresh_token: 'garbage' })).status, 400);
-    assert.deepEqual(h.failures.map((f) => f.reason), ['bad_credentials', 'bad_credentials', 'bad_credentials', 'invalid_refresh_token']);
+    assert.deepEqual(
+      h.failures.map((f) => f.reason),
+      ['bad_credentials', 'bad_credentials', 'bad_credentials', 'invalid_refresh_token'],
+    );
     h.failures.length = 0;
     assert.equal((await check(h, [pull('team/a')], 'garbage')).status, 401);
     assert.deepEqual(h.failures, [{ actor: '', reason: 'invalid_token' }]);
@@ -121,7 +134,11 @@ describe('auth: token flow', () => {
   });
 
   it('scopes with a host:port name and malformed scopes are handled', async () => {
-    const t = await getToken(h, ['repository:localhost:5000/public/x:pull', 'repository:public/ok:pull', 'bogus', 'repository::pull', 'repository:public/y:'], basic('alice', PASSWORDS.alice));
+    const t = await getToken(
+      h,
+      ['repository:localhost:5000/public/x:pull', 'repository:public/ok:pull', 'bogus', 'repository::pull', 'repository:public/y:'],
+      basic('alice', PASSWORDS.alice),
+    );
     assert.equal(t.status, 200);
     assert.deepEqual(decodePart(t.body.token, 1).access, [{ type: 'repository', name: 'public/ok', actions: ['pull'] }]);
   });
@@ -129,7 +146,12 @@ describe('auth: token flow', () => {
   it('robot accounts log in with their secret and stay within their repositories', async () => {
     const file = join(h.dir, 'auth', 'robots.json');
     const { secret } = await createRobot(file, { name: 'ci', repositories: ['team/app', 'builds/**'], actions: ['pull', 'push'] });
-    const t = await getToken(h, ['repository:builds/x/y:pull,push,delete', 'repository:team/other:pull', 'repository:team/app:push'], basic('robot+ci', secret), { offline_token: 'true' });
+    const t = await getToken(
+      h,
+      ['repository:builds/x/y:pull,push,delete', 'repository:team/other:pull', 'repository:team/app:push'],
+      basic('robot+ci', secret),
+      { offline_token: 'true' },
+    );
     assert.equal(t.status, 200);
     assert.equal(decodePart(t.body.token, 1).sub, 'robot+ci');
     assert.deepEqual(decodePart(t.body.token, 1).access, [
@@ -224,10 +246,24 @@ describe('auth: rules file reloads without a restart', () => {
         '',
       ].join('\n'),
     );
-    assert.deepEqual(await granted('alice', 'repository:apps/web/deep:pull,push,delete'), [{ type: 'repository', name: 'apps/web/deep', actions: ['pull', 'push', 'delete'] }]);
-    assert.deepEqual(await granted('alice', 'repository:apps/prod/db:pull,push,delete'), [{ type: 'repository', name: 'apps/prod/db', actions: ['pull'] }], 'deny wins');
-    assert.deepEqual(await granted('bob', 'repository:apps/x:pull'), [{ type: 'repository', name: 'apps/x', actions: ['pull'] }], 'config and file groups merge');
+    assert.deepEqual(await granted('alice', 'repository:apps/web/deep:pull,push,delete'), [
+      { type: 'repository', name: 'apps/web/deep', actions: ['pull', 'push', 'delete'] },
+    ]);
+    assert.deepEqual(
+      await granted('alice', 'repository:apps/prod/db:pull,push,delete'),
+      [{ type: 'repository', name: 'apps/prod/db', actions: ['pull'] }],
+      'deny wins',
+    );
+    assert.deepEqual(
+      await granted('bob', 'repository:apps/x:pull'),
+      [{ type: 'repository', name: 'apps/x', actions: ['pull'] }],
+      'config and file groups merge',
+    );
     await writeFile(rulesPath(h.dir), 'rules:\n  - repository: "apps/*"\n    bogus: true\n');
-    assert.deepEqual(await granted('alice', 'repository:apps/web:push'), [{ type: 'repository', name: 'apps/web', actions: ['push'] }], 'invalid file: previous rules stay');
+    assert.deepEqual(
+      await granted('alice', 'repository:apps/web:push'),
+      [{ type: 'repository', name: 'apps/web', actions: ['push'] }],
+      'invalid file: previous rules stay',
+    );
   });
 });

@@ -16,7 +16,17 @@ describe('auth units: scopes', () => {
     assert.deepEqual(parseScope('repository:localhost:5000/a/b:pull'), { type: 'repository', name: 'localhost:5000/a/b', actions: ['pull'] });
     assert.deepEqual(parseScope('repository(plugin):a/b:pull'), { type: 'repository', name: 'a/b', actions: ['pull'] });
     assert.deepEqual(parseScope('registry:catalog:*'), { type: 'registry', name: 'catalog', actions: ['*'] });
-    for (const bad of ['', 'repository', 'repository:a', 'repository::pull', 'repository:a:', 'repository:a:PULL', 'weird:a:pull', ':a:pull', 'repository:a:pull;rm']) {
+    for (const bad of [
+      '',
+      'repository',
+      'repository:a',
+      'repository::pull',
+      'repository:a:',
+      'repository:a:PULL',
+      'weird:a:pull',
+      ':a:pull',
+      'repository:a:pull;rm',
+    ]) {
       assert.equal(parseScope(bad), undefined, bad);
     }
   });
@@ -29,13 +39,18 @@ describe('auth units: scopes', () => {
   });
 
   it('coverage needs every action of every resource', () => {
-    const granted = [{ type: 'repository' as const, name: 'a', actions: ['pull'] }, { type: 'registry' as const, name: 'catalog', actions: ['*'] }];
+    const granted = [
+      { type: 'repository' as const, name: 'a', actions: ['pull'] },
+      { type: 'registry' as const, name: 'catalog', actions: ['*'] },
+    ];
     assert.equal(covers(granted, [{ type: 'repository', name: 'a', actions: ['pull'] }]), true);
     assert.equal(covers(granted, [{ type: 'repository', name: 'a', actions: ['pull', 'push'] }]), false);
     assert.equal(covers(granted, [{ type: 'repository', name: 'catalog', actions: ['pull'] }]), false, 'type matters');
     assert.equal(covers(granted, [{ type: 'registry', name: 'catalog', actions: ['*'] }]), true);
     assert.equal(covers(granted, []), true);
-    assert.deepEqual(missing(granted, [{ type: 'repository', name: 'a', actions: ['pull', 'delete'] }]), [{ type: 'repository', name: 'a', actions: ['delete'] }]);
+    assert.deepEqual(missing(granted, [{ type: 'repository', name: 'a', actions: ['pull', 'delete'] }]), [
+      { type: 'repository', name: 'a', actions: ['delete'] },
+    ]);
   });
 
   it('formats the challenge like distribution', () => {
@@ -89,7 +104,20 @@ describe('auth units: policy', () => {
     assert.deepEqual([...(await p.allowedActions({ kind: 'anonymous' }, 'repository', 'x/y'))], []);
     assert.equal(await p.allows(ann, { type: 'registry', name: 'catalog', actions: ['*'] }), true);
     assert.equal(await p.allows({ kind: 'user', name: 'zed' }, { type: 'registry', name: 'catalog', actions: ['*'] }), false);
-    const robot = { kind: 'robot' as const, name: 'ci', robot: { name: 'ci', id: 'x'.repeat(8), secretHash: '0'.repeat(64), repositories: ['ci/**'], actions: ['pull'], createdAt: '', expiresAt: null, description: '' } };
+    const robot = {
+      kind: 'robot' as const,
+      name: 'ci',
+      robot: {
+        name: 'ci',
+        id: 'x'.repeat(8),
+        secretHash: '0'.repeat(64),
+        repositories: ['ci/**'],
+        actions: ['pull'],
+        createdAt: '',
+        expiresAt: null,
+        description: '',
+      },
+    };
     assert.equal(await p.allows(robot, { type: 'repository', name: 'x/y', actions: ['push'] }), true, 'robots can be group members');
     assert.equal(await p.allows(robot, { type: 'repository', name: 'vault/k', actions: ['pull'] }), false);
   });
@@ -105,12 +133,29 @@ describe('auth units: policy', () => {
       userNamespaces: true,
     });
     assert.equal(await p.allows({ kind: 'anonymous' }, { type: 'repository', name: 'pub/a', actions: ['pull'] }), true);
-    assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'pub/a', actions: ['pull'] }), false, 'anonymous rules are for anonymous callers only');
+    assert.equal(
+      await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'pub/a', actions: ['pull'] }),
+      false,
+      'anonymous rules are for anonymous callers only',
+    );
     assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'ann/x/y', actions: ['pull', 'push', 'delete'] }), true);
     assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'annx/y', actions: ['pull'] }), false);
     assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'ann/secret', actions: ['push'] }), false);
     assert.equal(await p.allows({ kind: 'user', name: 'bob' }, { type: 'repository', name: 'ann/x', actions: ['pull'] }), false);
-    const robot = { kind: 'robot' as const, name: 'ci', robot: { name: 'ci', id: 'x'.repeat(8), secretHash: '0'.repeat(64), repositories: ['ci/**'], actions: ['pull', 'push'], createdAt: '', expiresAt: null, description: '' } };
+    const robot = {
+      kind: 'robot' as const,
+      name: 'ci',
+      robot: {
+        name: 'ci',
+        id: 'x'.repeat(8),
+        secretHash: '0'.repeat(64),
+        repositories: ['ci/**'],
+        actions: ['pull', 'push'],
+        createdAt: '',
+        expiresAt: null,
+        description: '',
+      },
+    };
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/a/b', actions: ['pull', 'push'] }), true);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/a', actions: ['delete'] }), false);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/blocked', actions: ['pull'] }), false);
@@ -147,7 +192,11 @@ describe('auth units: config and redaction', () => {
     assert.throws(() => authConfigSchema.parse({ passwordChecks: { maxQueued: 1.5 } }));
     assert.throws(() => authConfigSchema.parse({ passwordChecks: { threads: 2 } }), 'unknown keys');
     assert.throws(() => authConfigSchema.parse({ externalIssuers: [{ issuer: 'x' }] }), 'an external issuer needs keys');
-    const full = authConfigSchema.parse({ enabled: true, rules: [{ repository: 'a/*', users: ['x'], allow: ['pull'] }], externalIssuers: [{ issuer: 'i', jwksUrl: 'https://i.example/jwks' }] });
+    const full = authConfigSchema.parse({
+      enabled: true,
+      rules: [{ repository: 'a/*', users: ['x'], allow: ['pull'] }],
+      externalIssuers: [{ issuer: 'i', jwksUrl: 'https://i.example/jwks' }],
+    });
     assert.deepEqual(authConfigSchema.parse(full), full, 'createAuth may be handed an already parsed section');
     const c = authConfigSchema.parse({});
     assert.equal(c.enabled, false);

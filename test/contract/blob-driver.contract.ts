@@ -148,10 +148,13 @@ async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
 }
 
 async function rejectsWith(fn: () => unknown, type: new (...args: never[]) => Error, what: string): Promise<void> {
-  await assert.rejects(async () => fn(), (err: unknown) => {
-    assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
-    return true;
-  });
+  await assert.rejects(
+    async () => fn(),
+    (err: unknown) => {
+      assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
+      return true;
+    },
+  );
 }
 
 /** A source that hands out `before` bytes, then aborts `controller` when asked for more and stalls. */
@@ -380,7 +383,12 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         const tailStart = total - 3 * MiB - 3;
         const tail = await hashAll(await driver.reader(key, { start: tailStart }));
         assert.equal(tail.size, total - tailStart);
-        assert.equal(tail.digest, createHash('sha256').update(bytes(total - tailStart, tailStart)).digest('hex'));
+        assert.equal(
+          tail.digest,
+          createHash('sha256')
+            .update(bytes(total - tailStart, tailStart))
+            .digest('hex'),
+        );
         await driver.delete(key);
       });
     });
@@ -391,8 +399,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         const key = k('ranged');
         const data = bytes(size);
         await driver.put(key, data);
-        const read = async (options: { start?: number; end?: number }): Promise<Buffer> =>
-          readAll(await driver.reader(key, options));
+        const read = async (options: { start?: number; end?: number }): Promise<Buffer> => readAll(await driver.reader(key, options));
         assert.deepEqual(await read({}), data);
         assert.deepEqual(await read({ start: 0 }), data);
         assert.deepEqual(await read({ start: 5 }), data.subarray(5));
@@ -559,7 +566,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         assert.equal(resumed.size, cp1.size, 'the resumed writer starts at the checkpoint');
         await resumed.commit();
         assert.equal((await driver.stat(key)).size, cp1.size);
-        assert.deepEqual(await driver.get(key), bytes(1000), 'only the checkpoint\'s bytes are committed');
+        assert.deepEqual(await driver.get(key), bytes(1000), "only the checkpoint's bytes are committed");
         // Free what the abandoned writer holds (a dead process's descriptors go with it); the delete
         // below removes anything it stores on the way out.
         await abandoned.close().catch(() => undefined);
@@ -634,9 +641,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         const data = bytes(MiB + 1);
         await driver.put(key, data);
         const expected = createHash('sha256').update(data).digest('hex');
-        const readers = await Promise.all(
-          Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? driver : other).reader(key, i === 7 ? { start: 3 } : {})),
-        );
+        const readers = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? driver : other).reader(key, i === 7 ? { start: 3 } : {})));
         const results = await Promise.all(readers.map(hashAll));
         for (const [i, result] of results.entries()) {
           if (i === 7) assert.equal(result.size, MiB - 2);
@@ -748,7 +753,10 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await sibling.write(source(bytes(70)));
         const siblingCheckpoint = await sibling.close();
         await other.delete(k('up'));
-        for (const [key, checkpoint] of [[k('up/one'), topCheckpoint], [k('up/two/data'), nestedCheckpoint]] as const) {
+        for (const [key, checkpoint] of [
+          [k('up/one'), topCheckpoint],
+          [k('up/two/data'), nestedCheckpoint],
+        ] as const) {
           await rejectsWith(() => driver.writer(key, { resume: checkpoint }), InProgressLostError, `in-progress ${key} deleted`);
         }
         const survivor = await driver.writer(k('upx'), { resume: siblingCheckpoint });
@@ -817,7 +825,11 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await rejectsWith(() => driver.writer(live, { resume: keptCheckpoint }), InProgressLostError, 'resume once swept');
         if (fixture.rawKeys) {
           const raw = (await fixture.rawKeys()).filter((key) => key.includes(prefix));
-          assert.deepEqual(raw.filter((key) => !key.endsWith('sweep/committed')), [], 'sweep leaves nothing in progress behind');
+          assert.deepEqual(
+            raw.filter((key) => !key.endsWith('sweep/committed')),
+            [],
+            'sweep leaves nothing in progress behind',
+          );
         }
         assert.deepEqual(await driver.get(k('sweep/committed')), Buffer.from('kept'), 'committed objects are never swept');
         await driver.delete(k('sweep'));

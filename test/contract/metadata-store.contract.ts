@@ -394,9 +394,7 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
       it('lets exactly one of many concurrent updaters win', async () => {
         await store.createUpload(session('race', { revision: 3 }));
         const results = await Promise.all(
-          Array.from({ length: 20 }, (_, i) =>
-            store.updateUpload('race', 3, session('race', { revision: 4, offset: i + 1, updatedAt: 2000 + i })),
-          ),
+          Array.from({ length: 20 }, (_, i) => store.updateUpload('race', 3, session('race', { revision: 4, offset: i + 1, updatedAt: 2000 + i }))),
         );
         assert.equal(results.filter(Boolean).length, 1);
         const winner = results.indexOf(true);
@@ -412,12 +410,18 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
 
         const stale = await store.listStaleUploads(500, 10);
         assert.deepEqual(stale.map((s) => s.id).sort(), ['old1', 'old2']);
-        assert.deepEqual(stale.find((s) => s.id === 'old1'), session('old1', { updatedAt: 100 }));
+        assert.deepEqual(
+          stale.find((s) => s.id === 'old1'),
+          session('old1', { updatedAt: 100 }),
+        );
         assert.equal((await store.listStaleUploads(500, 1)).length, 1);
         assert.deepEqual(await store.listStaleUploads(100, 10), []); // strictly before
 
         await store.deleteUpload('old1');
-        assert.deepEqual((await store.listStaleUploads(500, 10)).map((s) => s.id), ['old2']);
+        assert.deepEqual(
+          (await store.listStaleUploads(500, 10)).map((s) => s.id),
+          ['old2'],
+        );
         assert.deepEqual((await store.listStaleUploads(10_000, 10)).map((s) => s.id).sort(), ['fresh', 'old2', 'refreshed']);
       });
     });

@@ -210,9 +210,12 @@ describe('FilesystemDriver', () => {
       ['delete sibling', (d) => d.delete('../root-sibling')],
       ['delete nested', (d) => d.delete('a/../../outside.txt')],
       ['delete absolute', (d) => d.delete(outside)],
-      ['list', async (d) => {
-        for await (const key of d.list('..')) void key;
-      }],
+      [
+        'list',
+        async (d) => {
+          for await (const key of d.list('..')) void key;
+        },
+      ],
     ];
     // As every driver runs (behind instrument, see server/storage-stack.ts): each key is refused.
     const stacked = instrument(driver, () => undefined);

@@ -65,13 +65,16 @@ describe('instrument()', () => {
       );
       assert.ok(err instanceof StorageUnavailableError, String(err));
       assert.equal((err.cause as NodeJS.ErrnoException).code, 'ENOTDIR');
-      assert.deepEqual(seen.map((op) => op.error), ['StorageUnavailableError']);
+      assert.deepEqual(
+        seen.map((op) => op.error),
+        ['StorageUnavailableError'],
+      );
     } finally {
       await scratch.remove();
     }
   });
 
-  it('passes a failing source stream\'s own error through, not as a storage failure', async () => {
+  it("passes a failing source stream's own error through, not as a storage failure", async () => {
     const seen: BlobOperation[] = [];
     const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
     const writer = await driver.writer('k', {});
@@ -99,10 +102,13 @@ describe('instrument()', () => {
     const driver = instrument(new MemoryDriver(), (op) => seen.push(op));
     assert.equal(driver.redirectUrl, undefined);
     assert.equal(await driver.sweep?.(new Date(), async () => false), 0);
-    assert.deepEqual(seen.map((op) => op.op), ['sweep']);
+    assert.deepEqual(
+      seen.map((op) => op.op),
+      ['sweep'],
+    );
   });
 
-  it('passes sweep()\'s isLive through to the driver and returns writer checkpoints', async () => {
+  it("passes sweep()'s isLive through to the driver and returns writer checkpoints", async () => {
     const driver = instrument(new MemoryDriver(), () => {});
     const writer = await driver.writer('s/live', {});
     await writer.write(Readable.from([Buffer.from('abc')], { objectMode: false }));

@@ -16,7 +16,11 @@ describe('S3 storage that is out of space (MinIO errors)', () => {
   let server: Server;
   let endpoint = '';
   let requests = 0;
-  let answer = { status: 507, code: 'XMinioStorageFull', message: 'Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.' };
+  let answer = {
+    status: 507,
+    code: 'XMinioStorageFull',
+    message: 'Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.',
+  };
 
   before(async () => {
     server = createServer((req, res) => {
@@ -34,7 +38,11 @@ describe('S3 storage that is out of space (MinIO errors)', () => {
           return;
         }
         res.writeHead(reply.status, { 'Content-Type': 'application/xml' });
-        res.end(req.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code><Message>${reply.message}</Message><Resource>${req.url}</Resource><RequestId>1</RequestId></Error>`);
+        res.end(
+          req.method === 'HEAD'
+            ? undefined
+            : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code><Message>${reply.message}</Message><Resource>${req.url}</Resource><RequestId>1</RequestId></Error>`,
+        );
       });
     });
     server.listen(0, '127.0.0.1');

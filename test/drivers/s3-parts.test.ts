@@ -2,14 +2,7 @@
 // ≤ 5 GiB, ≤ 10,000 of them; copies in ranges ≤ 5 GiB.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  copyRanges,
-  partSizeFor,
-  planCapacity,
-  planParts,
-  S3_LIMITS,
-  type PartPlan,
-} from '../../storage-drivers/blob/s3-parts.js';
+import { copyRanges, partSizeFor, planCapacity, planParts, S3_LIMITS, type PartPlan } from '../../storage-drivers/blob/s3-parts.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -29,7 +22,10 @@ function partsOf(plan: PartPlan, size: number): number[] {
 }
 
 function assertLegal(parts: number[], size: number): void {
-  assert.equal(parts.reduce((a, b) => a + b, 0), size);
+  assert.equal(
+    parts.reduce((a, b) => a + b, 0),
+    size,
+  );
   assert.ok(parts.length <= S3_LIMITS.maxParts, `${parts.length} parts`);
   for (const [i, part] of parts.entries()) {
     assert.ok(part <= S3_LIMITS.maxPartSize, `part ${i + 1} of ${part} bytes is over 5 GiB`);

@@ -101,7 +101,11 @@ function assertS3Rules(log: Sent[], limits = S3_LIMITS): void {
     if (sent.command !== 'CompleteMultipartUpload' || sent.uploadId === undefined) continue;
     const numbers = sent.completedParts ?? [];
     assert.ok(numbers.length >= 1 && numbers.length <= limits.maxParts, `${numbers.length} parts`);
-    assert.deepEqual(numbers, [...numbers].sort((x, y) => x - y), 'parts listed in order');
+    assert.deepEqual(
+      numbers,
+      [...numbers].sort((x, y) => x - y),
+      'parts listed in order',
+    );
     const sizes = partSizes.get(sent.uploadId);
     if (sizes === undefined) continue; // a multipart copy: checked above
     for (const [i, n] of numbers.entries()) {
@@ -113,7 +117,10 @@ function assertS3Rules(log: Sent[], limits = S3_LIMITS): void {
   // Single copies: the size of each source, from the HeadObject the driver sends first.
   for (const [i, sent] of log.entries()) {
     if (sent.command !== 'CopyObject') continue;
-    const head = log.slice(0, i).reverse().find((s) => s.command === 'HeadObject' && s.responseBytes !== undefined);
+    const head = log
+      .slice(0, i)
+      .reverse()
+      .find((s) => s.command === 'HeadObject' && s.responseBytes !== undefined);
     if (sent.copySource?.includes('/~uploads/') === true) continue; // a lone tail segment, under one part
     assert.ok(head?.responseBytes !== undefined, 'copy size known');
     assert.ok(head.responseBytes <= limits.maxCopySize, `single copy of ${head.responseBytes} bytes`);
@@ -192,8 +199,14 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
       else checkpoint = await writer.close();
     }
     const parts = completedPartSizes(log);
-    assert.equal(parts.reduce((x, y) => x + y, 0), offset);
-    assert.ok(parts.slice(0, -1).every((p) => p === 5 * MiB), `parts ${parts.join(',')}`);
+    assert.equal(
+      parts.reduce((x, y) => x + y, 0),
+      offset,
+    );
+    assert.ok(
+      parts.slice(0, -1).every((p) => p === 5 * MiB),
+      `parts ${parts.join(',')}`,
+    );
     assertS3Rules(log);
     assert.deepEqual(await sha256Of(await b.reader(key)), { digest: hash.digest('hex'), size: offset });
     await a.delete('uploads');

@@ -84,9 +84,19 @@ describe('S3 driver on s3rver', () => {
       segments: { key: string; size: number }[];
     };
     assert.ok(state.uploadId, 'the multipart upload id travels in the checkpoint');
-    assert.deepEqual(state.parts.map((p) => p.size), [5 * MiB, 5 * MiB]);
-    assert.deepEqual(state.segments.map((s) => s.size), [2 * MiB + 11]);
-    assert.deepEqual(await raw(), state.segments.map((s) => s.key), 'only the tail segment is in the bucket');
+    assert.deepEqual(
+      state.parts.map((p) => p.size),
+      [5 * MiB, 5 * MiB],
+    );
+    assert.deepEqual(
+      state.segments.map((s) => s.size),
+      [2 * MiB + 11],
+    );
+    assert.deepEqual(
+      await raw(),
+      state.segments.map((s) => s.key),
+      'only the tail segment is in the bucket',
+    );
 
     // A second process resumes, writes past a part boundary, then dies without close().
     const crashing = createS3Driver(server.config({ prefix: 'berth' }));
@@ -150,9 +160,7 @@ describe('S3 driver on s3rver', () => {
     const nested = await a.writer('sweep/stale/nested', {});
     await nested.write(patternStream(0, 10));
     await nested.close();
-    await a.client.send(
-      new PutObjectCommand({ Bucket: server.bucket, Key: 'berth/~uploads/sweep/orphan/~seg-000000000000000-abc', Body: 'x' }),
-    );
+    await a.client.send(new PutObjectCommand({ Bucket: server.bucket, Key: 'berth/~uploads/sweep/orphan/~seg-000000000000000-abc', Body: 'x' }));
     await a.put('sweep/committed', Buffer.from('kept'));
     // Owned by a live session: as old as the rest, but never swept.
     const owned = await a.writer('sweep/owned', {});
@@ -282,7 +290,10 @@ describe('S3 driver on s3rver', () => {
       },
       { step: 'finalizeRequest', priority: 'low', name: 'injectDenied' },
     );
-    for (const [key, size] of [['commit/multipart', 7 * MiB + 3], ['commit/single', 3 * MiB + 1]] as const) {
+    for (const [key, size] of [
+      ['commit/multipart', 7 * MiB + 3],
+      ['commit/single', 3 * MiB + 1],
+    ] as const) {
       const writer = await flaky.writer(key, {});
       await writer.write(patternStream(0, size - 10));
       const first = await writer.close();
@@ -377,7 +388,10 @@ describe('S3 driver on s3rver', () => {
     const puts = of('PutObjectCommand');
     assert.equal(puts.length, 2, 'a segment and the small object');
     assert.ok(puts.every((s) => s.sse === 'AES256'));
-    assert.deepEqual(puts.map((s) => s.storageClass), [undefined, 'STANDARD_IA']);
+    assert.deepEqual(
+      puts.map((s) => s.storageClass),
+      [undefined, 'STANDARD_IA'],
+    );
     assert.equal((await driver.stat('sse/data')).size, 6 * MiB);
     await driver.delete('sse');
     await driver.close();
@@ -391,14 +405,11 @@ describe('S3 driver on s3rver', () => {
       assert.match(err.message, /does not exist/);
       return true;
     });
-    await assert.rejects(
-      checkS3Startup(server.config({ credentials: { accessKeyId: 'WRONG', secretAccessKey: 'WRONG' } })),
-      (err: Error) => {
-        assert.ok(err.message.includes(server.bucket) && err.message.includes(server.endpoint), err.message);
-        assert.match(err.message, /access denied/);
-        return true;
-      },
-    );
+    await assert.rejects(checkS3Startup(server.config({ credentials: { accessKeyId: 'WRONG', secretAccessKey: 'WRONG' } })), (err: Error) => {
+      assert.ok(err.message.includes(server.bucket) && err.message.includes(server.endpoint), err.message);
+      assert.match(err.message, /access denied/);
+      return true;
+    });
     const closed = await startS3rver();
     const unreachable = closed.config({ maxAttempts: 1, connectTimeoutMs: 2_000 });
     await closed.stop();

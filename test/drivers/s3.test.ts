@@ -16,9 +16,7 @@ runBlobDriverContract('s3 (s3rver)', async () => {
       const keys: string[] = [];
       let token: string | undefined;
       do {
-        const out = await driver.client.send(
-          new ListObjectsV2Command({ Bucket: server.bucket, ContinuationToken: token }),
-        );
+        const out = await driver.client.send(new ListObjectsV2Command({ Bucket: server.bucket, ContinuationToken: token }));
         for (const object of out.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
         token = out.IsTruncated === true ? out.NextContinuationToken : undefined;
       } while (token !== undefined);

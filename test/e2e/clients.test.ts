@@ -9,7 +9,16 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { setUserPassword } from '../../auth/users.js';
 import { startBerthProcess, type BerthProcess } from '../helpers/berth-process.js';
-import { containersSandbox, makeClientScratch, runTool, runToolExpectingFailure, startContainerd, storageFlags, type Containerd, type ToolResult } from '../helpers/clients.js';
+import {
+  containersSandbox,
+  makeClientScratch,
+  runTool,
+  runToolExpectingFailure,
+  startContainerd,
+  storageFlags,
+  type Containerd,
+  type ToolResult,
+} from '../helpers/clients.js';
 import { OCI_INDEX, OCI_MANIFEST, RegistryClient, blob } from '../helpers/oci.js';
 import { OciLayout, type LayoutDescriptor } from '../helpers/oci-layout.js';
 import type { ScratchDir } from '../helpers/scratch.js';
@@ -102,7 +111,9 @@ function parseManifest(text: string): Manifest {
 async function tokenFor(t: Target, repo: string, actions: string): Promise<Record<string, string>> {
   if (!t.user) return {};
   const q = new URLSearchParams({ service: 'berth', scope: `repository:${repo}:${actions}` });
-  const res = await fetch(`${t.berth.url}/auth/token?${q}`, { headers: { authorization: `Basic ${Buffer.from(`${t.user.name}:${t.user.password}`).toString('base64')}` } });
+  const res = await fetch(`${t.berth.url}/auth/token?${q}`, {
+    headers: { authorization: `Basic ${Buffer.from(`${t.user.name}:${t.user.password}`).toString('base64')}` },
+  });
   assert.equal(res.status, 200, `token for ${repo}`);
   return { authorization: `Bearer ${((await res.json()) as { token: string }).token}` };
 }
@@ -153,7 +164,10 @@ async function requestsFor(t: Target, repo: string, since: number, last: (e: Acc
 
 const slug = (mode: Mode) => mode.replace(' ', '-');
 const store = (client: 'podman' | 'buildah', mode: Mode, role: string) =>
-  storageFlags(join(c().scratch.path, client, `${role}-${slug(mode)}`), join(c().scratch.path, 'rr', `${client[0]}-${role}-${mode === 'auth on' ? 'on' : 'off'}`));
+  storageFlags(
+    join(c().scratch.path, client, `${role}-${slug(mode)}`),
+    join(c().scratch.path, 'rr', `${client[0]}-${role}-${mode === 'auth on' ? 'on' : 'off'}`),
+  );
 const podmanStore = (mode: Mode, role: string) => store('podman', mode, role);
 const buildahStore = (mode: Mode, role: string) => store('buildah', mode, role);
 const podman = (args: string[], input?: string) => runTool('podman', args, { env: c().podmanEnv, ...(input === undefined ? {} : { input }) });
@@ -177,7 +191,12 @@ function ensureLogin(client: 'podman' | 'buildah' | 'docker', t: Target): Promis
   let login = logins.get(key);
   if (!login) {
     const args = ['login', '-u', t.user.name, '--password-stdin', t.host];
-    login = client === 'podman' ? podman(['login', '--tls-verify=false', ...args.slice(1)], t.user.password) : client === 'buildah' ? buildah(['login', '--tls-verify=false', ...args.slice(1)], t.user.password) : docker(args, t.user.password);
+    login =
+      client === 'podman'
+        ? podman(['login', '--tls-verify=false', ...args.slice(1)], t.user.password)
+        : client === 'buildah'
+          ? buildah(['login', '--tls-verify=false', ...args.slice(1)], t.user.password)
+          : docker(args, t.user.password);
     logins.set(key, login);
   }
   return login;
@@ -384,10 +403,17 @@ async function buildUmociImage(dir: string): Promise<UmociImage> {
 async function addDockerImage(layout: OciLayout, size: number, platform: { os: string; architecture: string }): Promise<LayoutDescriptor> {
   const layer = await layout.addLayer('file0', size);
   const config = await layout.addBlob(
-    Buffer.from(JSON.stringify({ ...platform, created: '2026-01-01T00:00:00Z', config: {}, rootfs: { type: 'layers', diff_ids: [layer.diffId] }, history: [] })),
+    Buffer.from(
+      JSON.stringify({ ...platform, created: '2026-01-01T00:00:00Z', config: {}, rootfs: { type: 'layers', diff_ids: [layer.diffId] }, history: [] }),
+    ),
     'application/vnd.docker.container.image.v1+json',
   );
-  const manifest = { schemaVersion: 2, mediaType: DOCKER_MANIFEST, config, layers: [{ ...layer.desc, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }] };
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: DOCKER_MANIFEST,
+    config,
+    layers: [{ ...layer.desc, mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }],
+  };
   return { ...(await layout.addBlob(Buffer.from(JSON.stringify(manifest)), DOCKER_MANIFEST)), platform };
 }
 
@@ -400,7 +426,16 @@ async function buildMultiLayout(dir: string): Promise<Context['multi']> {
   const payload = await layout.addBlob(Buffer.from(`signature ${randomBytes(8).toString('hex')}`), 'application/vnd.example.signature');
   const { platform: _p, ...subject } = amd64;
   const artifact = await layout.addBlob(
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.signature', config: empty, layers: [payload], subject })),
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType: 'application/vnd.example.signature',
+        config: empty,
+        layers: [payload],
+        subject,
+      }),
+    ),
     OCI_MANIFEST,
   );
   await layout.tag(list, 'list');
@@ -487,7 +522,10 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
           assert.ok(puts.length > 0, `${client.name} finished uploads with PUT`);
           if (client.uploadsWith === 'PATCH') {
             assert.ok(patches.length > 0 && patches.every((p) => p.bytesIn > 0), `${client.name} sends bytes in PATCH`);
-            assert.ok(puts.every((p) => p.bytesIn === 0), `${client.name} closes with an empty PUT`);
+            assert.ok(
+              puts.every((p) => p.bytesIn === 0),
+              `${client.name} closes with an empty PUT`,
+            );
           } else {
             assert.equal(patches.length, 0, 'ctr sends no PATCH');
             assert.ok(
@@ -502,7 +540,8 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         const t = target(mode);
         const repo = `${t.ns}/cross`;
         const pushed = await ctrClient.push(t, repo);
-        for (const client of [podmanClient, buildahClient]) assert.deepEqual(await client.pull(t, repo, 'cross'), pushed, `${client.name} pulls what ctr pushed`);
+        for (const client of [podmanClient, buildahClient])
+          assert.deepEqual(await client.pull(t, repo, 'cross'), pushed, `${client.name} pulls what ctr pushed`);
         // umoci reads what podman writes back out of its store: the file is there, byte for byte.
         const out = join(c().scratch.path, `umoci-out-${slug(mode)}`);
         await podman([...podmanStore(mode, 'cross'), 'push', `${t.host}/${repo}:v1`, `oci:${out}:back`]);
@@ -511,7 +550,9 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
 
         const digest = await ctrPushDockerImage(t, repo, 'docker', ctrNs(mode, 'cross'));
         await ensureLogin('docker', t);
-        const inspected = JSON.parse((await docker(['manifest', 'inspect', '--insecure', '-v', `${t.host}/${repo}:docker`])).stdout) as { Descriptor: { digest: string; mediaType: string } };
+        const inspected = JSON.parse((await docker(['manifest', 'inspect', '--insecure', '-v', `${t.host}/${repo}:docker`])).stdout) as {
+          Descriptor: { digest: string; mediaType: string };
+        };
         assert.deepEqual([inspected.Descriptor.digest, inspected.Descriptor.mediaType], [digest, DOCKER_MANIFEST]);
       });
 
@@ -545,7 +586,10 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         const repo = `${t.ns}/artifact`;
         const ns = ctrNs(mode, 'artifact');
         await ctr(ns, ['images', 'import', '--no-unpack', '--base-name', 'multi', c().multi.tar]);
-        for (const [from, to] of [['amd64', 'img'], ['sig', 'sig']] as const) {
+        for (const [from, to] of [
+          ['amd64', 'img'],
+          ['sig', 'sig'],
+        ] as const) {
           await ctr(ns, ['images', 'tag', '--force', `multi:${from}`, `${t.host}/${repo}:${to}`]);
           await ctr(ns, ['images', 'push', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:${to}`]);
         }
@@ -554,7 +598,10 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         const res = await fetch(`${t.berth.url}/v2/${repo}/referrers/${amd64.digest}`, { headers: await tokenFor(t, repo, 'pull') });
         assert.equal(res.status, 200);
         const referrers = (await res.json()) as { manifests: Array<{ digest: string; artifactType?: string }> };
-        assert.deepEqual(referrers.manifests.map((m) => [m.digest, m.artifactType]), [[artifact.digest, 'application/vnd.example.signature']]);
+        assert.deepEqual(
+          referrers.manifests.map((m) => [m.digest, m.artifactType]),
+          [[artifact.digest, 'application/vnd.example.signature']],
+        );
         const fresh = ctrNs(mode, 'artifact-fetch');
         await ctr(fresh, ['content', 'fetch', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:sig`]);
         const fetched = (await ctr(fresh, ['content', 'get', artifact.digest])).bytes;
@@ -576,15 +623,22 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
         const half = Math.floor(bytes.length / 2);
         const ns = ctrNs(mode, 'resume');
         // An ingest under the ref containerd's fetcher uses for this layer, cut off halfway.
-        await runToolExpectingFailure('ctr', ctrArgs(ns, ['content', 'ingest', '--expected-size', String(layer.size), '--expected-digest', layer.digest, `layer-${layer.digest}`]), {
-          input: bytes.subarray(0, half),
-          env: ctrEnv(),
-        });
+        await runToolExpectingFailure(
+          'ctr',
+          ctrArgs(ns, ['content', 'ingest', '--expected-size', String(layer.size), '--expected-digest', layer.digest, `layer-${layer.digest}`]),
+          {
+            input: bytes.subarray(0, half),
+            env: ctrEnv(),
+          },
+        );
         const since = t.access.length;
         await ctr(ns, ['content', 'fetch', '--plain-http', ...ctrCreds(t), `${t.host}/${repo}:v1`]);
         const layerGet = (e: AccessEntry) => e.method === 'GET' && e.url.endsWith(layer.digest);
         const gets = (await requestsFor(t, repo, since, layerGet)).filter(layerGet);
-        assert.deepEqual(gets.map((g) => [g.status, g.bytesOut]), [[206, bytes.length - half]]);
+        assert.deepEqual(
+          gets.map((g) => [g.status, g.bytesOut]),
+          [[206, bytes.length - half]],
+        );
         const stored = (await ctr(ns, ['content', 'get', layer.digest])).bytes;
         assert.equal(`sha256:${createHash('sha256').update(stored).digest('hex')}`, layer.digest);
       });
@@ -605,7 +659,10 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
     it('a wrong password is refused at login', async () => {
       const t = target('auth on');
       const env = await containersSandbox(join(c().scratch.path, 'podman-wrong'), [t.host]);
-      const err = await runToolExpectingFailure('podman', ['login', '--tls-verify=false', '-u', 'alice', '--password-stdin', t.host], { env, input: 'not-the-password' });
+      const err = await runToolExpectingFailure('podman', ['login', '--tls-verify=false', '-u', 'alice', '--password-stdin', t.host], {
+        env,
+        input: 'not-the-password',
+      });
       assert.match(err.stderr, /401|unauthorized|invalid username\/password/i);
     });
 
@@ -617,7 +674,9 @@ describe('real clients against berth serve: podman, buildah, ctr, docker, umoci'
       const anon = await runToolExpectingFailure('ctr', ctrArgs(ns, ['images', 'push', '--plain-http', `${t.host}/alice/anon:v1`]), { env: ctrEnv() });
       assert.match(anon.stderr, /insufficient_scope|unauthorized|401/i);
       await ctr(ns, ['images', 'tag', '--force', `umoci:${c().image.tag}`, `${t.host}/bob/app:v1`]);
-      const other = await runToolExpectingFailure('ctr', ctrArgs(ns, ['images', 'push', '--plain-http', ...ctrCreds(t), `${t.host}/bob/app:v1`]), { env: ctrEnv() });
+      const other = await runToolExpectingFailure('ctr', ctrArgs(ns, ['images', 'push', '--plain-http', ...ctrCreds(t), `${t.host}/bob/app:v1`]), {
+        env: ctrEnv(),
+      });
       assert.match(other.stderr, /denied|forbidden|403|insufficient_scope/i);
       const res = await fetch(`${t.berth.url}/v2/bob/app/manifests/v1`, { headers: await tokenFor(t, 'bob/app', 'pull') });
       assert.notEqual(res.status, 200);

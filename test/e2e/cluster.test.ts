@@ -14,7 +14,10 @@ describe('cluster mode (http.workers: 2, embedded metadata)', () => {
   it('serves pushes and pulls from both workers, sums their metrics, and stops on SIGTERM', async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-cluster-'));
     const metricsPort = await freePort();
-    const berth = await startBerthProcess({ dataDir: dir, config: { log: { level: 'info', access: false }, http: { workers: 2 }, metrics: { port: metricsPort } } });
+    const berth = await startBerthProcess({
+      dataDir: dir,
+      config: { log: { level: 'info', access: false }, http: { workers: 2 }, metrics: { port: metricsPort } },
+    });
     try {
       const c = new RegistryClient(berth.url);
       // Separate connections are spread over the workers, so chunks of one upload land on both.
@@ -24,7 +27,11 @@ describe('cluster mode (http.workers: 2, embedded metadata)', () => {
       const chunk = 512 * 1024;
       for (let off = 0; off < b.size; off += chunk) {
         const part = b.data.subarray(off, Math.min(off + chunk, b.size));
-        const res = await fetch(`${berth.url}${location}`, { method: 'PATCH', body: part, headers: { 'Content-Range': `${off}-${off + part.length - 1}`, Connection: 'close' } });
+        const res = await fetch(`${berth.url}${location}`, {
+          method: 'PATCH',
+          body: part,
+          headers: { 'Content-Range': `${off}-${off + part.length - 1}`, Connection: 'close' },
+        });
         assert.equal(res.status, 202, await res.text());
       }
       assert.equal((await c.fetch(`${location}?digest=${b.digest}`, { method: 'PUT' })).status, 201);

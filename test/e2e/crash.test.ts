@@ -96,7 +96,11 @@ async function pushBlob(base: string, round: Round, ledger: Ledger, repo: string
   let location: string | undefined;
   try {
     if (!chunked) {
-      const res = await send(base, `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
+      const res = await send(base, `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+        method: 'POST',
+        body: b.data,
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
       if (res.status !== 201) throw new Error(`status ${res.status} ${await res.text()}`);
     } else {
       const post = await send(base, `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
@@ -104,7 +108,11 @@ async function pushBlob(base: string, round: Round, ledger: Ledger, repo: string
       location = post.headers.get('location') as string;
       for (let off = 0; off < b.size; off += CHUNK) {
         const part = b.data.subarray(off, Math.min(off + CHUNK, b.size));
-        const res = await send(base, location, { method: 'PATCH', body: part, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${off}-${off + part.length - 1}` } });
+        const res = await send(base, location, {
+          method: 'PATCH',
+          body: part,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${off}-${off + part.length - 1}` },
+        });
         if (res.status !== 202) throw new Error(`PATCH status ${res.status} ${await res.text()}`);
         location = res.headers.get('location') as string;
       }
@@ -162,7 +170,9 @@ async function worker(base: string, round: Round, ledger: Ledger, label: string,
   // Two clients per repository, so that they race for the same tag.
   const repo = `crash/w${id % (WORKERS / 2)}`;
   for (let n = 0; !round.killed && n < 1000; n++) {
-    const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }));
+    const config = blob(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }),
+    );
     const own = blob(randomBytes(50_000 + ((id * 7919 + n * 104_729) % 700_000)));
     const layers = [shared, own];
     let ok = true;
@@ -182,7 +192,11 @@ async function park(base: string, ledger: Ledger, repo: string): Promise<void> {
   const b = blob(randomBytes(3 * CHUNK + 123));
   const post = await send(base, `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
   assert.equal(post.status, 202);
-  const res = await send(base, post.headers.get('location') as string, { method: 'PATCH', body: b.data.subarray(0, CHUNK), headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${CHUNK - 1}` } });
+  const res = await send(base, post.headers.get('location') as string, {
+    method: 'PATCH',
+    body: b.data.subarray(0, CHUNK),
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `0-${CHUNK - 1}` },
+  });
   assert.equal(res.status, 202, await res.text());
   ledger.open.push({ repo, location: res.headers.get('location') as string, blob: b, parked: true });
 }
@@ -258,7 +272,13 @@ async function checkContentAddressed(dataDir: string): Promise<number> {
     const m = /\/blobs\/(sha256|sha512)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/.exec(path);
     assert.ok(m, `unexpected file in the blob store: ${path}`);
     const [, algorithm, hex] = m as unknown as [string, string, string];
-    assert.equal(createHash(algorithm).update(await readFile(path)).digest('hex'), hex, `${path} does not hold the bytes of its digest`);
+    assert.equal(
+      createHash(algorithm)
+        .update(await readFile(path))
+        .digest('hex'),
+      hex,
+      `${path} does not hold the bytes of its digest`,
+    );
     checked++;
   }
   return checked;
@@ -282,11 +302,19 @@ async function finishOpenUploads(base: string, ledger: Ledger): Promise<{ resume
       let resumable = true;
       if (offset < b.size) {
         const rest = b.data.subarray(offset);
-        let res = await send(base, location, { method: 'PATCH', body: rest, headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${b.size - 1}` } });
+        let res = await send(base, location, {
+          method: 'PATCH',
+          body: rest,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${b.size - 1}` },
+        });
         if (res.status === 416 && res.headers.get('range')) {
           // The session held more than its recorded offset (cut mid-chunk): continue where the bytes end.
           offset = nextOffset(res.headers.get('range'));
-          res = await send(base, location, { method: 'PATCH', body: b.data.subarray(offset), headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${b.size - 1}` } });
+          res = await send(base, location, {
+            method: 'PATCH',
+            body: b.data.subarray(offset),
+            headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${offset}-${b.size - 1}` },
+          });
         }
         await res.arrayBuffer();
         resumable = res.status === 202;
@@ -309,7 +337,11 @@ async function finishOpenUploads(base: string, ledger: Ledger): Promise<{ resume
       assert.equal(status.status, 404, `status of an interrupted upload: ${status.status}`);
     }
     if (!done) {
-      const res = await send(base, `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
+      const res = await send(base, `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+        method: 'POST',
+        body: b.data,
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
       assert.equal(res.status, 201, `pushing ${b.digest} again: ${res.status} ${await res.text()}`);
       counts.restarted++;
     }

@@ -74,7 +74,8 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
   });
 
   /** What a person is told: which storage, that it is out of space, and what to do. */
-  const fullMessage = () => new RegExp(`^filesystem storage at ${storageRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is out of space \\(ENOSPC\\): .*free space`);
+  const fullMessage = () =>
+    new RegExp(`^filesystem storage at ${storageRoot.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is out of space \\(ENOSPC\\): .*free space`);
 
   it('answers 507 naming the storage, keeps reads working, frees the failed push, and a smaller push then succeeds', async () => {
     const c = new RegistryClient(registry.url);
@@ -83,7 +84,11 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
 
     // A monolithic push larger than the volume.
     const huge = randomBlob((VOLUME_MIB + 4) * MiB);
-    const push = await c.fetch(`/v2/full/app/blobs/uploads/?digest=${huge.digest}`, { method: 'POST', body: huge.data, headers: { 'Content-Type': 'application/octet-stream' } });
+    const push = await c.fetch(`/v2/full/app/blobs/uploads/?digest=${huge.digest}`, {
+      method: 'POST',
+      body: huge.data,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
     assert.equal(push.status, 507);
     const body = (await push.json()) as ErrorBody;
     assert.equal(body.errors[0]?.code, 'UNAVAILABLE');
@@ -97,11 +102,19 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
     const post = await c.fetch('/v2/full/app/blobs/uploads/', { method: 'POST' });
     const location = post.headers.get('location') as string;
     const first = randomBlob(4 * MiB);
-    const patch1 = await c.fetch(location, { method: 'PATCH', body: first.data, headers: { 'Content-Range': `0-${first.size - 1}`, 'Content-Type': 'application/octet-stream' } });
+    const patch1 = await c.fetch(location, {
+      method: 'PATCH',
+      body: first.data,
+      headers: { 'Content-Range': `0-${first.size - 1}`, 'Content-Type': 'application/octet-stream' },
+    });
     assert.equal(patch1.status, 202, await patch1.text());
     const afterFirst = await usedBytes(volume);
     const second = randomBlob(VOLUME_MIB * MiB);
-    const patch2 = await c.fetch(location, { method: 'PATCH', body: second.data, headers: { 'Content-Range': `${first.size}-${first.size + second.size - 1}`, 'Content-Type': 'application/octet-stream' } });
+    const patch2 = await c.fetch(location, {
+      method: 'PATCH',
+      body: second.data,
+      headers: { 'Content-Range': `${first.size}-${first.size + second.size - 1}`, 'Content-Type': 'application/octet-stream' },
+    });
     assert.equal(patch2.status, 507);
     assert.match(((await patch2.json()) as ErrorBody).errors[0]?.message ?? '', fullMessage());
     assert.ok(afterFirst - beforeChunked >= first.size, 'the first chunk was stored');
@@ -121,10 +134,18 @@ describe(`a full disk under filesystem storage (a ${VOLUME_MIB} MiB tmpfs)`, () 
       assert.equal(manifest.headers.get('docker-content-digest'), image.manifest.digest);
 
       const small = randomBlob(64 * 1024);
-      const blobPush = await c.fetch(`/v2/full/app/blobs/uploads/?digest=${small.digest}`, { method: 'POST', body: small.data, headers: { 'Content-Type': 'application/octet-stream' } });
+      const blobPush = await c.fetch(`/v2/full/app/blobs/uploads/?digest=${small.digest}`, {
+        method: 'POST',
+        body: small.data,
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
       assert.equal(blobPush.status, 507);
       assert.match(((await blobPush.json()) as ErrorBody).errors[0]?.message ?? '', fullMessage());
-      const retag = await c.fetch('/v2/full/app/manifests/v2', { method: 'PUT', body: image.manifest.data, headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
+      const retag = await c.fetch('/v2/full/app/manifests/v2', {
+        method: 'PUT',
+        body: image.manifest.data,
+        headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+      });
       assert.equal(retag.status, 507);
       assert.match(((await retag.json()) as ErrorBody).errors[0]?.message ?? '', fullMessage());
     } finally {
@@ -169,7 +190,11 @@ describe('a full disk under the embedded metadata store (a 4 MiB tmpfs)', () => 
       const filler = join(volume, 'filler');
       await fillUp(filler);
       const b = randomBlob(1024);
-      const push = await c.fetch(`/v2/meta/app/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
+      const push = await c.fetch(`/v2/meta/app/blobs/uploads/?digest=${b.digest}`, {
+        method: 'POST',
+        body: b.data,
+        headers: { 'Content-Type': 'application/octet-stream' },
+      });
       assert.equal(push.status, 507);
       const error = ((await push.json()) as ErrorBody).errors[0];
       assert.equal(error?.code, 'UNAVAILABLE');

@@ -78,13 +78,19 @@ function multiProcessSuite(name: string, makeStorage: () => Promise<(dir: string
       assert.equal(mount.status, 201);
       const empty = blob('{}');
       await clients[0]!.pushBlob('multi/tags', empty);
-      const art = imageManifest(empty, [], { artifactType: 'application/vnd.example.test', subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifest.digest, size: img.manifest.size } });
+      const art = imageManifest(empty, [], {
+        artifactType: 'application/vnd.example.test',
+        subject: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifest.digest, size: img.manifest.size },
+      });
       await clients[1]!.pushManifest('multi/tags', art.digest, art);
       for (const c of clients) {
         assert.deepEqual(((await (await c.fetch('/v2/multi/tags/tags/list')).json()) as { tags: string[] }).tags, ['v1', 'v2']);
         assert.equal((await c.fetch(`/v2/multi/other/blobs/${img.layers[0]!.digest}`, { method: 'HEAD' })).status, 200);
         const refs = (await (await c.fetch(`/v2/multi/tags/referrers/${img.manifest.digest}`)).json()) as { manifests: Array<{ digest: string }> };
-        assert.deepEqual(refs.manifests.map((m) => m.digest), [art.digest]);
+        assert.deepEqual(
+          refs.manifests.map((m) => m.digest),
+          [art.digest],
+        );
       }
       assert.equal((await clients[2]!.fetch('/v2/multi/tags/manifests/v2', { method: 'DELETE' })).status, 202);
       assert.equal((await clients[0]!.fetch(`/v2/multi/other/blobs/${img.layers[0]!.digest}`, { method: 'DELETE' })).status, 202);
@@ -107,7 +113,11 @@ function multiProcessSuite(name: string, makeStorage: () => Promise<(dir: string
       const status = await clients[0]!.fetch(location);
       assert.equal(status.status, 204);
       assert.equal(status.headers.get('range'), `0-${2 * MiB - 1}`);
-      const put = await clients[1]!.fetch(`${location}?digest=${b.digest}`, { method: 'PUT', body: b.data.subarray(2 * MiB), headers: { 'Content-Range': `${2 * MiB}-${b.size - 1}` } });
+      const put = await clients[1]!.fetch(`${location}?digest=${b.digest}`, {
+        method: 'PUT',
+        body: b.data.subarray(2 * MiB),
+        headers: { 'Content-Range': `${2 * MiB}-${b.size - 1}` },
+      });
       assert.equal(put.status, 201, await put.text());
       const get = await clients[0]!.fetch(`/v2/multi/killed/blobs/${b.digest}`);
       assert.equal(sha256(Buffer.from(await get.arrayBuffer())), b.digest);

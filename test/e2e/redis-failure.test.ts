@@ -22,7 +22,10 @@ describe('Berth when Redis goes away and comes back', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-redis-down-'));
     redis = await startRedisServer({ appendonly: true });
-    berth = await startBerthProcess({ dataDir: dir, config: { log: { level: 'info', access: false }, metadata: { store: 'redis', redis: { url: redis.url, commandTimeoutMs: 1000 } } } });
+    berth = await startBerthProcess({
+      dataDir: dir,
+      config: { log: { level: 'info', access: false }, metadata: { store: 'redis', redis: { url: redis.url, commandTimeoutMs: 1000 } } },
+    });
   });
   after(async () => {
     await berth?.stop();

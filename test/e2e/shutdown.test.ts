@@ -24,10 +24,13 @@ describe('graceful shutdown', () => {
     const { port } = new URL(berth.url);
     let responded!: (v: { status: number; range: string | undefined }) => void;
     const response = new Promise<{ status: number; range: string | undefined }>((r) => (responded = r));
-    const req = request({ host: '127.0.0.1', port, method: 'PATCH', path: location, headers: { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' } }, (res) => {
-      res.resume();
-      responded({ status: res.statusCode ?? 0, range: res.headers.range });
-    });
+    const req = request(
+      { host: '127.0.0.1', port, method: 'PATCH', path: location, headers: { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' } },
+      (res) => {
+        res.resume();
+        responded({ status: res.statusCode ?? 0, range: res.headers.range });
+      },
+    );
     req.on('error', (err) => responded({ status: -1, range: String(err) }));
     await new Promise<void>((r) => req.write(data.subarray(0, 1024 * 1024), () => r()));
 

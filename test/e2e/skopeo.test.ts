@@ -62,7 +62,10 @@ describe('skopeo end to end (filesystem + embedded)', () => {
     await skopeo('copy', '--all', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout.dir}:multi`, `docker://${host}/e2e/multi:stable`);
     const raw = await skopeo('inspect', '--raw', '--tls-verify=false', `docker://${host}/e2e/multi:latest`);
     assert.equal(JSON.parse(raw).manifests.length, 2);
-    const arm64 = JSON.parse(await skopeo('inspect', '--override-arch', 'arm64', '--tls-verify=false', `docker://${host}/e2e/multi:latest`)) as { Digest: string; Architecture: string };
+    const arm64 = JSON.parse(await skopeo('inspect', '--override-arch', 'arm64', '--tls-verify=false', `docker://${host}/e2e/multi:latest`)) as {
+      Digest: string;
+      Architecture: string;
+    };
     assert.equal(arm64.Architecture, 'arm64');
     const tags = JSON.parse(await skopeo('list-tags', '--tls-verify=false', `docker://${host}/e2e/multi`)) as { Tags: string[] };
     assert.deepEqual(tags.Tags, ['latest', 'stable']);
@@ -83,13 +86,25 @@ describe('skopeo end to end (filesystem + embedded)', () => {
     const empty = await layout.addBlob(Buffer.from('{}'), 'application/vnd.oci.empty.v1+json');
     const payload = await layout.addBlob(Buffer.from('a signature'), 'application/vnd.example.signature');
     const artifact = await layout.addBlob(
-      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.example.signature', config: empty, layers: [payload], subject: { mediaType: image.mediaType, digest: image.digest, size: image.size } })),
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          artifactType: 'application/vnd.example.signature',
+          config: empty,
+          layers: [payload],
+          subject: { mediaType: image.mediaType, digest: image.digest, size: image.size },
+        }),
+      ),
       'application/vnd.oci.image.manifest.v1+json',
     );
     await layout.tag(artifact, 'sig');
     await skopeo('copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout.dir}:sig`, `docker://${host}/e2e/art:sig`);
     const res = await fetch(`${reg.url}/v2/e2e/art/referrers/${image.digest}`);
     const body = (await res.json()) as { manifests: Array<{ digest: string; artifactType: string }> };
-    assert.deepEqual(body.manifests.map((m) => [m.digest, m.artifactType]), [[artifact.digest, 'application/vnd.example.signature']]);
+    assert.deepEqual(
+      body.manifests.map((m) => [m.digest, m.artifactType]),
+      [[artifact.digest, 'application/vnd.example.signature']],
+    );
   });
 });

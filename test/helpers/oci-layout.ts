@@ -58,7 +58,15 @@ export class OciLayout {
     const layers = [];
     for (const [i, s] of layerSizes.entries()) layers.push(await this.addLayer(`file${i}`, s));
     const config = await this.addBlob(
-      Buffer.from(JSON.stringify({ ...platform, created: '2026-01-01T00:00:00Z', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) }, history: [] })),
+      Buffer.from(
+        JSON.stringify({
+          ...platform,
+          created: '2026-01-01T00:00:00Z',
+          config: {},
+          rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
+          history: [],
+        }),
+      ),
       'application/vnd.oci.image.config.v1+json',
     );
     const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: layers.map((l) => l.desc), ...extra };
@@ -75,6 +83,9 @@ export class OciLayout {
   async tag(desc: LayoutDescriptor, ref: string): Promise<void> {
     const { platform: _platform, ...plain } = desc;
     this.entries.push({ ...plain, annotations: { 'org.opencontainers.image.ref.name': ref } });
-    await writeFile(join(this.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: this.entries }));
+    await writeFile(
+      join(this.dir, 'index.json'),
+      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: this.entries }),
+    );
   }
 }

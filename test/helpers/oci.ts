@@ -38,14 +38,21 @@ export function imageManifest(config: Blob, layers: Blob[], extra: Record<string
 
 /** Minimal client for the tests: push blobs and manifests the way docker does. */
 export class RegistryClient {
-  constructor(readonly base: string, readonly headers: Record<string, string> = {}) {}
+  constructor(
+    readonly base: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
 
   fetch(path: string, init: RequestInit = {}): Promise<Response> {
     return fetch(`${this.base}${path}`, { ...init, headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) } });
   }
 
   async pushBlob(repo: string, b: Blob): Promise<void> {
-    const res = await this.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
+    const res = await this.fetch(`/v2/${repo}/blobs/uploads/?digest=${b.digest}`, {
+      method: 'POST',
+      body: b.data,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
     if (res.status !== 201) throw new Error(`push blob ${b.digest}: ${res.status} ${await res.text()}`);
   }
 
@@ -57,7 +64,9 @@ export class RegistryClient {
 
   /** Pushes config, layers and the manifest under `tag`. */
   async pushImage(repo: string, tag: string, layerSizes: number[] = [1024]): Promise<{ manifest: Blob; config: Blob; layers: Blob[] }> {
-    const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }));
+    const config = blob(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') }),
+    );
     const layers = layerSizes.map((s) => randomBlob(s));
     for (const b of [config, ...layers]) await this.pushBlob(repo, b);
     const manifest = imageManifest(config, layers);

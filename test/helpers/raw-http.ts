@@ -194,7 +194,8 @@ export class RawConnection {
         this.received = this.received.subarray(end + 4 + length);
         return { ...parsed, interim };
       }
-      if (this.closedFlag || this.failure) throw new Error(`connection ${this.failure ? `failed (${this.failure.message})` : 'closed'} before a response to ${method}`);
+      if (this.closedFlag || this.failure)
+        throw new Error(`connection ${this.failure ? `failed (${this.failure.message})` : 'closed'} before a response to ${method}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no response to ${method} within ${timeoutMs} ms`);
       await this.wait(left);

@@ -96,13 +96,20 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
 
   const launch = async (): Promise<void> => {
     const args = [
-      '--port', String(port),
-      '--bind', '127.0.0.1',
-      '--dir', dir,
-      '--save', options.save ?? '',
-      '--appendonly', options.appendonly ? 'yes' : 'no',
-      '--daemonize', 'no',
-      '--logfile', '',
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      options.save ?? '',
+      '--appendonly',
+      options.appendonly ? 'yes' : 'no',
+      '--daemonize',
+      'no',
+      '--logfile',
+      '',
       ...(options.args ?? []),
     ];
     const proc = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -191,7 +198,10 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   try {
     for (let i = 0; i < masters; i++) {
       nodes.push(
-        await startRedisServer({ clusterBus: true, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] }),
+        await startRedisServer({
+          clusterBus: true,
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'],
+        }),
       );
     }
     const create = spawn(
@@ -232,10 +242,7 @@ export async function startRedisSentinel(primary: RedisServer, name: string): Pr
   const dir = await mkdtemp(join(tmpdir(), 'berth-sentinel-'));
   const port = await freePort();
   const conf = join(dir, 'sentinel.conf');
-  await writeFile(
-    conf,
-    [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary.port} 1`, ''].join('\n'),
-  );
+  await writeFile(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${primary.port} 1`, ''].join('\n'));
   const proc = spawn(BINARY, [conf, '--sentinel'], { stdio: 'ignore' });
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {

@@ -41,7 +41,10 @@ function openJournal(kind: Journal, dir: string): BlobDriver {
   return kind === 'memory' ? new MemoryDriver() : new FilesystemDriver({ root: join(dir, 'storage') });
 }
 
-for (const [inner, journal] of [['embedded', 'memory'], ['redis', 'filesystem']] as const) {
+for (const [inner, journal] of [
+  ['embedded', 'memory'],
+  ['redis', 'filesystem'],
+] as const) {
   runMetadataStoreContract(`journaled ${inner} (journal on ${journal} blobs)`, async () => {
     const dir = join(scratch.path, randomUUID());
     const driver = openJournal(journal, dir);

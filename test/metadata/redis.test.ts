@@ -169,12 +169,14 @@ describe('redis store specifics', () => {
       // Eight pushers go on until Redis is gone, so some pushes are in flight when it dies.
       const outcomes: boolean[] = [];
       let next = 0;
-      const push = (i: number) =>
-        store.putManifest('r', manifest(`m${i}`, { subject: digestOf(`s${i % 5}`) }), [`t${i}`, `shared${i % 7}`]);
+      const push = (i: number) => store.putManifest('r', manifest(`m${i}`, { subject: digestOf(`s${i % 5}`) }), [`t${i}`, `shared${i % 7}`]);
       const pushers = Array.from({ length: 8 }, async () => {
         while (next < 100_000) {
           const i = next++;
-          outcomes[i] = await push(i).then(() => true, () => false);
+          outcomes[i] = await push(i).then(
+            () => true,
+            () => false,
+          );
           if (!outcomes[i]) return;
         }
       });
@@ -183,7 +185,10 @@ describe('redis store specifics', () => {
       }, 10_000);
       await server.kill();
       await Promise.all(pushers);
-      assert.ok(outcomes.some((ok) => !ok), 'no push was cut off');
+      assert.ok(
+        outcomes.some((ok) => !ok),
+        'no push was cut off',
+      );
       await server.restart();
       await eventually(() => store.ping(), 10_000);
 

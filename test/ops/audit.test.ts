@@ -40,7 +40,17 @@ describe('audit log', () => {
     assert.equal(push!.audit, true);
     assert.deepEqual(
       { ...push, time: undefined },
-      { time: undefined, audit: true, action: 'push', actor: 'ann', actorKind: 'user', repository: 'team/app', digest: digestA, tag: 'v1', clientAddress: '10.0.0.5' },
+      {
+        time: undefined,
+        audit: true,
+        action: 'push',
+        actor: 'ann',
+        actorKind: 'user',
+        repository: 'team/app',
+        digest: digestA,
+        tag: 'v1',
+        clientAddress: '10.0.0.5',
+      },
     );
     assert.equal(moved!.action, 'tag_moved');
     assert.equal(moved!.previousDigest, digestA);
@@ -59,7 +69,10 @@ describe('audit log', () => {
     const config = parseConfig({ audit: { output: file } });
     await auditOperatorAction(config, { action: 'user_added', subject: 'ann' });
     await auditOperatorAction(config, { action: 'robot_removed', subject: 'robot+ci', actor: 'deploy-script' });
-    const [added, removed] = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const [added, removed] = readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.equal(added!.action, 'user_added');
     assert.equal(added!.subject, 'ann');
     assert.equal(added!.actorKind, 'operator');

@@ -97,9 +97,7 @@ describe('environment overrides', () => {
   });
 
   it('names the variable when its value has the wrong type', () => {
-    const problems = problemsOf(() =>
-      loadConfig({ env: { BERTH_HTTP_PORT: 'eighty', BERTH_READ_ONLY: 'maybe', BERTH_STORAGE_DRIVER: 'tape' } }),
-    );
+    const problems = problemsOf(() => loadConfig({ env: { BERTH_HTTP_PORT: 'eighty', BERTH_READ_ONLY: 'maybe', BERTH_STORAGE_DRIVER: 'tape' } }));
     assert.deepEqual(problems.sort(), [
       'BERTH_HTTP_PORT: expected a number, got "eighty"',
       'BERTH_READ_ONLY: expected true or false, got "maybe"',

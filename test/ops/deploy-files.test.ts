@@ -53,7 +53,7 @@ describe('docker-compose.yml', () => {
   const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
   const { berth, redis, minio } = compose.services;
 
-  it("configures Berth only through BERTH_* variables the schema accepts, for s3 + redis", () => {
+  it('configures Berth only through BERTH_* variables the schema accepts, for s3 + redis', () => {
     assert.ok(berth?.environment);
     const env = Object.fromEntries(Object.entries(berth.environment).map(([k, v]) => [k, composeDefaults(String(v))]));
     const config = loadConfig({ env });
@@ -150,8 +150,16 @@ describe('deploy/', () => {
       const base = name.replace(/_(bucket|count|sum)$/, '');
       assert.ok(typed.has(name) || typed.has(base), `${name} is not exported`);
     }
-    for (const needed of ['berth_http_request_duration_seconds', 'berth_pushes_total', 'berth_storage_operation_duration_seconds', 'berth_auth_failures_total']) {
-      assert.ok([...used].some((u) => u.startsWith(needed)), `dashboard shows ${needed}`);
+    for (const needed of [
+      'berth_http_request_duration_seconds',
+      'berth_pushes_total',
+      'berth_storage_operation_duration_seconds',
+      'berth_auth_failures_total',
+    ]) {
+      assert.ok(
+        [...used].some((u) => u.startsWith(needed)),
+        `dashboard shows ${needed}`,
+      );
     }
   });
 });

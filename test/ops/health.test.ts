@@ -10,8 +10,7 @@ async function appWith(checks: Record<string, HealthCheck>, extra: { isDraining?
 }
 
 /** Never settles until aborted, like a backend that accepted the connection and went silent. */
-const hangs: HealthCheck = (signal) =>
-  new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+const hangs: HealthCheck = (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
 
 describe('health endpoints', () => {
   it('/healthz answers without consulting any dependency', async () => {
@@ -84,12 +83,9 @@ describe('start-up checks', () => {
 
   it('assertReady fails with one line per unreachable dependency', async () => {
     await assertReady({ storage: async () => {} });
-    await assert.rejects(
-      assertReady({ storage: () => Promise.reject(new Error('bucket berth does not exist')), metadata: hangs }, 100),
-      (err: Error) => {
-        assert.equal(err.message, 'start-up checks failed:\n  - storage: bucket berth does not exist\n  - metadata: no answer within 100 ms');
-        return true;
-      },
-    );
+    await assert.rejects(assertReady({ storage: () => Promise.reject(new Error('bucket berth does not exist')), metadata: hangs }, 100), (err: Error) => {
+      assert.equal(err.message, 'start-up checks failed:\n  - storage: bucket berth does not exist\n  - metadata: no answer within 100 ms');
+      return true;
+    });
   });
 });

@@ -8,7 +8,16 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../server/config.js';
 import { startServer, type Server } from '../../server/main.js';
 import type { MetadataObservation } from '../../server/operations/metrics.js';
-import { blobKey, digestOfJournalPath, journalBlobKey, journalManifestKey, journalTagKey, parseBlobKey, parseJournalDigestPath, parseJournalKey } from '../../server/registry/keys.js';
+import {
+  blobKey,
+  digestOfJournalPath,
+  journalBlobKey,
+  journalManifestKey,
+  journalTagKey,
+  parseBlobKey,
+  parseJournalDigestPath,
+  parseJournalKey,
+} from '../../server/registry/keys.js';
 import { parseDigest } from '../../server/registry/references.js';
 import { buildStorageStack } from '../../server/storage-stack.js';
 import type { BlobOperation } from '../../storage-drivers/blob/instrumented.js';
@@ -34,8 +43,14 @@ describe('storage stack', () => {
     const reg = await startTestRegistry({ observers: { storage: (o) => storage.push(o), metadata: (o) => metadata.push(o) } });
     try {
       const { manifest, layers } = await new RegistryClient(reg.url).pushImage('team/app', 'v1');
-      assert.ok(storage.some((o) => o.driver === 'memory' && o.op === 'writer.commit'), 'the upload went through instrument');
-      assert.ok(metadata.some((o) => o.op === 'putManifest'), 'putManifest went through the store instrumentation');
+      assert.ok(
+        storage.some((o) => o.driver === 'memory' && o.op === 'writer.commit'),
+        'the upload went through instrument',
+      );
+      assert.ok(
+        metadata.some((o) => o.op === 'putManifest'),
+        'putManifest went through the store instrumentation',
+      );
       // Read from the bare driver underneath: the records are really in storage.
       const record = JSON.parse((await reg.driver.get(journalManifestKey('team/app', manifest.digest))).toString()) as { digest: string };
       assert.equal(record.digest, manifest.digest);
@@ -57,7 +72,10 @@ describe('storage stack', () => {
 
       await stack.metadata.linkBlob('journaled', LINK);
       assert.deepEqual(JSON.parse((await stack.driver.get(journalBlobKey('journaled', LINK.digest))).toString()), LINK);
-      assert.ok(storage.some((o) => o.op === 'put'), 'the journal writes through the instrumented driver');
+      assert.ok(
+        storage.some((o) => o.op === 'put'),
+        'the journal writes through the instrumented driver',
+      );
 
       await stack.store.linkBlob('plain', LINK);
       assert.deepEqual(await stack.metadata.getBlobLink('plain', LINK.digest), LINK);
@@ -98,7 +116,10 @@ describe('key layout (server/registry/keys.ts)', () => {
   it('parses back every key it builds', () => {
     assert.deepEqual(parseBlobKey(blobKey(digest)), { algorithm: 'sha256', hex: digest.hex });
     assert.equal(parseBlobKey(`${blobKey(digest)}.tmp`), undefined);
-    for (const [key, kind] of [[journalBlobKey('a/b', digest.value), 'blobs'], [journalManifestKey('a/b', digest.value), 'manifests']] as const) {
+    for (const [key, kind] of [
+      [journalBlobKey('a/b', digest.value), 'blobs'],
+      [journalManifestKey('a/b', digest.value), 'manifests'],
+    ] as const) {
       const entry = parseJournalKey(key);
       assert.deepEqual(entry && { repo: entry.repo, kind: entry.kind }, { repo: 'a/b', kind });
       assert.equal(digestOfJournalPath(entry?.rest ?? ''), digest.value);

@@ -16,11 +16,29 @@ after(() => rmSync(scratch, { recursive: true, force: true }));
 function makeCert(name: string, commonName: string): TlsFiles {
   const certFile = join(scratch, `${name}.crt`);
   const keyFile = join(scratch, `${name}.key`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', `/CN=${commonName}`,
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${commonName}`,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { certFile, keyFile };
 }
 
@@ -139,7 +157,10 @@ describe('TLS material errors', () => {
   });
 
   it('names the missing file', () => {
-    assert.throws(() => readTlsMaterial({ certFile: join(scratch, 'absent.crt'), keyFile: join(scratch, 'absent.key') }), /cannot read TLS certificate .*absent\.crt/);
+    assert.throws(
+      () => readTlsMaterial({ certFile: join(scratch, 'absent.crt'), keyFile: join(scratch, 'absent.key') }),
+      /cannot read TLS certificate .*absent\.crt/,
+    );
   });
 
   it('names a file that is not PEM', () => {

@@ -176,10 +176,29 @@ describe('ops with a separate metrics port and TLS', () => {
   it('serves HTTPS, moves /metrics to its own token-protected port, and reloads certificates on SIGHUP', async () => {
     const certFile = join(scratch, 'tls.crt');
     const keyFile = join(scratch, 'tls.key');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     const r = await start('tls', {
       http: { host: '127.0.0.1', tls: { certFile, keyFile } },
       metrics: { port: 0, token: 'scrape-me' },
