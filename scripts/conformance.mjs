@@ -3,7 +3,7 @@
 //
 // Usage: node scripts/conformance.mjs [fs-embedded|s3-redis|auth ...]   (default: all three)
 // Needs a build (npm run build), redis-server for s3-redis, and the suite at ../shared/conformance/
-// beside the repository (override with BERTH_CONFORMANCE_RUN=/path/to/run.sh).
+// beside the repository (override with CONFORMANCE_RUN_SH=/path/to/run.sh).
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const runSh = process.env.BERTH_CONFORMANCE_RUN ?? join(dirname(repo), 'shared', 'conformance', 'run.sh');
+const runSh = process.env.CONFORMANCE_RUN_SH ?? join(dirname(repo), 'shared', 'conformance', 'run.sh');
 const helpers = join(repo, 'dist', 'test', 'helpers');
 
 function die(message) {
@@ -19,7 +19,7 @@ function die(message) {
   process.exit(2);
 }
 
-if (!existsSync(runSh)) die(`the OCI conformance suite is missing: expected ${runSh} (the shared/ folder beside the repository, or set BERTH_CONFORMANCE_RUN)`);
+if (!existsSync(runSh)) die(`the OCI conformance suite is missing: expected ${runSh} (the shared/ folder beside the repository, or set CONFORMANCE_RUN_SH)`);
 if (!existsSync(join(helpers, 'berth-process.js'))) die('no build: run `npm run build` first');
 
 const { startBerthProcess } = await import(join(helpers, 'berth-process.js'));
