@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -8,38 +7,14 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { makeSelfSignedCert } from '../helpers/tls-cert.js';
 import { asTlsServer, httpsOptions, readTlsMaterial, reloadOnSighup, reloadTls, type TlsFiles } from '../../server/operations/tls.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-tls-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
 function makeCert(name: string, commonName: string): TlsFiles {
-  const certFile = join(scratch, `${name}.crt`);
-  const keyFile = join(scratch, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${commonName}`,
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { certFile, keyFile };
+  return makeSelfSignedCert(scratch, name, commonName);
 }
 
 function fingerprint(certFile: string): string {

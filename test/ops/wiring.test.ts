@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -17,6 +16,7 @@ import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { blobKey } from '../../server/registry/keys.js';
 import { parseDigest } from '../../server/registry/references.js';
 import { randomBlob, RegistryClient } from '../helpers/oci.js';
+import { makeSelfSignedCert } from '../helpers/tls-cert.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-wiring-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -174,31 +174,7 @@ describe('ops wired into the registry app', () => {
 
 describe('ops with a separate metrics port and TLS', () => {
   it('serves HTTPS, moves /metrics to its own token-protected port, and reloads certificates on SIGHUP', async () => {
-    const certFile = join(scratch, 'tls.crt');
-    const keyFile = join(scratch, 'tls.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { certFile, keyFile } = makeSelfSignedCert(scratch, 'tls');
     const r = await start('tls', {
       http: { host: '127.0.0.1', tls: { certFile, keyFile } },
       metrics: { port: 0, token: 'scrape-me' },
