@@ -6,17 +6,11 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance } from 'fastify';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
-import type { UploadService } from '../../server/registry/uploads.js';
 import { randomBlob, RegistryClient, sha256 } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
 const IDLE_SECONDS = 3600;
-
-function uploadsOf(app: FastifyInstance): UploadService {
-  return app.uploads;
-}
 
 async function errorCode(res: Response): Promise<string | undefined> {
   return ((await res.json()) as { errors: Array<{ code: string }> }).errors[0]?.code;
@@ -57,7 +51,7 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
       clock += 0.9 * IDLE_SECONDS * 1000;
       assert.equal((await patch(location, Buffer.alloc(0))).status, 202);
     }
-    await uploadsOf(reg.app).sweep(clock - IDLE_SECONDS * 1000);
+    await reg.app.uploads.sweep(clock - IDLE_SECONDS * 1000);
     const kept = await client.fetch(location);
     assert.equal(kept.status, 204);
     assert.equal(kept.headers.get('range'), `0-${secret.size - 1}`, 'a live session keeps its bytes through the sweep');
@@ -100,7 +94,7 @@ describe('upload sessions own their bytes (filesystem + embedded)', () => {
     onHeld = undefined;
     // The request holds the upload; the clock jumps past the idle timeout and the sweep runs.
     clock += 2 * IDLE_SECONDS * 1000;
-    await uploadsOf(reg.app).sweep(clock - IDLE_SECONDS * 1000);
+    await reg.app.uploads.sweep(clock - IDLE_SECONDS * 1000);
     req.end(data.data.subarray(half));
     assert.equal(await response, 202);
     const put = await client.fetch(`${location}?digest=${data.digest}`, { method: 'PUT' });

@@ -10,6 +10,15 @@ import { ruleSchema } from '../../auth/rules-schema.js';
 import { covers, missing, parseScope, parseScopes } from '../../auth/scope.js';
 import { parseHtpasswd } from '../../auth/users.js';
 
+/** The principal of robot `ci`, limited to `ci/**` and `actions`. */
+function ciRobot(actions: string[]) {
+  return {
+    kind: 'robot' as const,
+    name: 'ci',
+    robot: { name: 'ci', id: 'x'.repeat(8), secretHash: '0'.repeat(64), repositories: ['ci/**'], actions, createdAt: '', expiresAt: null, description: '' },
+  };
+}
+
 describe('auth units: scopes', () => {
   it('parses names with a host:port part without splitting on every colon', () => {
     assert.deepEqual(parseScope('repository:samalba/my-app:pull,push'), { type: 'repository', name: 'samalba/my-app', actions: ['pull', 'push'] });
@@ -104,20 +113,7 @@ describe('auth units: policy', () => {
     assert.deepEqual([...(await p.allowedActions({ kind: 'anonymous' }, 'repository', 'x/y'))], []);
     assert.equal(await p.allows(ann, { type: 'registry', name: 'catalog', actions: ['*'] }), true);
     assert.equal(await p.allows({ kind: 'user', name: 'zed' }, { type: 'registry', name: 'catalog', actions: ['*'] }), false);
-    const robot = {
-      kind: 'robot' as const,
-      name: 'ci',
-      robot: {
-        name: 'ci',
-        id: 'x'.repeat(8),
-        secretHash: '0'.repeat(64),
-        repositories: ['ci/**'],
-        actions: ['pull'],
-        createdAt: '',
-        expiresAt: null,
-        description: '',
-      },
-    };
+    const robot = ciRobot(['pull']);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'x/y', actions: ['push'] }), true, 'robots can be group members');
     assert.equal(await p.allows(robot, { type: 'repository', name: 'vault/k', actions: ['pull'] }), false);
   });
@@ -142,20 +138,7 @@ describe('auth units: policy', () => {
     assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'annx/y', actions: ['pull'] }), false);
     assert.equal(await p.allows({ kind: 'user', name: 'ann' }, { type: 'repository', name: 'ann/secret', actions: ['push'] }), false);
     assert.equal(await p.allows({ kind: 'user', name: 'bob' }, { type: 'repository', name: 'ann/x', actions: ['pull'] }), false);
-    const robot = {
-      kind: 'robot' as const,
-      name: 'ci',
-      robot: {
-        name: 'ci',
-        id: 'x'.repeat(8),
-        secretHash: '0'.repeat(64),
-        repositories: ['ci/**'],
-        actions: ['pull', 'push'],
-        createdAt: '',
-        expiresAt: null,
-        description: '',
-      },
-    };
+    const robot = ciRobot(['pull', 'push']);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/a/b', actions: ['pull', 'push'] }), true);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/a', actions: ['delete'] }), false);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'ci/blocked', actions: ['pull'] }), false);
