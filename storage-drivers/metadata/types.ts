@@ -1,3 +1,5 @@
+import type { GcMetadata } from './gc-types.js';
+
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
 
@@ -27,6 +29,8 @@ export interface BlobLink {
 /** A blob link plus whether storage was last found not to hold the blob's bytes (see markBlobMissing). */
 export interface CheckedBlobLink extends BlobLink {
   missing: boolean;
+  /** Garbage collection is deleting the digest: answer as unknown, so the client pushes it again. */
+  deleting: boolean;
 }
 
 /**
@@ -76,27 +80,37 @@ export interface PutManifestResult {
 export interface MetadataStore {
   readonly name: string;
 
-  /** Links the manifest into `repo`, records it as a referrer of its subject, points `tags` at it; one atomic step. */
+  /**
+   * Links the manifest into `repo`, records it as a referrer of its subject, points `tags` at it; one
+   * atomic step. For garbage collection it also records `repo` as a holder of the manifest and of every
+   * reference (before the repository change), counts the references once per manifest newly linked, and
+   * notes when a tag left a manifest. Callers pin those digests first (GcMetadata.pinBlobs).
+   */
   putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult>;
   /** The manifest, only if linked in `repo`. */
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
-  /** Unlinks the manifest from `repo`, drops the tags pointing at it and its referrer entry. Returns the dropped tags, or undefined when it was not linked. */
+  /**
+   * Unlinks the manifest from `repo`, drops the tags pointing at it, its referrer entry and its count
+   * on each reference. Returns the dropped tags, or undefined when it was not linked.
+   */
   deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined>;
 
   resolveTag(repo: string, tag: string): Promise<Digest | undefined>;
   /** The manifest a tag points at, in one round trip (the hot path of every pull by tag). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined>;
-  /** Removes a tag; the manifest stays. */
+  /** Removes a tag; the manifest stays (and is noted as untagged now). */
   deleteTag(repo: string, tag: string): Promise<boolean>;
   listTags(repo: string, page: Page): Promise<string[]>;
 
   /** Manifests in `repo` whose subject is `subject`. */
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]>;
 
+  /** Links the blob into `repo` and records `repo` as a holder of it (first). Callers pin it first. */
   linkBlob(repo: string, link: BlobLink): Promise<void>;
   getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined>;
+  /** Removes the link; the holder entry stays for garbage collection to check. */
   unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
-  /** Repositories in which the blob is linked (for automatic mounts), at most `limit`. */
+  /** Repositories in which the blob is linked (verified against each repository's link; for automatic mounts), at most `limit`. */
   blobRepositories(digest: Digest, limit: number): Promise<string[]>;
 
   /**
@@ -135,6 +149,9 @@ export interface MetadataStore {
   deleteUpload(id: string): Promise<void>;
   /** Sessions last updated before `updatedBefore` (ms since epoch), for the expiry sweep. */
   listStaleUploads(updatedBefore: number, limit: number): Promise<UploadSession[]>;
+
+  /** Garbage collection's records and queue (gc-types.ts). */
+  readonly gc: GcMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
