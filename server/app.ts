@@ -12,6 +12,10 @@ import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
 import { RepositoryService } from './registry/repositories.js';
 import { UploadService } from './registry/uploads.js';
+import { Collector } from './registry/gc/collector.js';
+import { startBackgroundGc, type GcEvent } from './registry/gc/background.js';
+import { GcUsage } from './registry/gc/usage.js';
+import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
 import { continueOnFirstRead, discardUnreadBody } from './routes/body.js';
 import { blobRoutes } from './routes/blobs.js';
@@ -38,6 +42,8 @@ export interface AppDeps {
   now?: () => number;
   /** A stored object found corrupt or missing (metrics). */
   onIntegrity?: (event: IntegrityEvent) => void;
+  /** Garbage collection passes and what they deleted (metrics, audit). */
+  onGc?: (event: GcEvent) => void;
 }
 
 const KNOWN_PATHS = [
@@ -53,6 +59,8 @@ declare module 'fastify' {
     uploads: UploadService;
     /** The app's read verification (background checks settle here). */
     integrity: Integrity;
+    /** The app's garbage collector (passes on demand, for operators' tools and tests). */
+    gc: Collector;
   }
 }
 
@@ -70,6 +78,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...deps.server,
   });
 
+  const now = deps.now ?? Date.now;
+  const gcConfig = config.gc;
+  const untaggedAgeMs = gcConfig.deleteUntagged ? gcConfig.untaggedAgeSeconds * 1000 : undefined;
+  const usage = new GcUsage(metadata, {
+    delayMs: gcConfig.delaySeconds * 1000,
+    pinMs: gcConfig.pinSeconds * 1000,
+    untaggedAgeMs,
+    deletingWaitMs: 10_000,
+    now,
+  });
+  const collector = new Collector(driver, metadata, {
+    delayMs: gcConfig.delaySeconds * 1000,
+    quarantineMs: gcConfig.quarantineSeconds * 1000,
+    untaggedAgeMs,
+    leaseMs: gcConfig.leaseSeconds * 1000,
+    now,
+    sweepUploads: () => uploads.sweep(now() - config.uploads.idleTimeoutSeconds * 1000),
+  });
+
+  if ((await markCompleteIfNew(driver, metadata, now())) === undefined && gcConfig.enabled) {
+    app.log.warn('garbage collection will refuse to run: the metadata store is not known to be complete; run `berth metadata rebuild` (see docs/gc.md)');
+  }
+
   const resumableHashing =
     config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
   const uploads = new UploadService(driver, metadata, {
@@ -77,7 +108,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     resumableHashing,
     bodyTimeoutMs: config.http.bodyTimeoutSeconds * 1000,
     onActiveChange: deps.onUploadActive,
-    ...(deps.now ? { now: deps.now } : {}),
+    now,
+    usage,
   });
   const integrity = new Integrity(driver, metadata, {
     verifyReads: config.storage.verifyReads,
@@ -89,8 +121,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata, integrity),
-    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity),
+    blobs: new BlobService(driver, metadata, integrity, usage),
+    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity, usage),
     repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
@@ -137,9 +169,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
+  if (gcConfig.enabled) startBackgroundGc(app, collector, { intervalMs: gcConfig.intervalSeconds * 1000, limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   app.addHook('onClose', async () => integrity.settled());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);
+  app.decorate('gc', collector);
   return app;
 }
 

@@ -5,6 +5,7 @@ import { OciError } from '../errors.js';
 import { CorruptObjectError, guardStream, matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
+import type { GcUsage } from './gc/usage.js';
 
 /** Blobs up to this size are read whole and sent as one buffer. */
 const SMALL_BLOB_BYTES = 64 * 1024;
@@ -41,6 +42,7 @@ export class BlobService {
     private readonly driver: BlobDriver,
     private readonly metadata: MetadataStore,
     private readonly integrity: Integrity,
+    private readonly usage: GcUsage,
   ) {}
 
   /**
@@ -50,7 +52,10 @@ export class BlobService {
   async stat(repo: string, digest: ParsedDigest): Promise<BlobLink> {
     const link = await this.metadata.getCheckedBlobLink(repo, digest.value);
     if (!link) throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is not in repository ${repo}`);
+    if (link.deleting) throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is being deleted by garbage collection; push it again`);
     if (link.missing && !(await this.backInStorage(digest, link.size))) throw gone(digest);
+    // A use: a push that HEADs a blob and then references it keeps GC off it for the delay.
+    await this.usage.touch(digest.value);
     return { digest: link.digest, size: link.size };
   }
 
@@ -177,6 +182,7 @@ export class BlobService {
   /** Removes the blob from `repo`; the stored bytes stay for other repositories. */
   async unlink(repo: string, digest: ParsedDigest): Promise<void> {
     if (!(await this.metadata.unlinkBlob(repo, digest.value))) throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is not in repository ${repo}`);
+    await this.usage.queueBlobs([digest.value]);
   }
 
   /**
@@ -184,6 +190,18 @@ export class BlobService {
    * Returns the link, or undefined when no permitted source holds it.
    */
   async mount(repo: string, digest: ParsedDigest, from: string | undefined, mayRead: (source: string) => Promise<boolean>): Promise<BlobLink | undefined> {
+    // Pinned first, so GC cannot delete the bytes between the check below and the link.
+    const pinned = await this.usage.pin([digest.value]);
+    if (!('pin' in pinned)) return undefined;
+    try {
+      return await this.mountPinned(repo, digest, from, mayRead);
+    } finally {
+      await pinned.pin.release();
+      await this.usage.queueBlobs([digest.value]);
+    }
+  }
+
+  private async mountPinned(repo: string, digest: ParsedDigest, from: string | undefined, mayRead: (source: string) => Promise<boolean>): Promise<BlobLink | undefined> {
     const sources = from !== undefined ? [from] : await this.metadata.blobRepositories(digest.value, 50);
     for (const source of sources) {
       if (source === repo) continue;

@@ -1,5 +1,6 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
+import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import type { BlobLink, Digest, ManifestRecord, MetadataStore, Page, PutManifestResult, UploadSession } from '../../storage-drivers/metadata/types.js';
 import { journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
 
@@ -22,14 +23,42 @@ async function ignoreMissing(p: Promise<void>): Promise<void> {
   }
 }
 
+async function forgetManifest(driver: BlobDriver, repo: string, digest: Digest, tags: string[]): Promise<void> {
+  for (const tag of tags) await ignoreMissing(driver.delete(journalTagKey(repo, tag)));
+  await ignoreMissing(driver.delete(journalManifestKey(repo, digest)));
+}
+
+/**
+ * The garbage collector's records pass straight through; its two removals of repository entries are
+ * journaled like deleteManifest and unlinkBlob, so a rebuild does not bring back what GC took away.
+ */
+function journaledGc(inner: GcMetadata, driver: BlobDriver): GcMetadata {
+  return Object.assign(Object.create(inner) as GcMetadata, {
+    async deleteManifestIfUnused(repo: string, digest: Digest, rule: UnusedManifestRule): Promise<ManifestRecord | undefined> {
+      // Tags it may drop (a tagged referrer whose subject is gone) stay journaled: a rebuild restores only
+      // the tags of journaled manifests, and this one's entry goes.
+      const record = await inner.deleteManifestIfUnused(repo, digest, rule);
+      if (record !== undefined) await forgetManifest(driver, repo, digest, []);
+      return record;
+    },
+    async unlinkOrphan(repo: string, digest: Digest): Promise<boolean> {
+      const unlinked = await inner.unlinkOrphan(repo, digest);
+      if (unlinked) await ignoreMissing(driver.delete(journalBlobKey(repo, digest)));
+      return unlinked;
+    },
+  });
+}
+
 /** A MetadataStore that journals every committed change to blob storage before passing it on. */
 export class JournaledStore implements MetadataStore {
   readonly name: string;
+  readonly gc: GcMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
   ) {
     this.name = inner.name;
+    this.gc = journaledGc(inner.gc, driver);
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
@@ -41,10 +70,7 @@ export class JournaledStore implements MetadataStore {
 
   async deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
     const dropped = await this.inner.deleteManifest(repo, digest);
-    if (dropped !== undefined) {
-      for (const tag of dropped) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
-      await ignoreMissing(this.driver.delete(journalManifestKey(repo, digest)));
-    }
+    if (dropped !== undefined) await forgetManifest(this.driver, repo, digest, dropped);
     return dropped;
   }
 

@@ -6,6 +6,7 @@ import { blobKey } from './keys.js';
 import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
 import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
 import { assertRepositoryKnown } from './repositories.js';
+import type { GcUsage, HeldPin } from './gc/usage.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
@@ -40,6 +41,7 @@ export class ManifestService {
     private readonly metadata: MetadataStore,
     private readonly options: ManifestOptions,
     private readonly integrity: Integrity,
+    private readonly usage: GcUsage,
   ) {}
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
@@ -91,7 +93,34 @@ export class ManifestService {
     }
     const tags = [...new Set([...(reference.kind === 'tag' ? [reference.tag] : []), ...extraTags.map(assertTag)])];
     const parsed = parseManifest(bytes, contentType);
+    const referenced = [...parsed.blobs.filter((b) => !isExternal(b)), ...parsed.children].map((d) => d.digest);
+    const pinned = await this.pinForPut(digest, referenced);
+    try {
+      return await this.putPinned(repo, digest, tags, bytes, parsed);
+    } finally {
+      await pinned.release();
+    }
+  }
 
+  /**
+   * Pins the manifest and what it references, so GC cannot delete any of it before the manifest is
+   * linked. Content GC is deleting is unknown (the client pushes it again); the manifest's own bytes
+   * being deleted are waited for, since this request stores them again.
+   */
+  private async pinForPut(digest: Digest, referenced: Digest[]): Promise<HeldPin> {
+    let pinned = await this.usage.pin([digest, ...referenced]);
+    if ('deleting' in pinned && pinned.deleting.every((d) => d === digest)) pinned = await this.usage.pinWaiting([digest, ...referenced]);
+    if ('pin' in pinned) return pinned.pin;
+    const gone = pinned.deleting.filter((d) => d !== digest);
+    if (gone.length === 0) throw new OciError('UNAVAILABLE', `manifest ${digest} is being deleted by garbage collection; push it again in a moment`);
+    throw new OciError(
+      'MANIFEST_BLOB_UNKNOWN',
+      `the manifest references content that garbage collection is deleting: ${gone.slice(0, 5).join(', ')}; push it again`,
+      gone.slice(0, 50).map((d) => ({ digest: d })),
+    );
+  }
+
+  private async putPinned(repo: string, digest: Digest, tags: string[], bytes: Buffer, parsed: ReturnType<typeof parseManifest>): Promise<PutResult> {
     const missing: string[] = [];
     for (const blob of parsed.blobs) {
       if (isExternal(blob)) continue;
@@ -124,19 +153,31 @@ export class ManifestService {
 
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
     const { previousTags } = await this.metadata.putManifest(repo, record, tags);
+    const untagged = Object.values(previousTags).filter((d): d is Digest => d !== undefined && d !== digest);
+    await this.usage.queueUntagged(repo, tags.length === 0 ? [digest, ...untagged] : untagged);
     const result: PutResult = { digest, tags, previousTags };
     if (record.subject) result.subject = record.subject;
     return result;
   }
 
+  /** Deletes the manifest; GC then collects what only it referenced, and its referrers (the spec's rule). */
   async deleteByDigest(repo: string, digest: ParsedDigest): Promise<string[]> {
+    const record = await this.metadata.getManifest(repo, digest.value);
+    if (record === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
+    const referrers = (await this.metadata.listReferrers(repo, digest.value)).map((r) => r.digest);
+    // Queued before and after: a crash in between still leaves the work queued, and a GC that judged
+    // the content in between sees it queued again.
+    await this.usage.queueAfterManifestDelete(repo, record, referrers);
     const dropped = await this.metadata.deleteManifest(repo, digest.value);
     if (dropped === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
+    await this.usage.queueAfterManifestDelete(repo, record, referrers);
     return dropped;
   }
 
   async deleteTag(repo: string, tag: string): Promise<void> {
+    const digest = await this.metadata.resolveTag(repo, tag);
     if (!(await this.metadata.deleteTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
+    if (digest !== undefined) await this.usage.queueUntagged(repo, [digest]);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { BlobLink, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { digestOfJournalPath, JOURNAL_ROOT, parseJournalKey } from './keys.js';
+import { queueStored } from './gc/full-mark.js';
 import { parseDigest } from './references.js';
 
 export interface RebuildProgress {
@@ -88,6 +89,12 @@ export async function rebuildMetadata(driver: BlobDriver, store: MetadataStore, 
     }
     progress.repositories++;
     onProgress?.({ ...progress });
+  }
+  // Complete only when every journal entry was read: a manifest skipped as damaged would leave its
+  // blobs looking unreferenced. Everything stored is queued, so orphans from before are collected.
+  if (badEntries.length === 0) {
+    await queueStored(driver, store, { manifests: false });
+    await store.gc.markComplete(`rebuilt at ${new Date().toISOString()}`);
   }
   return { ...progress, badEntries, skippedTags };
 }

@@ -9,6 +9,7 @@ import { blobKey, uploadDir, uploadIdOfKey, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
 import { newRunningHash, resumeHash, type RunningHash } from './running-hash.js';
 import { BodyTimeoutError, BodyTooLongError, HashingStream } from './hashing.js';
+import type { GcUsage } from './gc/usage.js';
 
 /**
  * How long one request may hold an upload before another request may take it over; renewed every
@@ -33,6 +34,8 @@ export interface UploadOptions {
   onActiveChange?: ((delta: 1 | -1) => void) | undefined;
   /** The clock for expiry and leases (tests move it). */
   now?: () => number;
+  /** Garbage collection's pins and queue. */
+  usage: GcUsage;
 }
 
 /** What a request adds to an upload: its body, and the range and length it declared. */
@@ -144,8 +147,20 @@ export class UploadService {
           );
         }
         size = verified.size;
-        await this.place(held, digest);
-        await this.metadata.linkBlob(repo, { digest: digest.value, size });
+        // Pinned before the bytes move: GC cannot delete what this finish is about to store and link,
+        // and waits out a deletion of the same digest already under way (the bytes are still here).
+        const pinned = await this.options.usage.pinWaiting([digest.value]);
+        if (!('pin' in pinned)) {
+          throw new OciError('UNAVAILABLE', `blob ${digest.value} is being deleted by garbage collection; retry the upload's last request in a moment`);
+        }
+        try {
+          await this.place(held, digest);
+          await this.metadata.linkBlob(repo, { digest: digest.value, size });
+        } finally {
+          await pinned.pin.release();
+        }
+        // Nothing references it yet: GC looks again once the delay is over.
+        await this.options.usage.queueBlobs([digest.value]);
         await this.driver.delete(uploadDir(id));
         await this.metadata.deleteUpload(id);
         return held;

@@ -1,6 +1,8 @@
 import { statfsSync } from 'node:fs';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type RootDatabase } from 'lmdb';
+import { ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
+import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -48,36 +50,8 @@ export interface EmbeddedStoreOptions {
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
  *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
  *   leases      name                    → { holder, until }
+ * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders).
  */
-const SEP = '\0';
-
-function key(...parts: string[]): Buffer {
-  return Buffer.from(parts.join(SEP), 'utf8');
-}
-
-/** Range bounds covering every key that starts with `parts` followed by a separator. */
-function under(...parts: string[]): { start: Buffer; end: Buffer } {
-  const base = parts.join(SEP);
-  return { start: Buffer.from(base + SEP, 'utf8'), end: Buffer.from(base + '\x01', 'utf8') };
-}
-
-/** The first key strictly after `parts… last` within the same prefix (no key continues past a last part). */
-function after(...parts: string[]): Buffer {
-  return Buffer.from(parts.join(SEP) + SEP, 'utf8');
-}
-
-function ageKey(updatedAt: number, id: string): Buffer {
-  const buf = Buffer.alloc(6 + Buffer.byteLength(id));
-  buf.writeUIntBE(Math.max(0, Math.min(updatedAt, 2 ** 48 - 1)), 0, 6);
-  buf.write(id, 6, 'utf8');
-  return buf;
-}
-
-function lastPart(k: Buffer, prefixBytes: number): string {
-  return k.subarray(prefixBytes).toString('utf8');
-}
-
-type Db<V> = Database<V, Buffer>;
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
 const FULL_CODES: Record<number, string> = { 28: 'ENOSPC', 122: 'EDQUOT', [-30792]: 'MDB_MAP_FULL' };
@@ -120,6 +94,8 @@ export class EmbeddedStore implements MetadataStore {
   private readonly uploadAge: Db<true>;
   private readonly missing: Db<number>;
   private readonly leases: Db<{ holder: string; until: number }>;
+  private readonly gcDbs: EmbeddedGcDbs;
+  readonly gc: EmbeddedGc;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -130,7 +106,7 @@ export class EmbeddedStore implements MetadataStore {
     this.path = options.path;
     this.minFreeBytes = options.minFreeBytes ?? 1024 * 1024;
     try {
-      this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 16, keyEncoding: 'binary', encoding: 'json' });
+      this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 32, keyEncoding: 'binary', encoding: 'json' });
       const sub = <V>(name: string): Db<V> => this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
@@ -144,8 +120,46 @@ export class EmbeddedStore implements MetadataStore {
       this.uploadAge = sub('uploadAge');
       this.missing = sub('missing');
       this.leases = sub('leases');
+      this.gcDbs = {
+        blobRepos: this.blobRepos,
+        blobs: this.blobs,
+        manifests: this.manifests,
+        tagsOf: this.tagsOf,
+        missing: this.missing,
+        repos: this.repos,
+        uploads: this.uploads,
+        touches: sub('touches'),
+        gcState: sub('gcState'),
+        pins: sub('pins'),
+        refs: sub('refs'),
+        untagged: sub('untagged'),
+        gcQueue: sub('gcQueue'),
+        gcDue: sub('gcDue'),
+        meta: sub('meta'),
+      };
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
+    }
+    this.gc = new EmbeddedGc({
+      dbs: this.gcDbs,
+      write: (what, action) => this.write(what, action),
+      read: (what, action) => this.read(what, action),
+      blind: (what, action) => this.blind(what, action),
+      removeManifest: (repo, digest, record) => {
+        this.removeManifest(repo, digest, record);
+      },
+    });
+  }
+
+  /** A batched write (lmdb commits many at once): for writes whose loss in a crash does no harm. */
+  private async blind(what: string, action: () => Promise<unknown>): Promise<void> {
+    try {
+      this.assertOpen();
+      this.assertRoom();
+      await action();
+    } catch (err) {
+      if (err instanceof MetadataUnavailableError || err instanceof StorageFullError) throw err;
+      throw outOfSpace(err, this.path) ?? new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err });
     }
   }
 
@@ -212,13 +226,20 @@ export class EmbeddedStore implements MetadataStore {
   putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
     return this.write('putManifest', () => {
       const { digest } = manifest;
+      for (const held of [digest, ...manifest.references]) this.blobRepos.put(key(held, repo), true);
+      if (this.manifests.get(key(repo, digest)) === undefined) {
+        for (const ref of distinctReferences(manifest)) this.gcDbs.refs.put(key(repo, ref), (this.gcDbs.refs.get(key(repo, ref)) ?? 0) + 1);
+      }
       this.manifests.put(key(repo, digest), manifest);
       if (manifest.subject !== undefined) this.referrers.put(key(repo, manifest.subject, digest), true);
       const previous = new Map<string, Digest | undefined>();
       for (const tag of tags) {
         const old = this.tags.get(key(repo, tag));
         if (!previous.has(tag)) previous.set(tag, old);
-        if (old !== undefined && old !== digest) this.tagsOf.remove(key(repo, old, tag));
+        if (old !== undefined && old !== digest) {
+          this.tagsOf.remove(key(repo, old, tag));
+          this.gcDbs.untagged.put(key(repo, old), Date.now());
+        }
         this.tags.put(key(repo, tag), digest);
         this.tagsOf.put(key(repo, digest, tag), true);
       }
@@ -244,19 +265,30 @@ export class EmbeddedStore implements MetadataStore {
     return this.write('deleteManifest', () => {
       const record = this.manifests.get(key(repo, digest));
       if (record === undefined) return undefined;
-      this.manifests.remove(key(repo, digest));
-      if (record.subject !== undefined) this.referrers.remove(key(repo, record.subject, digest));
-      const prefix = under(repo, digest);
-      const dropped: string[] = [];
-      for (const k of this.tagsOf.getKeys(prefix)) {
-        const tag = lastPart(k, prefix.start.length);
-        dropped.push(tag);
-        this.tagsOf.remove(k);
-        this.tags.remove(key(repo, tag));
-      }
-      if (dropped.length > 0) this.changeTagList(repo, [], dropped);
-      return dropped;
+      return this.removeManifest(repo, digest, record);
     });
+  }
+
+  /** Inside a write transaction: unlinks a manifest with its tags, referrer entry and reference counts. */
+  private removeManifest(repo: string, digest: Digest, record: ManifestRecord): string[] {
+    this.manifests.remove(key(repo, digest));
+    if (record.subject !== undefined) this.referrers.remove(key(repo, record.subject, digest));
+    for (const ref of distinctReferences(record)) {
+      const left = (this.gcDbs.refs.get(key(repo, ref)) ?? 0) - 1;
+      if (left > 0) this.gcDbs.refs.put(key(repo, ref), left);
+      else this.gcDbs.refs.remove(key(repo, ref));
+    }
+    this.gcDbs.untagged.remove(key(repo, digest));
+    const prefix = under(repo, digest);
+    const dropped: string[] = [];
+    for (const k of this.tagsOf.getKeys(prefix)) {
+      const tag = lastPart(k, prefix.start.length);
+      dropped.push(tag);
+      this.tagsOf.remove(k);
+      this.tags.remove(key(repo, tag));
+    }
+    if (dropped.length > 0) this.changeTagList(repo, [], dropped);
+    return dropped;
   }
 
   resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
@@ -269,6 +301,7 @@ export class EmbeddedStore implements MetadataStore {
       if (digest === undefined) return false;
       this.tags.remove(key(repo, tag));
       this.tagsOf.remove(key(repo, digest, tag));
+      this.gcDbs.untagged.put(key(repo, digest), Date.now());
       this.changeTagList(repo, [], [tag]);
       return true;
     });
@@ -314,7 +347,6 @@ export class EmbeddedStore implements MetadataStore {
     return this.write('unlinkBlob', () => {
       if (this.blobs.get(key(repo, digest)) === undefined) return false;
       this.blobs.remove(key(repo, digest));
-      this.blobRepos.remove(key(digest, repo));
       return true;
     });
   }
@@ -322,7 +354,8 @@ export class EmbeddedStore implements MetadataStore {
   getCheckedBlobLink(repo: string, digest: Digest): Promise<CheckedBlobLink | undefined> {
     return this.read('getCheckedBlobLink', () => {
       const size = this.blobs.get(key(repo, digest));
-      return size === undefined ? undefined : { digest, size, missing: this.missing.get(key(digest)) !== undefined };
+      if (size === undefined) return undefined;
+      return { digest, size, missing: this.missing.get(key(digest)) !== undefined, deleting: this.gcDbs.gcState.get(key(digest))?.state === 'deleting' };
     });
   }
 
@@ -355,7 +388,18 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   blobRepositories(digest: Digest, limit: number): Promise<string[]> {
-    return this.read('blobRepositories', () => this.listUnder(this.blobRepos, [digest], { n: limit }));
+    return this.read('blobRepositories', () => {
+      // The holders also name repositories that hold the digest only through a manifest: keep the linked ones.
+      const found: string[] = [];
+      if (limit <= 0) return found;
+      const prefix = under(digest);
+      for (const k of this.blobRepos.getKeys(prefix)) {
+        const repo = lastPart(k, prefix.start.length);
+        if (this.blobs.get(key(repo, digest)) !== undefined) found.push(repo);
+        if (found.length >= limit) break;
+      }
+      return found;
+    });
   }
 
   repositoryExists(repo: string): Promise<boolean> {
@@ -431,7 +475,6 @@ export class EmbeddedStore implements MetadataStore {
     await this.root.close();
   }
 
-  /** Last parts of the keys under `parts`, in byte order, after `page.last`, at most `page.n`. */
   /** The repository's sorted tag list; built from the tag keys for stores written before it existed. */
   private tagListOf(repo: string): string[] {
     return this.tagLists.get(key(repo)) ?? Array.from(this.tags.getKeys(under(repo)), (k) => lastPart(k, under(repo).start.length));
@@ -450,13 +493,5 @@ export class EmbeddedStore implements MetadataStore {
     }
     if (list.length === 0) this.tagLists.remove(key(repo));
     else this.tagLists.put(key(repo), list);
-  }
-
-  private listUnder(db: Db<unknown>, parts: string[], page: Page): string[] {
-    if (page.n === 0) return [];
-    const prefix = under(...parts);
-    const start = page.last === undefined ? prefix.start : after(...parts, page.last);
-    const keys = db.getKeys({ start, end: prefix.end, ...(page.n === undefined ? {} : { limit: page.n }) });
-    return Array.from(keys, (k) => lastPart(k, prefix.start.length));
   }
 }

@@ -63,6 +63,8 @@ export interface UnusedManifestRule {
   untaggedBefore?: number;
   /** Collect a manifest whose subject is no longer in the repository (the referrers rule), tagged or not. */
   orphanReferrers: boolean;
+  /** Only say whether it would be deleted (return the record) and change nothing. */
+  dryRun?: boolean;
 }
 
 /**

@@ -6,6 +6,8 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { BlobService, type BlobContent } from '../../server/registry/blobs.js';
 import { Integrity } from '../../server/registry/integrity.js';
+import { GcUsage } from '../../server/registry/gc/usage.js';
+import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { blobKey } from '../../server/registry/keys.js';
 import { digestOf, parseDigest, type ParsedDigest } from '../../server/registry/references.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
@@ -15,6 +17,10 @@ import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
+
+function testUsage(metadata: MetadataStore): GcUsage {
+  return new GcUsage(metadata, { delayMs: 0, pinMs: 60_000, untaggedAgeMs: undefined, deletingWaitMs: 0, now: Date.now });
+}
 
 const SMALL = Buffer.from('{"small":"config"}');
 const LARGE = Buffer.alloc(200 * 1024, 'layer bytes ');
@@ -59,7 +65,7 @@ for (const [label, makeDriver, bodyKind] of [
       driver = makeDriver(scratch.path);
       metadata = new EmbeddedStore({ path: join(scratch.path, 'metadata') });
       const integrity = new Integrity(driver, metadata, { verifyReads: 'always', smallBytes: 1024, rememberVerified: 0 });
-      blobs = new BlobService(driver, metadata, integrity);
+      blobs = new BlobService(driver, metadata, integrity, testUsage(metadata));
       small = parseDigest(digestOf(SMALL));
       large = parseDigest(digestOf(LARGE));
       for (const [digest, data] of [
@@ -130,7 +136,7 @@ describe('blob content kinds (s3 with redirects)', () => {
     server = await startS3rver();
     driver = createS3Driver(server.config({ prefix: 'berth', redirect: { enabled: true, expiresSeconds: 600 } }));
     metadata = new EmbeddedStore({ path: join(scratch.path, 'metadata') });
-    blobs = new BlobService(driver, metadata, new Integrity(driver, metadata, { verifyReads: 'always', smallBytes: 1024, rememberVerified: 0 }));
+    blobs = new BlobService(driver, metadata, new Integrity(driver, metadata, { verifyReads: 'always', smallBytes: 1024, rememberVerified: 0 }), testUsage(metadata));
     await driver.put(blobKey(digest), LARGE);
     await metadata.linkBlob('repo', { digest: digest.value, size: LARGE.length });
   });
