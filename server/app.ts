@@ -169,7 +169,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
-  if (gcConfig.enabled) startBackgroundGc(app, collector, { intervalMs: gcConfig.intervalSeconds * 1000, limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
+  if (gcConfig.enabled)
+    startBackgroundGc(app, collector, {
+      intervalMs: gcConfig.intervalSeconds * 1000,
+      limit: gcConfig.batch,
+      now,
+      ...(deps.onGc ? { onEvent: deps.onGc } : {}),
+    });
   app.addHook('onClose', async () => integrity.settled());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);

@@ -106,14 +106,19 @@ export const configSchema = z
       .prefault({}),
     gc: z
       .object({
-        enabled: z.boolean().default(true).describe('Run garbage collection in the background in every process (passes are fenced per digest, so processes may overlap). See docs/gc.md.'),
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Run garbage collection in the background in every process (passes are fenced per digest, so processes may overlap). See docs/gc.md.'),
         intervalSeconds: z.number().int().min(1).default(600).describe('Time between the starts of two background GC passes.'),
         delaySeconds: z
           .number()
           .int()
           .min(0)
           .default(3600)
-          .describe('A blob unreferenced and unused (no HEAD, GET, mount or upload) for this long is quarantined. 0 only for tests: a push that HEADs a blob and then references it may have to push it again.'),
+          .describe(
+            'A blob unreferenced and unused (no HEAD, GET, mount or upload) for this long is quarantined. 0 only for tests: a push that HEADs a blob and then references it may have to push it again.',
+          ),
         quarantineSeconds: z
           .number()
           .int()
@@ -123,8 +128,18 @@ export const configSchema = z
         deleteUntagged: z.boolean().default(false).describe('Also delete manifests that no tag, index or subject keeps (after untaggedAgeSeconds).'),
         untaggedAgeSeconds: z.number().int().min(0).default(86_400).describe('How long a manifest stays untagged before deleteUntagged collects it.'),
         batch: z.number().int().min(1).default(1000).describe('At most this many queued items per pass; the rest waits for the next one.'),
-        pinSeconds: z.number().int().min(1).default(300).describe("How long a push's pin on what it is about to reference counts if the process dies before releasing it."),
-        leaseSeconds: z.number().int().min(5).default(60).describe('How long a deletion in progress is reserved for the process running it; another takes over after.'),
+        pinSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .default(300)
+          .describe("How long a push's pin on what it is about to reference counts if the process dies before releasing it."),
+        leaseSeconds: z
+          .number()
+          .int()
+          .min(5)
+          .default(60)
+          .describe('How long a deletion in progress is reserved for the process running it; another takes over after.'),
       })
       .strict()
       .prefault({}),

@@ -201,7 +201,12 @@ export class BlobService {
     }
   }
 
-  private async mountPinned(repo: string, digest: ParsedDigest, from: string | undefined, mayRead: (source: string) => Promise<boolean>): Promise<BlobLink | undefined> {
+  private async mountPinned(
+    repo: string,
+    digest: ParsedDigest,
+    from: string | undefined,
+    mayRead: (source: string) => Promise<boolean>,
+  ): Promise<BlobLink | undefined> {
     const sources = from !== undefined ? [from] : await this.metadata.blobRepositories(digest.value, 50);
     for (const source of sources) {
       if (source === repo) continue;

@@ -70,7 +70,8 @@ function itemOf(work: GcWork): string {
 function workOf(item: string, entry: QueueEntry): QueuedGcWork | undefined {
   const parts = item.split(' ');
   if (parts[0] === 'b' && parts.length === 2) return { kind: 'blob', digest: parts[1] as string, due: entry.due, token: entry.token };
-  if (parts[0] === 'm' && parts.length === 3) return { kind: 'manifest', repo: parts[1] as string, digest: parts[2] as string, due: entry.due, token: entry.token };
+  if (parts[0] === 'm' && parts.length === 3)
+    return { kind: 'manifest', repo: parts[1] as string, digest: parts[2] as string, due: entry.due, token: entry.token };
   return undefined;
 }
 

@@ -7,10 +7,12 @@ import { usePair } from '../helpers/matrix.js';
 import { startTestRegistry } from '../helpers/registry.js';
 import { runApiSuite } from './api-suite.js';
 import { runBadInputSuite } from './bad-input-suite.js';
+import { runGcSuite } from './gc-suite.js';
 
 const env = usePair('filesystem', 'embedded');
 runApiSuite(env.pair.title, env.options);
 runBadInputSuite(env.pair.title, env.options);
+runGcSuite(env.pair.title, env.options);
 
 describe('filesystem blob sending', () => {
   it('survives clients that leave mid-download and keeps serving', async () => {

@@ -1,7 +1,9 @@
 import { usePair } from '../helpers/matrix.js';
 import { runApiSuite } from './api-suite.js';
 import { runBadInputSuite } from './bad-input-suite.js';
+import { runGcSuite } from './gc-suite.js';
 
 const env = usePair('filesystem', 'redis');
 runApiSuite(env.pair.title, env.options);
 runBadInputSuite(env.pair.title, env.options);
+runGcSuite(env.pair.title, env.options);

@@ -4,9 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { GcRefusedError, type Collector, type GcAction, type GcSummary } from './collector.js';
 
 export type GcEvent =
-  | { kind: 'pass'; result: 'ok'; summary: GcSummary }
-  | { kind: 'pass'; result: 'refused' | 'failed'; durationMs: number }
-  | ({ kind: 'action' } & GcAction);
+  { kind: 'pass'; result: 'ok'; summary: GcSummary } | { kind: 'pass'; result: 'refused' | 'failed'; durationMs: number } | ({ kind: 'action' } & GcAction);
 
 export interface BackgroundGcOptions {
   intervalMs: number;

@@ -188,15 +188,22 @@ export class Collector {
       return this.defer(work, claim.reason === 'deleting' ? claim.until + 1 : claim.retryAt, summary, options);
     }
     const released: string[] = [];
+    const linkedOnly: string[] = [];
+    let held = false;
     for (const repo of claim.holders) {
       const hold = await this.metadata.gc.repositoryHolds(repo, digest);
-      if (hold.manifestRefs > 0 || hold.manifest) {
-        // Referenced: off the queue until it loses a reference again.
-        summary.kept++;
-        if (!options.dryRun) await this.metadata.gc.complete([work]);
-        return undefined;
-      }
-      if (!hold.link) released.push(repo);
+      if (hold.manifestRefs > 0 || hold.manifest) held = true;
+      else if (hold.link) linkedOnly.push(repo);
+      else released.push(repo);
+    }
+    if (held) {
+      // Referenced somewhere: the bytes stay, but a repository whose manifests no longer reference
+      // the blob loses its link (a push racing this answers BLOB_UNKNOWN and uploads it again).
+      summary.kept++;
+      if (options.dryRun) return undefined;
+      for (const repo of linkedOnly) if (await this.metadata.gc.unlinkOrphan(repo, digest)) summary.linksRemoved++;
+      await this.metadata.gc.complete([work]);
+      return undefined;
     }
     if (options.dryRun) {
       summary.blobsQuarantined++;
@@ -290,4 +297,3 @@ export class Collector {
     }
   }
 }
-
