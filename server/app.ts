@@ -12,9 +12,9 @@ import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
 import { RepositoryService } from './registry/repositories.js';
 import { UploadService } from './registry/uploads.js';
-import { Collector } from './registry/gc/collector.js';
+import type { Collector } from './registry/gc/collector.js';
 import { startBackgroundGc, type GcEvent } from './registry/gc/background.js';
-import { GcUsage } from './registry/gc/usage.js';
+import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
 import { continueOnFirstRead, discardUnreadBody } from './routes/body.js';
@@ -80,22 +80,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const now = deps.now ?? Date.now;
   const gcConfig = config.gc;
-  const untaggedAgeMs = gcConfig.deleteUntagged ? gcConfig.untaggedAgeSeconds * 1000 : undefined;
-  const usage = new GcUsage(metadata, {
-    delayMs: gcConfig.delaySeconds * 1000,
-    pinMs: gcConfig.pinSeconds * 1000,
-    untaggedAgeMs,
-    deletingWaitMs: 10_000,
-    now,
-  });
-  const collector = new Collector(driver, metadata, {
-    delayMs: gcConfig.delaySeconds * 1000,
-    quarantineMs: gcConfig.quarantineSeconds * 1000,
-    untaggedAgeMs,
-    leaseMs: gcConfig.leaseSeconds * 1000,
-    now,
-    sweepUploads: () => uploads.sweep(now() - config.uploads.idleTimeoutSeconds * 1000),
-  });
+  const usage = gcUsage(metadata, config, now);
+  // The sweep is UploadService's, built below; a pass only calls it later.
+  const collector = gcCollector(driver, metadata, config, now, () => uploads.sweep(now() - config.uploads.idleTimeoutSeconds * 1000));
 
   if ((await markCompleteIfNew(driver, metadata, now())) === undefined && gcConfig.enabled) {
     app.log.warn('garbage collection will refuse to run: the metadata store is not known to be complete; run `berth metadata rebuild` (see docs/gc.md)');
