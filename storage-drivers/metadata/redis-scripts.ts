@@ -2,27 +2,73 @@
 // KEYS (never built inside the script) and shares one Cluster hash tag, so they also run on Cluster.
 
 /** The per-repository keys, in the KEYS order every repository script expects. */
-export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists'] as const;
+export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs'] as const;
 
-const REPO_KEYS = `
+export const REPO_KEYS = `
 local K_TAGS, K_TAGMAP, K_TAGSOF, K_MANIFESTS, K_REFERRERS, K_EXISTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_REFS, K_UNTAGGED, K_BLOBS = KEYS[7], KEYS[8], KEYS[9]
 `;
 
 /**
- * ARGV: digest, record JSON, subject ('' = none), tags…
+ * dropManifest(digest, record JSON): unlinks a linked manifest with everything that names it in the
+ * repository (tags, referrer entry, untagged note) and takes its count off each of its references.
+ * Returns the dropped tags. A record that does not decode keeps its counts: a count too high only
+ * keeps data, one too low could let garbage collection delete a referenced blob.
+ */
+export const DROP_MANIFEST = `
+local function dropManifest(digest, record)
+  redis.call('HDEL', K_MANIFESTS, digest)
+  redis.call('HDEL', K_UNTAGGED, digest)
+  local ok, decoded = pcall(cjson.decode, record)
+  if ok and type(decoded) == 'table' then
+    if type(decoded.subject) == 'string' then
+      redis.call('ZREM', K_REFERRERS, decoded.subject .. ' ' .. digest)
+    end
+    if type(decoded.references) == 'table' then
+      local seen = {}
+      for _, ref in ipairs(decoded.references) do
+        if type(ref) == 'string' and not seen[ref] then
+          seen[ref] = true
+          if redis.call('HINCRBY', K_REFS, ref, -1) <= 0 then redis.call('HDEL', K_REFS, ref) end
+        end
+      end
+    end
+  end
+  local head = digest .. ' '
+  local dropped = {}
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', K_TAGSOF, '[' .. head, '(' .. digest .. '!')) do
+    local tag = string.sub(member, #head + 1)
+    redis.call('HDEL', K_TAGMAP, tag)
+    redis.call('ZREM', K_TAGS, tag)
+    redis.call('ZREM', K_TAGSOF, member)
+    dropped[#dropped + 1] = tag
+  end
+  return dropped
+end
+`;
+
+/**
+ * ARGV: digest, record JSON, subject ('' = none), now (ms), n, n distinct references, tags…
+ * Counts the references only when the manifest is newly linked, so a re-put counts nothing twice.
  * Returns, per tag, the digest it pointed at before ('' = none).
  */
 const putManifest = `${REPO_KEYS}
-local digest = ARGV[1]
+local digest, now, nrefs = ARGV[1], ARGV[4], tonumber(ARGV[5])
+if redis.call('HEXISTS', K_MANIFESTS, digest) == 0 then
+  for i = 6, 5 + nrefs do redis.call('HINCRBY', K_REFS, ARGV[i], 1) end
+end
 redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
 local previous = {}
-for i = 4, #ARGV do
+for i = 6 + nrefs, #ARGV do
   local tag = ARGV[i]
   local old = redis.call('HGET', K_TAGMAP, tag)
   if old then
     previous[#previous + 1] = old
-    if old ~= digest then redis.call('ZREM', K_TAGSOF, old .. ' ' .. tag) end
+    if old ~= digest then
+      redis.call('ZREM', K_TAGSOF, old .. ' ' .. tag)
+      redis.call('HSET', K_UNTAGGED, old, now)
+    end
   else
     previous[#previous + 1] = ''
   end
@@ -35,28 +81,13 @@ return previous
 `;
 
 /** ARGV: digest. Returns the dropped tags, or nil when the manifest was not linked. */
-const deleteManifest = `${REPO_KEYS}
-local digest = ARGV[1]
-local record = redis.call('HGET', K_MANIFESTS, digest)
+const deleteManifest = `${REPO_KEYS}${DROP_MANIFEST}
+local record = redis.call('HGET', K_MANIFESTS, ARGV[1])
 if not record then return false end
-redis.call('HDEL', K_MANIFESTS, digest)
-local ok, decoded = pcall(cjson.decode, record)
-if ok and type(decoded) == 'table' and type(decoded.subject) == 'string' then
-  redis.call('ZREM', K_REFERRERS, decoded.subject .. ' ' .. digest)
-end
-local head = digest .. ' '
-local dropped = {}
-for _, member in ipairs(redis.call('ZRANGEBYLEX', K_TAGSOF, '[' .. head, '(' .. digest .. '!')) do
-  local tag = string.sub(member, #head + 1)
-  redis.call('HDEL', K_TAGMAP, tag)
-  redis.call('ZREM', K_TAGS, tag)
-  redis.call('ZREM', K_TAGSOF, member)
-  dropped[#dropped + 1] = tag
-end
-return dropped
+return dropManifest(ARGV[1], record)
 `;
 
-/** ARGV: tag. Returns 1 when the tag existed. */
+/** ARGV: tag, now (ms). Returns 1 when the tag existed; its manifest is noted as untagged now. */
 const deleteTag = `${REPO_KEYS}
 local tag = ARGV[1]
 local digest = redis.call('HGET', K_TAGMAP, tag)
@@ -64,6 +95,7 @@ if not digest then return 0 end
 redis.call('HDEL', K_TAGMAP, tag)
 redis.call('ZREM', K_TAGS, tag)
 redis.call('ZREM', K_TAGSOF, digest .. ' ' .. tag)
+redis.call('HSET', K_UNTAGGED, digest, ARGV[2])
 return 1
 `;
 

@@ -1,6 +1,8 @@
 import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
-import { PER_REPO_KEYS, SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { RedisGc } from './redis-gc.js';
+import { RedisKeys } from './redis-keys.js';
+import { SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -24,11 +26,14 @@ import {
  *   P{repo:<name>}:referrers  zset, score 0, "<subject> <digest>"
  *   P{repo:<name>}:blobs      hash digest → size
  *   P{repo:<name>}:exists     "1" once anything was linked
+ *   P{repo:<name>}:refs, :untagged   garbage collection's per-repository counts (redis-gc.ts)
  *   P{uploads}:s:<id>         hash { rev, data: UploadSession JSON }
  *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
  *   Pcatalog                  zset, score 0, member repository     (cross-repository)
- *   P{blob:<digest>}:repos    zset, score 0, member repository     (cross-repository)
+ *   P{blob:<digest>}:repos    zset, score 0, member repository     (cross-repository: the holders)
  *   P{blob:<digest>}:missing  ms since epoch: storage was found not to hold the bytes
+ *   P{blob:<digest>}:touch, :gc, :pins   garbage collection's per-digest records (redis-gc.ts)
+ *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -37,10 +42,11 @@ import {
  *  - catalog: ZADD *before* the repository transaction. It only grows, so it is always a superset of the
  *    repositories; an entry left by a transaction that then failed names a repository without its
  *    `exists` key, and listRepositories skips such entries (the retried push makes them real).
- *  - blob → repositories: ZADD before linking, ZREM after unlinking; readers verify each candidate
- *    against the repository's own `blobs` hash, so a leftover entry is never reported. (A link and an
- *    unlink of the same blob in the same repository racing each other can leave the link unindexed: it
- *    then just isn't offered for automatic mounts, and the client uploads the blob instead.)
+ *  - blob → repositories (the holders): ZADD before linking a blob and before putting a manifest (for the
+ *    manifest and each reference). Unlinking leaves the entry: only garbage collection removes holders,
+ *    after checking each one, so the set is always a superset of the repositories that hold the digest.
+ *    blobRepositories verifies each candidate against the repository's own `blobs` hash, so an entry
+ *    without a link is never reported.
  * Upload sessions all share the `{uploads}` tag so the CAS and the age index change in one script.
  */
 
@@ -53,15 +59,17 @@ function lexAfter(last: string | undefined): string {
 export class RedisStore implements MetadataStore {
   readonly name = 'redis';
   readonly client: RedisClient;
-  private readonly prefix: string;
+  readonly gc: RedisGc;
+  private readonly keys: RedisKeys;
   private closed = false;
 
   constructor(config: RedisStoreOptions) {
-    this.prefix = config.keyPrefix;
+    this.keys = new RedisKeys(config.keyPrefix);
     this.client = createRedisClient(config);
     for (const [name, lua] of Object.entries(SCRIPTS)) {
       this.client.defineCommand(name, { lua: lua.source, numberOfKeys: lua.keys });
     }
+    this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});
@@ -81,38 +89,6 @@ export class RedisStore implements MetadataStore {
       }, timeoutMs);
       this.client.once('ready', onReady);
     });
-  }
-
-  private repoKey(repo: string, kind: string): string {
-    return `${this.prefix}{repo:${repo}}:${kind}`;
-  }
-
-  private repoKeys(repo: string): string[] {
-    return PER_REPO_KEYS.map((kind) => this.repoKey(repo, kind));
-  }
-
-  private catalogKey(): string {
-    return `${this.prefix}catalog`;
-  }
-
-  private blobReposKey(digest: Digest): string {
-    return `${this.prefix}{blob:${digest}}:repos`;
-  }
-
-  private missingKey(digest: Digest): string {
-    return `${this.prefix}{blob:${digest}}:missing`;
-  }
-
-  private leaseKey(name: string): string {
-    return `${this.prefix}{lease:${name}}`;
-  }
-
-  private uploadKey(id: string): string {
-    return `${this.prefix}{uploads}:s:${id}`;
-  }
-
-  private uploadAgeKey(): string {
-    return `${this.prefix}{uploads}:age`;
   }
 
   private script(name: ScriptName): ScriptRunner {
@@ -135,12 +111,20 @@ export class RedisStore implements MetadataStore {
   putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
     return this.run('putManifest', async () => {
       const unique = [...new Set(tags)];
-      await this.client.zadd(this.catalogKey(), 0, repo);
+      const references = [...new Set(manifest.references)];
+      // Holders first (see the layout comment): garbage collection must find `repo` before it holds anything.
+      await Promise.all([
+        this.client.zadd(this.keys.catalog(), 0, repo),
+        ...[manifest.digest, ...references].map((d) => this.client.zadd(this.keys.blob(d, 'repos'), 0, repo)),
+      ]);
       const previous = (await this.script('berthPutManifest')(
-        ...this.repoKeys(repo),
+        ...this.keys.repoKeys(repo),
         manifest.digest,
         JSON.stringify(manifest),
         manifest.subject ?? '',
+        String(Date.now()),
+        String(references.length),
+        ...references,
         ...unique,
       )) as string[];
       return { previousTags: Object.fromEntries(unique.map((tag, i) => [tag, previous[i] || undefined])) };
@@ -149,7 +133,7 @@ export class RedisStore implements MetadataStore {
 
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
     return this.run('getManifest', async () => {
-      const json = await this.client.hget(this.repoKey(repo, 'manifests'), digest);
+      const json = await this.client.hget(this.keys.repo(repo, 'manifests'), digest);
       return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
     });
   }
@@ -157,89 +141,91 @@ export class RedisStore implements MetadataStore {
   /** A tag's manifest record in one round trip (resolveTag + getManifest). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
     return this.run('getTaggedManifest', async () => {
-      const json = (await this.script('berthTaggedManifest')(...this.repoKeys(repo), tag)) as string | null;
+      const json = (await this.script('berthTaggedManifest')(...this.keys.repoKeys(repo), tag)) as string | null;
       return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
     });
   }
 
   deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
     return this.run('deleteManifest', async () => {
-      const dropped = (await this.script('berthDeleteManifest')(...this.repoKeys(repo), digest)) as string[] | null;
+      const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest)) as string[] | null;
       return dropped ?? undefined;
     });
   }
 
   resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
-    return this.run('resolveTag', async () => (await this.client.hget(this.repoKey(repo, 'tagmap'), tag)) ?? undefined);
+    return this.run('resolveTag', async () => (await this.client.hget(this.keys.repo(repo, 'tagmap'), tag)) ?? undefined);
   }
 
   deleteTag(repo: string, tag: string): Promise<boolean> {
-    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.repoKeys(repo), tag)) === 1);
+    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()))) === 1);
   }
 
   listTags(repo: string, page: Page): Promise<string[]> {
-    return this.run('listTags', () => this.rangeByLex(this.repoKey(repo, 'tags'), lexAfter(page.last), '+', page.n));
+    return this.run('listTags', () => this.rangeByLex(this.keys.repo(repo, 'tags'), lexAfter(page.last), '+', page.n));
   }
 
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]> {
     return this.run('listReferrers', async () => {
-      const records = (await this.script('berthReferrers')(...this.repoKeys(repo), subject)) as string[];
+      const records = (await this.script('berthReferrers')(...this.keys.repoKeys(repo), subject)) as string[];
       return records.map((json) => JSON.parse(json) as ManifestRecord);
     });
   }
 
   linkBlob(repo: string, link: BlobLink): Promise<void> {
     return this.run('linkBlob', async () => {
-      await this.client.zadd(this.catalogKey(), 0, repo);
-      await this.client.zadd(this.blobReposKey(link.digest), 0, repo);
-      await this.exec(this.client.multi().hset(this.repoKey(repo, 'blobs'), link.digest, String(link.size)).set(this.repoKey(repo, 'exists'), '1'));
+      await this.client.zadd(this.keys.catalog(), 0, repo);
+      await this.client.zadd(this.keys.blob(link.digest, 'repos'), 0, repo);
+      await this.exec(this.client.multi().hset(this.keys.repo(repo, 'blobs'), link.digest, String(link.size)).set(this.keys.repo(repo, 'exists'), '1'));
     });
   }
 
   getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined> {
     return this.run('getBlobLink', async () => {
-      const size = await this.client.hget(this.repoKey(repo, 'blobs'), digest);
+      const size = await this.client.hget(this.keys.repo(repo, 'blobs'), digest);
       return size === null ? undefined : { digest, size: Number(size) };
     });
   }
 
   unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
     return this.run('unlinkBlob', async () => {
-      const removed = await this.client.hdel(this.repoKey(repo, 'blobs'), digest);
-      if (removed === 0) return false;
-      await this.client.zrem(this.blobReposKey(digest), repo);
-      return true;
+      // The holder entry stays: only garbage collection removes holders, after checking them.
+      return (await this.client.hdel(this.keys.repo(repo, 'blobs'), digest)) === 1;
     });
   }
 
   getCheckedBlobLink(repo: string, digest: Digest): Promise<CheckedBlobLink | undefined> {
     return this.run('getCheckedBlobLink', async () => {
-      // Two keys in different Cluster slots, so no MULTI or script: both commands are sent at once
-      // and answered in the same round trip.
-      const [size, missing] = await Promise.all([this.client.hget(this.repoKey(repo, 'blobs'), digest), this.client.exists(this.missingKey(digest))]);
-      return size === null ? undefined : { digest, size: Number(size), missing: missing === 1 };
+      // Keys in two Cluster slots, so no MULTI or script: the commands are sent at once and answered
+      // in the same round trip.
+      const [size, missing, state] = await Promise.all([
+        this.client.hget(this.keys.repo(repo, 'blobs'), digest),
+        this.client.exists(this.keys.blob(digest, 'missing')),
+        this.client.hget(this.keys.blob(digest, 'gc'), 'state'),
+      ]);
+      return size === null ? undefined : { digest, size: Number(size), missing: missing === 1, deleting: state === 'deleting' };
     });
   }
 
   markBlobMissing(digest: Digest): Promise<void> {
     return this.run('markBlobMissing', async () => {
-      await this.client.set(this.missingKey(digest), String(Date.now()));
+      await this.client.set(this.keys.blob(digest, 'missing'), String(Date.now()));
     });
   }
 
   clearBlobMissing(digest: Digest): Promise<void> {
     return this.run('clearBlobMissing', async () => {
-      await this.client.del(this.missingKey(digest));
+      await this.client.del(this.keys.blob(digest, 'missing'));
     });
   }
 
   acquireLease(name: string, holder: string, ttlMs: number): Promise<boolean> {
-    return this.run('acquireLease', async () => (await this.script('berthAcquireLease')(this.leaseKey(name), holder, Math.max(1, Math.ceil(ttlMs)))) === 1);
+    return this.run('acquireLease', async () => (await this.script('berthAcquireLease')(this.keys.lease(name), holder, Math.max(1, Math.ceil(ttlMs)))) === 1);
   }
 
   releaseLease(name: string, holder: string): Promise<void> {
     return this.run('releaseLease', async () => {
-      await this.script('berthReleaseLease')(this.leaseKey(name), holder);
+      await this.script('berthReleaseLease')(this.keys.lease(name), holder);
     });
   }
 
@@ -250,9 +236,9 @@ export class RedisStore implements MetadataStore {
       let last: string | undefined;
       // The index may hold a few entries whose link is gone; read on until `limit` verified ones.
       for (;;) {
-        const batch = await this.rangeByLex(this.blobReposKey(digest), lexAfter(last), '+', limit);
+        const batch = await this.rangeByLex(this.keys.blob(digest, 'repos'), lexAfter(last), '+', limit);
         if (batch.length === 0) return found;
-        const linked = await Promise.all(batch.map((repo) => this.client.hexists(this.repoKey(repo, 'blobs'), digest)));
+        const linked = await Promise.all(batch.map((repo) => this.client.hexists(this.keys.repo(repo, 'blobs'), digest)));
         for (const [i, repo] of batch.entries()) {
           if (linked[i] === 1) found.push(repo);
           if (found.length >= limit) return found;
@@ -264,7 +250,7 @@ export class RedisStore implements MetadataStore {
   }
 
   repositoryExists(repo: string): Promise<boolean> {
-    return this.run('repositoryExists', async () => (await this.client.exists(this.repoKey(repo, 'exists'))) === 1);
+    return this.run('repositoryExists', async () => (await this.client.exists(this.keys.repo(repo, 'exists'))) === 1);
   }
 
   listRepositories(page: Page): Promise<string[]> {
@@ -275,9 +261,9 @@ export class RedisStore implements MetadataStore {
       const want = page.n;
       // See the layout comment: skip catalog entries whose repository transaction never happened.
       for (;;) {
-        const batch = await this.rangeByLex(this.catalogKey(), lexAfter(last), '+', want === undefined ? undefined : want - found.length);
+        const batch = await this.rangeByLex(this.keys.catalog(), lexAfter(last), '+', want === undefined ? undefined : want - found.length);
         if (batch.length === 0) return found;
-        const exists = await Promise.all(batch.map((repo) => this.client.exists(this.repoKey(repo, 'exists'))));
+        const exists = await Promise.all(batch.map((repo) => this.client.exists(this.keys.repo(repo, 'exists'))));
         for (const [i, repo] of batch.entries()) if (exists[i] === 1) found.push(repo);
         if (want === undefined || found.length >= want) return found;
         last = batch[batch.length - 1];
@@ -287,20 +273,20 @@ export class RedisStore implements MetadataStore {
 
   createUpload(session: UploadSession): Promise<void> {
     return this.run('createUpload', async () => {
-      const key = this.uploadKey(session.id);
+      const key = this.keys.upload(session.id);
       await this.exec(
         this.client
           .multi()
           .del(key)
           .hset(key, 'rev', String(session.revision), 'data', JSON.stringify(session))
-          .zadd(this.uploadAgeKey(), session.updatedAt, session.id),
+          .zadd(this.keys.uploadAge(), session.updatedAt, session.id),
       );
     });
   }
 
   getUpload(id: string): Promise<UploadSession | undefined> {
     return this.run('getUpload', async () => {
-      const json = await this.client.hget(this.uploadKey(id), 'data');
+      const json = await this.client.hget(this.keys.upload(id), 'data');
       return json === null ? undefined : (JSON.parse(json) as UploadSession);
     });
   }
@@ -308,8 +294,8 @@ export class RedisStore implements MetadataStore {
   updateUpload(id: string, expectedRevision: number, next: UploadSession): Promise<boolean> {
     return this.run('updateUpload', async () => {
       const won = await this.script('berthUpdateUpload')(
-        this.uploadKey(id),
-        this.uploadAgeKey(),
+        this.keys.upload(id),
+        this.keys.uploadAge(),
         String(expectedRevision),
         String(next.revision),
         JSON.stringify(next),
@@ -322,15 +308,15 @@ export class RedisStore implements MetadataStore {
 
   deleteUpload(id: string): Promise<void> {
     return this.run('deleteUpload', async () => {
-      await this.exec(this.client.multi().del(this.uploadKey(id)).zrem(this.uploadAgeKey(), id));
+      await this.exec(this.client.multi().del(this.keys.upload(id)).zrem(this.keys.uploadAge(), id));
     });
   }
 
   listStaleUploads(updatedBefore: number, limit: number): Promise<UploadSession[]> {
     return this.run('listStaleUploads', async () => {
       if (limit <= 0) return [];
-      const ids = await this.client.zrangebyscore(this.uploadAgeKey(), '-inf', `(${updatedBefore}`, 'LIMIT', 0, limit);
-      const sessions = await Promise.all(ids.map((id) => this.client.hget(this.uploadKey(id), 'data')));
+      const ids = await this.client.zrangebyscore(this.keys.uploadAge(), '-inf', `(${updatedBefore}`, 'LIMIT', 0, limit);
+      const sessions = await Promise.all(ids.map((id) => this.client.hget(this.keys.upload(id), 'data')));
       return sessions.filter((json): json is string => json !== null).map((json) => JSON.parse(json) as UploadSession);
     });
   }

@@ -281,17 +281,17 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         assert.equal(await store.getCheckedBlobLink('r', d), undefined);
         await store.linkBlob('r', { digest: d, size: 42 });
         await store.linkBlob('s', { digest: d, size: 42 });
-        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: false });
+        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: false, deleting: false });
         await store.markBlobMissing(d);
         await store.markBlobMissing(d); // idempotent
-        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: true });
-        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: true });
+        assert.deepEqual(await store.getCheckedBlobLink('r', d), { digest: d, size: 42, missing: true, deleting: false });
+        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: true, deleting: false });
         // The plain link lookup is unchanged, and an unlinked repository still has no link at all.
         assert.deepEqual(await store.getBlobLink('r', d), { digest: d, size: 42 });
         assert.equal(await store.getCheckedBlobLink('t', d), undefined);
         assert.deepEqual(await store.getCheckedBlobLink('r', digestOf('other')), undefined);
         await store.clearBlobMissing(d);
-        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: false });
+        assert.deepEqual(await store.getCheckedBlobLink('s', d), { digest: d, size: 42, missing: false, deleting: false });
         await store.clearBlobMissing(d); // clearing nothing is fine
       });
     });

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
+import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
@@ -44,6 +45,10 @@ runMetadataStoreContract('redis', async () => {
   const store = await openStore(shared);
   return { store, cleanup: () => store.close() };
 });
+runMetadataGcContract('redis', async () => {
+  const store = await openStore(shared);
+  return { store, cleanup: () => store.close() };
+});
 
 // The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
 let cluster: RedisCluster;
@@ -53,37 +58,86 @@ before(async () => {
 after(async () => {
   await cluster.stop();
 });
-runMetadataStoreContract('redis cluster', async () => {
+async function openClusterStore(): Promise<RedisStore> {
   const store = new RedisStore(redisConfigSchema.parse({ cluster: { nodes: cluster.urls }, keyPrefix: `c${randomUUID().slice(0, 8)}:` }));
   assert.equal(await store.waitUntilReady(5000), true, 'cluster store did not connect');
+  return store;
+}
+runMetadataStoreContract('redis cluster', async () => {
+  const store = await openClusterStore();
+  return { store, cleanup: () => store.close() };
+});
+runMetadataGcContract('redis cluster', async () => {
+  const store = await openClusterStore();
   return { store, cleanup: () => store.close() };
 });
 
 describe('redis store specifics', () => {
-  it('keeps every key under the prefix, with a per-repository hash tag', async () => {
+  it('keeps every key under the prefix, with a per-repository, per-digest or gc hash tag', async () => {
     const store = await openStore(shared, { keyPrefix: 'pfx-check:' });
     try {
-      await store.putManifest('lib/app', manifest('m', { subject: digestOf('s') }), ['v1']);
-      await store.linkBlob('lib/app', { digest: digestOf('b'), size: 3 });
+      const [m, layer, blob] = [manifest('m', { subject: digestOf('s'), references: [digestOf('layer')] }), digestOf('layer'), digestOf('b')];
+      await store.putManifest('lib/app', m, ['v1', 'v0']);
+      await store.deleteTag('lib/app', 'v0');
+      await store.linkBlob('lib/app', { digest: blob, size: 3 });
       await store.createUpload({ id: 'u1', repo: 'lib/app', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
+      assert.deepEqual(await store.gc.pinBlobs([blob], { id: 'p', until: 10, now: 1 }), []);
+      await store.gc.touchBlobs([layer], 2);
+      const claim = await store.gc.claimBlob(layer, 3, 3);
+      assert.ok(claim.ok);
+      assert.equal(await store.gc.quarantineBlob(layer, claim.version, [], 3), true);
+      await store.gc.enqueue([{ kind: 'blob', digest: layer, due: 1 }]);
+      await store.gc.markComplete('test');
       const keys = (await store.client.keys('*')).filter((k) => !k.startsWith('t')).sort();
-      assert.deepEqual(keys, [
-        'pfx-check:catalog',
-        `pfx-check:{blob:${digestOf('b')}}:repos`,
-        'pfx-check:{repo:lib/app}:blobs',
-        'pfx-check:{repo:lib/app}:exists',
-        'pfx-check:{repo:lib/app}:manifests',
-        'pfx-check:{repo:lib/app}:referrers',
-        'pfx-check:{repo:lib/app}:tagmap',
-        'pfx-check:{repo:lib/app}:tags',
-        'pfx-check:{repo:lib/app}:tagsof',
-        'pfx-check:{uploads}:age',
-        'pfx-check:{uploads}:s:u1',
-      ]);
-      assert.deepEqual(await store.getTaggedManifest('lib/app', 'v1'), manifest('m', { subject: digestOf('s') }));
+      const expected = [
+        'catalog',
+        `{blob:${blob}}:pins`,
+        `{blob:${blob}}:repos`,
+        `{blob:${blob}}:touch`,
+        `{blob:${layer}}:gc`,
+        `{blob:${layer}}:repos`,
+        `{blob:${layer}}:touch`,
+        `{blob:${m.digest}}:repos`,
+        '{gc}:complete',
+        '{gc}:queue',
+        '{gc}:tokens',
+        '{repo:lib/app}:blobs',
+        '{repo:lib/app}:exists',
+        '{repo:lib/app}:manifests',
+        '{repo:lib/app}:referrers',
+        '{repo:lib/app}:refs',
+        '{repo:lib/app}:tagmap',
+        '{repo:lib/app}:tags',
+        '{repo:lib/app}:tagsof',
+        '{repo:lib/app}:untagged',
+        '{uploads}:age',
+        '{uploads}:s:u1',
+      ];
+      assert.deepEqual(keys, expected.map((k) => `pfx-check:${k}`).sort());
+      assert.deepEqual(await store.getTaggedManifest('lib/app', 'v1'), m);
       assert.equal(await store.getTaggedManifest('lib/app', 'nope'), undefined);
     } finally {
       await store.client.del(...(await store.client.keys('pfx-check:*')));
+      await store.close();
+    }
+  });
+
+  it('refuses to quarantine or purge a digest under a running pin even when its version matches', async () => {
+    // Through the API every pin also changes the version, so the pin checks of quarantineBlob and
+    // beginPurge only matter when the callers' clocks disagree; plant a pin that left the version alone.
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
+    try {
+      const d = digestOf('planted');
+      const pins = `${prefix}{blob:${d}}:pins`;
+      await store.client.hset(pins, 'crashed-pusher', '2000');
+      assert.equal(await store.gc.quarantineBlob(d, '', [], 1000), false);
+      assert.equal(await store.gc.quarantineBlob(d, '', [], 2000), true);
+      assert.equal(await store.gc.beginPurge(d, 'tok', 5000, 2000, 1500), undefined);
+      assert.deepEqual(await store.gc.status(d), { state: 'live' }); // revived, not left quarantined
+      assert.equal(await store.gc.quarantineBlob(d, '', [], 2000), true);
+      assert.deepEqual(await store.gc.beginPurge(d, 'tok', 5000, 2000, 2000), []);
+    } finally {
       await store.close();
     }
   });
@@ -107,11 +161,11 @@ describe('redis store specifics', () => {
   });
 
   it('skips catalog entries and blob index entries whose repository keys are missing', async () => {
-    const store = await openStore(shared);
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
     try {
       await store.linkBlob('real', { digest: digestOf('b'), size: 1 });
       // What a put leaves behind when Redis dies between the index step and the repository script.
-      const prefix = (store as unknown as { prefix: string }).prefix;
       await store.client.zadd(`${prefix}catalog`, 0, 'phantom');
       await store.client.zadd(`${prefix}{blob:${digestOf('b')}}:repos`, 0, 'phantom');
       assert.deepEqual(await store.listRepositories({}), ['real']);
