@@ -69,23 +69,39 @@ export async function* listObjects(ctx: S3Context, prefix: string, delimiter?: s
   } while (token !== undefined);
 }
 
-/** Deletes keys in batches (DeleteObjects takes at most 1000). Missing keys are not an error. */
+/**
+ * One DeleteObjects call (Quiet: the store lists only what it could not delete) for at most
+ * `ctx.batchSize` keys; returns the keys it could not delete, each with its error. Throws when the
+ * request as a whole fails, or when the store reports an error it does not tie to one of the keys
+ * (then nothing tells which of them are gone).
+ */
+export async function deleteBatch(ctx: S3Context, s3Keys: readonly string[]): Promise<Map<string, Error>> {
+  const failed = new Map<string, Error>();
+  if (s3Keys.length === 0) return failed;
+  const command = new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: s3Keys.map((Key) => ({ Key })), Quiet: true } });
+  let out;
+  try {
+    out = await ctx.client.send(command);
+  } catch (err) {
+    throw unavailable('DeleteObjects', `${s3Keys.length} keys`, err);
+  }
+  const asked = new Set(s3Keys);
+  for (const error of out.Errors ?? []) {
+    const cause = { name: error.Code, message: error.Message };
+    if (error.Key === undefined || !asked.has(error.Key)) throw unavailable('DeleteObjects', error.Key ?? `${s3Keys.length} keys`, cause);
+    // Some stores report a key that was not there; it is deleted all the same.
+    if (error.Code === 'NoSuchKey') continue;
+    failed.set(error.Key, unavailable('DeleteObjects', `${ctx.bucket}/${error.Key}`, cause));
+  }
+  return failed;
+}
+
+/** Deletes keys in batches (DeleteObjects takes at most 1000). Missing keys are not an error; any other throws. */
 export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promise<void> {
-  let batch: string[] = [];
+  const batch: string[] = [];
   const flush = async (): Promise<void> => {
-    if (batch.length === 0) return;
-    const objects = batch.map((Key) => ({ Key }));
-    batch = [];
-    let out;
-    try {
-      out = await ctx.client.send(new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: objects, Quiet: true } }));
-    } catch (err) {
-      throw unavailable('DeleteObjects', `${objects.length} keys`, err);
-    }
-    const failed = out.Errors?.[0];
-    if (failed !== undefined) {
-      throw unavailable('DeleteObjects', failed.Key ?? '?', { name: failed.Code, message: failed.Message });
-    }
+    const first = (await deleteBatch(ctx, batch.splice(0))).values().next();
+    if (first.done !== true) throw first.value;
   };
   for (const key of keys) {
     batch.push(key);
