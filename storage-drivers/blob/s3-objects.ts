@@ -15,6 +15,7 @@ import type { S3Keys } from './s3-keys.js';
 import type { PartPlan, S3Limits } from './s3-parts.js';
 import type { SegmentRecord } from './s3-upload-state.js';
 import { isRetryable, unavailable } from './s3-errors.js';
+import { withContentMd5 } from './s3-content-md5.js';
 
 /** Everything a driver and its writers share. */
 export interface S3Context {
@@ -32,6 +33,11 @@ export interface S3Context {
   partChecksums: boolean;
   /** Keys per ListObjectsV2 page and per DeleteObjects call (S3's maximum is 1000). */
   batchSize: number;
+  /**
+   * checksum 'when_required': DeleteObjects carries Content-MD5, not the SDK's CRC32 header, which
+   * stores older than the SDK's January 2025 checksum change refuse (see ./s3-content-md5.ts).
+   */
+  deleteContentMd5: boolean;
   /** Encryption and storage class for committed objects. */
   objectParams: ObjectParams;
   /** Temporary objects only get encryption: a cold storage class would bill them for weeks. */
@@ -81,7 +87,7 @@ export async function deleteBatch(ctx: S3Context, s3Keys: readonly string[]): Pr
   const command = new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: s3Keys.map((Key) => ({ Key })), Quiet: true } });
   let out;
   try {
-    out = await ctx.client.send(command);
+    out = await ctx.client.send(ctx.deleteContentMd5 ? withContentMd5(command) : command);
   } catch (err) {
     throw unavailable('DeleteObjects', `${s3Keys.length} keys`, err);
   }

@@ -86,6 +86,7 @@ export class S3BlobDriver implements BlobDriver {
       maxAttempts: config.maxAttempts,
       batchSize: Math.max(1, Math.min(1000, options.batchSize ?? 1000)),
       partChecksums: config.checksum === 'when_supported',
+      deleteContentMd5: config.checksum === 'when_required',
       objectParams,
       tempParams,
     };
