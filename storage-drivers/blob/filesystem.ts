@@ -7,7 +7,7 @@
 //   <root>/@tmp/<random>.<key with + for />  put() temporaries, renamed into place once synced
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
-import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { access, mkdir, open, opendir, readdir, readFile, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -23,6 +23,7 @@ import {
   type BlobInfo,
   type BlobSender,
   type BlobWriter,
+  type DeleteManyResult,
   type SendCheck,
   type ReadOptions,
   type WriterCheckpoint,
@@ -30,6 +31,7 @@ import {
 } from './types.js';
 import { checkRange, type ByteRange } from './byte-range.js';
 import { combineSignals } from './signals.js';
+import { deleteEach } from './delete-each.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -42,6 +44,8 @@ const IN_PROGRESS = '@inprogress';
 const TMP = '@tmp';
 const DATA = '@data';
 const NAME = /^[A-Za-z0-9._-]+$/;
+/** Unlinks in flight at once in deleteMany(): enough to overlap disk latency, few enough for any descriptor limit. */
+const DELETE_CONCURRENCY = 16;
 
 export class FilesystemDriver implements BlobDriver {
   readonly name = 'filesystem';
@@ -210,6 +214,22 @@ export class FilesystemDriver implements BlobDriver {
     const path = this.pathOf(key);
     await rm(path, { recursive: true, force: true });
     await rm(this.inProgressDir(key), { recursive: true, force: true });
+  }
+
+  /**
+   * Unlinks each committed object. Directories are left in place, as delete() leaves the parents of a
+   * key: removing one could race a put() or commit() that has just created it.
+   */
+  async deleteMany(keys: string[]): Promise<DeleteManyResult> {
+    return deleteEach(keys, DELETE_CONCURRENCY, async (key) => {
+      try {
+        await unlink(this.pathOf(key));
+      } catch (err) {
+        // Nothing there, or a directory (a prefix of other objects, not an object): no object at the key.
+        // ENAMETOOLONG: the key cannot name a file here, so no object was ever stored under it.
+        if (!isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG')) throw err;
+      }
+    });
   }
 
   async *list(prefix: string): AsyncIterable<string> {

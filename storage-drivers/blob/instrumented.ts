@@ -9,6 +9,7 @@ import {
   type BlobSender,
   type BlobInfo,
   type BlobWriter,
+  type DeleteManyResult,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
@@ -17,7 +18,7 @@ import {
 export interface BlobOperation {
   /** The wrapped driver's name. */
   driver: string;
-  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
+  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `deleteMany`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
   op: string;
   seconds: number;
   /** Class name of the error the caller saw (after mapping), when the operation failed. */
@@ -84,6 +85,14 @@ class InstrumentedDriver implements BlobDriver {
     return this.run('delete', [key], () => this.inner.delete(key));
   }
 
+  /** Per-key failures are mapped like thrown errors, so callers see the same typed errors either way. */
+  deleteMany(keys: string[]): Promise<DeleteManyResult> {
+    return this.run('deleteMany', keys, async () => {
+      const { deleted, failed } = await this.inner.deleteMany(keys);
+      return { deleted, failed: failed.map(({ key, error }) => ({ key, error: this.normalize(error, 'deleteMany') })) };
+    });
+  }
+
   async *list(prefix: string): AsyncIterable<string> {
     const started = performance.now();
     let error: unknown;
@@ -121,7 +130,7 @@ class InstrumentedDriver implements BlobDriver {
     }
   }
 
-  private normalize(err: unknown, op: string): unknown {
+  private normalize(err: unknown, op: string): Error {
     if (err instanceof BlobDriverError || isAbort(err)) return err;
     const message = err instanceof Error ? err.message : String(err);
     return new StorageUnavailableError(`${this.name} ${op} failed: ${message}`, { cause: err });
@@ -175,6 +184,6 @@ class InstrumentedWriter implements BlobWriter {
   }
 }
 
-function isAbort(err: unknown): boolean {
+function isAbort(err: unknown): err is Error {
   return err instanceof Error && err.name === 'AbortError';
 }

@@ -9,12 +9,14 @@ import {
   type BlobDriver,
   type BlobInfo,
   type BlobWriter,
+  type DeleteManyResult,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
 import { checkRange } from './byte-range.js';
 import { combineSignals } from './signals.js';
+import { deleteEach } from './delete-each.js';
 
 interface StoredObject {
   data: Buffer;
@@ -87,6 +89,14 @@ export class MemoryDriver implements BlobDriver {
     for (const map of [this.objects, this.inProgress] as Map<string, unknown>[]) {
       for (const existing of [...map.keys()]) if (isUnder(existing, key)) map.delete(existing);
     }
+  }
+
+  /** Committed objects only: in-progress objects at the same keys stay. */
+  async deleteMany(keys: string[]): Promise<DeleteManyResult> {
+    // Map operations are synchronous: running them concurrently would gain nothing.
+    return deleteEach(keys, 1, async (key) => {
+      this.objects.delete(key);
+    });
   }
 
   async *list(prefix: string): AsyncIterable<string> {

@@ -15,6 +15,7 @@ import type { S3Keys } from './s3-keys.js';
 import type { PartPlan, S3Limits } from './s3-parts.js';
 import type { SegmentRecord } from './s3-upload-state.js';
 import { isRetryable, unavailable } from './s3-errors.js';
+import { withContentMd5 } from './s3-content-md5.js';
 
 /** Everything a driver and its writers share. */
 export interface S3Context {
@@ -32,6 +33,11 @@ export interface S3Context {
   partChecksums: boolean;
   /** Keys per ListObjectsV2 page and per DeleteObjects call (S3's maximum is 1000). */
   batchSize: number;
+  /**
+   * checksum 'when_required': DeleteObjects carries Content-MD5, not the SDK's CRC32 header, which
+   * stores older than the SDK's January 2025 checksum change refuse (see ./s3-content-md5.ts).
+   */
+  deleteContentMd5: boolean;
   /** Encryption and storage class for committed objects. */
   objectParams: ObjectParams;
   /** Temporary objects only get encryption: a cold storage class would bill them for weeks. */
@@ -69,23 +75,39 @@ export async function* listObjects(ctx: S3Context, prefix: string, delimiter?: s
   } while (token !== undefined);
 }
 
-/** Deletes keys in batches (DeleteObjects takes at most 1000). Missing keys are not an error. */
+/**
+ * One DeleteObjects call (Quiet: the store lists only what it could not delete) for at most
+ * `ctx.batchSize` keys; returns the keys it could not delete, each with its error. Throws when the
+ * request as a whole fails, or when the store reports an error it does not tie to one of the keys
+ * (then nothing tells which of them are gone).
+ */
+export async function deleteBatch(ctx: S3Context, s3Keys: readonly string[]): Promise<Map<string, Error>> {
+  const failed = new Map<string, Error>();
+  if (s3Keys.length === 0) return failed;
+  const command = new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: s3Keys.map((Key) => ({ Key })), Quiet: true } });
+  let out;
+  try {
+    out = await ctx.client.send(ctx.deleteContentMd5 ? withContentMd5(command) : command);
+  } catch (err) {
+    throw unavailable('DeleteObjects', `${s3Keys.length} keys`, err);
+  }
+  const asked = new Set(s3Keys);
+  for (const error of out.Errors ?? []) {
+    const cause = { name: error.Code, message: error.Message };
+    if (error.Key === undefined || !asked.has(error.Key)) throw unavailable('DeleteObjects', error.Key ?? `${s3Keys.length} keys`, cause);
+    // Some stores report a key that was not there; it is deleted all the same.
+    if (error.Code === 'NoSuchKey') continue;
+    failed.set(error.Key, unavailable('DeleteObjects', `${ctx.bucket}/${error.Key}`, cause));
+  }
+  return failed;
+}
+
+/** Deletes keys in batches (DeleteObjects takes at most 1000). Missing keys are not an error; any other throws. */
 export async function deleteKeys(ctx: S3Context, keys: Iterable<string>): Promise<void> {
-  let batch: string[] = [];
+  const batch: string[] = [];
   const flush = async (): Promise<void> => {
-    if (batch.length === 0) return;
-    const objects = batch.map((Key) => ({ Key }));
-    batch = [];
-    let out;
-    try {
-      out = await ctx.client.send(new DeleteObjectsCommand({ Bucket: ctx.bucket, Delete: { Objects: objects, Quiet: true } }));
-    } catch (err) {
-      throw unavailable('DeleteObjects', `${objects.length} keys`, err);
-    }
-    const failed = out.Errors?.[0];
-    if (failed !== undefined) {
-      throw unavailable('DeleteObjects', failed.Key ?? '?', { name: failed.Code, message: failed.Message });
-    }
+    const first = (await deleteBatch(ctx, batch.splice(0))).values().next();
+    if (first.done !== true) throw first.value;
   };
   for (const key of keys) {
     batch.push(key);

@@ -15,7 +15,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { s3ConfigSchema, type S3Config, type S3ConfigInput } from './s3-config.js';
 import { createS3Client, describeEndpoint } from './s3-client.js';
 import { errorMessage, errorName, httpStatus, isAbort, isInvalidRange, isNotFound, isUnsupported, unavailable } from './s3-errors.js';
-import { deleteKeys, deletePrefix, listObjects, type ObjectParams, type S3Context } from './s3-objects.js';
+import { deleteBatch, deleteKeys, deletePrefix, listObjects, type ObjectParams, type S3Context } from './s3-objects.js';
 import { discardInProgress, freshState, parseState, stateSize, type UploadState } from './s3-upload-state.js';
 import { S3Keys } from './s3-keys.js';
 import { planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
@@ -31,6 +31,7 @@ import {
   type BlobDriver,
   type BlobInfo,
   type BlobWriter,
+  type DeleteManyResult,
   type ReadOptions,
   type WriterOptions,
 } from './types.js';
@@ -85,6 +86,7 @@ export class S3BlobDriver implements BlobDriver {
       maxAttempts: config.maxAttempts,
       batchSize: Math.max(1, Math.min(1000, options.batchSize ?? 1000)),
       partChecksums: config.checksum === 'when_supported',
+      deleteContentMd5: config.checksum === 'when_required',
       objectParams,
       tempParams,
     };
@@ -255,6 +257,25 @@ export class S3BlobDriver implements BlobDriver {
     }
     for (const dir of dirs) await discardInProgress(this.ctx, this.keys.keyOfUploadDir(dir));
     await deleteKeys(this.ctx, internal);
+  }
+
+  /** DeleteObjects in batches of up to 1000 keys, one batch after another. */
+  async deleteMany(keys: string[]): Promise<DeleteManyResult> {
+    const result: DeleteManyResult = { deleted: [], failed: [] };
+    const byS3Key = new Map<string, string>();
+    for (const key of keys) byS3Key.set(this.keys.object(key), key);
+    const s3Keys = [...byS3Key.keys()];
+    for (let start = 0; start < s3Keys.length; start += this.ctx.batchSize) {
+      const batch = s3Keys.slice(start, start + this.ctx.batchSize);
+      const failed = await deleteBatch(this.ctx, batch);
+      for (const s3Key of batch) {
+        const key = byS3Key.get(s3Key) as string;
+        const error = failed.get(s3Key);
+        if (error === undefined) result.deleted.push(key);
+        else result.failed.push({ key, error });
+      }
+    }
+    return result;
   }
 
   async *list(prefix: string): AsyncIterable<string> {

@@ -74,6 +74,14 @@ export interface BlobSender {
   close(): Promise<void>;
 }
 
+/** What `deleteMany` did, key by key: every distinct key asked for is in exactly one of the two lists. */
+export interface DeleteManyResult {
+  /** Keys with no object any more, including those that had none to begin with. */
+  deleted: string[];
+  /** Keys the backend refused or failed to delete; their objects may still be there. */
+  failed: { key: string; error: Error }[];
+}
+
 /**
  * A small, filesystem-like key/object store. Keys are `/`-separated relative paths of
  * `[A-Za-z0-9._-]` segments (no empty, `.` or `..` segments). Drivers throw the typed errors below,
@@ -94,6 +102,14 @@ export interface BlobDriver {
   move(from: string, to: string): Promise<void>;
   /** Deletes the key and everything under `key/`, including in-progress writers. Missing is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * Deletes the committed object at each key (never what lies under `key/`, nor an in-progress writer
+   * at it), in batches where the backend has them: for the garbage collector. A missing key counts as
+   * deleted. A key that fails on its own is reported in `failed`; it throws only when the backend as a
+   * whole failed (unreachable, a request refused), and then keys of earlier batches may be gone already.
+   * Throws InvalidKeyError, before deleting anything, if any key is invalid.
+   */
+  deleteMany(keys: string[]): Promise<DeleteManyResult>;
   /** Every committed key under `prefix/` (recursively), in no particular order. */
   list(prefix: string): AsyncIterable<string>;
   /** A faster path than `reader` for serving an object to a socket, where the driver has one. */

@@ -240,6 +240,7 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
           await rejectsWith(() => driver.move(bad, k('to')), InvalidKeyError, `move from ${what}`);
           await rejectsWith(() => driver.move(k('valid'), bad), InvalidKeyError, `move to ${what}`);
           await rejectsWith(() => driver.delete(bad), InvalidKeyError, `delete ${what}`);
+          await rejectsWith(() => driver.deleteMany([k('valid'), bad]), InvalidKeyError, `deleteMany ${what}`);
           await rejectsWith(() => collect(driver.list(bad)), InvalidKeyError, `list ${what}`);
         }
         // Nothing moved or deleted by the rejected calls.
@@ -767,6 +768,50 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
       it('treats deleting a missing key as success', async () => {
         await driver.delete(k('never/existed'));
         await driver.delete(k('never/existed'));
+      });
+    });
+
+    describe('deleteMany', () => {
+      it('deletes the objects at the keys, counting missing ones as deleted, each key once', async () => {
+        const doomed = [k('m/a'), k('m/b/c'), k('m/d')];
+        const kept = [k('m/ab'), k('m/b/cd'), k('m/b/c.x'), k('m-other')];
+        for (const key of [...doomed, ...kept]) await driver.put(key, Buffer.from(key));
+        const result = await other.deleteMany([k('m/a'), k('m/b/c'), k('m/missing'), k('m/a'), k('m/d')]);
+        assert.deepEqual(result, { deleted: [k('m/a'), k('m/b/c'), k('m/missing'), k('m/d')], failed: [] });
+        for (const key of doomed) await rejectsWith(() => driver.stat(key), BlobNotFoundError, `stat ${key}`);
+        assert.deepEqual(await collect(driver.list(prefix)), [...kept].sort());
+        assert.deepEqual(await driver.deleteMany(doomed), { deleted: doomed, failed: [] }, 'deleting again succeeds');
+        for (const key of kept) await driver.delete(key);
+      });
+
+      it('deletes nothing for an empty list', async () => {
+        assert.deepEqual(await driver.deleteMany([]), { deleted: [], failed: [] });
+      });
+
+      it('deletes committed objects only: never what lies under the key, nor an in-progress writer at it', async () => {
+        await driver.put(k('dir/child'), Buffer.from('child'));
+        await driver.put(k('both'), Buffer.from('committed'));
+        const writer = await driver.writer(k('both'), {});
+        await writer.write(source(bytes(3000)));
+        const checkpoint = await writer.close();
+        const result = await driver.deleteMany([k('dir'), k('both')]);
+        assert.deepEqual(result, { deleted: [k('dir'), k('both')], failed: [] }, 'a prefix holds no object: nothing to delete');
+        assert.deepEqual(await driver.get(k('dir/child')), Buffer.from('child'));
+        await rejectsWith(() => driver.stat(k('both')), BlobNotFoundError, 'the committed object');
+        const resumed = await other.writer(k('both'), { resume: checkpoint });
+        assert.equal(resumed.size, 3000, 'the in-progress object at the key is untouched');
+        await resumed.cancel();
+        await driver.delete(k('dir'));
+      });
+
+      it('deletes across batch boundaries (2,345 keys, a few of them stored)', async () => {
+        const keys = Array.from({ length: 2345 }, (_, i) => k(`many/${i}`));
+        const stored = [0, 999, 1000, 1001, 1999, 2000, 2344].map((i) => keys[i] as string);
+        for (const key of stored) await driver.put(key, Buffer.from(key));
+        const result = await driver.deleteMany(keys);
+        assert.deepEqual(result.failed, []);
+        assert.deepEqual(result.deleted, keys);
+        assert.deepEqual(await collect(driver.list(prefix)), []);
       });
     });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -220,14 +220,44 @@ describe('FilesystemDriver', () => {
     // As every driver runs (behind instrument, see server/storage-stack.ts): each key is refused.
     const stacked = instrument(driver, () => undefined);
     for (const [what, attempt] of attempts) await assert.rejects(attempt(stacked), InvalidKeyError, what);
+    await assert.rejects(stacked.deleteMany(['fine', '../outside.txt']), InvalidKeyError, 'deleteMany');
     // Used bare, its own check still keeps it inside its root: traversal is refused, and an absolute
     // key names a path under the root.
     for (const [what, attempt] of attempts) {
       if (what === 'delete absolute') await attempt(driver);
       else await assert.rejects(attempt(driver), InvalidKeyError, `bare ${what}`);
     }
+    // deleteMany reports each refused key instead of throwing.
+    const bare = await driver.deleteMany(['../outside.txt', 'a/../../root-sibling', outside]);
+    assert.deepEqual(bare.deleted, [outside]);
+    assert.deepEqual(
+      bare.failed.map(({ key, error }) => [key, error.name]),
+      [
+        ['../outside.txt', 'InvalidKeyError'],
+        ['a/../../root-sibling', 'InvalidKeyError'],
+      ],
+    );
     assert.equal(await readFile(outside, 'utf8'), 'precious');
     assert.equal(await readFile(join(scratch.path, 'root-sibling'), 'utf8'), 'also precious');
+  });
+
+  it('deleteMany reports a key the OS refuses in failed and deletes the others', async () => {
+    await driver.put('dm/a', Buffer.from('a'));
+    await driver.put('dm/b', Buffer.from('b'));
+    // A symlink to itself: resolving a path through it fails with ELOOP, for root too.
+    await symlink('loop', join(root, 'dm', 'loop'));
+    const result = await driver.deleteMany(['dm/a', 'dm/loop/x', 'dm/b', 'dm/missing']);
+    assert.deepEqual(result.deleted, ['dm/a', 'dm/b', 'dm/missing']);
+    assert.deepEqual(
+      result.failed.map(({ key, error }) => [key, (error as NodeJS.ErrnoException).code]),
+      [['dm/loop/x', 'ELOOP']],
+    );
+    assert.deepEqual(await filesUnder(join(root, 'dm')), []);
+    // Behind instrument (as every driver runs), the OS error reaches the caller as a storage failure.
+    const mapped = await instrument(driver, () => undefined).deleteMany(['dm/loop/x']);
+    assert.equal(mapped.failed[0]?.error.name, 'StorageUnavailableError');
+    assert.equal((mapped.failed[0]?.error.cause as NodeJS.ErrnoException).code, 'ELOOP');
+    await rm(join(root, 'dm'), { recursive: true });
   });
 
   it('reports an unusable root through ping()', async () => {

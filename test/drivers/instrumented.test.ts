@@ -30,6 +30,9 @@ describe('instrument()', () => {
     const keys: string[] = [];
     for await (const key of driver.list('a')) keys.push(key);
     assert.deepEqual(keys.sort(), ['a/b', 'a/up']);
+    assert.deepEqual(await driver.deleteMany(['a/b', 'a/none']), { deleted: ['a/b', 'a/none'], failed: [] });
+    await assert.rejects(driver.deleteMany(['a/up', 'a/../up']), InvalidKeyError);
+    assert.equal((await driver.stat('a/up')).size, 5, 'nothing is deleted when one key is invalid');
     await driver.delete('a');
 
     assert.deepEqual(
@@ -42,6 +45,9 @@ describe('instrument()', () => {
         { op: 'writer.write', error: undefined, bytes: 5 },
         { op: 'writer.commit', error: undefined, bytes: undefined },
         { op: 'list', error: undefined, bytes: undefined },
+        { op: 'deleteMany', error: undefined, bytes: undefined },
+        { op: 'deleteMany', error: 'InvalidKeyError', bytes: undefined },
+        { op: 'stat', error: undefined, bytes: undefined },
         { op: 'delete', error: undefined, bytes: undefined },
       ],
     );

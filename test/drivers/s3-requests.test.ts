@@ -1,8 +1,9 @@
 // Records every S3 request the driver sends (against s3rver, which enforces none of S3's limits) and
 // checks them against AWS S3's rules: parts ≥ 5 MiB except the last, ≤ 5 GiB, ≤ 10,000 of them,
-// single copies ≤ the copy limit and multipart copies in legal ranges. The copy limit is lowered to
-// 8 MiB to drive a 20 MiB object down the >5 GiB path; s3rver does not implement UploadPartCopy, so
-// that path is proven by the requests sent (the move then fails cleanly, leaving the source intact).
+// single copies ≤ the copy limit, multipart copies in legal ranges, at most 1000 keys per
+// DeleteObjects. The copy limit is lowered to 8 MiB to drive a 20 MiB object down the >5 GiB path;
+// s3rver does not implement UploadPartCopy, so that path is proven by the requests sent (the move
+// then fails cleanly, leaving the source intact).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -26,6 +27,13 @@ interface Sent {
   /** ContentLength of the response (HeadObject, GetObject). */
   responseBytes?: number | undefined;
   error?: string | undefined;
+  /** DeleteObjects: the keys asked for and Quiet mode. */
+  deleteKeys?: string[] | undefined;
+  quiet?: boolean | undefined;
+  /** Checksum headers actually sent (Content-MD5, x-amz-checksum-*, x-amz-sdk-checksum-algorithm). */
+  checksumHeaders?: Record<string, string> | undefined;
+  /** The MD5 (base64) of the request body actually sent, when it is a string. */
+  bodyMd5?: string | undefined;
 }
 
 interface CommandInput {
@@ -35,6 +43,7 @@ interface CommandInput {
   CopySource?: string;
   CopySourceRange?: string;
   MultipartUpload?: { Parts?: { PartNumber?: number }[] };
+  Delete?: { Objects?: { Key?: string }[]; Quiet?: boolean };
 }
 
 /** Adds recording middleware: the command and its input when sent, the wire size, the outcome. */
@@ -51,6 +60,8 @@ function record(client: S3Client, log: Sent[]): void {
         copySource: input.CopySource,
         copyRange: input.CopySourceRange,
         completedParts: input.MultipartUpload?.Parts?.map((p) => p.PartNumber ?? 0),
+        deleteKeys: input.Delete?.Objects?.map((o) => o.Key ?? ''),
+        quiet: input.Delete?.Quiet,
       };
       log.push(sent);
       byContext.set(context, sent);
@@ -68,9 +79,15 @@ function record(client: S3Client, log: Sent[]): void {
   );
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+      const request = args.request as { headers?: Record<string, string>; body?: unknown };
+      const headers = request.headers ?? {};
       const sent = byContext.get(context);
       if (sent !== undefined && headers['content-length'] !== undefined) sent.bytes = Number(headers['content-length']);
+      if (sent !== undefined) {
+        const checksums = Object.entries(headers).filter(([name]) => /^(content-md5|x-amz-checksum-|x-amz-sdk-checksum-)/i.test(name));
+        sent.checksumHeaders = Object.fromEntries(checksums.map(([name, value]) => [name.toLowerCase(), value]));
+        if (typeof request.body === 'string') sent.bodyMd5 = createHash('md5').update(request.body).digest('base64');
+      }
       return next(args);
     },
     { step: 'finalizeRequest', name: 'recordWireSize', priority: 'low' },
@@ -293,6 +310,49 @@ describe('S3 requests obey S3 limits (recorded against s3rver)', () => {
     await assert.rejects(a.stat('copy/target'), BlobNotFoundError);
     await limited.delete('copy');
     await limited.close();
+    assert.deepEqual(await rawKeys(a.client, server.bucket), []);
+  });
+
+  it('deletes many keys with DeleteObjects in Quiet batches of at most 1000, each with its Content-MD5', async () => {
+    const keys = Array.from({ length: 2501 }, (_, i) => `gc/blobs/${i.toString().padStart(4, '0')}`);
+    const stored = [keys[0], keys[999], keys[1000], keys[2500]] as string[];
+    for (const key of stored) await a.put(key, Buffer.from(key));
+    log.length = 0;
+    const result = await a.deleteMany(keys);
+    assert.deepEqual(result, { deleted: keys, failed: [] });
+    const batches = log.filter((s) => s.command === 'DeleteObjects');
+    assert.deepEqual(
+      log.map((s) => s.command),
+      ['DeleteObjects', 'DeleteObjects', 'DeleteObjects'],
+      'one request per batch, nothing else',
+    );
+    assert.deepEqual(
+      batches.map((s) => s.deleteKeys?.length),
+      [1000, 1000, 501],
+    );
+    assert.deepEqual(
+      batches.flatMap((s) => s.deleteKeys ?? []),
+      keys.map((key) => `rec/${key}`),
+      'every key once, under the prefix',
+    );
+    for (const batch of batches) {
+      assert.equal(batch.quiet, true);
+      // checksum 'when_required' (the default): what every S3-compatible store accepts, no CRC32 header.
+      assert.ok(batch.bodyMd5 !== undefined);
+      assert.deepEqual(batch.checksumHeaders, { 'content-md5': batch.bodyMd5 });
+    }
+    assert.deepEqual(await rawKeys(a.client, server.bucket), []);
+  });
+
+  it("keeps the SDK's CRC32 header on DeleteObjects with checksum 'when_supported'", async () => {
+    const crc = createS3Driver(server.config({ prefix: 'rec', checksum: 'when_supported' }));
+    record(crc.client, log);
+    await crc.put('gc/one', Buffer.from('1'));
+    log.length = 0;
+    assert.deepEqual(await crc.deleteMany(['gc/one', 'gc/two']), { deleted: ['gc/one', 'gc/two'], failed: [] });
+    const [batch] = log.filter((s) => s.command === 'DeleteObjects');
+    assert.deepEqual(Object.keys(batch?.checksumHeaders ?? {}).sort(), ['x-amz-checksum-crc32', 'x-amz-sdk-checksum-algorithm']);
+    await crc.close();
     assert.deepEqual(await rawKeys(a.client, server.bucket), []);
   });
 
