@@ -10,7 +10,7 @@ import type { Digest, ManifestRecord } from './types.js';
  *   touches    digest                 → { v, at }  version and last use
  *   gcState    digest                 → { state, since, qv?, token?, until? }  absent = live
  *   pins       digest \0 pinId        → until
- *   refs       repo \0 digest         → manifests in repo that reference digest
+ *   refs       repo \0 digest \0 manifest → true   the manifests in repo that reference digest
  *   untagged   repo \0 digest         → ms a tag last left the manifest
  *   gcQueue    item                   → { due, token }   item = "b <digest>" | "m <repo> <digest>"
  *   gcDue      due(6 bytes BE) item   → true
@@ -46,7 +46,7 @@ export interface EmbeddedGcDbs {
   touches: Db<Touch>;
   gcState: Db<StateRecord>;
   pins: Db<number>;
-  refs: Db<number>;
+  refs: Db<true>;
   untagged: Db<number>;
   gcQueue: Db<QueueEntry>;
   gcDue: Db<true>;
@@ -155,7 +155,7 @@ export class EmbeddedGc implements GcMetadata {
 
   repositoryHolds(repo: string, digest: Digest): Promise<RepositoryHold> {
     return this.ctx.read('repositoryHolds', () => ({
-      manifestRefs: this.db.refs.get(key(repo, digest)) ?? 0,
+      manifestRefs: this.refCount(repo, digest),
       manifest: this.db.manifests.get(key(repo, digest)) !== undefined,
       link: this.db.blobs.get(key(repo, digest)) !== undefined,
     }));
@@ -187,14 +187,14 @@ export class EmbeddedGc implements GcMetadata {
         return undefined;
       }
       if (state.since > quarantinedBefore) return undefined;
-      this.db.gcState.put(key(digest), { state: 'deleting', since: now, token, until: leaseUntil });
+      this.db.gcState.put(key(digest), { state: 'deleting', since: state.since, token, until: leaseUntil });
       return this.holders(digest);
     });
   }
 
   unlinkOrphan(repo: string, digest: Digest): Promise<boolean> {
     return this.ctx.write('unlinkOrphan', () => {
-      if ((this.db.refs.get(key(repo, digest)) ?? 0) > 0 || this.db.manifests.get(key(repo, digest)) !== undefined) return false;
+      if (this.refCount(repo, digest) > 0 || this.db.manifests.get(key(repo, digest)) !== undefined) return false;
       this.db.blobs.remove(key(repo, digest));
       return true;
     });
@@ -224,7 +224,7 @@ export class EmbeddedGc implements GcMetadata {
     return this.ctx.write('deleteManifestIfUnused', () => {
       const record = this.db.manifests.get(key(repo, digest));
       if (record === undefined) return undefined;
-      if ((this.db.refs.get(key(repo, digest)) ?? 0) > 0) return undefined;
+      if (this.refCount(repo, digest) > 0) return undefined;
       const orphanReferrer = rule.orphanReferrers && record.subject !== undefined && this.db.manifests.get(key(repo, record.subject)) === undefined;
       let untaggedLongEnough = false;
       if (!orphanReferrer && rule.untaggedBefore !== undefined) {
@@ -309,6 +309,10 @@ export class EmbeddedGc implements GcMetadata {
       if (value > now && (latest === undefined || value > latest)) latest = value;
     }
     return latest;
+  }
+
+  private refCount(repo: string, digest: Digest): number {
+    return this.db.refs.getCount(under(repo, digest));
   }
 
   private holders(digest: Digest): string[] {

@@ -227,9 +227,8 @@ export class EmbeddedStore implements MetadataStore {
     return this.write('putManifest', () => {
       const { digest } = manifest;
       for (const held of [digest, ...manifest.references]) this.blobRepos.put(key(held, repo), true);
-      if (this.manifests.get(key(repo, digest)) === undefined) {
-        for (const ref of distinctReferences(manifest)) this.gcDbs.refs.put(key(repo, ref), (this.gcDbs.refs.get(key(repo, ref)) ?? 0) + 1);
-      }
+      // A set, not a count: a re-put, or a rebuild over data already there, adds nothing twice.
+      for (const ref of distinctReferences(manifest)) this.gcDbs.refs.put(key(repo, ref, digest), true);
       this.manifests.put(key(repo, digest), manifest);
       if (manifest.subject !== undefined) this.referrers.put(key(repo, manifest.subject, digest), true);
       const previous = new Map<string, Digest | undefined>();
@@ -273,11 +272,7 @@ export class EmbeddedStore implements MetadataStore {
   private removeManifest(repo: string, digest: Digest, record: ManifestRecord): string[] {
     this.manifests.remove(key(repo, digest));
     if (record.subject !== undefined) this.referrers.remove(key(repo, record.subject, digest));
-    for (const ref of distinctReferences(record)) {
-      const left = (this.gcDbs.refs.get(key(repo, ref)) ?? 0) - 1;
-      if (left > 0) this.gcDbs.refs.put(key(repo, ref), left);
-      else this.gcDbs.refs.remove(key(repo, ref));
-    }
+    for (const ref of distinctReferences(record)) this.gcDbs.refs.remove(key(repo, ref, digest));
     this.gcDbs.untagged.remove(key(repo, digest));
     const prefix = under(repo, digest);
     const dropped: string[] = [];

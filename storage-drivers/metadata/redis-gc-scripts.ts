@@ -124,26 +124,26 @@ return 1
 /** ARGV: digest. Returns {manifests referencing it, 1 if it is a linked manifest, 1 if linked as a blob}. */
 const repositoryHolds = `${REPO_KEYS}
 local d = ARGV[1]
-return {tonumber(redis.call('HGET', K_REFS, d)) or 0, redis.call('HEXISTS', K_MANIFESTS, d), redis.call('HEXISTS', K_BLOBS, d)}
+return {redis.call('ZLEXCOUNT', K_REFS, '[' .. d .. ' ', '(' .. d .. '!'), redis.call('HEXISTS', K_MANIFESTS, d), redis.call('HEXISTS', K_BLOBS, d)}
 `;
 
 /** ARGV: digest. Removes the blob link unless a manifest of the repository references it or is it; 1 then. */
 const unlinkOrphan = `${REPO_KEYS}
 local d = ARGV[1]
-if (tonumber(redis.call('HGET', K_REFS, d)) or 0) > 0 or redis.call('HEXISTS', K_MANIFESTS, d) == 1 then return 0 end
+if (redis.call('ZLEXCOUNT', K_REFS, '[' .. d .. ' ', '(' .. d .. '!')) > 0 or redis.call('HEXISTS', K_MANIFESTS, d) == 1 then return 0 end
 redis.call('HDEL', K_BLOBS, d)
 return 1
 `;
 
 /**
- * ARGV: digest, untaggedBefore ('' = no such rule), orphanReferrers ('1' | '0').
+ * ARGV: digest, untaggedBefore ('' = no such rule), orphanReferrers ('1' | '0'), dry run ('1': only answer).
  * Returns the deleted record JSON, or nil when the manifest is not linked, is referenced, or no rule applies.
  */
 const deleteManifestIfUnused = `${REPO_KEYS}${DROP_MANIFEST}
 local d = ARGV[1]
 local record = redis.call('HGET', K_MANIFESTS, d)
 if not record then return false end
-if (tonumber(redis.call('HGET', K_REFS, d)) or 0) > 0 then return false end
+if (redis.call('ZLEXCOUNT', K_REFS, '[' .. d .. ' ', '(' .. d .. '!')) > 0 then return false end
 local ok, decoded = pcall(cjson.decode, record)
 if not ok or type(decoded) ~= 'table' then return false end
 local collect = false
@@ -159,7 +159,7 @@ if not collect and ARGV[2] ~= '' then
   end
 end
 if not collect then return false end
-dropManifest(d, record)
+if ARGV[4] ~= '1' then dropManifest(d, record) end
 return record
 `;
 

@@ -15,7 +15,7 @@ import type { Digest, ManifestRecord } from './types.js';
  *   P{blob:<d>}:gc        hash { state: quarantined | deleting, since, qv: version at quarantine, token,
  *                         until: lease }; absent = live
  *   P{blob:<d>}:pins      hash pin id → until (ms)
- *   P{repo:<r>}:refs      hash digest → manifests of r referencing it
+ *   P{repo:<r>}:refs      zset "<digest> <manifest>": the manifests of r referencing digest (a set: re-puts add nothing)
  *   P{repo:<r>}:untagged  hash digest → ms when a tag last left it
  *   P{gc}:queue           zset, score due, member "b <digest>" | "m <repo> <digest>"
  *   P{gc}:tokens          hash queue member → token of its last enqueue
@@ -172,6 +172,7 @@ export class RedisGc implements GcMetadata {
         digest,
         rule.untaggedBefore === undefined ? '' : String(rule.untaggedBefore),
         rule.orphanReferrers ? '1' : '0',
+        rule.dryRun ? '1' : '0',
       )) as string | null;
       return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
     });

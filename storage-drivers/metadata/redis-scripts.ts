@@ -11,9 +11,9 @@ local K_REFS, K_UNTAGGED, K_BLOBS = KEYS[7], KEYS[8], KEYS[9]
 
 /**
  * dropManifest(digest, record JSON): unlinks a linked manifest with everything that names it in the
- * repository (tags, referrer entry, untagged note) and takes its count off each of its references.
- * Returns the dropped tags. A record that does not decode keeps its counts: a count too high only
- * keeps data, one too low could let garbage collection delete a referenced blob.
+ * repository (tags, referrer entry, untagged note) and its entry on each of its references. Returns
+ * the dropped tags. A record that does not decode keeps its entries: one too many only keeps data,
+ * one too few could let garbage collection delete a referenced blob.
  */
 export const DROP_MANIFEST = `
 local function dropManifest(digest, record)
@@ -25,12 +25,8 @@ local function dropManifest(digest, record)
       redis.call('ZREM', K_REFERRERS, decoded.subject .. ' ' .. digest)
     end
     if type(decoded.references) == 'table' then
-      local seen = {}
       for _, ref in ipairs(decoded.references) do
-        if type(ref) == 'string' and not seen[ref] then
-          seen[ref] = true
-          if redis.call('HINCRBY', K_REFS, ref, -1) <= 0 then redis.call('HDEL', K_REFS, ref) end
-        end
+        if type(ref) == 'string' then redis.call('ZREM', K_REFS, ref .. ' ' .. digest) end
       end
     end
   end
@@ -49,14 +45,12 @@ end
 
 /**
  * ARGV: digest, record JSON, subject ('' = none), now (ms), n, n distinct references, tags…
- * Counts the references only when the manifest is newly linked, so a re-put counts nothing twice.
+ * Records the manifest on each reference (a set, so a re-put or a rebuild over existing data adds nothing twice).
  * Returns, per tag, the digest it pointed at before ('' = none).
  */
 const putManifest = `${REPO_KEYS}
 local digest, now, nrefs = ARGV[1], ARGV[4], tonumber(ARGV[5])
-if redis.call('HEXISTS', K_MANIFESTS, digest) == 0 then
-  for i = 6, 5 + nrefs do redis.call('HINCRBY', K_REFS, ARGV[i], 1) end
-end
+for i = 6, 5 + nrefs do redis.call('ZADD', K_REFS, 0, ARGV[i] .. ' ' .. digest) end
 redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
 local previous = {}

@@ -26,7 +26,7 @@ import {
  *   P{repo:<name>}:referrers  zset, score 0, "<subject> <digest>"
  *   P{repo:<name>}:blobs      hash digest → size
  *   P{repo:<name>}:exists     "1" once anything was linked
- *   P{repo:<name>}:refs, :untagged   garbage collection's per-repository counts (redis-gc.ts)
+ *   P{repo:<name>}:refs, :untagged   garbage collection's per-repository reference sets and untag times (redis-gc.ts)
  *   P{uploads}:s:<id>         hash { rev, data: UploadSession JSON }
  *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
  *   Pcatalog                  zset, score 0, member repository     (cross-repository)

@@ -333,6 +333,15 @@ export function runMetadataGcContract(name: string, setup: () => Promise<Metadat
         assert.equal(await gc.deleteManifestIfUnused('nowhere', m.digest, rule(1001)), undefined);
       });
 
+      it('a dry run answers what it would delete and changes nothing', async () => {
+        const m = manifest('dry', { createdAt: 1000 });
+        await store.putManifest('r', m, []);
+        assert.equal(await gc.deleteManifestIfUnused('r', m.digest, { ...rule(1000), dryRun: true }), undefined);
+        assert.deepEqual(await gc.deleteManifestIfUnused('r', m.digest, { ...rule(1001), dryRun: true }), m);
+        assert.deepEqual(await store.getManifest('r', m.digest), m);
+        for (const d of m.references) assert.equal((await gc.repositoryHolds('r', d)).manifestRefs, 1);
+      });
+
       it('keeps a tagged manifest, and counts from when its last tag moved away', async () => {
         const old = manifest('old', { createdAt: 1000 });
         await store.putManifest('r', old, ['latest']);

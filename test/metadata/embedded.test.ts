@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { advanceUpload } from '../helpers/upload-cas-loop.js';
 
 let scratch: string;
@@ -18,7 +19,7 @@ after(async () => {
 });
 
 let counter = 0;
-runMetadataStoreContract('embedded', async () => {
+async function contractStore() {
   const path = join(scratch, `contract-${counter++}`);
   const store = new EmbeddedStore({ path });
   return {
@@ -28,7 +29,9 @@ runMetadataStoreContract('embedded', async () => {
       await rm(path, { recursive: true, force: true });
     },
   };
-});
+}
+runMetadataStoreContract('embedded', contractStore);
+runMetadataGcContract('embedded', contractStore);
 
 const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
 const casLoopModule = new URL('../helpers/upload-cas-loop.js', import.meta.url).href;
