@@ -73,7 +73,8 @@ export class GcRefusedError extends Error {
 interface PurgeReady {
   digest: Digest;
   token: string;
-  bytes: number;
+  /** Undefined: storage held no bytes (only records and dangling links to clean up). */
+  bytes: number | undefined;
   work: QueuedGcWork;
 }
 
@@ -205,6 +206,12 @@ export class Collector {
       await this.metadata.gc.complete([work]);
       return undefined;
     }
+    if (linkedOnly.length === 0 && (await this.storedSize(digest)) === undefined) {
+      // Nothing holds it and storage has no bytes (deleted by another pass, or never stored): done.
+      summary.kept++;
+      if (!options.dryRun) await this.metadata.gc.complete([work]);
+      return undefined;
+    }
     if (options.dryRun) {
       summary.blobsQuarantined++;
       return undefined;
@@ -228,8 +235,11 @@ export class Collector {
     const { digest } = work;
     const now = this.options.now();
     if (options.dryRun) {
-      summary.blobsDeleted++;
-      summary.bytesFreed += await this.storedSize(digest);
+      const size = await this.storedSize(digest);
+      if (size !== undefined) {
+        summary.blobsDeleted++;
+        summary.bytesFreed += size;
+      }
       return undefined;
     }
     const token = randomUUID();
@@ -272,9 +282,11 @@ export class Collector {
         options.onAction?.({ action: 'gc_error', digest: r.digest, message: 'deletion lease lost before it finished; digest marked for a storage check' });
         continue;
       }
-      summary.blobsDeleted++;
-      summary.bytesFreed += r.bytes;
-      options.onAction?.({ action: 'gc_blob_deleted', digest: r.digest, bytes: r.bytes });
+      if (r.bytes !== undefined) {
+        summary.blobsDeleted++;
+        summary.bytesFreed += r.bytes;
+        options.onAction?.({ action: 'gc_blob_deleted', digest: r.digest, bytes: r.bytes });
+      }
       await this.metadata.gc.complete([r.work]);
     }
   }
@@ -288,11 +300,11 @@ export class Collector {
     return undefined;
   }
 
-  private async storedSize(digest: Digest): Promise<number> {
+  private async storedSize(digest: Digest): Promise<number | undefined> {
     try {
       return (await this.driver.stat(blobKey(parseDigest(digest)))).size;
     } catch (err) {
-      if (err instanceof BlobNotFoundError) return 0;
+      if (err instanceof BlobNotFoundError) return undefined;
       throw err;
     }
   }

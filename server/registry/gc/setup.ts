@@ -20,7 +20,13 @@ export function gcUsage(metadata: MetadataStore, config: BerthConfig, now: () =>
 }
 
 /** `sweepUploads` ends abandoned uploads as part of each pass (the server's UploadService.sweep). */
-export function gcCollector(driver: BlobDriver, metadata: MetadataStore, config: BerthConfig, now: () => number, sweepUploads?: () => Promise<number>): Collector {
+export function gcCollector(
+  driver: BlobDriver,
+  metadata: MetadataStore,
+  config: BerthConfig,
+  now: () => number,
+  sweepUploads?: () => Promise<number>,
+): Collector {
   const gc = config.gc;
   return new Collector(driver, metadata, {
     delayMs: gc.delaySeconds * 1000,

@@ -1,6 +1,7 @@
 // The request paths' side of garbage collection: every use of a digest is recorded (touch), every
 // push pins what it is about to reference, and every lost reference queues work for the collector.
 import { randomUUID } from 'node:crypto';
+import { StorageFullError } from '../../../storage-drivers/blob/types.js';
 import type { GcWork } from '../../../storage-drivers/metadata/gc-types.js';
 import type { Digest, ManifestRecord, MetadataStore } from '../../../storage-drivers/metadata/types.js';
 
@@ -43,7 +44,13 @@ export class GcUsage {
     if (last !== undefined && now - last < this.coalesceMs) return;
     this.lastTouch.set(digest, now);
     if (this.lastTouch.size > 100_000) this.lastTouch.clear();
-    await this.metadata.gc.touchBlobs([digest], now);
+    try {
+      await this.metadata.gc.touchBlobs([digest], now);
+    } catch (err) {
+      // Reads keep working on a full metadata volume; an unrecorded use only weakens the delay, and
+      // a push still pins what it references.
+      if (!(err instanceof StorageFullError)) throw err;
+    }
   }
 
   /**
