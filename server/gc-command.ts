@@ -14,7 +14,9 @@ until nothing due is left.
   --dry-run        report what would go and change nothing (every due item judged once; what a
                    deletion would queue in turn is not followed)
   --full           first queue every stored blob (and, with gc.deleteUntagged, every manifest): for
-                   garbage nothing queued, e.g. after restoring the metadata store from an old backup
+                   garbage nothing queued (bytes copied into storage around Berth, a lost queue).
+                   After restoring the metadata store from a backup run \`berth metadata rebuild\`
+                   instead: it restores what was pushed since from the journal, then queues everything
   --limit N        one pass of at most N queued items, the rest waits
   --json           one JSON summary on stdout instead of the human one
   --progress-ms MS how often a progress line goes to stderr (default 2000)
