@@ -2,6 +2,7 @@ import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
 import { auditOperatorAction, type AuditAction } from './operations/audit.js';
 import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
+import { gcCommand } from './gc-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
 
@@ -17,6 +18,8 @@ Usage:
                                   recreate tags, manifests and links in the metadata store from storage
   berth scrub [--config FILE] [--rate BYTES_PER_S] [--restart]
                                   verify every stored blob and manifest; quarantine what is corrupt
+  berth gc [--config FILE] [--dry-run] [--json] [--full] [--limit N]
+                                  collect garbage now, next to the serving processes (docs/gc.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -193,6 +196,8 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'scrub':
         return await scrubCommand(rest);
+      case 'gc':
+        return await gcCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

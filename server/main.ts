@@ -8,9 +8,17 @@ import { exposeWorkerMetrics, isClusterWorker } from './operations/cluster.js';
 import { nodeSupportNotice } from './operations/node-support.js';
 import { Metrics } from './operations/metrics.js';
 import { createOperations } from './operations/operations.js';
+import { openOperatorAudit, type OperatorAudit } from './operations/audit.js';
+import { gcAuditCounts } from './operations/event-recorders.js';
+import { GcRefusedError, type GcAction } from './registry/gc/collector.js';
+import { markCompleteIfNew } from './registry/gc/completeness.js';
+import { queueStored, type QueuedCount } from './registry/gc/full-mark.js';
+import { runGc, type GcRunSummary } from './registry/gc/run.js';
+import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { rebuildMetadata, type RebuildProgress, type RebuildResult } from './registry/rebuild.js';
 import { scrub, type ScrubProgress, type ScrubResult } from './registry/scrub.js';
+import { UploadService } from './registry/uploads.js';
 import { buildStorageStack } from './storage-stack.js';
 
 export interface Server {
@@ -62,6 +70,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onEvent: (event) => ops.onEvent(event),
     onUploadActive: (delta) => ops.onUploadActive(delta),
     onIntegrity: (event) => ops.onIntegrity(event),
+    onGc: (event) => ops.onGc(event),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });
@@ -151,6 +160,109 @@ export async function rebuildFromConfig(options: { configFile?: string | undefin
     // Into the store without the journal: the entries written back are the journal's own.
     return await rebuildMetadata(storage.driver, storage.store, onProgress);
   } finally {
+    await storage.close();
+  }
+}
+
+export interface GcCommandOptions {
+  configFile?: string | undefined;
+  dryRun?: boolean;
+  /** Queue every stored blob (and, with gc.deleteUntagged, every manifest) first. */
+  full?: boolean;
+  /** One pass of at most this many items; otherwise passes until nothing due is left. */
+  limit?: number | undefined;
+  signal?: AbortSignal;
+  progressEveryMs?: number;
+  onProgress?: (progress: GcProgress) => void;
+  /** Each manifest or blob deleted, blob quarantined, item that failed. */
+  onAction?: (action: GcAction) => void;
+}
+
+export type GcProgress = { phase: 'queueing'; queued: QueuedCount } | { phase: 'collecting'; totals: GcRunSummary };
+
+export interface GcCommandResult extends GcRunSummary {
+  /** With --full: what was queued. */
+  queued?: QueuedCount;
+}
+
+/**
+ * `berth gc`: collects now, next to the serving processes (every decision is fenced in the metadata
+ * store, as between background passes). Throws GcRefusedError, before changing anything, when the
+ * metadata store is not known complete. Audits what it deleted unless it is a dry run.
+ */
+export async function gcFromConfig(options: GcCommandOptions): Promise<GcCommandResult> {
+  const config = loadConfig({ file: options.configFile });
+  const storage = await buildStorageStack(config);
+  const { driver, metadata } = storage;
+  const now = Date.now;
+  const dryRun = options.dryRun ?? false;
+  const every = options.progressEveryMs ?? 2000;
+  let audit: OperatorAudit | undefined;
+  try {
+    // Opened first: an unwritable audit file stops the run before it deletes anything.
+    if (!dryRun) audit = openOperatorAudit(config, { stdout: 'stderr' });
+    await driver.ping();
+    await metadata.ping();
+    if ((await markCompleteIfNew(driver, metadata, now())) === undefined) throw new GcRefusedError();
+    // Only the sweep of abandoned uploads runs here, once per run rather than once per pass.
+    const uploads = new UploadService(driver, metadata, {
+      idleTimeoutMs: config.uploads.idleTimeoutSeconds * 1000,
+      resumableHashing: false,
+      bodyTimeoutMs: config.http.bodyTimeoutSeconds * 1000,
+      now,
+      usage: gcUsage(metadata, config, now),
+    });
+    let swept = false;
+    const sweepOnce = async () => {
+      if (swept) return 0;
+      swept = true;
+      return uploads.sweep(now() - config.uploads.idleTimeoutSeconds * 1000);
+    };
+    const collector = gcCollector(driver, metadata, config, now, sweepOnce);
+
+    let queued: QueuedCount | undefined;
+    if (options.full) {
+      let lastReport = performance.now();
+      queued = await queueStored(driver, metadata, {
+        manifests: config.gc.deleteUntagged,
+        now: now(),
+        onQueued: (count) => {
+          if (performance.now() - lastReport < every) return;
+          lastReport = performance.now();
+          options.onProgress?.({ phase: 'queueing', queued: count });
+        },
+      });
+    }
+
+    try {
+      const totals = await runGc(collector, metadata, {
+        dryRun,
+        limit: options.limit,
+        batch: config.gc.batch,
+        now,
+        progressEveryMs: every,
+        ...(options.signal ? { signal: options.signal } : {}),
+        onProgress: (t) => options.onProgress?.({ phase: 'collecting', totals: t }),
+        onAction: (action) => {
+          if (action.action === 'gc_manifest_deleted') {
+            audit?.emit({ action: 'gc_manifest_deleted', repository: action.repository, digest: action.digest, reason: action.reason });
+          }
+          options.onAction?.(action);
+        },
+      });
+      audit?.emit({
+        action: 'gc_run',
+        gc: { passes: totals.passes, ...gcAuditCounts(totals) },
+        ...(options.signal?.aborted ? { reason: 'interrupted' } : {}),
+      });
+      return { ...totals, ...(queued ? { queued } : {}) };
+    } catch (err) {
+      // The manifests it deleted have their lines already; this says the run did not finish.
+      audit?.emit({ action: 'gc_run', reason: 'failed' });
+      throw err;
+    }
+  } finally {
+    await audit?.close();
     await storage.close();
   }
 }

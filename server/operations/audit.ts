@@ -19,13 +19,28 @@ export type AuditAction =
   | 'user_changed'
   | 'robot_added'
   | 'robot_removed'
-  | 'robot_changed';
+  | 'robot_changed'
+  | 'gc_manifest_deleted'
+  | 'gc_pass'
+  | 'gc_run';
+
+/** What a garbage-collection pass (gc_pass) or a `berth gc` run (gc_run, with its passes) did. */
+export interface GcAuditCounts {
+  passes?: number;
+  manifestsDeleted: number;
+  blobsQuarantined: number;
+  blobsDeleted: number;
+  bytesFreed: number;
+  linksRemoved: number;
+  uploadsExpired: number;
+  errors: number;
+}
 
 export interface AuditEvent {
   action: AuditAction;
-  /** Who did it: a user or robot name, 'anonymous', or the operator account for CLI changes. */
+  /** Who did it: a user or robot name, 'anonymous', the operator account for CLI changes, or 'gc' for background GC. */
   actor: string;
-  actorKind?: 'user' | 'robot' | 'anonymous' | 'operator' | undefined;
+  actorKind?: 'user' | 'robot' | 'anonymous' | 'operator' | 'system' | undefined;
   repository?: string | undefined;
   digest?: string | undefined;
   tag?: string | undefined;
@@ -38,6 +53,7 @@ export interface AuditEvent {
   reason?: string | undefined;
   /** For user and robot changes: whose account changed. */
   subject?: string | undefined;
+  gc?: GcAuditCounts | undefined;
 }
 
 /** Where audit lines go. `write` receives one complete line including its newline. */
@@ -90,6 +106,14 @@ export class StdoutAuditSink implements AuditSink {
   async close(): Promise<void> {}
 }
 
+/** For a command whose stdout is its result (`berth gc --json`): audit lines meant for stdout go to stderr. */
+export class StderrAuditSink implements AuditSink {
+  write(line: string): void {
+    process.stderr.write(line);
+  }
+  async close(): Promise<void> {}
+}
+
 /** Keeps events in memory, for tests that assert on them. */
 export class MemoryAuditSink implements AuditSink {
   readonly lines: string[] = [];
@@ -135,17 +159,33 @@ export class AuditLog {
   }
 }
 
+type OperatorEvent = Omit<AuditEvent, 'actor' | 'actorKind' | 'clientAddress' | 'requestId'> & { actor?: string };
+
+/** An audit log for one command-line run: every event is the operator's. Close it when the command ends. */
+export interface OperatorAudit {
+  emit(event: OperatorEvent): void;
+  close(): Promise<void>;
+}
+
 /**
- * For `berth user …` / `berth robot …`: records a change made from the command line, by the operating
- * system account that ran it (there is no client address), then closes the stream.
+ * Opens the configured audit log for events of a command-line run, by the operating system account
+ * that ran it (there is no client address). `stdout: 'stderr'` keeps stdout for the command's output.
  */
-export async function auditOperatorAction(
-  config: Pick<BerthConfig, 'audit'>,
-  event: Omit<AuditEvent, 'actor' | 'actorKind' | 'clientAddress' | 'requestId'> & { actor?: string },
-): Promise<void> {
-  const audit = AuditLog.fromConfig(config);
+export function openOperatorAudit(config: Pick<BerthConfig, 'audit'>, options: { stdout?: 'stdout' | 'stderr' } = {}): OperatorAudit {
+  const audit =
+    config.audit.enabled && config.audit.output === 'stdout' && options.stdout === 'stderr' ? new AuditLog(new StderrAuditSink()) : AuditLog.fromConfig(config);
+  const actor = operatorName();
+  return {
+    emit: (event) => audit.emit({ ...event, actor: event.actor ?? actor, actorKind: 'operator' }),
+    close: () => audit.close(),
+  };
+}
+
+/** For `berth user …` / `berth robot …`: records one change made from the command line, then closes the stream. */
+export async function auditOperatorAction(config: Pick<BerthConfig, 'audit'>, event: OperatorEvent): Promise<void> {
+  const audit = openOperatorAudit(config);
   try {
-    audit.emit({ ...event, actor: event.actor ?? operatorName(), actorKind: 'operator' });
+    audit.emit(event);
   } finally {
     await audit.close();
   }

@@ -1,4 +1,6 @@
-import type { AuditAction, AuditLog } from './audit.js';
+import type { GcEvent } from '../registry/gc/background.js';
+import type { GcSummary } from '../registry/gc/collector.js';
+import type { AuditAction, AuditLog, GcAuditCounts } from './audit.js';
 import type { Metrics } from './metrics.js';
 
 /** The parts of a route's RegistryEvent (server/routes/context.ts) that operators are told about. */
@@ -42,5 +44,40 @@ export function authFailureRecorder(deps: { audit: AuditLog; metrics?: Metrics }
       clientAddress: failure.request.ip,
       requestId: failure.request.id,
     });
+  };
+}
+
+/** The counts of a GC summary that audit lines carry. */
+export function gcAuditCounts(summary: GcSummary): GcAuditCounts {
+  const { manifestsDeleted, blobsQuarantined, blobsDeleted, bytesFreed, linksRemoved, uploadsExpired, errors } = summary;
+  return { manifestsDeleted, blobsQuarantined, blobsDeleted, bytesFreed, linksRemoved, uploadsExpired, errors };
+}
+
+/**
+ * For buildApp's `onGc` (background GC): every pass is counted; each manifest deleted gets an audit
+ * line, and so does each pass that removed anything, with its counts (blobs are too many to list:
+ * the pass line counts them). Expired uploads alone do not make a pass worth a line: the regular
+ * upload sweep ends them unaudited too.
+ */
+export function gcEventRecorder(deps: { audit: AuditLog; metrics?: Metrics }): (event: GcEvent) => void {
+  return (event) => {
+    if (event.kind === 'action') {
+      if (event.action === 'gc_manifest_deleted') {
+        deps.audit.emit({
+          action: 'gc_manifest_deleted',
+          actor: 'gc',
+          actorKind: 'system',
+          repository: event.repository,
+          digest: event.digest,
+          reason: event.reason,
+        });
+      }
+      return;
+    }
+    deps.metrics?.recordGcPass(event);
+    if (event.result !== 'ok') return;
+    const { summary } = event;
+    if (summary.manifestsDeleted + summary.blobsQuarantined + summary.blobsDeleted + summary.linksRemoved === 0) return;
+    deps.audit.emit({ action: 'gc_pass', actor: 'gc', actorKind: 'system', gc: gcAuditCounts(summary) });
   };
 }

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BerthConfig } from '../config.js';
+import type { GcEvent } from '../registry/gc/background.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
 import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
@@ -36,6 +37,13 @@ const UNMATCHED_ROUTE = 'unmatched';
 /** Latencies from a cached HEAD to a multi-GiB blob stream. */
 const HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const OP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** From an idle pass (one queue read) to a batch of deletions against a slow bucket. */
+const GC_PASS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
+/** A scrape waits this long for the GC queue's size, then leaves it out rather than stall. */
+const GC_QUEUE_READ_TIMEOUT_MS = 1000;
+
+export type GcPassEvent = Extract<GcEvent, { kind: 'pass' }>;
+export type GcQueueSource = () => Promise<{ queued: number; due: number }>;
 
 /** Bounded label for an error: its class name, or its code for plain Errors. */
 export function errorLabel(error: unknown): string {
@@ -153,10 +161,71 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly gcPasses = new Counter({
+    name: 'berth_gc_passes_total',
+    help: 'Background garbage-collection passes of this process, by result: ok, refused (metadata not known complete), failed.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly gcBlobsQuarantined = new Counter({
+    name: 'berth_gc_blobs_quarantined_total',
+    help: 'Unreferenced blobs moved to the quarantine by background GC (bytes kept until gc.quarantineSeconds).',
+    registers: [this.registry],
+  });
+  readonly gcBlobsDeleted = new Counter({
+    name: 'berth_gc_blobs_deleted_total',
+    help: 'Blobs (and manifests’ own bytes) deleted from storage for good by background GC.',
+    registers: [this.registry],
+  });
+  readonly gcBytesFreed = new Counter({
+    name: 'berth_gc_bytes_freed_total',
+    help: 'Bytes deleted from storage by background GC.',
+    registers: [this.registry],
+  });
+  readonly gcManifestsDeleted = new Counter({
+    name: 'berth_gc_manifests_deleted_total',
+    help: 'Untagged manifests and orphaned referrers deleted by background GC.',
+    registers: [this.registry],
+  });
+  readonly gcLinksRemoved = new Counter({
+    name: 'berth_gc_links_removed_total',
+    help: 'Repository blob links removed by background GC (the repository no longer references the blob).',
+    registers: [this.registry],
+  });
+  readonly gcErrors = new Counter({
+    name: 'berth_gc_errors_total',
+    help: 'Queue items a background GC pass could not finish (a later pass retries them); see the log.',
+    registers: [this.registry],
+  });
+  readonly gcPassDuration = new Histogram({
+    name: 'berth_gc_pass_duration_seconds',
+    help: 'Duration of background GC passes, whatever their result.',
+    buckets: GC_PASS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly gcLastPass = new Gauge({
+    name: 'berth_gc_last_pass_timestamp_seconds',
+    help: 'When the last background GC pass that ran (result ok) finished, in seconds since the epoch.',
+    // A cluster's workers each run passes: the latest counts.
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+  readonly gcQueue = new Gauge({
+    name: 'berth_gc_queue_items',
+    help: 'Items in the shared GC queue: queued (all) and due (their time has come). Read from the metadata store at scrape time.',
+    labelNames: ['state'] as const,
+    // Every process reads the same shared queue: summing would count it once per process.
+    aggregator: 'max',
+    registers: [this.registry],
+    collect: () => this.collectGcQueue(),
+  });
+  private gcQueueSource: GcQueueSource | undefined;
 
   constructor(options: MetricsOptions = {}) {
     this.maxRepositoryLabels = options.maxRepositoryLabels ?? 200;
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    // Present from the start, so rate() and increase() see the first pass.
+    for (const result of ['ok', 'refused', 'failed']) this.gcPasses.inc({ result }, 0);
   }
 
   /** Keeps a repository label set bounded: the first N names are kept, later ones become 'other'. */
@@ -182,6 +251,47 @@ export class Metrics {
 
   recordIntegrityFailure(event: { kind: string; reason: string; foundBy: string }): void {
     this.integrityFailures.inc({ kind: event.kind, reason: event.reason, found_by: event.foundBy });
+  }
+
+  recordGcPass(event: GcPassEvent): void {
+    this.gcPasses.inc({ result: event.result });
+    if (event.result !== 'ok') {
+      this.gcPassDuration.observe(event.durationMs / 1000);
+      return;
+    }
+    const { summary } = event;
+    this.gcPassDuration.observe(summary.durationMs / 1000);
+    this.gcBlobsQuarantined.inc(summary.blobsQuarantined);
+    this.gcBlobsDeleted.inc(summary.blobsDeleted);
+    this.gcBytesFreed.inc(summary.bytesFreed);
+    this.gcManifestsDeleted.inc(summary.manifestsDeleted);
+    this.gcLinksRemoved.inc(summary.linksRemoved);
+    this.gcErrors.inc(summary.errors);
+    this.gcLastPass.set(Date.now() / 1000);
+  }
+
+  /** Where berth_gc_queue_items is read from at each scrape (the metadata store's queueSize). */
+  observeGcQueue(source: GcQueueSource): void {
+    this.gcQueueSource = source;
+  }
+
+  private async collectGcQueue(): Promise<void> {
+    const source = this.gcQueueSource;
+    if (!source) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error('gc queue size read timed out')), GC_QUEUE_READ_TIMEOUT_MS);
+      });
+      const size = await Promise.race([source(), timeout]);
+      this.gcQueue.set({ state: 'queued' }, size.queued);
+      this.gcQueue.set({ state: 'due' }, size.due);
+    } catch {
+      // A stale size would look like a stuck queue; the metadata error metrics tell why it is missing.
+      this.gcQueue.reset();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Call when upload data starts streaming in; call the returned function (once or more) when it stops. */

@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AuditLog } from './audit.js';
 import type { BerthConfig } from '../config.js';
-import { authFailureRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
+import { authFailureRecorder, gcEventRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
 import type { StorageStack } from '../storage-stack.js';
+import type { GcEvent } from '../registry/gc/background.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
 export interface OperationsOptions {
@@ -43,6 +44,8 @@ export interface Operations {
   onUploadActive(delta: 1 | -1): void;
   /** For buildApp's `onIntegrity`. */
   onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
+  /** For buildApp's `onGc`: background GC passes counted, its deletions audited. */
+  onGc(event: GcEvent): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -66,6 +69,8 @@ export function createOperations(options: OperationsOptions): Operations {
     ...loggerOptions(config, options.logDestination),
     ...(config.http.tls ? { https: httpsOptions(config.http.tls) } : {}),
   };
+  // The queue is shared by every process; its size is one cheap read per scrape.
+  metrics.observeGcQueue(() => storage.metadata.gc.queueSize(Date.now()));
   let draining = false;
   let metricsPort: number | undefined;
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -88,6 +93,7 @@ export function createOperations(options: OperationsOptions): Operations {
     },
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
+    onGc: gcEventRecorder({ audit, metrics }),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

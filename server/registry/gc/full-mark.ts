@@ -13,13 +13,18 @@ export interface QueuedCount {
   manifests: number;
 }
 
-export async function queueStored(driver: BlobDriver, store: MetadataStore, options: { manifests: boolean; now?: number }): Promise<QueuedCount> {
+export async function queueStored(
+  driver: BlobDriver,
+  store: MetadataStore,
+  options: { manifests: boolean; now?: number; onQueued?: (count: QueuedCount) => void },
+): Promise<QueuedCount> {
   const due = options.now ?? Date.now();
   const count: QueuedCount = { blobs: 0, manifests: 0 };
   let batch: GcWork[] = [];
   const flush = async () => {
     await store.gc.enqueue(batch);
     batch = [];
+    options.onQueued?.({ ...count });
   };
   for await (const key of driver.list(BLOBS_ROOT)) {
     const parsed = parseBlobKey(key);
