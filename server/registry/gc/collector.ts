@@ -214,6 +214,8 @@ export class Collector {
     }
     if (options.dryRun) {
       summary.blobsQuarantined++;
+      // Without a quarantine a real pass deletes it at once.
+      if (this.options.quarantineMs === 0) return this.beginPurge(work, summary, options);
       return undefined;
     }
     if (!(await this.metadata.gc.quarantineBlob(digest, claim.version, released, now))) {

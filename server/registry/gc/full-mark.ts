@@ -1,6 +1,7 @@
 // The full pass: queue every stored blob (and, for deleteUntagged, every journaled manifest) so the
-// collector judges all of it. For a store rebuilt from the journal, and as `berth gc --full` after
-// anything that may have lost queued work (a metadata restore from an old backup).
+// collector judges all of it: for a store rebuilt from the journal, and `berth gc --full` when queued
+// work may have been lost (a crash between a delete and its queueing). Not after restoring a metadata
+// backup: that store lacks what was pushed since, so `berth metadata rebuild` must come first.
 import type { BlobDriver } from '../../../storage-drivers/blob/types.js';
 import type { GcWork } from '../../../storage-drivers/metadata/gc-types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
