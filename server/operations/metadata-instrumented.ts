@@ -7,9 +7,23 @@ import type { MetadataObservation } from './metrics.js';
  * run with the real store as `this`, so stores using private fields keep working.
  */
 export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataObservation) => void): MetadataStore {
+  // Garbage collection's part is an object of its own: its calls are reported as `gc.<method>`.
+  const gc = timedMethods(store.gc, store.name, 'gc.', observe);
+  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : undefined));
+}
+
+function timedMethods<T extends object>(
+  subject: T,
+  storeName: string,
+  opPrefix: string,
+  observe: (o: MetadataObservation) => void,
+  override?: (property: PropertyKey) => unknown,
+): T {
   const wrapped = new Map<PropertyKey, unknown>();
-  return new Proxy(store, {
+  return new Proxy(subject, {
     get(target, property, receiver) {
+      const replaced = override?.(property);
+      if (replaced !== undefined) return replaced;
       const value: unknown = Reflect.get(target, property, receiver);
       if (typeof value !== 'function' || typeof property !== 'string' || property === 'constructor') return value;
       const cached = wrapped.get(property);
@@ -18,7 +32,7 @@ export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataOb
       const timed = (...args: unknown[]): unknown => {
         const started = performance.now();
         const report = (error?: unknown) =>
-          observe({ store: target.name, op: property, seconds: (performance.now() - started) / 1000, ...(error !== undefined ? { error } : {}) });
+          observe({ store: storeName, op: opPrefix + property, seconds: (performance.now() - started) / 1000, ...(error !== undefined ? { error } : {}) });
         let result: unknown;
         try {
           result = method.apply(target, args);
