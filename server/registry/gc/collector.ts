@@ -59,6 +59,24 @@ export interface GcSummary {
   durationMs: number;
 }
 
+export function emptySummary(dryRun: boolean): GcSummary {
+  return {
+    dryRun,
+    examined: 0,
+    manifestsDeleted: 0,
+    blobsQuarantined: 0,
+    blobsDeleted: 0,
+    bytesFreed: 0,
+    linksRemoved: 0,
+    uploadsExpired: 0,
+    kept: 0,
+    deferred: 0,
+    errors: 0,
+    remaining: 0,
+    durationMs: 0,
+  };
+}
+
 /** GC refuses to run: the metadata store may not know everything storage holds. */
 export class GcRefusedError extends Error {
   constructor() {
@@ -89,21 +107,7 @@ export class Collector {
     if ((await this.metadata.gc.completeness()) === undefined) throw new GcRefusedError();
     const started = performance.now();
     const limit = options.limit ?? 1000;
-    const summary: GcSummary = {
-      dryRun: options.dryRun ?? false,
-      examined: 0,
-      manifestsDeleted: 0,
-      blobsQuarantined: 0,
-      blobsDeleted: 0,
-      bytesFreed: 0,
-      linksRemoved: 0,
-      uploadsExpired: 0,
-      kept: 0,
-      deferred: 0,
-      errors: 0,
-      remaining: 0,
-      durationMs: 0,
-    };
+    const summary = emptySummary(options.dryRun ?? false);
     if (!summary.dryRun && this.options.sweepUploads) summary.uploadsExpired = await this.options.sweepUploads();
     const every = options.progressEveryMs ?? 2000;
     let lastReport = performance.now();

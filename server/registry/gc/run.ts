@@ -1,7 +1,7 @@
 // What `berth gc` runs: passes one after another until no due work is left, or one bounded pass.
 // Kept apart from the CLI so that the stopping rules are tested without a process.
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
-import type { Collector, GcAction, GcSummary } from './collector.js';
+import { emptySummary, type Collector, type GcAction, type GcSummary } from './collector.js';
 
 export interface GcRunOptions {
   /** Judge and report, change nothing: one pass over everything due (or `limit` items). */
@@ -42,22 +42,7 @@ function plus(totals: GcRunSummary, pass: GcSummary, passes: number, durationMs:
 }
 
 export function emptyRunSummary(dryRun: boolean): GcRunSummary {
-  return {
-    dryRun,
-    passes: 0,
-    examined: 0,
-    manifestsDeleted: 0,
-    blobsQuarantined: 0,
-    blobsDeleted: 0,
-    bytesFreed: 0,
-    linksRemoved: 0,
-    uploadsExpired: 0,
-    kept: 0,
-    deferred: 0,
-    errors: 0,
-    remaining: 0,
-    durationMs: 0,
-  };
+  return { ...emptySummary(dryRun), passes: 0 };
 }
 
 export async function runGc(collector: Collector, metadata: MetadataStore, options: GcRunOptions): Promise<GcRunSummary> {
