@@ -57,7 +57,8 @@ export class GcUsage {
    * Pins the digests before a push stores bytes or creates holds; returns the pin, or the digests GC
    * is deleting (none of them pinned then).
    */
-  async pin(digests: Digest[]): Promise<{ pin: HeldPin } | { deleting: Digest[] }> {
+  async pin(wanted: Digest[]): Promise<{ pin: HeldPin } | { deleting: Digest[] }> {
+    const digests = [...new Set(wanted)];
     const id = randomUUID();
     const now = this.options.now();
     const refused = await this.metadata.gc.pinBlobs(digests, { id, now, until: now + this.options.pinMs });
