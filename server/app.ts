@@ -13,7 +13,8 @@ import { ManifestService } from './registry/manifests.js';
 import { RepositoryService } from './registry/repositories.js';
 import { UploadService } from './registry/uploads.js';
 import type { Collector } from './registry/gc/collector.js';
-import { startBackgroundGc, type GcEvent } from './registry/gc/background.js';
+import { GcRunner, startBackgroundGc, type GcEvent } from './registry/gc/background.js';
+import { gcRoutes } from './routes/gc.js';
 import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
@@ -61,6 +62,8 @@ declare module 'fastify' {
     integrity: Integrity;
     /** The app's garbage collector (passes on demand, for operators' tools and tests). */
     gc: Collector;
+    /** Its passes in this process: background, on request, and their status. */
+    gcRunner: GcRunner;
   }
 }
 
@@ -148,6 +151,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   for (const routes of [baseRoutes, blobRoutes, uploadRoutes, manifestRoutes, tagRoutes, referrerRoutes]) {
     await app.register(async (scope) => routes(scope, ctx));
   }
+  const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
+  await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
@@ -156,17 +161,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
-  if (gcConfig.enabled)
-    startBackgroundGc(app, collector, {
-      intervalMs: gcConfig.intervalSeconds * 1000,
-      limit: gcConfig.batch,
-      now,
-      ...(deps.onGc ? { onEvent: deps.onGc } : {}),
-    });
+  if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
+  app.addHook('onClose', async () => gcRunner.close());
   app.addHook('onClose', async () => integrity.settled());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);
   app.decorate('gc', collector);
+  app.decorate('gcRunner', gcRunner);
   return app;
 }
 
