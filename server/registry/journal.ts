@@ -1,7 +1,17 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
-import type { BlobLink, Digest, ManifestRecord, MetadataStore, Page, PutManifestResult, UploadSession } from '../../storage-drivers/metadata/types.js';
+import {
+  MissingReferencesError,
+  type BlobLink,
+  type Digest,
+  type ManifestRecord,
+  type MetadataStore,
+  type Page,
+  type PutManifestResult,
+  type RequiredReferences,
+  type UploadSession,
+} from '../../storage-drivers/metadata/types.js';
 import { journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
 
 /*
@@ -61,11 +71,20 @@ export class JournaledStore implements MetadataStore {
     this.gc = journaledGc(inner.gc, driver);
   }
 
-  async putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
     const { inline: _inline, ...record } = manifest;
     await this.driver.put(journalManifestKey(repo, manifest.digest), json(record));
     for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest));
-    return this.inner.putManifest(repo, manifest, tags);
+    try {
+      return await this.inner.putManifest(repo, manifest, tags, required);
+    } catch (err) {
+      // Refused for a missing reference: a rebuild must not bring back a manifest that was never linked
+      // (its tags' entries are skipped by a rebuild while the manifest has none).
+      if (err instanceof MissingReferencesError && (await this.inner.getManifest(repo, manifest.digest)) === undefined) {
+        await ignoreMissing(this.driver.delete(journalManifestKey(repo, manifest.digest)));
+      }
+      throw err;
+    }
   }
 
   async deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {

@@ -1,5 +1,5 @@
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
-import type { Digest, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
+import { MissingReferencesError, type Digest, type ManifestRecord, type MetadataStore, type PutManifestResult } from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
 import { matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
@@ -33,6 +33,14 @@ export interface Referrer {
   size: number;
   artifactType?: string;
   annotations?: Record<string, string>;
+}
+
+function missingError(repo: string, missing: Digest[]): OciError {
+  return new OciError(
+    'MANIFEST_BLOB_UNKNOWN',
+    `the manifest references ${missing.length === 1 ? 'content' : `${missing.length} items`} not pushed to ${repo}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+    missing.slice(0, 50).map((d) => ({ digest: d })),
+  );
 }
 
 export class ManifestService {
@@ -131,13 +139,7 @@ export class ManifestService {
         if (!(await this.metadata.getManifest(repo, child.digest))) missing.push(child.digest);
       }
     }
-    if (missing.length > 0) {
-      throw new OciError(
-        'MANIFEST_BLOB_UNKNOWN',
-        `the manifest references ${missing.length === 1 ? 'content' : `${missing.length} items`} not pushed to ${repo}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
-        missing.slice(0, 50).map((d) => ({ digest: d })),
-      );
-    }
+    if (missing.length > 0) throw missingError(repo, missing);
 
     const record: ManifestRecord = {
       digest,
@@ -152,7 +154,19 @@ export class ManifestService {
     if (bytes.length <= INLINE_LIMIT) record.inline = bytes.toString('base64');
 
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
-    const { previousTags } = await this.metadata.putManifest(repo, record, tags);
+    // The links checked above are checked again in the commit itself: garbage collection may remove a
+    // repository's stale link to a blob in between, and then the client pushes the blob again.
+    const required = {
+      blobs: parsed.blobs.filter((b) => !isExternal(b)).map((b) => b.digest),
+      manifests: this.options.requireIndexChildren ? parsed.children.map((c) => c.digest) : [],
+    };
+    let previousTags: PutManifestResult['previousTags'];
+    try {
+      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, required));
+    } catch (err) {
+      if (!(err instanceof MissingReferencesError)) throw err;
+      throw missingError(repo, err.digests);
+    }
     const untagged = Object.values(previousTags).filter((d): d is Digest => d !== undefined && d !== digest);
     await this.usage.queueUntagged(repo, tags.length === 0 ? [digest, ...untagged] : untagged);
     const result: PutResult = { digest, tags, previousTags };

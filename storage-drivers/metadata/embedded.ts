@@ -11,7 +11,9 @@ import {
   type ManifestRecord,
   type MetadataStore,
   type Page,
+  MissingReferencesError,
   type PutManifestResult,
+  type RequiredReferences,
   type UploadSession,
 } from './types.js';
 
@@ -268,9 +270,17 @@ export class EmbeddedStore implements MetadataStore {
     if (this.closed) throw new MetadataUnavailableError('embedded metadata store is closed');
   }
 
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
-    return this.write('putManifest', () => {
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
+    // A missing reference is returned, not thrown: a throw would abort the group commit it shares.
+    const result = await this.write('putManifest', (): PutManifestResult | MissingReferencesError => {
       const { digest } = manifest;
+      if (required) {
+        const missing = [
+          ...required.blobs.filter((d) => this.blobs.get(key(repo, d)) === undefined),
+          ...required.manifests.filter((d) => this.manifests.get(key(repo, d)) === undefined),
+        ];
+        if (missing.length > 0) return new MissingReferencesError(missing);
+      }
       for (const held of [digest, ...manifest.references]) this.blobRepos.put(key(held, repo), true);
       // A set, not a count: a re-put, or a rebuild over data already there, adds nothing twice.
       for (const ref of distinctReferences(manifest)) this.gcDbs.refs.put(key(repo, ref, digest), true);
@@ -291,6 +301,8 @@ export class EmbeddedStore implements MetadataStore {
       this.repos.put(key(repo), true);
       return { previousTags: Object.fromEntries(previous) };
     });
+    if (result instanceof MissingReferencesError) throw result;
+    return result;
   }
 
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {

@@ -1,6 +1,9 @@
 // Lua scripts of the Redis metadata store. Each one runs atomically; every key it touches is passed in
 // KEYS (never built inside the script) and shares one Cluster hash tag, so they also run on Cluster.
 
+/** First element of putManifest's answer when required references are missing (no digest or '' starts so). */
+export const MISSING_MARK = '!missing';
+
 /** The per-repository keys, in the KEYS order every repository script expects. */
 export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs'] as const;
 
@@ -44,17 +47,32 @@ end
 `;
 
 /**
- * ARGV: digest, record JSON, subject ('' = none), now (ms), n, n distinct references, tags…
+ * ARGV: digest, record JSON, subject ('' = none), now (ms), n, n distinct references, b, b blobs that must
+ * be linked, m, m manifests that must be in the repository, tags…
+ * Returns {MISSING_MARK, digests…} and changes nothing when a required reference is missing.
  * Records the manifest on each reference (a set, so a re-put or a rebuild over existing data adds nothing twice).
  * Returns, per tag, the digest it pointed at before ('' = none).
  */
 const putManifest = `${REPO_KEYS}
 local digest, now, nrefs = ARGV[1], ARGV[4], tonumber(ARGV[5])
+local at = 6 + nrefs
+local missing = {'${MISSING_MARK}'}
+local nblobs = tonumber(ARGV[at])
+for i = at + 1, at + nblobs do
+  if redis.call('HEXISTS', K_BLOBS, ARGV[i]) == 0 then missing[#missing + 1] = ARGV[i] end
+end
+at = at + nblobs + 1
+local nmanifests = tonumber(ARGV[at])
+for i = at + 1, at + nmanifests do
+  if redis.call('HEXISTS', K_MANIFESTS, ARGV[i]) == 0 then missing[#missing + 1] = ARGV[i] end
+end
+if #missing > 1 then return missing end
+local tagsFrom = at + nmanifests + 1
 for i = 6, 5 + nrefs do redis.call('ZADD', K_REFS, 0, ARGV[i] .. ' ' .. digest) end
 redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
 local previous = {}
-for i = 6 + nrefs, #ARGV do
+for i = tagsFrom, #ARGV do
   local tag = ARGV[i]
   local old = redis.call('HGET', K_TAGMAP, tag)
   if old then

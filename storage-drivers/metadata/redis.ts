@@ -2,9 +2,10 @@ import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
-import { SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
+  MissingReferencesError,
   type BlobLink,
   type CheckedBlobLink,
   type Digest,
@@ -12,6 +13,7 @@ import {
   type MetadataStore,
   type Page,
   type PutManifestResult,
+  type RequiredReferences,
   type UploadSession,
 } from './types.js';
 
@@ -102,13 +104,13 @@ export class RedisStore implements MetadataStore {
     try {
       return await action();
     } catch (err) {
-      if (err instanceof MetadataUnavailableError) throw err;
+      if (err instanceof MetadataUnavailableError || err instanceof MissingReferencesError) throw err;
       const reason = err instanceof Error ? err.message : String(err);
       throw new MetadataUnavailableError(`redis metadata store: ${what} failed: ${reason}`, { cause: err });
     }
   }
 
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult> {
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
     return this.run('putManifest', async () => {
       const unique = [...new Set(tags)];
       const references = [...new Set(manifest.references)];
@@ -125,8 +127,13 @@ export class RedisStore implements MetadataStore {
         String(Date.now()),
         String(references.length),
         ...references,
+        String(required?.blobs.length ?? 0),
+        ...(required?.blobs ?? []),
+        String(required?.manifests.length ?? 0),
+        ...(required?.manifests ?? []),
         ...unique,
       )) as string[];
+      if (previous[0] === MISSING_MARK) throw new MissingReferencesError(previous.slice(1));
       return { previousTags: Object.fromEntries(unique.map((tag, i) => [tag, previous[i] || undefined])) };
     });
   }

@@ -68,6 +68,25 @@ export interface Page {
   last?: string | undefined;
 }
 
+/**
+ * What must already be in the repository for putManifest to link a manifest, checked in its atomic
+ * step: garbage collection may remove a link between a request's own check and its commit.
+ */
+export interface RequiredReferences {
+  /** Digests that must be linked as blobs (config, layers). */
+  blobs: Digest[];
+  /** Digests that must be manifests in the repository (an index's children, when required). */
+  manifests: Digest[];
+}
+
+/** putManifest found required references missing and changed nothing. */
+export class MissingReferencesError extends Error {
+  constructor(readonly digests: Digest[]) {
+    super(`not in the repository: ${digests.slice(0, 5).join(', ')}`);
+    this.name = 'MissingReferencesError';
+  }
+}
+
 export interface PutManifestResult {
   /** For each tag set: the digest it pointed at before, if any (audit: "tag moved"). */
   previousTags: Record<string, Digest | undefined>;
@@ -86,7 +105,7 @@ export interface MetadataStore {
    * reference (before the repository change), counts the references once per manifest newly linked, and
    * notes when a tag left a manifest. Callers pin those digests first (GcMetadata.pinBlobs).
    */
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[]): Promise<PutManifestResult>;
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult>;
   /** The manifest, only if linked in `repo`. */
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
   /**

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { ManifestRecord, MetadataStore, UploadSession } from '../../storage-drivers/metadata/types.js';
+import { MissingReferencesError, type ManifestRecord, type MetadataStore, type UploadSession } from '../../storage-drivers/metadata/types.js';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -43,6 +43,26 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
     });
     afterEach(async () => {
       await fixture.cleanup();
+    });
+
+    describe('required references', () => {
+      it('refuses, changing nothing, a manifest whose required blobs or manifests are not in the repository', async () => {
+        const m = manifest('needs');
+        const [config, layer] = m.references as [string, string];
+        const child = digestOf('child-manifest');
+        await store.linkBlob('r', { digest: config, size: 1 });
+        await assert.rejects(
+          () => store.putManifest('r', m, ['v1'], { blobs: [config, layer], manifests: [child] }),
+          (err: unknown) => err instanceof MissingReferencesError && err.digests.join(',') === [layer, child].join(','),
+        );
+        assert.equal(await store.getManifest('r', m.digest), undefined);
+        assert.equal(await store.resolveTag('r', 'v1'), undefined);
+        assert.equal((await store.gc.repositoryHolds('r', config)).manifestRefs, 0);
+        await store.linkBlob('r', { digest: layer, size: 1 });
+        await store.putManifest('r', manifest('child-manifest-record', { digest: child }), []);
+        await store.putManifest('r', m, ['v1'], { blobs: [config, layer], manifests: [child] });
+        assert.equal(await store.resolveTag('r', 'v1'), m.digest);
+      });
     });
 
     describe('tags', () => {
