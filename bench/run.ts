@@ -10,6 +10,7 @@ import { measureCeilings, type Ceilings } from './ceilings.js';
 import { newAgent } from './client.js';
 import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
+import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
 import {
   distributionAvailable,
@@ -173,15 +174,21 @@ function settleDisk(): void {
 
 async function main(): Promise<void> {
   const options: BenchOptions = parseOptions(process.argv.slice(2));
-  if (options.install) install();
-  for (const [bin, pkg] of [
-    [WRK_BINARY, 'wrk'],
-    [AB_BINARY, 'apache2-utils'],
-    [CURL_BINARY, 'curl'],
-  ] as const) {
-    if (!existsSync(bin)) throw new Error(`${bin} is missing; install it (apt-get install ${pkg}) or run with --install`);
-  }
   const plan = options.quick ? QUICK : FULL;
+  const wanted = (key: string) => options.only.length === 0 || options.only.some((s) => key.includes(s));
+  const all = workloads(plan);
+  const selected = all.filter((w) => wanted(w.key));
+  const gcSelected = gcWorkloads(options.quick).filter((w) => wanted(w.key));
+  if (options.install) install();
+  if (selected.length > 0) {
+    for (const [bin, pkg] of [
+      [WRK_BINARY, 'wrk'],
+      [AB_BINARY, 'apache2-utils'],
+      [CURL_BINARY, 'curl'],
+    ] as const) {
+      if (!existsSync(bin)) throw new Error(`${bin} is missing; install it (apt-get install ${pkg}) or run with --install`);
+    }
+  }
   const scratch = await mkdtemp(join(tmpdir(), 'berth-bench-'));
   const fsInfo = await statfs(scratch);
   log(`scratch ${scratch} (${Math.round((fsInfo.bavail * fsInfo.bsize) / 1024 ** 3)} GiB free); ${options.quick ? 'quick' : 'full'} run`);
@@ -199,8 +206,31 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onSignal);
 
   const rows: Row[] = [];
+  const gcRows: GcRow[] = [];
   let ceilings: Ceilings | undefined;
   try {
+    if (selected.length > 0) await runSharedTargets();
+    // The GC rows start registries of their own: the shared ones would only take CPU from them.
+    await stopAll();
+    for (const w of gcSelected) {
+      log(`${w.key}: starting`);
+      try {
+        const { ok, figures } = await withTimeout(w.run(scratch, log), ROW_TIMEOUT_MS, w.key);
+        gcRows.push({ key: w.key, title: w.title, ok, figures });
+        log(`${w.key}: ${ok ? 'checks passed' : 'CHECKS FAILED'}`);
+      } catch (err) {
+        gcRows.push({ key: w.key, title: w.title, ok: false, error: (err as Error).message });
+        log(`${w.key}: FAILED ${(err as Error).message}`);
+      }
+    }
+  } finally {
+    await stopAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  /** The rows every target shares: ceilings, targets, fixtures, then each workload on each target. */
+  async function runSharedTargets(): Promise<void> {
     log('machine ceilings');
     ceilings = await measureCeilings(scratch, options.quick);
     const launch: BerthLaunch = options.cpuProfDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${resolve(options.cpuProfDir)}`] } : {};
@@ -212,8 +242,6 @@ async function main(): Promise<void> {
       log(`fixtures → ${t.id}`);
       await pushFixtures(agent, t.url, fixtures);
     }
-    const all = workloads(plan);
-    const selected = options.only.length === 0 ? all : all.filter((w) => options.only.some((s) => w.key.includes(s)));
     // Big-pull needs big-push from the same run.
     if (selected.some((w) => w.key.startsWith('big-pull')) && !selected.some((w) => w.key.startsWith('big-push'))) {
       const push = all.find((w) => w.key.startsWith('big-push'));
@@ -264,10 +292,6 @@ async function main(): Promise<void> {
       rows.push(row);
     }
     agent.destroy();
-  } finally {
-    await stopAll();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
   }
 
   const info = machine(scratch);
@@ -283,9 +307,11 @@ async function main(): Promise<void> {
     '',
     ceilings ? ceilingsTable(ceilings) : '',
     '',
-    table,
+    rows.length > 0 ? table : '',
     '',
     summary,
+    '',
+    gcRows.length > 0 ? gcTable(gcRows) : '',
   ].join('\n');
   console.log(text);
   await mkdir(options.outDir, { recursive: true });
@@ -297,6 +323,7 @@ async function main(): Promise<void> {
     machine: info,
     ceilings,
     rows,
+    gcRows,
   };
   await writeFile(join(options.outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   await writeFile(join(options.outDir, `bench-${stamp}.md`), text + '\n');

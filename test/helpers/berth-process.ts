@@ -43,6 +43,8 @@ export interface BerthProcessOptions {
   /** A configuration written to a YAML file in dataDir and passed with --config. */
   config?: Record<string, unknown>;
   env?: Record<string, string>;
+  /** Called with every line the process writes to stdout (its JSON log), from the first on. */
+  onLog?: (line: string) => void;
 }
 
 /**
@@ -78,6 +80,7 @@ export async function startBerthProcess(options: BerthProcessOptions): Promise<B
     child.once('exit', early);
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
       remember(line);
+      options.onLog?.(line);
       let entry: { msg?: unknown; port?: unknown };
       try {
         entry = JSON.parse(line) as { msg?: unknown; port?: unknown };
