@@ -136,7 +136,12 @@ describe('blob content kinds (s3 with redirects)', () => {
     server = await startS3rver();
     driver = createS3Driver(server.config({ prefix: 'berth', redirect: { enabled: true, expiresSeconds: 600 } }));
     metadata = new EmbeddedStore({ path: join(scratch.path, 'metadata') });
-    blobs = new BlobService(driver, metadata, new Integrity(driver, metadata, { verifyReads: 'always', smallBytes: 1024, rememberVerified: 0 }), testUsage(metadata));
+    blobs = new BlobService(
+      driver,
+      metadata,
+      new Integrity(driver, metadata, { verifyReads: 'always', smallBytes: 1024, rememberVerified: 0 }),
+      testUsage(metadata),
+    );
     await driver.put(blobKey(digest), LARGE);
     await metadata.linkBlob('repo', { digest: digest.value, size: LARGE.length });
   });
