@@ -57,8 +57,6 @@ export interface EmbeddedGcContext {
   dbs: EmbeddedGcDbs;
   write<T>(what: string, action: () => T): Promise<T>;
   read<T>(what: string, action: () => T): Promise<T>;
-  /** Batched, not individually synced: for blind writes whose loss in a crash is harmless (touches). */
-  blind(what: string, action: () => Promise<unknown>): Promise<void>;
   /** Inside a write transaction: deleteManifest's removals. */
   removeManifest(repo: string, digest: Digest, record: ManifestRecord): void;
 }
@@ -98,7 +96,11 @@ export class EmbeddedGc implements GcMetadata {
 
   touchBlobs(digests: Digest[], now: number): Promise<void> {
     if (digests.length === 0) return Promise.resolve();
-    return this.ctx.blind('touchBlobs', () => Promise.all(digests.map((d) => this.db.touches.put(key(d), { v: randomUUID(), at: now }))));
+    // Through the group commit like every write: lmdb's own async writes beside synchronous
+    // transactions crashed a process (an mdb_page_dirty assertion) with two processes on one store.
+    return this.ctx.write('touchBlobs', () => {
+      for (const d of digests) this.db.touches.put(key(d), { v: randomUUID(), at: now });
+    });
   }
 
   pinBlobs(digests: Digest[], pin: BlobPin): Promise<Digest[]> {

@@ -154,23 +154,10 @@ export class EmbeddedStore implements MetadataStore {
       dbs: this.gcDbs,
       write: (what, action) => this.write(what, action),
       read: (what, action) => this.read(what, action),
-      blind: (what, action) => this.blind(what, action),
       removeManifest: (repo, digest, record) => {
         this.removeManifest(repo, digest, record);
       },
     });
-  }
-
-  /** A batched write (lmdb commits many at once): for writes whose loss in a crash does no harm. */
-  private async blind(what: string, action: () => Promise<unknown>): Promise<void> {
-    try {
-      this.assertOpen();
-      this.assertRoom();
-      await action();
-    } catch (err) {
-      if (err instanceof MetadataUnavailableError || err instanceof StorageFullError) throw err;
-      throw outOfSpace(err, this.path) ?? new MetadataUnavailableError(`embedded metadata store: ${what} failed`, { cause: err });
-    }
   }
 
   /**
