@@ -3,6 +3,7 @@
 // share of them orphans (linked, referenced by nothing), then times a GC process that queues every
 // stored blob and judges them all, sampling its resident memory.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -18,7 +19,6 @@ import { startRedisServer } from '../test/helpers/redis-server.js';
 import { blob, imageManifest, OCI_MANIFEST, type Blob } from '../test/helpers/oci.js';
 import { pool } from './client.js';
 import type { MarkChildResult } from './gc-mark-child.js';
-import { RssSampler } from './proc.js';
 
 const CHILD = fileURLToPath(new URL('./gc-mark-child.js', import.meta.url));
 const LAYERS_PER_IMAGE = 9;
@@ -42,6 +42,8 @@ export interface MarkFigures {
   blobsDeleted: number;
   errors: number;
   peakRssMiB: number;
+  /** The anonymous part of the peak (heap, stacks), without mapped files. */
+  peakAnonMiB: number;
   /** Redis only: used_memory after the fill. */
   redisMiB?: number;
 }
@@ -98,19 +100,43 @@ async function fill(store: MetadataStore, storageRoot: string, plan: Layout): Pr
   await store.gc.markComplete('filled by the benchmark');
 }
 
-async function runChild(configFile: string): Promise<{ result: MarkChildResult; peakRss: number }> {
+/** Peak resident memory of a process, in all (VmRSS) and its anonymous part (RssAnon: not mapped files such as lmdb's). */
+class MemorySampler {
+  rss = 0;
+  anon = 0;
+  private readonly timer: NodeJS.Timeout;
+  constructor(private readonly pid: number) {
+    this.timer = setInterval(() => this.sample(), 50);
+  }
+  private sample(): void {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
+    } catch {
+      return; // gone; the peaks so far stand
+    }
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+    this.rss = Math.max(this.rss, kib('VmRSS'));
+    this.anon = Math.max(this.anon, kib('RssAnon'));
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+async function runChild(configFile: string): Promise<{ result: MarkChildResult; peakRss: number; peakAnon: number }> {
   const child = spawn(process.execPath, [CHILD, configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const rss = new RssSampler(child.pid as number);
+  const memory = new MemorySampler(child.pid as number);
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-4000)));
   const lines: string[] = [];
   createInterface({ input: child.stdout }).on('line', (line) => lines.push(line));
   const [code] = (await once(child, 'exit')) as [number | null];
-  const peakRss = rss.stop();
+  memory.stop();
   if (code !== 0) throw new Error(`the GC process exited with ${code}: ${stderr}`);
   const last = lines[lines.length - 1];
   if (!last) throw new Error(`the GC process printed nothing: ${stderr}`);
-  return { result: JSON.parse(last) as MarkChildResult, peakRss };
+  return { result: JSON.parse(last) as MarkChildResult, peakRss: memory.rss, peakAnon: memory.anon };
 }
 
 /** Fills a store with `total` stored blobs in `dir` and measures the full pass over them. */
@@ -143,7 +169,7 @@ export async function measureFullMark(store: MarkStore, total: number, dir: stri
     }
     const configFile = join(dir, 'gc-mark.json');
     await writeFile(configFile, JSON.stringify(input));
-    const { result, peakRss } = await runChild(configFile);
+    const { result, peakRss, peakAnon } = await runChild(configFile);
     return {
       store,
       storedBlobs: result.queued,
@@ -157,6 +183,7 @@ export async function measureFullMark(store: MarkStore, total: number, dir: stri
       blobsDeleted: result.blobsDeleted,
       errors: result.errors,
       peakRssMiB: peakRss / 1024 / 1024,
+      peakAnonMiB: peakAnon / 1024 / 1024,
       ...(redisMiB === undefined ? {} : { redisMiB }),
     };
   } finally {

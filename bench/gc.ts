@@ -44,6 +44,7 @@ function soak(setup: RaceSetup, rounds: number): GcWorkload {
       });
       log(raceSummaryLine(r));
       const f = r.findings;
+      for (const problem of [...f.dangling, ...f.mismatches, ...f.orphans].slice(0, 10)) log(`  ${problem}`);
       const bg = r.background;
       const retried = Object.entries(r.pushes.attempts).reduce((n, [attempts, count]) => n + (Number(attempts) > 1 ? count : 0), 0);
       const pushes = Object.values(r.pushes.attempts).reduce((a, b) => a + b, 0);
@@ -91,6 +92,7 @@ function fullMark(store: MarkStore, blobs: number): GcWorkload {
             'items/s': m.itemsPerSecond,
             'blobs deleted': m.blobsDeleted,
             'peak RSS MiB': m.peakRssMiB,
+            'of it anonymous MiB': m.peakAnonMiB,
             ...(m.redisMiB === undefined ? {} : { 'Redis used_memory MiB': m.redisMiB }),
           },
         };

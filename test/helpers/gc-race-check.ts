@@ -26,6 +26,8 @@ export interface RaceFindings {
 
 export interface QuietGc {
   waitedMs: number;
+  /** Items due within the horizon when the pushers stopped: the backlog the passes had to clear. */
+  dueAtStart: number;
   /** Work still queued for later than the horizon (deferred behind a pin, say), as "digest in N s". */
   later: string[];
 }
@@ -37,13 +39,16 @@ export interface QuietGc {
 export async function waitForQuietGc(cluster: RaceCluster, horizonMs: number, timeoutMs: number): Promise<QuietGc> {
   const started = Date.now();
   const gc = cluster.stack.metadata.gc;
+  let dueAtStart: number | undefined;
   for (;;) {
     const now = Date.now();
     const { due } = await gc.queueSize(now + horizonMs);
+    dueAtStart ??= due;
     if (due === 0) {
       const later = await gc.takeDue(now + 365 * 86_400_000, 20);
       return {
         waitedMs: now - started,
+        dueAtStart,
         later: later.map((w) => `${w.kind === 'blob' ? w.digest : `${w.repo}@${w.digest}`} in ${Math.round((w.due - now) / 1000)} s`),
       };
     }

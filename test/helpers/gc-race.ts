@@ -125,6 +125,6 @@ export function raceSummaryLine(r: RaceReport): string {
     `blobs deleted ${sum((t) => t.blobsDeleted) + r.onDemand.blobsDeleted}, bytes freed ${sum((t) => t.bytesFreed) + r.onDemand.bytesFreed},`,
     `manifests deleted ${sum((t) => t.manifestsDeleted) + r.onDemand.manifestsDeleted}, pass errors ${sum((t) => t.errors) + r.onDemand.errors};`,
     `at the end ${r.findings.liveManifests} live manifests, ${r.findings.storedBlobs} blobs stored (${r.findings.storedBytes} bytes),`,
-    `dangling ${r.findings.dangling.length}, orphans left ${r.findings.orphans.length}; race ${r.raceMs} ms, quiet after ${r.quiet.waitedMs} ms, ${r.quiet.later.length} item(s) queued for later`,
+    `dangling ${r.findings.dangling.length}, orphans left ${r.findings.orphans.length}; race ${r.raceMs} ms, quiet after ${r.quiet.waitedMs} ms (${r.quiet.dueAtStart} items were due), ${r.quiet.later.length} item(s) queued for later`,
   ].join(' ');
 }
