@@ -1,6 +1,7 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { BerthConfig } from '../config.js';
+import type { GcSummary } from '../registry/gc/collector.js';
 import { stdoutLines } from './stdout-batch.js';
 
 /** Security-relevant events, named as operators search for them. */
@@ -25,16 +26,12 @@ export type AuditAction =
   | 'gc_run';
 
 /** What a garbage-collection pass (gc_pass) or a `berth gc` run (gc_run, with its passes) did. */
-export interface GcAuditCounts {
+export type GcAuditCounts = Pick<
+  GcSummary,
+  'manifestsDeleted' | 'blobsQuarantined' | 'blobsDeleted' | 'bytesFreed' | 'linksRemoved' | 'uploadsExpired' | 'errors'
+> & {
   passes?: number;
-  manifestsDeleted: number;
-  blobsQuarantined: number;
-  blobsDeleted: number;
-  bytesFreed: number;
-  linksRemoved: number;
-  uploadsExpired: number;
-  errors: number;
-}
+};
 
 export interface AuditEvent {
   action: AuditAction;

@@ -193,12 +193,15 @@ export class BlobService {
     // Pinned first, so GC cannot delete the bytes between the check below and the link.
     const pinned = await this.usage.pin([digest.value]);
     if (!('pin' in pinned)) return undefined;
+    let link: BlobLink | undefined;
     try {
-      return await this.mountPinned(repo, digest, from, mayRead);
+      link = await this.mountPinned(repo, digest, from, mayRead);
     } finally {
       await pinned.pin.release();
-      await this.usage.queueBlobs([digest.value]);
     }
+    // A new link nothing references yet: GC looks again once the delay is over. A refused mount made none.
+    if (link) await this.usage.queueBlobs([digest.value]);
+    return link;
   }
 
   private async mountPinned(

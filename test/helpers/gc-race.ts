@@ -3,6 +3,7 @@
 // racing it for a bounded number of seeded rounds, a pass on demand during each round (as `berth gc`
 // runs one), then quiet and the checks of gc-race-check.ts.
 import type { GcSummary } from '../../server/registry/gc/collector.js';
+import { emptyRunSummary, plus, type GcRunSummary } from '../../server/registry/gc/run.js';
 import { startRaceCluster, type PassTally, type RaceCluster, type RaceGcSettings, type RaceSetup } from './gc-race-cluster.js';
 import { checkRace, waitForQuietGc, type QuietGc, type RaceFindings } from './gc-race-check.js';
 import { emptyPushStats, RaceClient, type PushStats } from './gc-race-client.js';
@@ -29,16 +30,7 @@ export interface RaceReport {
   /** Background passes per process (only those that found work log themselves). */
   background: PassTally[];
   /** The passes run on demand from the harness's process. */
-  onDemand: {
-    passes: number;
-    examined: number;
-    durationMs: number;
-    blobsDeleted: number;
-    bytesFreed: number;
-    manifestsDeleted: number;
-    blobsQuarantined: number;
-    errors: number;
-  };
+  onDemand: GcRunSummary;
   findings: RaceFindings;
   raceMs: number;
   quiet: QuietGc;
@@ -62,16 +54,9 @@ export async function runGcRace(options: RaceOptions): Promise<RaceReport> {
       (_, index) =>
         new Pusher(new RaceClient(cluster.urls, index, stats), { seed: options.seed, index, repos: options.reposPerPusher, maxAttempts: options.maxAttempts }),
     );
-    const onDemand = { passes: 0, examined: 0, durationMs: 0, blobsDeleted: 0, bytesFreed: 0, manifestsDeleted: 0, blobsQuarantined: 0, errors: 0 };
+    let onDemand = emptyRunSummary(false);
     const tally = (s: GcSummary) => {
-      onDemand.passes++;
-      onDemand.examined += s.examined;
-      onDemand.durationMs += s.durationMs;
-      onDemand.blobsDeleted += s.blobsDeleted;
-      onDemand.bytesFreed += s.bytesFreed;
-      onDemand.manifestsDeleted += s.manifestsDeleted;
-      onDemand.blobsQuarantined += s.blobsQuarantined;
-      onDemand.errors += s.errors;
+      onDemand = plus(onDemand, s, onDemand.passes + 1, onDemand.durationMs + s.durationMs);
     };
 
     const raceStart = Date.now();

@@ -35,7 +35,8 @@ const COUNTED = [
   'errors',
 ] as const satisfies readonly (keyof GcSummary)[];
 
-function plus(totals: GcRunSummary, pass: GcSummary, passes: number, durationMs: number): GcRunSummary {
+/** `totals` with one more pass added: its counts summed, its `remaining` taken, the run's passes and time set. */
+export function plus(totals: GcRunSummary, pass: GcSummary, passes: number, durationMs: number): GcRunSummary {
   const sum: GcRunSummary = { ...totals, passes, remaining: pass.remaining, durationMs };
   for (const key of COUNTED) sum[key] = totals[key] + pass[key];
   return sum;
