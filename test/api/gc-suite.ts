@@ -206,6 +206,28 @@ export function runGcSuite(name: string, options: () => Promise<TestRegistryOpti
         assert.equal((await c.pushManifest('gc/deleting', 'v1', imageManifest(config, [layer]))).status, 201);
         assert.equal(await stored(reg, layer.digest), true);
       });
+
+      it('an upload of a digest being deleted waits for the deletion, then ends with its bytes stored', async () => {
+        const b = await orphanOf('gc/reupload', 1500);
+        clock.now += 2 * HOUR;
+        await reg.app.gc.pass();
+        clock.now += 86_400_000 + 1000;
+        await reg.metadata.gc.beginPurge(b.digest, 'stalled', clock.now + 60_000, clock.now - 86_400_000, clock.now);
+        clock.now += 61_000; // the stalled deletion's lease is over; the next pass takes it over
+        const started = await c.fetch('/v2/gc/reupload/blobs/uploads/', { method: 'POST' });
+        const location = started.headers.get('location') as string;
+        const sep = location.includes('?') ? '&' : '?';
+        const finishing = c.fetch(`${location}${sep}digest=${b.digest}`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/octet-stream' },
+          body: b.data,
+        });
+        await reg.app.gc.pass();
+        assert.equal((await finishing).status, 201);
+        assert.equal(await stored(reg, b.digest), true);
+        const back = await c.fetch(`/v2/gc/reupload/blobs/${b.digest}`);
+        assert.deepEqual(Buffer.from(await back.arrayBuffer()), b.data);
+      });
     });
 
     describe('untagged manifests, indexes and referrers', () => {
