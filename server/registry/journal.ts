@@ -2,6 +2,7 @@ import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import {
+  ImmutableTagError,
   MissingReferencesError,
   type BlobLink,
   type Digest,
@@ -71,30 +72,40 @@ export class JournaledStore implements MetadataStore {
     this.gc = journaledGc(inner.gc, driver);
   }
 
-  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult> {
     const { inline: _inline, ...record } = manifest;
     await this.driver.put(journalManifestKey(repo, manifest.digest), json(record));
     for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest));
     try {
-      return await this.inner.putManifest(repo, manifest, tags, required);
+      return await this.inner.putManifest(repo, manifest, tags, required, immutable);
     } catch (err) {
-      // Refused for a missing reference: a rebuild must not bring back a manifest that was never linked
-      // (its tags' entries are skipped by a rebuild while the manifest has none).
-      if (err instanceof MissingReferencesError && (await this.inner.getManifest(repo, manifest.digest)) === undefined) {
-        await ignoreMissing(this.driver.delete(journalManifestKey(repo, manifest.digest)));
-      }
+      if (err instanceof MissingReferencesError || err instanceof ImmutableTagError) await this.undoRefusedPut(repo, manifest.digest, tags);
       throw err;
     }
   }
 
-  async deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
-    const dropped = await this.inner.deleteManifest(repo, digest);
+  /**
+   * A refused put changed nothing: its journal entries go back to what the store holds, so a rebuild
+   * neither links a manifest that never was (tags of an unlinked manifest are skipped) nor moves a tag
+   * an immutable rule kept in place.
+   */
+  private async undoRefusedPut(repo: string, digest: Digest, tags: string[]): Promise<void> {
+    for (const tag of tags) {
+      const current = await this.inner.resolveTag(repo, tag);
+      if (current === undefined) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
+      else if (current !== digest) await this.driver.put(journalTagKey(repo, tag), Buffer.from(current));
+    }
+    if ((await this.inner.getManifest(repo, digest)) === undefined) await ignoreMissing(this.driver.delete(journalManifestKey(repo, digest)));
+  }
+
+  async deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
+    const dropped = await this.inner.deleteManifest(repo, digest, expectedTags);
     if (dropped !== undefined) await forgetManifest(this.driver, repo, digest, dropped);
     return dropped;
   }
 
-  async deleteTag(repo: string, tag: string): Promise<boolean> {
-    const deleted = await this.inner.deleteTag(repo, tag);
+  async deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
+    const deleted = await this.inner.deleteTag(repo, tag, expected);
     if (deleted) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
     return deleted;
   }
@@ -121,6 +132,12 @@ export class JournaledStore implements MetadataStore {
   }
   listTags(repo: string, page: Page) {
     return this.inner.listTags(repo, page);
+  }
+  listTagDetails(repo: string, page: Page) {
+    return this.inner.listTagDetails(repo, page);
+  }
+  manifestTags(repo: string, digest: Digest) {
+    return this.inner.manifestTags(repo, digest);
   }
   listReferrers(repo: string, subject: Digest) {
     return this.inner.listReferrers(repo, subject);

@@ -1,6 +1,6 @@
 import { statfsSync } from 'node:fs';
 import { open, type RootDatabase } from 'lmdb';
-import { ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
+import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import {
@@ -11,7 +11,10 @@ import {
   type ManifestRecord,
   type MetadataStore,
   type Page,
+  ImmutableTagError,
   MissingReferencesError,
+  TagsChangedError,
+  type TagDetail,
   type PutManifestResult,
   type RequiredReferences,
   type UploadSession,
@@ -41,6 +44,7 @@ export interface EmbeddedStoreOptions {
  *
  *   tags        repo \0 tag              → digest
  *   tagsOf      repo \0 digest \0 tag    → true   (which tags point at a manifest, for delete)
+ *   tagTimes    repo \0 tag              → ms since epoch the tag was last pushed
  *   tagLists    repo                    → string[] (the repository's tags in byte order, so a listing is
  *                                          one read instead of a key walk: 1,000 tags cost ~1 ms walked)
  *   manifests   repo \0 digest           → ManifestRecord  (presence = linked in repo)
@@ -93,6 +97,7 @@ export class EmbeddedStore implements MetadataStore {
   private readonly root: RootDatabase<unknown, Buffer>;
   private readonly tags: Db<Digest>;
   private readonly tagsOf: Db<true>;
+  private readonly tagTimes: Db<number>;
   private readonly tagLists: Db<string[]>;
   private readonly manifests: Db<ManifestRecord>;
   private readonly referrers: Db<true>;
@@ -120,6 +125,7 @@ export class EmbeddedStore implements MetadataStore {
       const sub = <V>(name: string): Db<V> => this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
+      this.tagTimes = sub('tagTimes');
       this.tagLists = sub('tagLists');
       this.manifests = sub('manifests');
       this.referrers = sub('referrers');
@@ -257,10 +263,20 @@ export class EmbeddedStore implements MetadataStore {
     if (this.closed) throw new MetadataUnavailableError('embedded metadata store is closed');
   }
 
-  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
-    // A missing reference is returned, not thrown: a throw would abort the group commit it shares.
-    const result = await this.write('putManifest', (): PutManifestResult | MissingReferencesError => {
+  async putManifest(
+    repo: string,
+    manifest: ManifestRecord,
+    tags: string[],
+    required?: RequiredReferences,
+    immutable: string[] = [],
+  ): Promise<PutManifestResult> {
+    // A refusal is returned, not thrown: a throw would abort the group commit it shares.
+    const result = await this.write('putManifest', (): PutManifestResult | MissingReferencesError | ImmutableTagError => {
       const { digest } = manifest;
+      for (const tag of immutable) {
+        const current = this.tags.get(key(repo, tag));
+        if (current !== undefined && current !== digest) return new ImmutableTagError(tag, current);
+      }
       if (required) {
         const missing = [
           ...required.blobs.filter((d) => this.blobs.get(key(repo, d)) === undefined),
@@ -283,12 +299,13 @@ export class EmbeddedStore implements MetadataStore {
         }
         this.tags.put(key(repo, tag), digest);
         this.tagsOf.put(key(repo, digest, tag), true);
+        this.tagTimes.put(key(repo, tag), manifest.createdAt);
       }
       if (tags.length > 0) this.changeTagList(repo, tags, []);
       this.repos.put(key(repo), true);
       return { previousTags: Object.fromEntries(previous) };
     });
-    if (result instanceof MissingReferencesError) throw result;
+    if (result instanceof Error) throw result;
     return result;
   }
 
@@ -304,12 +321,27 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
-    return this.write('deleteManifest', () => {
+  async deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
+    const result = await this.write('deleteManifest', (): string[] | undefined | TagsChangedError => {
       const record = this.manifests.get(key(repo, digest));
       if (record === undefined) return undefined;
+      if (expectedTags !== undefined) {
+        const current = this.tagsOfManifest(repo, digest);
+        if (!sameSet(current, expectedTags)) return new TagsChangedError(current);
+      }
       return this.removeManifest(repo, digest, record);
     });
+    if (result instanceof Error) throw result;
+    return result;
+  }
+
+  manifestTags(repo: string, digest: Digest): Promise<string[]> {
+    return this.read('manifestTags', () => this.tagsOfManifest(repo, digest));
+  }
+
+  private tagsOfManifest(repo: string, digest: Digest): string[] {
+    const prefix = under(repo, digest);
+    return [...this.tagsOf.getKeys(prefix)].map((k) => lastPart(k, prefix.start.length));
   }
 
   /** Inside a write transaction: unlinks a manifest with its tags, referrer entry and reference counts. */
@@ -325,6 +357,7 @@ export class EmbeddedStore implements MetadataStore {
       dropped.push(tag);
       this.tagsOf.remove(k);
       this.tags.remove(key(repo, tag));
+      this.tagTimes.remove(key(repo, tag));
     }
     if (dropped.length > 0) this.changeTagList(repo, [], dropped);
     return dropped;
@@ -334,11 +367,12 @@ export class EmbeddedStore implements MetadataStore {
     return this.read('resolveTag', () => this.tags.get(key(repo, tag)));
   }
 
-  deleteTag(repo: string, tag: string): Promise<boolean> {
+  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
     return this.write('deleteTag', () => {
       const digest = this.tags.get(key(repo, tag));
-      if (digest === undefined) return false;
+      if (digest === undefined || (expected !== undefined && digest !== expected)) return false;
       this.tags.remove(key(repo, tag));
+      this.tagTimes.remove(key(repo, tag));
       this.tagsOf.remove(key(repo, digest, tag));
       this.gcDbs.untagged.put(key(repo, digest), Date.now());
       this.changeTagList(repo, [], [tag]);
@@ -352,6 +386,20 @@ export class EmbeddedStore implements MetadataStore {
       const list = this.tagListOf(repo);
       const from = page.last === undefined ? 0 : firstAfter(list, page.last);
       return list.slice(from, page.n === undefined ? undefined : from + page.n);
+    });
+  }
+
+  listTagDetails(repo: string, page: Page): Promise<TagDetail[]> {
+    return this.read('listTagDetails', () => {
+      if (page.n === 0) return [];
+      const range = under(repo);
+      const start = page.last === undefined ? range.start : after(repo, page.last);
+      const details: TagDetail[] = [];
+      for (const { key: k, value: digest } of this.tags.getRange({ start, end: range.end, ...(page.n === undefined ? {} : { limit: page.n }) })) {
+        const tag = lastPart(k, range.start.length);
+        details.push({ tag, digest, pushedAt: this.tagTimes.get(k) ?? this.manifests.get(key(repo, digest))?.createdAt ?? 0 });
+      }
+      return details;
     });
   }
 
@@ -535,4 +583,10 @@ export class EmbeddedStore implements MetadataStore {
     if (list.length === 0) this.tagLists.remove(key(repo));
     else this.tagLists.put(key(repo), list);
   }
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  const left = new Set(a);
+  const right = new Set(b);
+  return left.size === right.size && [...left].every((x) => right.has(x));
 }

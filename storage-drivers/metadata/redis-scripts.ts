@@ -3,13 +3,17 @@
 
 /** First element of putManifest's answer when required references are missing (no digest or '' starts so). */
 export const MISSING_MARK = '!missing';
+/** First element of putManifest's answer when an immutable tag points elsewhere: then the tag and its digest. */
+export const IMMUTABLE_MARK = '!immutable';
+/** First element of deleteManifest's answer when its tags are not the expected ones: then the current tags. */
+export const CHANGED_MARK = '!changed';
 
 /** The per-repository keys, in the KEYS order every repository script expects. */
-export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs'] as const;
+export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs', 'tagtime'] as const;
 
 export const REPO_KEYS = `
 local K_TAGS, K_TAGMAP, K_TAGSOF, K_MANIFESTS, K_REFERRERS, K_EXISTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_REFS, K_UNTAGGED, K_BLOBS = KEYS[7], KEYS[8], KEYS[9]
+local K_REFS, K_UNTAGGED, K_BLOBS, K_TAGTIME = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 `;
 
 /**
@@ -38,24 +42,35 @@ local function dropManifest(digest, record)
   for _, member in ipairs(redis.call('ZRANGEBYLEX', K_TAGSOF, '[' .. head, '(' .. digest .. '!')) do
     local tag = string.sub(member, #head + 1)
     redis.call('HDEL', K_TAGMAP, tag)
+    redis.call('HDEL', K_TAGTIME, tag)
     redis.call('ZREM', K_TAGS, tag)
     redis.call('ZREM', K_TAGSOF, member)
     dropped[#dropped + 1] = tag
   end
   return dropped
 end
+
+local function tagsOfManifest(digest)
+  local head = digest .. ' '
+  local tags = {}
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', K_TAGSOF, '[' .. head, '(' .. digest .. '!')) do
+    tags[#tags + 1] = string.sub(member, #head + 1)
+  end
+  return tags
+end
 `;
 
 /**
- * ARGV: digest, record JSON, subject ('' = none), now (ms), n, n distinct references, b, b blobs that must
- * be linked, m, m manifests that must be in the repository, tags…
- * Returns {MISSING_MARK, digests…} and changes nothing when a required reference is missing.
+ * ARGV: digest, record JSON, subject ('' = none), now (ms), pushed at (ms), n, n distinct references, b, b
+ * blobs that must be linked, m, m manifests that must be in the repository, i, i immutable tags, tags…
+ * Returns {IMMUTABLE_MARK, tag, digest} when an immutable tag points elsewhere and {MISSING_MARK,
+ * digests…} when a required reference is missing, and then changes nothing.
  * Records the manifest on each reference (a set, so a re-put or a rebuild over existing data adds nothing twice).
  * Returns, per tag, the digest it pointed at before ('' = none).
  */
 const putManifest = `${REPO_KEYS}
-local digest, now, nrefs = ARGV[1], ARGV[4], tonumber(ARGV[5])
-local at = 6 + nrefs
+local digest, now, pushedAt, nrefs = ARGV[1], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local at = 7 + nrefs
 local missing = {'${MISSING_MARK}'}
 local nblobs = tonumber(ARGV[at])
 for i = at + 1, at + nblobs do
@@ -66,9 +81,15 @@ local nmanifests = tonumber(ARGV[at])
 for i = at + 1, at + nmanifests do
   if redis.call('HEXISTS', K_MANIFESTS, ARGV[i]) == 0 then missing[#missing + 1] = ARGV[i] end
 end
+at = at + nmanifests + 1
+local nimmutable = tonumber(ARGV[at])
+for i = at + 1, at + nimmutable do
+  local current = redis.call('HGET', K_TAGMAP, ARGV[i])
+  if current and current ~= digest then return {'${IMMUTABLE_MARK}', ARGV[i], current} end
+end
 if #missing > 1 then return missing end
-local tagsFrom = at + nmanifests + 1
-for i = 6, 5 + nrefs do redis.call('ZADD', K_REFS, 0, ARGV[i] .. ' ' .. digest) end
+local tagsFrom = at + nimmutable + 1
+for i = 7, 6 + nrefs do redis.call('ZADD', K_REFS, 0, ARGV[i] .. ' ' .. digest) end
 redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
 local previous = {}
@@ -85,6 +106,7 @@ for i = tagsFrom, #ARGV do
     previous[#previous + 1] = ''
   end
   redis.call('HSET', K_TAGMAP, tag, digest)
+  redis.call('HSET', K_TAGTIME, tag, pushedAt)
   redis.call('ZADD', K_TAGS, 0, tag)
   redis.call('ZADD', K_TAGSOF, 0, digest .. ' ' .. tag)
 end
@@ -92,19 +114,37 @@ redis.call('SET', K_EXISTS, '1')
 return previous
 `;
 
-/** ARGV: digest. Returns the dropped tags, or nil when the manifest was not linked. */
+/**
+ * ARGV: digest, check ('1': only with exactly the expected tags), expected tags…
+ * Returns the dropped tags, nil when the manifest was not linked, or {CHANGED_MARK, current tags…}.
+ */
 const deleteManifest = `${REPO_KEYS}${DROP_MANIFEST}
 local record = redis.call('HGET', K_MANIFESTS, ARGV[1])
 if not record then return false end
+if ARGV[2] == '1' then
+  local current = tagsOfManifest(ARGV[1])
+  local expected = {}
+  for i = 3, #ARGV do expected[ARGV[i]] = true end
+  local same = #current == #ARGV - 2
+  for _, tag in ipairs(current) do if not expected[tag] then same = false end end
+  if not same then
+    table.insert(current, 1, '${CHANGED_MARK}')
+    return current
+  end
+end
 return dropManifest(ARGV[1], record)
 `;
 
-/** ARGV: tag, now (ms). Returns 1 when the tag existed; its manifest is noted as untagged now. */
+/**
+ * ARGV: tag, now (ms), expected digest ('' = any). Returns 1 when the tag was removed; its manifest is
+ * noted as untagged now.
+ */
 const deleteTag = `${REPO_KEYS}
 local tag = ARGV[1]
 local digest = redis.call('HGET', K_TAGMAP, tag)
-if not digest then return 0 end
+if not digest or (ARGV[3] ~= '' and digest ~= ARGV[3]) then return 0 end
 redis.call('HDEL', K_TAGMAP, tag)
+redis.call('HDEL', K_TAGTIME, tag)
 redis.call('ZREM', K_TAGS, tag)
 redis.call('ZREM', K_TAGSOF, digest .. ' ' .. tag)
 redis.call('HSET', K_UNTAGGED, digest, ARGV[2])

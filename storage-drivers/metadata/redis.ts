@@ -2,10 +2,13 @@ import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
-import { MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
+  ImmutableTagError,
   MissingReferencesError,
+  TagsChangedError,
+  type TagDetail,
   type BlobLink,
   type CheckedBlobLink,
   type Digest,
@@ -24,6 +27,7 @@ import {
  *   P{repo:<name>}:tags       zset, score 0, member tag            → ZRANGEBYLEX gives byte order and `last` paging
  *   P{repo:<name>}:tagmap     hash tag → digest
  *   P{repo:<name>}:tagsof     zset, score 0, "<digest> <tag>"      → the tags to drop with a manifest
+ *   P{repo:<name>}:tagtime    hash tag → ms since epoch the tag was last pushed
  *   P{repo:<name>}:manifests  hash digest → ManifestRecord JSON    → presence = linked in the repository
  *   P{repo:<name>}:referrers  zset, score 0, "<subject> <digest>"
  *   P{repo:<name>}:blobs      hash digest → size
@@ -104,13 +108,19 @@ export class RedisStore implements MetadataStore {
     try {
       return await action();
     } catch (err) {
-      if (err instanceof MetadataUnavailableError || err instanceof MissingReferencesError) throw err;
+      if (
+        err instanceof MetadataUnavailableError ||
+        err instanceof MissingReferencesError ||
+        err instanceof ImmutableTagError ||
+        err instanceof TagsChangedError
+      )
+        throw err;
       const reason = err instanceof Error ? err.message : String(err);
       throw new MetadataUnavailableError(`redis metadata store: ${what} failed: ${reason}`, { cause: err });
     }
   }
 
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable: string[] = []): Promise<PutManifestResult> {
     return this.run('putManifest', async () => {
       const unique = [...new Set(tags)];
       const references = [...new Set(manifest.references)];
@@ -125,14 +135,18 @@ export class RedisStore implements MetadataStore {
         JSON.stringify(manifest),
         manifest.subject ?? '',
         String(Date.now()),
+        String(manifest.createdAt),
         String(references.length),
         ...references,
         String(required?.blobs.length ?? 0),
         ...(required?.blobs ?? []),
         String(required?.manifests.length ?? 0),
         ...(required?.manifests ?? []),
+        String(immutable.length),
+        ...immutable,
         ...unique,
       )) as string[];
+      if (previous[0] === IMMUTABLE_MARK) throw new ImmutableTagError(previous[1] ?? '', previous[2] ?? '');
       if (previous[0] === MISSING_MARK) throw new MissingReferencesError(previous.slice(1));
       return { previousTags: Object.fromEntries(unique.map((tag, i) => [tag, previous[i] || undefined])) };
     });
@@ -153,10 +167,20 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined> {
+  deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
     return this.run('deleteManifest', async () => {
-      const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest)) as string[] | null;
+      const check = expectedTags === undefined ? ['0'] : ['1', ...new Set(expectedTags)];
+      const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest, ...check)) as string[] | null;
+      if (dropped?.[0] === CHANGED_MARK) throw new TagsChangedError(dropped.slice(1));
       return dropped ?? undefined;
+    });
+  }
+
+  manifestTags(repo: string, digest: Digest): Promise<string[]> {
+    return this.run('manifestTags', async () => {
+      const head = `${digest} `;
+      const members = await this.client.zrangebylex(this.keys.repo(repo, 'tagsof'), `[${head}`, `(${digest}!`);
+      return members.map((m) => m.slice(head.length));
     });
   }
 
@@ -164,12 +188,41 @@ export class RedisStore implements MetadataStore {
     return this.run('resolveTag', async () => (await this.client.hget(this.keys.repo(repo, 'tagmap'), tag)) ?? undefined);
   }
 
-  deleteTag(repo: string, tag: string): Promise<boolean> {
-    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()))) === 1);
+  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
+    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()), expected ?? '')) === 1);
   }
 
   listTags(repo: string, page: Page): Promise<string[]> {
     return this.run('listTags', () => this.rangeByLex(this.keys.repo(repo, 'tags'), lexAfter(page.last), '+', page.n));
+  }
+
+  /** Tags, then their digests and push times in batches (a tag removed in between is left out). */
+  listTagDetails(repo: string, page: Page): Promise<TagDetail[]> {
+    return this.run('listTagDetails', async () => {
+      const tags = await this.rangeByLex(this.keys.repo(repo, 'tags'), lexAfter(page.last), '+', page.n);
+      const details: TagDetail[] = [];
+      for (let i = 0; i < tags.length; i += TAG_DETAIL_BATCH) {
+        const batch = tags.slice(i, i + TAG_DETAIL_BATCH);
+        const [digests, times] = await Promise.all([
+          this.client.hmget(this.keys.repo(repo, 'tagmap'), ...batch),
+          this.client.hmget(this.keys.repo(repo, 'tagtime'), ...batch),
+        ]);
+        // Tags pushed before push times were recorded: their manifest's push time.
+        const untimed = [...new Set(batch.flatMap((_, j) => (digests[j] !== null && times[j] === null ? [digests[j] as string] : [])))];
+        const created = new Map<string, number>();
+        if (untimed.length > 0) {
+          const records = await this.client.hmget(this.keys.repo(repo, 'manifests'), ...untimed);
+          records.forEach((json, j) => json !== null && created.set(untimed[j] as string, (JSON.parse(json) as ManifestRecord).createdAt));
+        }
+        batch.forEach((tag, j) => {
+          const digest = digests[j];
+          if (digest === null || digest === undefined) return;
+          const time = times[j];
+          details.push({ tag, digest, pushedAt: time !== null && time !== undefined ? Number(time) : (created.get(digest) ?? 0) });
+        });
+      }
+      return details;
+    });
   }
 
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]> {
@@ -366,6 +419,9 @@ export class RedisStore implements MetadataStore {
  * a restart would then lose every tag. Undefined when persistence is on, the store is not Redis, or
  * CONFIG is disabled (managed services): we cannot tell, and say nothing.
  */
+/** Tags per HMGET in listTagDetails: large enough to need few round trips, small enough not to block Redis. */
+const TAG_DETAIL_BATCH = 1000;
+
 export async function warnIfEphemeral(store: MetadataStore): Promise<string | undefined> {
   if (!(store instanceof RedisStore)) return undefined;
   const nodes: Redis[] = store.client instanceof Cluster ? store.client.nodes('master') : [store.client];

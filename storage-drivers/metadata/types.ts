@@ -87,6 +87,33 @@ export class MissingReferencesError extends Error {
   }
 }
 
+/** putManifest refused: an immutable tag points at another manifest. Nothing changed. */
+export class ImmutableTagError extends Error {
+  constructor(
+    readonly tag: string,
+    readonly current: Digest,
+  ) {
+    super(`tag ${tag} is immutable and points at ${current}`);
+    this.name = 'ImmutableTagError';
+  }
+}
+
+/** deleteManifest refused: the manifest's tags are no longer the ones the caller checked. Nothing changed. */
+export class TagsChangedError extends Error {
+  constructor(readonly current: string[]) {
+    super(`the manifest's tags changed: now ${current.length === 0 ? 'none' : current.slice(0, 5).join(', ')}`);
+    this.name = 'TagsChangedError';
+  }
+}
+
+/** A tag with what retention and the management API need: where it points and when it was pushed. */
+export interface TagDetail {
+  tag: string;
+  digest: Digest;
+  /** When the tag was last set by a push (ms since epoch): the manifest record's createdAt of that put. */
+  pushedAt: number;
+}
+
 export interface PutManifestResult {
   /** For each tag set: the digest it pointed at before, if any (audit: "tag moved"). */
   previousTags: Record<string, Digest | undefined>;
@@ -104,22 +131,32 @@ export interface MetadataStore {
    * atomic step. For garbage collection it also records `repo` as a holder of the manifest and of every
    * reference (before the repository change), counts the references once per manifest newly linked, and
    * notes when a tag left a manifest. Callers pin those digests first (GcMetadata.pinBlobs).
+   * Each tag's push time becomes `manifest.createdAt`. Tags in `immutable` may be set only where they
+   * are new or already point at this manifest; otherwise it throws ImmutableTagError and changes nothing.
    */
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult>;
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult>;
   /** The manifest, only if linked in `repo`. */
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
   /**
    * Unlinks the manifest from `repo`, drops the tags pointing at it, its referrer entry and its count
-   * on each reference. Returns the dropped tags, or undefined when it was not linked.
+   * on each reference. Returns the dropped tags, or undefined when it was not linked. With
+   * `expectedTags`, it throws TagsChangedError (changing nothing) unless exactly those tags point at it.
    */
-  deleteManifest(repo: string, digest: Digest): Promise<string[] | undefined>;
+  deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined>;
+  /** The tags pointing at the manifest in `repo`, in byte order. */
+  manifestTags(repo: string, digest: Digest): Promise<string[]>;
 
   resolveTag(repo: string, tag: string): Promise<Digest | undefined>;
   /** The manifest a tag points at, in one round trip (the hot path of every pull by tag). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined>;
-  /** Removes a tag; the manifest stays (and is noted as untagged now). */
-  deleteTag(repo: string, tag: string): Promise<boolean>;
+  /**
+   * Removes a tag; the manifest stays (and is noted as untagged now). With `expected`, only while the
+   * tag still points at that digest. False when nothing was removed.
+   */
+  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean>;
   listTags(repo: string, page: Page): Promise<string[]>;
+  /** Tags with their digest and push time, in byte order, paged like listTags. */
+  listTagDetails(repo: string, page: Page): Promise<TagDetail[]>;
 
   /** Manifests in `repo` whose subject is `subject`. */
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]>;

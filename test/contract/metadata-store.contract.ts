@@ -2,7 +2,14 @@
 import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { MissingReferencesError, type ManifestRecord, type MetadataStore, type UploadSession } from '../../storage-drivers/metadata/types.js';
+import {
+  ImmutableTagError,
+  MissingReferencesError,
+  TagsChangedError,
+  type ManifestRecord,
+  type MetadataStore,
+  type UploadSession,
+} from '../../storage-drivers/metadata/types.js';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -62,6 +69,104 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         await store.putManifest('r', manifest('child-manifest-record', { digest: child }), []);
         await store.putManifest('r', m, ['v1'], { blobs: [config, layer], manifests: [child] });
         assert.equal(await store.resolveTag('r', 'v1'), m.digest);
+      });
+    });
+
+    describe('tag details and guarded changes', () => {
+      it("records each tag's push time from the put, moves it with the tag, and lists details in byte order with paging", async () => {
+        const a = manifest('a', { createdAt: 1000 });
+        const b = manifest('b', { createdAt: 2000 });
+        await store.putManifest('r', a, ['v1', 'latest', 'v2']);
+        await store.putManifest('r', b, ['latest']);
+        assert.deepEqual(await store.listTagDetails('r', {}), [
+          { tag: 'latest', digest: b.digest, pushedAt: 2000 },
+          { tag: 'v1', digest: a.digest, pushedAt: 1000 },
+          { tag: 'v2', digest: a.digest, pushedAt: 1000 },
+        ]);
+        assert.deepEqual(await store.listTagDetails('r', { n: 1, last: 'latest' }), [{ tag: 'v1', digest: a.digest, pushedAt: 1000 }]);
+        assert.deepEqual(await store.listTagDetails('r', { n: 0 }), []);
+        assert.deepEqual(await store.listTagDetails('other', {}), []);
+        // A re-push of the same manifest is a push: the time moves.
+        await store.putManifest('r', { ...a, createdAt: 3000 }, ['v1']);
+        assert.equal((await store.listTagDetails('r', { last: 'latest', n: 1 }))[0]?.pushedAt, 3000);
+        await store.deleteTag('r', 'v2');
+        await store.putManifest('r', { ...a, createdAt: 4000 }, ['v2']);
+        assert.equal((await store.listTagDetails('r', { last: 'v1' }))[0]?.pushedAt, 4000);
+      });
+
+      it('pages tag details across many tags without gaps or repeats', async () => {
+        const a = manifest('a');
+        const tags = Array.from({ length: 1250 }, (_, i) => `t${String(i).padStart(4, '0')}`);
+        await store.putManifest('r', a, tags);
+        const seen: string[] = [];
+        let last: string | undefined;
+        for (;;) {
+          const page = await store.listTagDetails('r', { n: 400, last });
+          if (page.length === 0) break;
+          seen.push(...page.map((d) => d.tag));
+          last = page[page.length - 1]?.tag;
+        }
+        assert.deepEqual(seen, tags);
+        assert.equal((await store.listTagDetails('r', {})).length, 1250);
+      });
+
+      it('lists the tags of a manifest', async () => {
+        const a = manifest('a');
+        await store.putManifest('r', a, ['x', 'b', 'c']);
+        assert.deepEqual(await store.manifestTags('r', a.digest), ['b', 'c', 'x']);
+        assert.deepEqual(await store.manifestTags('r', manifest('none').digest), []);
+        assert.deepEqual(await store.manifestTags('elsewhere', a.digest), []);
+      });
+
+      it('refuses, changing nothing, to move an immutable tag; sets a new one and allows the same digest again', async () => {
+        const a = manifest('a', { createdAt: 1000 });
+        const b = manifest('b', { createdAt: 2000 });
+        await store.putManifest('r', a, ['v1'], undefined, ['v1']);
+        await store.putManifest('r', { ...a, createdAt: 1500 }, ['v1', 'latest'], undefined, ['v1']);
+        await assert.rejects(
+          () => store.putManifest('r', b, ['latest', 'v1'], undefined, ['v1']),
+          (err: unknown) => err instanceof ImmutableTagError && err.tag === 'v1' && err.current === a.digest,
+        );
+        // All or nothing: latest did not move either, and b was not linked.
+        assert.equal(await store.resolveTag('r', 'latest'), a.digest);
+        assert.equal(await store.resolveTag('r', 'v1'), a.digest);
+        assert.equal(await store.getManifest('r', b.digest), undefined);
+        assert.deepEqual(
+          (await store.listTagDetails('r', {})).map((d) => d.pushedAt),
+          [1500, 1500],
+        );
+        // Without the guard the tag moves as before.
+        await store.putManifest('r', b, ['v1']);
+        assert.equal(await store.resolveTag('r', 'v1'), b.digest);
+      });
+
+      it('deletes a tag only while it points at the expected digest', async () => {
+        const a = manifest('a');
+        const b = manifest('b');
+        await store.putManifest('r', a, ['t']);
+        await store.putManifest('r', b, ['t']);
+        assert.equal(await store.deleteTag('r', 't', a.digest), false);
+        assert.equal(await store.resolveTag('r', 't'), b.digest);
+        assert.equal(await store.deleteTag('r', 't', b.digest), true);
+        assert.equal(await store.resolveTag('r', 't'), undefined);
+        assert.equal(await store.deleteTag('r', 't', b.digest), false);
+      });
+
+      it('deletes a manifest only with exactly the expected tags, else says which it has now', async () => {
+        const a = manifest('a');
+        await store.putManifest('r', a, ['one', 'two']);
+        await assert.rejects(
+          () => store.deleteManifest('r', a.digest, ['one']),
+          (err: unknown) => err instanceof TagsChangedError && err.current.join(',') === 'one,two',
+        );
+        await assert.rejects(() => store.deleteManifest('r', a.digest, ['one', 'two', 'three']), TagsChangedError);
+        assert.deepEqual(await store.getManifest('r', a.digest), a);
+        assert.deepEqual((await store.deleteManifest('r', a.digest, ['two', 'one']))?.sort(), ['one', 'two']);
+        assert.equal(await store.deleteManifest('r', a.digest, []), undefined);
+        const b = manifest('b');
+        await store.putManifest('r', b, []);
+        assert.deepEqual(await store.deleteManifest('r', b.digest, []), []);
+        assert.deepEqual(await store.listTagDetails('r', {}), []);
       });
     });
 

@@ -109,6 +109,7 @@ describe('redis store specifics', () => {
         '{repo:lib/app}:tagmap',
         '{repo:lib/app}:tags',
         '{repo:lib/app}:tagsof',
+        '{repo:lib/app}:tagtime',
         '{repo:lib/app}:untagged',
         '{uploads}:age',
         '{uploads}:s:u1',
