@@ -15,6 +15,8 @@ import { UploadService } from './registry/uploads.js';
 import type { Collector } from './registry/gc/collector.js';
 import { GcRunner, startBackgroundGc, type GcEvent } from './registry/gc/background.js';
 import { gcRoutes } from './routes/gc.js';
+import { NO_PULL_COUNTING, PullCounter, type PullCounterEvent } from './registry/stats/pull-counter.js';
+import { statsRoutes } from './routes/stats.js';
 import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
@@ -45,6 +47,8 @@ export interface AppDeps {
   onIntegrity?: (event: IntegrityEvent) => void;
   /** Garbage collection passes and what they deleted (metrics, audit). */
   onGc?: (event: GcEvent) => void;
+  /** Pull counting and its flushes (metrics). */
+  onPulls?: (event: PullCounterEvent) => void;
 }
 
 const KNOWN_PATHS = [
@@ -64,6 +68,8 @@ declare module 'fastify' {
     gc: Collector;
     /** Its passes in this process: background, on request, and their status. */
     gcRunner: GcRunner;
+    /** This process's pull counter (flushes on demand, for tests); undefined with stats.enabled false. */
+    pullCounter: PullCounter | undefined;
   }
 }
 
@@ -108,6 +114,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     log: app.log,
     ...(deps.onIntegrity ? { onEvent: deps.onIntegrity } : {}),
   });
+  const pullCounter = config.stats.enabled
+    ? new PullCounter({
+        store: metadata.pulls,
+        keepDays: config.stats.pullDays,
+        flushMs: config.stats.flushSeconds * 1000,
+        flushEntries: config.stats.flushEntries,
+        maxEntries: config.stats.maxPending,
+        maxAttempts: config.stats.flushAttempts,
+        now,
+        log: app.log,
+        ...(deps.onPulls ? { onEvent: deps.onPulls } : {}),
+      })
+    : undefined;
   const ctx: RouteContext = {
     config,
     metadata,
@@ -116,6 +135,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
+    pulls: pullCounter ?? NO_PULL_COUNTING,
     emit: (event) => {
       try {
         deps.onEvent?.(event);
@@ -153,6 +173,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
+  await app.register(async (scope) => statsRoutes(scope, ctx, now));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
@@ -164,10 +185,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
   app.addHook('onClose', async () => gcRunner.close());
   app.addHook('onClose', async () => integrity.settled());
+  // After the server stopped taking requests, before main closes the store: the last counts go out.
+  app.addHook('onClose', async () => pullCounter?.close());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);
   app.decorate('gc', collector);
   app.decorate('gcRunner', gcRunner);
+  app.decorate('pullCounter', pullCounter);
   return app;
 }
 

@@ -143,6 +143,36 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    stats: z
+      .object({
+        enabled: z.boolean().default(true).describe('Count pulls (manifest GETs) per repository and tag, with a daily series. See docs/pull-statistics.md.'),
+        flushSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(3600)
+          .default(5)
+          .describe('How often each process writes the pulls it counted to the metadata store (and so how late they show).'),
+        pullDays: z.number().int().min(1).max(3660).default(90).describe('Days of daily pull counts kept, today included; totals are kept for good.'),
+        flushEntries: z.number().int().min(1).default(10_000).describe('Flush sooner once this many distinct counts (repository, day, tag or digest) wait.'),
+        maxPending: z
+          .number()
+          .int()
+          .min(1)
+          .default(100_000)
+          .describe(
+            'Distinct counts one process holds in memory, waiting or being retried; a pull needing one more is not counted (berth_pull_stats_dropped_total).',
+          ),
+        flushAttempts: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .default(5)
+          .describe('A flush the metadata store refuses is tried again at the next flushes, this many attempts in all, then dropped and counted.'),
+      })
+      .strict()
+      .prefault({}),
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),

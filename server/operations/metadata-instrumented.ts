@@ -7,9 +7,11 @@ import type { MetadataObservation } from './metrics.js';
  * run with the real store as `this`, so stores using private fields keep working.
  */
 export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataObservation) => void): MetadataStore {
-  // Garbage collection's part is an object of its own: its calls are reported as `gc.<method>`.
+  // Garbage collection's and pull statistics' parts are objects of their own: their calls are
+  // reported as `gc.<method>` and `pulls.<method>`.
   const gc = timedMethods(store.gc, store.name, 'gc.', observe);
-  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : undefined));
+  const pulls = timedMethods(store.pulls, store.name, 'pulls.', observe);
+  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : property === 'pulls' ? pulls : undefined));
 }
 
 function timedMethods<T extends object>(

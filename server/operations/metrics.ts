@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BerthConfig } from '../config.js';
 import type { GcEvent } from '../registry/gc/background.js';
+import type { PullCounterEvent } from '../registry/stats/pull-counter.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
 import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
@@ -220,12 +221,39 @@ export class Metrics {
     collect: () => this.collectGcQueue(),
   });
   private gcQueueSource: GcQueueSource | undefined;
+  // Pull statistics: no repository label, so the cardinality stays a handful of series.
+  readonly pullStatsCounted = new Counter({
+    name: 'berth_pull_stats_counted_total',
+    help: 'Pulls (manifest GETs) counted for pull statistics, by kind: by tag, or by digest (credited to its tags at flush).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly pullStatsFlushes = new Counter({
+    name: 'berth_pull_stats_flushes_total',
+    help: 'Batches of pull counts written to the metadata store, by result: ok, failed (retried at the next flush until stats.flushAttempts).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly pullStatsPending = new Gauge({
+    name: 'berth_pull_stats_pending_entries',
+    help: 'Distinct pull counts held in memory, waiting for a flush or for the retry of a refused one (at most stats.maxPending per process).',
+    registers: [this.registry],
+  });
+  readonly pullStatsDropped = new Counter({
+    name: 'berth_pull_stats_dropped_total',
+    help: 'Pulls left out of pull statistics, by reason: overflow (stats.maxPending reached), retries (flush refused stats.flushAttempts times), shutdown (store refused the last flush).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
 
   constructor(options: MetricsOptions = {}) {
     this.maxRepositoryLabels = options.maxRepositoryLabels ?? 200;
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     // Present from the start, so rate() and increase() see the first pass.
     for (const result of ['ok', 'refused', 'failed']) this.gcPasses.inc({ result }, 0);
+    for (const kind of ['tag', 'digest']) this.pullStatsCounted.inc({ kind }, 0);
+    for (const result of ['ok', 'failed']) this.pullStatsFlushes.inc({ result }, 0);
+    for (const reason of ['overflow', 'retries', 'shutdown']) this.pullStatsDropped.inc({ reason }, 0);
   }
 
   /** Keeps a repository label set bounded: the first N names are kept, later ones become 'other'. */
@@ -268,6 +296,13 @@ export class Metrics {
     this.gcLinksRemoved.inc(summary.linksRemoved);
     this.gcErrors.inc(summary.errors);
     this.gcLastPass.set(Date.now() / 1000);
+  }
+
+  recordPullCounter(event: PullCounterEvent): void {
+    if (event.kind === 'counted') this.pullStatsCounted.inc({ kind: event.by });
+    else if (event.kind === 'flush') this.pullStatsFlushes.inc({ result: event.result });
+    else this.pullStatsDropped.inc({ reason: event.reason }, event.pulls);
+    this.pullStatsPending.set(event.pending);
   }
 
   /** Where berth_gc_queue_items is read from at each scrape (the metadata store's queueSize). */

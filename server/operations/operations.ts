@@ -7,6 +7,7 @@ import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
 import type { StorageStack } from '../storage-stack.js';
 import type { GcEvent } from '../registry/gc/background.js';
+import type { PullCounterEvent } from '../registry/stats/pull-counter.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
 export interface OperationsOptions {
@@ -46,6 +47,8 @@ export interface Operations {
   onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
   /** For buildApp's `onGc`: background GC passes counted, its deletions audited. */
   onGc(event: GcEvent): void;
+  /** For buildApp's `onPulls`: pull counting and its flushes in the metrics. */
+  onPulls(event: PullCounterEvent): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -94,6 +97,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
     onGc: gcEventRecorder({ audit, metrics }),
+    onPulls: (event) => metrics.recordPullCounter(event),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

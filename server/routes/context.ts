@@ -4,6 +4,7 @@ import type { BerthConfig } from '../config.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { RepositoryService } from '../registry/repositories.js';
+import type { PullRecorder } from '../registry/stats/pull-counter.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 
@@ -27,5 +28,7 @@ export interface RouteContext {
   repositories: RepositoryService;
   metadata: MetadataStore;
   authorizer: Authorizer;
+  /** Pull statistics: a manifest GET is counted here, in memory (stats.enabled). */
+  pulls: PullRecorder;
   emit(event: RegistryEvent): void;
 }

@@ -47,6 +47,8 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     const { name, reference } = parse(request);
     const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull'] }]);
     const record = await ctx.manifests.resolve(name, reference);
+    // A GET is a pull even when it ends in 304 (the client had the bytes, it still pulled the image).
+    if (pull) ctx.pulls.count(name, reference.kind === 'tag' ? reference : { kind: 'digest', digest: reference.digest.value });
     if (pull)
       ctx.emit({ action: 'pull', repository: name, digest: record.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     return record;

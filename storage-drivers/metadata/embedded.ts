@@ -3,6 +3,7 @@ import { open, type RootDatabase } from 'lmdb';
 import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
+import { EmbeddedPulls, type EmbeddedPullsDbs } from './embedded-pulls.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -56,7 +57,8 @@ export interface EmbeddedStoreOptions {
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
  *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
  *   leases      name                    → { holder, until }
- * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders).
+ * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), and
+ * pull statistics, listed in embedded-pulls.ts.
  */
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
@@ -109,7 +111,9 @@ export class EmbeddedStore implements MetadataStore {
   private readonly missing: Db<number>;
   private readonly leases: Db<{ holder: string; until: number }>;
   private readonly gcDbs: EmbeddedGcDbs;
+  private readonly pullDbs: EmbeddedPullsDbs;
   readonly gc: EmbeddedGc;
+  readonly pulls: EmbeddedPulls;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -121,7 +125,7 @@ export class EmbeddedStore implements MetadataStore {
     this.path = options.path;
     this.minFreeBytes = options.minFreeBytes ?? 1024 * 1024;
     try {
-      this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 32, keyEncoding: 'binary', encoding: 'json' });
+      this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 64, keyEncoding: 'binary', encoding: 'json' });
       const sub = <V>(name: string): Db<V> => this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
@@ -153,6 +157,13 @@ export class EmbeddedStore implements MetadataStore {
         gcDue: sub('gcDue'),
         meta: sub('meta'),
       };
+      this.pullDbs = {
+        tagsOf: this.tagsOf,
+        pullTotals: sub('pullTotals'),
+        pullDays: sub('pullDays'),
+        pullBatches: sub('pullBatches'),
+        pullBatchAge: sub('pullBatchAge'),
+      };
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
     }
@@ -163,6 +174,11 @@ export class EmbeddedStore implements MetadataStore {
       removeManifest: (repo, digest, record) => {
         this.removeManifest(repo, digest, record);
       },
+    });
+    this.pulls = new EmbeddedPulls({
+      dbs: this.pullDbs,
+      write: (what, action) => this.write(what, action),
+      read: (what, action) => this.read(what, action),
     });
   }
 

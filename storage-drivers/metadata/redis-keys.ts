@@ -4,6 +4,7 @@ import type { Digest } from './types.js';
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
  * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`.
+ * Pull statistics are the repository's own keys (`{repo:<name>}`), so one flush script reads its tags too.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -15,6 +16,19 @@ export class RedisKeys {
   /** The per-repository keys in the KEYS order every repository script expects. */
   repoKeys(repo: string): string[] {
     return PER_REPO_KEYS.map((kind) => this.repo(repo, kind));
+  }
+
+  /** Pull statistics (redis-pulls.ts): the totals, the per-tag totals, one day's counts, a flush already applied. */
+  pulls(repo: string, kind: 'total' | 'tags'): string {
+    return this.repo(repo, kind === 'total' ? 'pulls' : 'pulltags');
+  }
+
+  pullDay(repo: string, day: number): string {
+    return this.repo(repo, `pullday:${day}`);
+  }
+
+  pullBatch(repo: string, batchId: string, day: number): string {
+    return this.repo(repo, `pullbatch:${batchId}:${day}`);
   }
 
   catalog(): string {

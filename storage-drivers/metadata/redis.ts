@@ -2,6 +2,7 @@ import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
+import { RedisPulls } from './redis-pulls.js';
 import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
@@ -33,6 +34,7 @@ import {
  *   P{repo:<name>}:blobs      hash digest → size
  *   P{repo:<name>}:exists     "1" once anything was linked
  *   P{repo:<name>}:refs, :untagged   garbage collection's per-repository reference sets and untag times (redis-gc.ts)
+ *   P{repo:<name>}:pulls, :pulltags, :pullday:<day>, :pullbatch:<id>:<day>   pull statistics (redis-pulls.ts)
  *   P{uploads}:s:<id>         hash { rev, data: UploadSession JSON }
  *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
  *   Pcatalog                  zset, score 0, member repository     (cross-repository)
@@ -66,6 +68,7 @@ export class RedisStore implements MetadataStore {
   readonly name = 'redis';
   readonly client: RedisClient;
   readonly gc: RedisGc;
+  readonly pulls: RedisPulls;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -76,6 +79,7 @@ export class RedisStore implements MetadataStore {
       this.client.defineCommand(name, { lua: lua.source, numberOfKeys: lua.keys });
     }
     this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.pulls = new RedisPulls({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});

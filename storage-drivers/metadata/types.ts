@@ -1,4 +1,5 @@
 import type { GcMetadata } from './gc-types.js';
+import type { PullMetadata } from './pull-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
@@ -208,6 +209,8 @@ export interface MetadataStore {
 
   /** Garbage collection's records and queue (gc-types.ts). */
   readonly gc: GcMetadata;
+  /** Pull statistics: counts per repository and tag, daily series (pull-types.ts). */
+  readonly pulls: PullMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
