@@ -98,7 +98,17 @@ export class TokenAuthorizer implements Authorizer {
     const result = await this.deps.verifier.verify(match[1] as string);
     if (!result.ok)
       return result.message === undefined ? { kind: 'invalid', reason: result.reason } : { kind: 'invalid', reason: result.reason, message: result.message };
-    return { kind: 'valid', token: result.token, principal: principalOf(result.token.subject) };
+    const { tagImmutability } = result.token;
+    if (tagImmutability === undefined) return { kind: 'valid', token: result.token, principal: principalOf(result.token.subject) };
+    for (const [repository, { unusable }] of tagImmutability) {
+      for (const { pattern, reason } of unusable) {
+        request.log.warn(
+          { repository, pattern, reason },
+          'token carries a tag_immutable_patterns entry Berth cannot use: every tag of the repository is immutable for this token',
+        );
+      }
+    }
+    return { kind: 'valid', token: result.token, principal: { ...principalOf(result.token.subject), tagImmutability } };
   }
 
   private unauthorized(

@@ -19,6 +19,7 @@ import {
 import type { ExternalIssuerConfig } from './config.js';
 import { SIGNING_ALGORITHMS } from './config.js';
 import type { KeyStore } from './keys.js';
+import { mergeTagImmutability, readTagImmutability, type TokenImmutability } from './tag-patterns.js';
 import type { AccessNeed } from './types.js';
 
 /** `typ` of refresh tokens, so one can never pass as an access token or the reverse. */
@@ -36,6 +37,8 @@ export interface TokenSettings {
 export interface VerifiedToken {
   subject: string;
   access: AccessNeed[];
+  /** `meta.tag_immutable_patterns` of the access entries, by repository; absent when none carries any. */
+  tagImmutability?: Map<string, TokenImmutability>;
   /** True for tokens Berth signed itself; their subject can be looked up in the live rules. */
   local: boolean;
 }
@@ -147,18 +150,36 @@ function localKeyGetter(keys: KeyStore, lifetimeSeconds: number): JWTVerifyGetKe
 
 /** Reads the `access` claim; entries that are not well-formed are dropped, never widened. */
 export function accessClaim(payload: JWTPayload): AccessNeed[] {
+  return readAccessClaim(payload).access;
+}
+
+/**
+ * The `access` claim with what its repository entries carry under `meta` (GitLab's shape): the
+ * immutable-tag patterns, kept apart from the grants so they can only add refusals.
+ */
+export function readAccessClaim(payload: JWTPayload): { access: AccessNeed[]; tagImmutability?: Map<string, TokenImmutability> } {
   const raw = payload.access;
-  if (!Array.isArray(raw)) return [];
-  const out: AccessNeed[] = [];
+  if (!Array.isArray(raw)) return { access: [] };
+  const access: AccessNeed[] = [];
+  let tagImmutability: Map<string, TokenImmutability> | undefined;
   for (const item of raw as unknown[]) {
     if (!item || typeof item !== 'object') continue;
-    const { type, name, actions } = item as Record<string, unknown>;
+    const { type, name, actions, meta } = item as Record<string, unknown>;
     if (typeof name !== 'string' || !Array.isArray(actions) || !actions.every((a): a is string => typeof a === 'string')) continue;
     const t = type === 'repository(plugin)' ? 'repository' : type;
     if (t !== 'repository' && t !== 'registry') continue;
-    out.push({ type: t, name, actions });
+    access.push({ type: t, name, actions });
+    const patterns = t === 'repository' ? readTagImmutability(meta) : undefined;
+    if (patterns) {
+      tagImmutability ??= new Map();
+      tagImmutability.set(name, mergeTagImmutability(tagImmutability.get(name), patterns));
+    }
   }
-  return out;
+  return tagImmutability ? { access, tagImmutability } : { access };
+}
+
+function verifiedToken(payload: JWTPayload, local: boolean): VerifiedToken {
+  return { subject: payload.sub ?? '', ...readAccessClaim(payload), local };
 }
 
 interface IssuerVerifier {
@@ -209,12 +230,12 @@ export class AccessTokenVerifier {
         );
         refuseFutureIat(payload, now, this.settings.clockToleranceSeconds);
         if (protectedHeader.typ === REFRESH_TYP) return { ok: false, reason: 'refresh token used as access token' };
-        return { ok: true, token: { subject: payload.sub ?? '', access: accessClaim(payload), local: true } };
+        return { ok: true, token: verifiedToken(payload, true) };
       }
       const ext = iss === undefined ? undefined : this.externals.get(iss);
       if (!ext) return { ok: false, reason: 'untrusted issuer' };
       const payload = await ext.verify(token, now);
-      return { ok: true, token: { subject: payload.sub ?? '', access: accessClaim(payload), local: false } };
+      return { ok: true, token: verifiedToken(payload, false) };
     } catch (err) {
       const message = timeMessage(err, this.settings.clockToleranceSeconds);
       return message === undefined ? { ok: false, reason: (err as Error).message } : { ok: false, reason: (err as Error).message, message };

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { TokenImmutability } from './tag-patterns.js';
 
 /** One resource and the actions a request needs on it, as in a token's `access` claim. */
 export interface AccessNeed {
@@ -14,6 +15,8 @@ export interface Principal {
   /** Token `sub`; empty for anonymous. */
   subject: string;
   kind: 'user' | 'robot' | 'anonymous';
+  /** Immutable-tag patterns the token carries, by repository (an external token service's `tag_immutable_patterns`). */
+  tagImmutability?: ReadonlyMap<string, TokenImmutability>;
 }
 
 /**

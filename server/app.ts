@@ -10,6 +10,8 @@ import { BlobService } from './registry/blobs.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
+import { ImmutableTagRules } from './registry/immutable/rules.js';
+import { immutableTagRoutes } from './routes/immutable-tags.js';
 import { RepositoryService } from './registry/repositories.js';
 import { UploadService } from './registry/uploads.js';
 import type { Collector } from './registry/gc/collector.js';
@@ -131,7 +133,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     config,
     metadata,
     blobs: new BlobService(driver, metadata, integrity, usage),
-    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity, usage),
+    manifests: new ManifestService(
+      driver,
+      metadata,
+      { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
+      integrity,
+      usage,
+    ),
     repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
@@ -174,6 +182,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
+  await app.register(async (scope) => immutableTagRoutes(scope, ctx));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;

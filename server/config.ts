@@ -6,6 +6,7 @@ import { coerceEnvValue, configLeaves, type ConfigLeaf } from './config-leaves.j
 import { authConfigSchema } from '../auth/config.js';
 import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
+import { immutableTagsConfigSchema } from './registry/immutable/config-schema.js';
 
 const MiB = 1024 * 1024;
 
@@ -199,6 +200,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    immutableTags: immutableTagsConfigSchema,
     catalog: z
       .object({
         defaultEntries: z.number().int().min(1).default(100).describe('Page size when the client gives no `n`.'),

@@ -10,6 +10,7 @@ export type AuditAction =
   | 'pull'
   | 'delete'
   | 'tag_moved'
+  | 'immutable_refused'
   | 'blob_push'
   | 'blob_mount'
   | 'blob_delete'
@@ -48,6 +49,8 @@ export interface AuditEvent {
   requestId?: string | undefined;
   /** Short machine-friendly reason, e.g. for login_failed: 'bad_password', 'unknown_user'. */
   reason?: string | undefined;
+  /** For immutable_refused: the rule that made the tag immutable (reason is the operation refused). */
+  rule?: string | undefined;
   /** For user and robot changes: whose account changed. */
   subject?: string | undefined;
   gc?: GcAuditCounts | undefined;

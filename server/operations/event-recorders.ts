@@ -1,24 +1,29 @@
 import type { GcEvent } from '../registry/gc/background.js';
 import type { GcSummary } from '../registry/gc/collector.js';
 import type { AuditAction, AuditLog, GcAuditCounts } from './audit.js';
+import type { ImmutableOperation } from '../registry/immutable/refusal.js';
 import type { Metrics } from './metrics.js';
 
 /** The parts of a route's RegistryEvent (server/routes/context.ts) that operators are told about. */
 export interface ObservedRegistryEvent {
-  action: 'push' | 'pull' | 'delete' | 'tag_moved' | 'blob_push' | 'blob_mount' | 'blob_delete';
+  action: 'push' | 'pull' | 'delete' | 'tag_moved' | 'blob_push' | 'blob_mount' | 'blob_delete' | 'immutable_refused';
   repository: string;
   digest?: string;
   tag?: string;
   previousDigest?: string;
+  /** For immutable_refused: overwrite, delete_tag or delete_manifest, and the rule's name. */
+  operation?: ImmutableOperation;
+  rule?: string;
   principal: { subject: string; kind: 'user' | 'robot' | 'anonymous' };
   request: { ip: string; id: string };
 }
 
-/** Builds RouteContext.emit: every event goes to the audit log; pushes and pulls also to metrics. */
+/** Builds RouteContext.emit: every event goes to the audit log; pushes, pulls and immutable-tag refusals also to metrics. */
 export function registryEventRecorder(deps: { audit: AuditLog; metrics?: Metrics }): (event: ObservedRegistryEvent) => void {
   return (event) => {
     if (event.action === 'push') deps.metrics?.recordPush(event.repository);
     if (event.action === 'pull') deps.metrics?.recordPull(event.repository);
+    if (event.action === 'immutable_refused' && event.operation) deps.metrics?.recordImmutableRefusal(event.operation);
     deps.audit.emit({
       action: event.action satisfies AuditAction,
       actor: event.principal.subject || 'anonymous',
@@ -27,6 +32,8 @@ export function registryEventRecorder(deps: { audit: AuditLog; metrics?: Metrics
       digest: event.digest,
       tag: event.tag,
       previousDigest: event.previousDigest,
+      reason: event.operation,
+      rule: event.rule,
       clientAddress: event.request.ip,
       requestId: event.request.id,
     });

@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { BerthConfig } from '../config.js';
 import type { GcEvent } from '../registry/gc/background.js';
 import type { PullCounterEvent } from '../registry/stats/pull-counter.js';
+import { IMMUTABLE_OPERATIONS, type ImmutableOperation } from '../registry/immutable/refusal.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
 import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
@@ -162,6 +163,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly immutableRefusals = new Counter({
+    name: 'berth_immutable_tag_refusals_total',
+    help: 'Requests refused because an immutable tag forbids them, by operation: overwrite (a push moving the tag), delete_tag, delete_manifest.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
   readonly gcPasses = new Counter({
     name: 'berth_gc_passes_total',
     help: 'Background garbage-collection passes of this process, by result: ok, refused (metadata not known complete), failed.',
@@ -254,6 +261,7 @@ export class Metrics {
     for (const kind of ['tag', 'digest']) this.pullStatsCounted.inc({ kind }, 0);
     for (const result of ['ok', 'failed']) this.pullStatsFlushes.inc({ result }, 0);
     for (const reason of ['overflow', 'retries', 'shutdown']) this.pullStatsDropped.inc({ reason }, 0);
+    for (const operation of IMMUTABLE_OPERATIONS) this.immutableRefusals.inc({ operation }, 0);
   }
 
   /** Keeps a repository label set bounded: the first N names are kept, later ones become 'other'. */
@@ -270,6 +278,10 @@ export class Metrics {
 
   recordPull(repository: string): void {
     this.pulls.inc({ repository: this.repositoryLabel(repository) });
+  }
+
+  recordImmutableRefusal(operation: ImmutableOperation): void {
+    this.immutableRefusals.inc({ operation });
   }
 
   /** Reasons should come from a small fixed set, e.g. 'invalid_credentials', 'invalid_token', 'denied'. */

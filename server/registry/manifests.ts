@@ -1,5 +1,14 @@
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
-import { MissingReferencesError, type Digest, type ManifestRecord, type MetadataStore, type PutManifestResult } from '../../storage-drivers/metadata/types.js';
+import type { TokenImmutability } from '../../auth/tag-patterns.js';
+import {
+  ImmutableTagError,
+  MissingReferencesError,
+  TagsChangedError,
+  type Digest,
+  type ManifestRecord,
+  type MetadataStore,
+  type PutManifestResult,
+} from '../../storage-drivers/metadata/types.js';
 import { OciError } from '../errors.js';
 import { matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
@@ -7,13 +16,23 @@ import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
 import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
 import { assertRepositoryKnown } from './repositories.js';
 import type { GcUsage, HeldPin } from './gc/usage.js';
+import { ImmutableTagRefusal } from './immutable/refusal.js';
+import { ImmutableTagRules } from './immutable/rules.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
 
 export interface ManifestOptions {
   requireIndexChildren: boolean;
+  /** Which tags may be set once and never moved or deleted; none unless given. */
+  immutableTags?: ImmutableTagRules;
 }
+
+/**
+ * A manifest delete rechecks this many times when the manifest's tags change between the check and
+ * the delete (a push adding a tag): each retry sees the new tags, so none is dropped unchecked.
+ */
+const DELETE_ATTEMPTS = 5;
 
 export interface StoredManifest {
   record: ManifestRecord;
@@ -44,13 +63,17 @@ function missingError(repo: string, missing: Digest[]): OciError {
 }
 
 export class ManifestService {
+  private readonly immutable: ImmutableTagRules;
+
   constructor(
     private readonly driver: BlobDriver,
     private readonly metadata: MetadataStore,
     private readonly options: ManifestOptions,
     private readonly integrity: Integrity,
     private readonly usage: GcUsage,
-  ) {}
+  ) {
+    this.immutable = options.immutableTags ?? new ImmutableTagRules([]);
+  }
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
   async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
@@ -93,7 +116,14 @@ export class ManifestService {
    * Stores a manifest: checks it, checks everything it references is in `repo`, writes the bytes to
    * content-addressed storage, then links it and moves its tags in one metadata step.
    */
-  async put(repo: string, reference: Reference, extraTags: string[], bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+  async put(
+    repo: string,
+    reference: Reference,
+    extraTags: string[],
+    bytes: Buffer,
+    contentType: string | undefined,
+    token?: TokenImmutability,
+  ): Promise<PutResult> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const digest = digestOf(bytes, algorithm);
     if (reference.kind === 'digest' && reference.digest.value !== digest) {
@@ -101,13 +131,24 @@ export class ManifestService {
     }
     const tags = [...new Set([...(reference.kind === 'tag' ? [reference.tag] : []), ...extraTags.map(assertTag)])];
     const parsed = parseManifest(bytes, contentType);
+    const immutable = tags.filter((tag) => this.immutable.match(repo, tag, token) !== undefined);
+    // Refused before any byte is stored when it can be told already; the store's atomic step decides races.
+    for (const tag of immutable) {
+      const current = await this.metadata.resolveTag(repo, tag);
+      if (current !== undefined && current !== digest) throw this.overwriteRefusal(repo, tag, current, token);
+    }
     const referenced = [...parsed.blobs.filter((b) => !isExternal(b)), ...parsed.children].map((d) => d.digest);
     const pinned = await this.pinForPut(digest, referenced);
     try {
-      return await this.putPinned(repo, digest, tags, bytes, parsed);
+      return await this.putPinned(repo, digest, tags, immutable, bytes, parsed, token);
     } finally {
       await pinned.release();
     }
+  }
+
+  private overwriteRefusal(repo: string, tag: string, current: Digest, token: TokenImmutability | undefined): ImmutableTagRefusal {
+    const rule = this.immutable.match(repo, tag, token)?.rule ?? 'unknown';
+    return new ImmutableTagRefusal({ operation: 'overwrite', repository: repo, tag, digest: current, rule });
   }
 
   /**
@@ -128,7 +169,15 @@ export class ManifestService {
     );
   }
 
-  private async putPinned(repo: string, digest: Digest, tags: string[], bytes: Buffer, parsed: ReturnType<typeof parseManifest>): Promise<PutResult> {
+  private async putPinned(
+    repo: string,
+    digest: Digest,
+    tags: string[],
+    immutable: string[],
+    bytes: Buffer,
+    parsed: ReturnType<typeof parseManifest>,
+    token: TokenImmutability | undefined,
+  ): Promise<PutResult> {
     const missing: string[] = [];
     for (const blob of parsed.blobs) {
       if (isExternal(blob)) continue;
@@ -162,8 +211,9 @@ export class ManifestService {
     };
     let previousTags: PutManifestResult['previousTags'];
     try {
-      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, required));
+      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, required, immutable.length > 0 ? immutable : undefined));
     } catch (err) {
+      if (err instanceof ImmutableTagError) throw this.overwriteRefusal(repo, err.tag, err.current, token);
       if (!(err instanceof MissingReferencesError)) throw err;
       throw missingError(repo, err.digests);
     }
@@ -174,24 +224,54 @@ export class ManifestService {
     return result;
   }
 
-  /** Deletes the manifest; GC then collects what only it referenced, and its referrers (the spec's rule). */
-  async deleteByDigest(repo: string, digest: ParsedDigest): Promise<string[]> {
+  /**
+   * Deletes the manifest; GC then collects what only it referenced, and its referrers (the spec's rule).
+   * Refused while an immutable tag points at it. The delete takes effect only with exactly the tags
+   * that were checked; when a push changed them in between, they are checked again.
+   */
+  async deleteByDigest(repo: string, digest: ParsedDigest, token?: TokenImmutability): Promise<string[]> {
     const record = await this.metadata.getManifest(repo, digest.value);
     if (record === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
     const referrers = (await this.metadata.listReferrers(repo, digest.value)).map((r) => r.digest);
-    // Queued before and after: a crash in between still leaves the work queued, and a GC that judged
-    // the content in between sees it queued again.
-    await this.usage.queueAfterManifestDelete(repo, record, referrers);
-    const dropped = await this.metadata.deleteManifest(repo, digest.value);
-    if (dropped === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
-    await this.usage.queueAfterManifestDelete(repo, record, referrers);
-    return dropped;
+    for (let attempt = 1; ; attempt++) {
+      const tags = await this.metadata.manifestTags(repo, digest.value);
+      for (const tag of tags) {
+        const match = this.immutable.match(repo, tag, token);
+        if (match) throw new ImmutableTagRefusal({ operation: 'delete_manifest', repository: repo, tag, digest: digest.value, rule: match.rule });
+      }
+      // Queued before and after: a crash in between still leaves the work queued, and a GC that judged
+      // the content in between sees it queued again.
+      await this.usage.queueAfterManifestDelete(repo, record, referrers);
+      let dropped: string[] | undefined;
+      try {
+        dropped = await this.metadata.deleteManifest(repo, digest.value, tags);
+      } catch (err) {
+        if (!(err instanceof TagsChangedError)) throw err;
+        if (attempt < DELETE_ATTEMPTS) continue;
+        throw new OciError('UNAVAILABLE', `the tags of manifest ${digest.value} in ${repo} kept changing while it was being deleted; try again`, undefined, {
+          'Retry-After': '1',
+        });
+      }
+      if (dropped === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
+      await this.usage.queueAfterManifestDelete(repo, record, referrers);
+      return dropped;
+    }
   }
 
-  async deleteTag(repo: string, tag: string): Promise<void> {
+  /** Removes a tag, unless it is immutable; the manifest stays. */
+  async deleteTag(repo: string, tag: string, token?: TokenImmutability): Promise<void> {
     const digest = await this.metadata.resolveTag(repo, tag);
+    if (digest === undefined) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
+    const match = this.immutable.match(repo, tag, token);
+    if (match) throw new ImmutableTagRefusal({ operation: 'delete_tag', repository: repo, tag, digest, rule: match.rule });
+    // Immutability goes by the name alone, so a push moving this tag in between changes nothing here.
     if (!(await this.metadata.deleteTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
-    if (digest !== undefined) await this.usage.queueUntagged(repo, [digest]);
+    await this.usage.queueUntagged(repo, [digest]);
+  }
+
+  /** The rules deciding which tags are immutable (for the management API). */
+  get immutableTags(): ImmutableTagRules {
+    return this.immutable;
   }
 
   /**

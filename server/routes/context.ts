@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Authorizer, Principal } from '../../auth/types.js';
 import type { BerthConfig } from '../config.js';
+import type { ImmutableOperation } from '../registry/immutable/refusal.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { RepositoryService } from '../registry/repositories.js';
@@ -10,11 +11,14 @@ import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 
 /** Something worth recording for operators (audit log, per-repository metrics). */
 export interface RegistryEvent {
-  action: 'push' | 'pull' | 'delete' | 'tag_moved' | 'blob_push' | 'blob_mount' | 'blob_delete';
+  action: 'push' | 'pull' | 'delete' | 'tag_moved' | 'blob_push' | 'blob_mount' | 'blob_delete' | 'immutable_refused';
   repository: string;
   digest?: string;
   tag?: string;
   previousDigest?: string;
+  /** For immutable_refused: what was refused, and the rule that refused it. */
+  operation?: ImmutableOperation;
+  rule?: string;
   principal: Principal;
   request: FastifyRequest;
 }

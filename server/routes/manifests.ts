@@ -1,5 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { tokenImmutabilityFor } from '../../auth/tag-patterns.js';
+import type { Principal } from '../../auth/types.js';
 import { OciError } from '../errors.js';
+import { ImmutableTagRefusal } from '../registry/immutable/refusal.js';
 import { assertName, parseReference, type Reference } from '../registry/references.js';
 import { assertDeletable, assertWritable, authorizeFirst, principalOf } from './access.js';
 import { readBody, refuseDeclaredLength } from './body.js';
@@ -32,6 +35,19 @@ function referenceToRead(reference: string): Reference {
 }
 
 export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
+  /** Runs a change; an immutable-tag refusal is audited and counted on its way to the client. */
+  async function guarded<T>(request: FastifyRequest, principal: Principal, change: () => Promise<T>): Promise<T> {
+    try {
+      return await change();
+    } catch (err) {
+      if (err instanceof ImmutableTagRefusal) {
+        const { operation, repository, tag, digest, rule } = err.refusal;
+        ctx.emit({ action: 'immutable_refused', repository, tag, digest, operation, rule, principal, request });
+      }
+      throw err;
+    }
+  }
+
   // Bodies are read by the PUT handler, after authorizeFirst has admitted the request.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
@@ -86,7 +102,8 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     const extraTags = queryParams(request, 'tag');
     if (extraTags.length > MAX_TAGS_PER_PUT) throw new OciError('TAG_INVALID', `at most ${MAX_TAGS_PER_PUT} tags per manifest PUT`);
     if (extraTags.length > 0 && reference.kind === 'tag') throw new OciError('TAG_INVALID', '?tag= is only allowed when the manifest is pushed by digest');
-    const result = await ctx.manifests.put(name, reference, extraTags, body, header(request, 'content-type'));
+    const token = tokenImmutabilityFor(principal, name);
+    const result = await guarded(request, principal, () => ctx.manifests.put(name, reference, extraTags, body, header(request, 'content-type'), token));
 
     ctx.emit({ action: 'push', repository: name, digest: result.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     for (const tag of result.tags) {
@@ -120,11 +137,12 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     const { name, reference } = parse(request);
     const principal = principalOf(request);
     assertDeletable(ctx);
+    const token = tokenImmutabilityFor(principal, name);
     if (reference.kind === 'digest') {
-      await ctx.manifests.deleteByDigest(name, reference.digest);
+      await guarded(request, principal, () => ctx.manifests.deleteByDigest(name, reference.digest, token));
       ctx.emit({ action: 'delete', repository: name, digest: reference.digest.value, principal, request });
     } else {
-      await ctx.manifests.deleteTag(name, reference.tag);
+      await guarded(request, principal, () => ctx.manifests.deleteTag(name, reference.tag, token));
       ctx.emit({ action: 'delete', repository: name, tag: reference.tag, principal, request });
     }
     return reply.code(202).header('Content-Length', 0).send();

@@ -1,0 +1,4 @@
+import { usePair } from '../helpers/matrix.js';
+import { runImmutableSuite } from './immutable-suite.js';
+
+runImmutableSuite(usePair('memory', 'redis'));
