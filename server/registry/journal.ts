@@ -1,6 +1,7 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
+import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
 import {
   MissingReferencesError,
   type BlobLink,
@@ -63,12 +64,15 @@ function journaledGc(inner: GcMetadata, driver: BlobDriver): GcMetadata {
 export class JournaledStore implements MetadataStore {
   readonly name: string;
   readonly gc: GcMetadata;
+  /** Namespace records are recounted from the links by a rebuild, so they need no journal of their own. */
+  readonly quotas: QuotaMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
   ) {
     this.name = inner.name;
     this.gc = journaledGc(inner.gc, driver);
+    this.quotas = inner.quotas;
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences): Promise<PutManifestResult> {

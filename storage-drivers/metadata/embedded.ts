@@ -3,6 +3,7 @@ import { open, type RootDatabase } from 'lmdb';
 import { ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
+import { EmbeddedQuotas } from './embedded-quotas.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -52,7 +53,8 @@ export interface EmbeddedStoreOptions {
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
  *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
  *   leases      name                    → { holder, until }
- * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders).
+ * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), and
+ * the quota records, listed in embedded-quotas.ts.
  */
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
@@ -105,6 +107,7 @@ export class EmbeddedStore implements MetadataStore {
   private readonly leases: Db<{ holder: string; until: number }>;
   private readonly gcDbs: EmbeddedGcDbs;
   readonly gc: EmbeddedGc;
+  readonly quotas: EmbeddedQuotas;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -147,6 +150,11 @@ export class EmbeddedStore implements MetadataStore {
         gcDue: sub('gcDue'),
         meta: sub('meta'),
       };
+      this.quotas = new EmbeddedQuotas({
+        dbs: { quotaUsage: sub('quotaUsage'), quotaDigests: sub('quotaDigests'), quotaReserved: sub('quotaReserved') },
+        write: (what, action) => this.write(what, action),
+        read: (what, action) => this.read(what, action),
+      });
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
     }

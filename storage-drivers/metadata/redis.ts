@@ -2,6 +2,7 @@ import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
+import { RedisQuotas } from './redis-quotas.js';
 import { MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import {
   MetadataUnavailableError,
@@ -36,6 +37,7 @@ import {
  *   P{blob:<digest>}:missing  ms since epoch: storage was found not to hold the bytes
  *   P{blob:<digest>}:touch, :gc, :pins   garbage collection's per-digest records (redis-gc.ts)
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
+ *   P{ns:<namespace>}:…, P{quotas}:namespaces   storage quotas' per-namespace records (redis-quotas.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -62,6 +64,7 @@ export class RedisStore implements MetadataStore {
   readonly name = 'redis';
   readonly client: RedisClient;
   readonly gc: RedisGc;
+  readonly quotas: RedisQuotas;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -72,6 +75,7 @@ export class RedisStore implements MetadataStore {
       this.client.defineCommand(name, { lua: lua.source, numberOfKeys: lua.keys });
     }
     this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.quotas = new RedisQuotas({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});

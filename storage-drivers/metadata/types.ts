@@ -1,4 +1,5 @@
 import type { GcMetadata } from './gc-types.js';
+import type { QuotaMetadata } from './quota-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
@@ -171,6 +172,9 @@ export interface MetadataStore {
 
   /** Garbage collection's records and queue (gc-types.ts). */
   readonly gc: GcMetadata;
+
+  /** Storage quotas' per-namespace records (quota-types.ts). */
+  readonly quotas: QuotaMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
