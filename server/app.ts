@@ -25,6 +25,8 @@ import { manifestRoutes } from './routes/manifests.js';
 import { referrerRoutes } from './routes/referrers.js';
 import { tagRoutes } from './routes/tags.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { quotaRoutes } from './routes/quotas.js';
+import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 
 export interface AppDeps {
@@ -45,6 +47,8 @@ export interface AppDeps {
   onIntegrity?: (event: IntegrityEvent) => void;
   /** Garbage collection passes and what they deleted (metrics, audit). */
   onGc?: (event: GcEvent) => void;
+  /** A push refused by its namespace's storage quota (metrics). */
+  onQuotaRefused?: (stage: QuotaStage, namespace: string) => void;
 }
 
 const KNOWN_PATHS = [
@@ -91,6 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.log.warn('garbage collection will refuse to run: the metadata store is not known to be complete; run `berth metadata rebuild` (see docs/gc.md)');
   }
 
+  const quotas = new Quotas(metadata, config.quotas, { now, onRefused: deps.onQuotaRefused });
   const resumableHashing =
     config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
   const uploads = new UploadService(driver, metadata, {
@@ -100,6 +105,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onActiveChange: deps.onUploadActive,
     now,
     usage,
+    quotas,
   });
   const integrity = new Integrity(driver, metadata, {
     verifyReads: config.storage.verifyReads,
@@ -111,8 +117,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata, integrity, usage),
-    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity, usage),
+    blobs: new BlobService(driver, metadata, integrity, usage, quotas),
+    manifests: new ManifestService(driver, metadata, { requireIndexChildren: config.manifests.requireIndexChildren }, integrity, usage, quotas),
     repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
@@ -153,6 +159,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
+  await app.register(async (scope) => quotaRoutes(scope, ctx));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;

@@ -6,6 +6,7 @@ import { coerceEnvValue, configLeaves, type ConfigLeaf } from './config-leaves.j
 import { authConfigSchema } from '../auth/config.js';
 import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
+import { quotaConfigSchema } from './registry/quotas/config.js';
 
 const MiB = 1024 * 1024;
 
@@ -143,6 +144,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    quotas: quotaConfigSchema,
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),

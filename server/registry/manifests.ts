@@ -7,6 +7,7 @@ import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
 import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
 import { assertRepositoryKnown } from './repositories.js';
 import type { GcUsage, HeldPin } from './gc/usage.js';
+import type { Quotas } from './quotas/service.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
@@ -50,6 +51,7 @@ export class ManifestService {
     private readonly options: ManifestOptions,
     private readonly integrity: Integrity,
     private readonly usage: GcUsage,
+    private readonly quotas?: Quotas,
   ) {}
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
@@ -153,6 +155,19 @@ export class ManifestService {
     if (parsed.subject) record.subject = parsed.subject.digest;
     if (bytes.length <= INLINE_LIMIT) record.inline = bytes.toString('base64');
 
+    // Its blobs are linked in the repository, so the namespace already counts them: what is new here
+    // is the manifest's own bytes, counted (or refused) before they are stored and linked.
+    await this.quotas?.charge(repo, 'manifest', digest, bytes.length, 'manifest');
+    try {
+      return await this.commit(repo, record, tags, bytes, parsed);
+    } catch (err) {
+      await this.quotas?.undoCharge(repo, 'manifest', digest).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async commit(repo: string, record: ManifestRecord, tags: string[], bytes: Buffer, parsed: ReturnType<typeof parseManifest>): Promise<PutResult> {
+    const { digest } = record;
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
     // The links checked above are checked again in the commit itself: garbage collection may remove a
     // repository's stale link to a blob in between, and then the client pushes the blob again.
