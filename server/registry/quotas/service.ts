@@ -96,19 +96,21 @@ export class Quotas {
   }
 
   /**
-   * Grows upload `id`'s reservation to cover `need` bytes (a step ahead, up to `expected` when the
-   * length is known), checked against the limit in the same step; near the limit it reserves exactly
-   * what arrived, so only bytes that really do not fit are refused. Returns the bytes now reserved.
+   * Grows upload `id`'s reservation to cover `need` bytes, checked against the limit in the same
+   * step. A declared length is reserved whole at the first byte: concurrent uploads growing step by
+   * step could each hold part of the room and all be refused, where whole reservations let those
+   * that fit finish. Without a length it grows a step ahead, and near the limit by exactly what
+   * arrived, so only bytes that really do not fit are refused. Returns the bytes now reserved.
    */
   async reserveFor(repo: string, id: string, need: number, expected: number | undefined): Promise<number> {
     const ns = namespaceOf(repo);
     const applied = this.limitOf(ns);
     if (applied === undefined) return Number.POSITIVE_INFINITY;
-    const ahead = Math.max(need, Math.min(need + this.config.reserveStepBytes, expected ?? Number.POSITIVE_INFINITY));
-    for (const bytes of ahead > need ? [ahead, need] : [need]) {
+    const tries = expected !== undefined && expected >= need ? [expected] : [need + this.config.reserveStepBytes, need];
+    for (const [i, bytes] of tries.entries()) {
       const result = await this.metadata.quotas.reserve(ns, id, bytes, { limit: applied.limitBytes, until: this.until(), now: this.now() });
       if (result.ok) return bytes;
-      if (bytes === need) throw new QuotaStreamRefusal(this.refused('stream', ns, applied, result.usage, { what: 'upload', bytes: need }));
+      if (i === tries.length - 1) throw new QuotaStreamRefusal(this.refused('stream', ns, applied, result.usage, { what: 'upload', bytes }));
     }
     throw new Error('unreachable');
   }
