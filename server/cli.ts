@@ -3,6 +3,7 @@ import { auditOperatorAction, type AuditAction } from './operations/audit.js';
 import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
 import { gcCommand } from './gc-command.js';
+import { quotasCommand } from './quotas-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
 
@@ -20,6 +21,8 @@ Usage:
                                   verify every stored blob and manifest; quarantine what is corrupt
   berth gc [--config FILE] [--dry-run] [--json] [--full] [--limit N]
                                   collect garbage now, next to the serving processes (docs/gc.md)
+  berth quotas [--config FILE] [--namespace N] [--json]
+                                  storage used per namespace against its quota (docs/quotas.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -198,6 +201,8 @@ export async function main(argv: string[]): Promise<void> {
         return await scrubCommand(rest);
       case 'gc':
         return await gcCommand(rest);
+      case 'quotas':
+        return await quotasCommand(rest);
       case 'user':
       case 'robot':
       case 'key':
