@@ -57,7 +57,9 @@ export const quotaConfigSchema = z
       .int()
       .min(64 * 1024)
       .default(8 * MiB)
-      .describe('An upload reserves room in its namespace in steps of this many bytes as it streams.'),
+      .describe(
+        'An upload without a declared length reserves room in its namespace in steps of this many bytes as it streams (one with a length reserves it whole).',
+      ),
     reservationSeconds: z
       .number()
       .int()
