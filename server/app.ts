@@ -29,6 +29,8 @@ import { manifestRoutes } from './routes/manifests.js';
 import { referrerRoutes } from './routes/referrers.js';
 import { tagRoutes } from './routes/tags.js';
 import { uploadRoutes } from './routes/uploads.js';
+import { quotaRoutes } from './routes/quotas.js';
+import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 
 export interface AppDeps {
@@ -51,6 +53,8 @@ export interface AppDeps {
   onGc?: (event: GcEvent) => void;
   /** Pull counting and its flushes (metrics). */
   onPulls?: (event: PullCounterEvent) => void;
+  /** A push refused by its namespace's storage quota (metrics). */
+  onQuotaRefused?: (stage: QuotaStage, namespace: string) => void;
 }
 
 const KNOWN_PATHS = [
@@ -99,6 +103,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.log.warn('garbage collection will refuse to run: the metadata store is not known to be complete; run `berth metadata rebuild` (see docs/gc.md)');
   }
 
+  const quotas = new Quotas(metadata, config.quotas, { now, onRefused: deps.onQuotaRefused });
   const resumableHashing =
     config.uploads.resumableHashing === 'auto' ? config.metadata.store === 'redis' || config.http.workers > 1 : config.uploads.resumableHashing;
   const uploads = new UploadService(driver, metadata, {
@@ -108,6 +113,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onActiveChange: deps.onUploadActive,
     now,
     usage,
+    quotas,
   });
   const integrity = new Integrity(driver, metadata, {
     verifyReads: config.storage.verifyReads,
@@ -132,13 +138,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata, integrity, usage),
+    blobs: new BlobService(driver, metadata, integrity, usage, quotas),
     manifests: new ManifestService(
       driver,
       metadata,
       { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
       integrity,
       usage,
+      quotas,
     ),
     repositories: new RepositoryService(metadata),
     uploads,
@@ -183,6 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
+  await app.register(async (scope) => quotaRoutes(scope, ctx));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;

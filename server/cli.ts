@@ -4,6 +4,7 @@ import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
 import { gcCommand } from './gc-command.js';
 import { pullsCommand } from './pulls-command.js';
+import { quotasCommand } from './quotas-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
 
@@ -23,6 +24,8 @@ Usage:
                                   collect garbage now, next to the serving processes (docs/gc.md)
   berth pulls <repository> [--tag T] [--days N] [--json] [--config FILE]
                                   pull counts, last pulls and daily series (docs/pull-statistics.md)
+  berth quotas [--config FILE] [--namespace N] [--json]
+                                  storage used per namespace against its quota (docs/quotas.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -203,6 +206,8 @@ export async function main(argv: string[]): Promise<void> {
         return await gcCommand(rest);
       case 'pulls':
         return await pullsCommand(rest);
+      case 'quotas':
+        return await quotasCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

@@ -7,6 +7,7 @@ import { authConfigSchema } from '../auth/config.js';
 import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
 import { immutableTagsConfigSchema } from './registry/immutable/config-schema.js';
+import { quotaConfigSchema } from './registry/quotas/config.js';
 
 const MiB = 1024 * 1024;
 
@@ -174,6 +175,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    quotas: quotaConfigSchema,
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),

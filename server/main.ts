@@ -72,6 +72,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onIntegrity: (event) => ops.onIntegrity(event),
     onGc: (event) => ops.onGc(event),
     onPulls: (event) => ops.onPulls(event),
+    onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -1,7 +1,7 @@
 // The storage stack, built in one place for `berth serve`, the CLI commands and the tests alike:
 //   blob driver → instrument (key checks, timings, error naming)
 //   metadata store → instrumentMetadata (timings) → JournaledStore (journal records through the
-//   instrumented driver)
+//   instrumented driver) → quotaCounted (every link removal frees its namespace's share)
 // so whatever runs, and whatever a test exercises, goes through the same layers in the same order.
 import { createBlobDriver } from '../storage-drivers/blob/factory.js';
 import { instrument, type BlobObserver } from '../storage-drivers/blob/instrumented.js';
@@ -12,6 +12,7 @@ import { resolvedPaths, type BerthConfig } from './config.js';
 import { instrumentMetadata } from './operations/metadata-instrumented.js';
 import type { MetadataObservation } from './operations/metrics.js';
 import { JournaledStore } from './registry/journal.js';
+import { quotaCounted } from './registry/quotas/counted-store.js';
 
 /** Where each layer reports its operations (Metrics.observeStorage / observeMetadata); none: not reported. */
 export interface StorageObservers {
@@ -37,7 +38,7 @@ export interface StorageStack {
 export function assembleStorageStack(backend: { driver: BlobDriver; metadata: MetadataStore }, observers: StorageObservers = {}): StorageStack {
   const driver = instrument(backend.driver, observers.storage ?? (() => undefined));
   const store = instrumentMetadata(backend.metadata, observers.metadata ?? (() => undefined));
-  const metadata = new JournaledStore(store, driver);
+  const metadata = quotaCounted(new JournaledStore(store, driver));
   return {
     driver,
     metadata,

@@ -7,11 +7,12 @@ import type { MetadataObservation } from './metrics.js';
  * run with the real store as `this`, so stores using private fields keep working.
  */
 export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataObservation) => void): MetadataStore {
-  // Garbage collection's and pull statistics' parts are objects of their own: their calls are
-  // reported as `gc.<method>` and `pulls.<method>`.
-  const gc = timedMethods(store.gc, store.name, 'gc.', observe);
-  const pulls = timedMethods(store.pulls, store.name, 'pulls.', observe);
-  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : property === 'pulls' ? pulls : undefined));
+  // The sub-interfaces (garbage collection, pull statistics, quotas) are objects of their own: their
+  // calls are reported as `gc.<method>`, `pulls.<method>`, `quotas.<method>`.
+  const parts = new Map<PropertyKey, unknown>(
+    (['gc', 'pulls', 'quotas'] as const).map((name) => [name, timedMethods(store[name], store.name, `${name}.`, observe)]),
+  );
+  return timedMethods(store, store.name, '', observe, (property) => parts.get(property));
 }
 
 function timedMethods<T extends object>(

@@ -4,6 +4,8 @@ import type { BerthConfig } from '../config.js';
 import { authFailureRecorder, gcEventRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
+import { QuotaMetrics } from './quota-metrics.js';
+import type { QuotaStage } from '../registry/quotas/service.js';
 import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
 import type { StorageStack } from '../storage-stack.js';
 import type { GcEvent } from '../registry/gc/background.js';
@@ -49,6 +51,8 @@ export interface Operations {
   onGc(event: GcEvent): void;
   /** For buildApp's `onPulls`: pull counting and its flushes in the metrics. */
   onPulls(event: PullCounterEvent): void;
+  /** For buildApp's `onQuotaRefused`: refusals by stage and namespace. */
+  onQuotaRefused(stage: QuotaStage, ns: string): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -74,6 +78,7 @@ export function createOperations(options: OperationsOptions): Operations {
   };
   // The queue is shared by every process; its size is one cheap read per scrape.
   metrics.observeGcQueue(() => storage.metadata.gc.queueSize(Date.now()));
+  const quotaMetrics = new QuotaMetrics(metrics.registry, config.quotas, storage.metadata);
   let draining = false;
   let metricsPort: number | undefined;
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -98,6 +103,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
     onGc: gcEventRecorder({ audit, metrics }),
     onPulls: (event) => metrics.recordPullCounter(event),
+    onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

@@ -6,6 +6,7 @@ import { CorruptObjectError, guardStream, matchesDigest, type Integrity } from '
 import { blobKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
 import type { GcUsage } from './gc/usage.js';
+import type { Quotas } from './quotas/service.js';
 
 /** Blobs up to this size are read whole and sent as one buffer. */
 const SMALL_BLOB_BYTES = 64 * 1024;
@@ -43,6 +44,7 @@ export class BlobService {
     private readonly metadata: MetadataStore,
     private readonly integrity: Integrity,
     private readonly usage: GcUsage,
+    private readonly quotas?: Quotas,
   ) {}
 
   /**
@@ -222,7 +224,14 @@ export class BlobService {
         if (err instanceof BlobNotFoundError) continue;
         throw err;
       }
-      await this.metadata.linkBlob(repo, link);
+      // Counted in the namespace first: a mount into a full namespace is refused (nothing linked).
+      await this.quotas?.charge(repo, 'blob', link.digest, link.size, 'mount');
+      try {
+        await this.metadata.linkBlob(repo, link);
+      } catch (err) {
+        await this.quotas?.undoCharge(repo, 'blob', link.digest).catch(() => undefined);
+        throw err;
+      }
       return link;
     }
     // A link whose bytes storage no longer holds must not answer the mount: the client would skip the push.

@@ -2,6 +2,7 @@ import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import type { PullMetadata } from '../../storage-drivers/metadata/pull-types.js';
+import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
 import {
   ImmutableTagError,
   MissingReferencesError,
@@ -67,6 +68,8 @@ export class JournaledStore implements MetadataStore {
   readonly gc: GcMetadata;
   /** Statistics are not journaled: a rebuild restores what was pushed, not how often it was pulled. */
   readonly pulls: PullMetadata;
+  /** Namespace records are recounted from the links by a rebuild, so they need no journal of their own. */
+  readonly quotas: QuotaMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
@@ -74,6 +77,7 @@ export class JournaledStore implements MetadataStore {
     this.name = inner.name;
     this.gc = journaledGc(inner.gc, driver);
     this.pulls = inner.pulls;
+    this.quotas = inner.quotas;
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult> {

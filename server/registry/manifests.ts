@@ -18,6 +18,7 @@ import { assertRepositoryKnown } from './repositories.js';
 import type { GcUsage, HeldPin } from './gc/usage.js';
 import { ImmutableTagRefusal } from './immutable/refusal.js';
 import { ImmutableTagRules } from './immutable/rules.js';
+import type { Quotas } from './quotas/service.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
@@ -71,6 +72,7 @@ export class ManifestService {
     private readonly options: ManifestOptions,
     private readonly integrity: Integrity,
     private readonly usage: GcUsage,
+    private readonly quotas?: Quotas,
   ) {
     this.immutable = options.immutableTags ?? new ImmutableTagRules([]);
   }
@@ -202,6 +204,27 @@ export class ManifestService {
     if (parsed.subject) record.subject = parsed.subject.digest;
     if (bytes.length <= INLINE_LIMIT) record.inline = bytes.toString('base64');
 
+    // Its blobs are linked in the repository, so the namespace already counts them: what is new here
+    // is the manifest's own bytes, counted (or refused) before they are stored and linked.
+    await this.quotas?.charge(repo, 'manifest', digest, bytes.length, 'manifest');
+    try {
+      return await this.commit(repo, record, tags, immutable, bytes, parsed, token);
+    } catch (err) {
+      await this.quotas?.undoCharge(repo, 'manifest', digest).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async commit(
+    repo: string,
+    record: ManifestRecord,
+    tags: string[],
+    immutable: string[],
+    bytes: Buffer,
+    parsed: ReturnType<typeof parseManifest>,
+    token: TokenImmutability | undefined,
+  ): Promise<PutResult> {
+    const { digest } = record;
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
     // The links checked above are checked again in the commit itself: garbage collection may remove a
     // repository's stale link to a blob in between, and then the client pushes the blob again.

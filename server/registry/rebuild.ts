@@ -3,6 +3,7 @@ import type { BlobLink, ManifestRecord, MetadataStore } from '../../storage-driv
 import { digestOfJournalPath, JOURNAL_ROOT, parseJournalKey } from './keys.js';
 import { queueStored } from './gc/full-mark.js';
 import { parseDigest } from './references.js';
+import { recountNamespaces } from './quotas/recount.js';
 
 export interface RebuildProgress {
   repositories: number;
@@ -32,7 +33,8 @@ interface RepoJournal {
 
 /**
  * Recreates every blob link, manifest (with its referrer entry) and tag in `store` from the journal in
- * blob storage. Idempotent: running it twice, or over a store that still holds some data, is safe.
+ * blob storage, then recounts every namespace's quota record from those links. Idempotent: running it
+ * twice, or over a store that still holds some data, is safe.
  */
 export async function rebuildMetadata(driver: BlobDriver, store: MetadataStore, onProgress?: (p: RebuildProgress) => void): Promise<RebuildResult> {
   const repos = new Map<string, RepoJournal>();
@@ -90,6 +92,8 @@ export async function rebuildMetadata(driver: BlobDriver, store: MetadataStore, 
     progress.repositories++;
     onProgress?.({ ...progress });
   }
+  // The namespace records follow from the links just restored (see docs/quotas.md).
+  await recountNamespaces(store, repos);
   // Complete only when every journal entry was read: a manifest skipped as damaged would leave its
   // blobs looking unreferenced. Everything stored is queued, so orphans from before are collected.
   if (badEntries.length === 0) {

@@ -7,9 +7,12 @@ import type { MetadataStore, UploadSession } from '../../storage-drivers/metadat
 import { OciError } from '../../errors/oci-error.js';
 import { blobKey, uploadDir, uploadIdOfKey, uploadKey } from './keys.js';
 import { newHash, type ParsedDigest } from './references.js';
+import { namespaceOf } from './quotas/rules.js';
 import { newRunningHash, resumeHash, type RunningHash } from './running-hash.js';
 import { BodyTimeoutError, BodyTooLongError, HashingStream } from './hashing.js';
 import type { GcUsage } from './gc/usage.js';
+import { QuotaMeter } from './quotas/meter.js';
+import { QuotaStreamRefusal, type Quotas } from './quotas/service.js';
 
 /**
  * How long one request may hold an upload before another request may take it over; renewed every
@@ -36,6 +39,8 @@ export interface UploadOptions {
   now?: () => number;
   /** Garbage collection's pins and queue. */
   usage: GcUsage;
+  /** Storage quotas: checked at start, while bytes stream and at finish; none: not counted (the CLI's sweep). */
+  quotas?: Quotas | undefined;
 }
 
 /** What a request adds to an upload: its body, and the range and length it declared. */
@@ -72,6 +77,7 @@ export class UploadService {
   async start(repo: string): Promise<UploadSession> {
     const now = this.now();
     const session: UploadSession = { id: randomUUID(), repo, offset: 0, revision: 0, createdAt: now, updatedAt: now };
+    await this.options.quotas?.assertRoomToStart(repo);
     await this.metadata.createUpload(session);
     return session;
   }
@@ -107,7 +113,7 @@ export class UploadService {
           const limit = range ? range.end - range.start + 1 : length;
           // A client that sends Content-Range sends chunks, maybe to different processes: hash resumably.
           const hash = await this.runningHash(held, this.options.resumableHashing && range !== undefined);
-          await this.writeChunk(writer, hash, chunk.body, limit, signal);
+          await this.writeChunk(writer, hash, chunk.body, limit, signal, this.meterFor(held, limit));
           if (limit !== undefined && range && writer.size - held.offset < limit) {
             throw new OciError('SIZE_INVALID', `chunk ended after ${writer.size - held.offset} of the ${limit} bytes its Content-Range announced`);
           }
@@ -154,8 +160,15 @@ export class UploadService {
           throw new OciError('UNAVAILABLE', `blob ${digest.value} is being deleted by garbage collection; retry the upload's last request in a moment`);
         }
         try {
-          await this.place(held, digest);
-          await this.metadata.linkBlob(repo, { digest: digest.value, size });
+          // Counted in the namespace before the link, and the upload's reservation ends with it.
+          await this.chargeFinish(held, repo, digest.value, size);
+          try {
+            await this.place(held, digest);
+            await this.metadata.linkBlob(repo, { digest: digest.value, size });
+          } catch (err) {
+            await this.options.quotas?.undoCharge(repo, 'blob', digest.value).catch(() => undefined);
+            throw err;
+          }
         } finally {
           await pinned.pin.release();
         }
@@ -202,6 +215,30 @@ export class UploadService {
       return await work();
     } catch (err) {
       if (err instanceof StorageFullError) await this.discard(held).catch(() => undefined);
+      // Past its namespace's quota: the session ends and its bytes go at once, not at expiry.
+      if (err instanceof QuotaStreamRefusal) {
+        await this.discard(held).catch(() => undefined);
+        throw err.error;
+      }
+      throw err;
+    }
+  }
+
+  /** A meter of this request's bytes against the namespace's quota; none without a rule. */
+  private meterFor(held: UploadSession, length: number | undefined): QuotaMeter | undefined {
+    const quotas = this.options.quotas;
+    if (!quotas || quotas.limitOf(namespaceOf(held.repo)) === undefined) return undefined;
+    return new QuotaMeter(quotas, held.repo, held.id, held.offset, length === undefined ? undefined : held.offset + length);
+  }
+
+  /** The finished blob counted in the namespace; refused (session ended, bytes freed) when it does not fit. */
+  private async chargeFinish(held: UploadSession, repo: string, digest: string, size: number): Promise<void> {
+    const quotas = this.options.quotas;
+    if (!quotas) return;
+    try {
+      await quotas.charge(repo, 'blob', digest, size, 'finish', held.id);
+    } catch (err) {
+      if (err instanceof OciError && err.code === 'DENIED') await this.discard(held).catch(() => undefined);
       throw err;
     }
   }
@@ -217,6 +254,7 @@ export class UploadService {
   /** Ends the session and frees its bytes (an S3 multipart upload included, through its checkpoint). */
   private async discard(session: UploadSession): Promise<void> {
     this.hashes.delete(session.id);
+    await this.options.quotas?.unreserve(session.repo, session.id);
     if (session.driverState !== undefined) {
       try {
         await (await this.driver.writer(uploadKey(session.id), { resume: checkpointOf(session) })).cancel();
@@ -266,7 +304,7 @@ export class UploadService {
         const hash = await this.runningHash(held, this.options.resumableHashing && chunk.range !== undefined);
         if (chunk.body && (chunk.length === undefined || chunk.length > 0)) {
           const limit = chunk.range ? chunk.range.end - chunk.range.start + 1 : chunk.length;
-          await this.writeChunk(writer, hash, chunk.body, limit, signal);
+          await this.writeChunk(writer, hash, chunk.body, limit, signal, this.meterFor(held, limit));
         }
         size = writer.size;
         // The running hash is only good for a sha256 digest that covers every byte.
@@ -329,11 +367,20 @@ export class UploadService {
     return local;
   }
 
-  private async writeChunk(writer: BlobWriter, hash: RunningHash | undefined, body: Readable, limit: number | undefined, signal: AbortSignal): Promise<void> {
+  private async writeChunk(
+    writer: BlobWriter,
+    hash: RunningHash | undefined,
+    body: Readable,
+    limit: number | undefined,
+    signal: AbortSignal,
+    meter: QuotaMeter | undefined,
+  ): Promise<void> {
     const hashing = new HashingStream(hash, { limit, idleTimeoutMs: this.options.bodyTimeoutMs });
     try {
-      await Promise.all([pipeline(body, hashing, { signal }), writer.write(hashing, signal)]);
+      const piped = meter ? pipeline(body, meter, hashing, { signal }) : pipeline(body, hashing, { signal });
+      await Promise.all([piped, writer.write(hashing, signal)]);
     } catch (err) {
+      if (meter?.refusal) throw meter.refusal;
       if (err instanceof BodyTooLongError) throw new OciError('SIZE_INVALID', err.message);
       if (err instanceof BodyTimeoutError || hashing.errored instanceof BodyTimeoutError) {
         const timeout = err instanceof BodyTimeoutError ? err : (hashing.errored as BodyTimeoutError);

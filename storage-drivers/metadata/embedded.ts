@@ -4,6 +4,7 @@ import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-ke
 import { StorageFullError } from '../blob/types.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import { EmbeddedPulls, type EmbeddedPullsDbs } from './embedded-pulls.js';
+import { EmbeddedQuotas } from './embedded-quotas.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -59,6 +60,7 @@ export interface EmbeddedStoreOptions {
  *   leases      name                    → { holder, until }
  * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), and
  * pull statistics, listed in embedded-pulls.ts.
+ * the quota records, listed in embedded-quotas.ts.
  */
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
@@ -114,6 +116,7 @@ export class EmbeddedStore implements MetadataStore {
   private readonly pullDbs: EmbeddedPullsDbs;
   readonly gc: EmbeddedGc;
   readonly pulls: EmbeddedPulls;
+  readonly quotas: EmbeddedQuotas;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -164,6 +167,11 @@ export class EmbeddedStore implements MetadataStore {
         pullBatches: sub('pullBatches'),
         pullBatchAge: sub('pullBatchAge'),
       };
+      this.quotas = new EmbeddedQuotas({
+        dbs: { quotaUsage: sub('quotaUsage'), quotaDigests: sub('quotaDigests'), quotaReserved: sub('quotaReserved') },
+        write: (what, action) => this.write(what, action),
+        read: (what, action) => this.read(what, action),
+      });
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
     }

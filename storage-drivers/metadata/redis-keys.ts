@@ -3,8 +3,9 @@ import type { Digest } from './types.js';
 
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
- * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`.
- * Pull statistics are the repository's own keys (`{repo:<name>}`), so one flush script reads its tags too.
+ * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`,
+ * `{ns:<namespace>}`, `{quotas}`. Pull statistics are the repository's own keys (`{repo:<name>}`), so one
+ * flush script reads its tags too.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -53,5 +54,15 @@ export class RedisKeys {
 
   gc(kind: 'queue' | 'tokens' | 'complete'): string {
     return `${this.prefix}{gc}:${kind}`;
+  }
+
+  /** A namespace's quota record (redis-quotas.ts); a rebuild writes the `new-…` keys, then swaps them in. */
+  namespace(ns: string, kind: 'usage' | 'sizes' | 'holders' | 'reserved' | 'new-sizes' | 'new-holders'): string {
+    return `${this.prefix}{ns:${ns}}:${kind}`;
+  }
+
+  /** Every namespace that ever had a quota record. */
+  quotaNamespaces(): string {
+    return `${this.prefix}{quotas}:namespaces`;
   }
 }

@@ -4,6 +4,7 @@ import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
 import { RedisPulls } from './redis-pulls.js';
 import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
+import { RedisQuotas } from './redis-quotas.js';
 import {
   MetadataUnavailableError,
   ImmutableTagError,
@@ -42,6 +43,7 @@ import {
  *   P{blob:<digest>}:missing  ms since epoch: storage was found not to hold the bytes
  *   P{blob:<digest>}:touch, :gc, :pins   garbage collection's per-digest records (redis-gc.ts)
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
+ *   P{ns:<namespace>}:…, P{quotas}:namespaces   storage quotas' per-namespace records (redis-quotas.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -69,6 +71,7 @@ export class RedisStore implements MetadataStore {
   readonly client: RedisClient;
   readonly gc: RedisGc;
   readonly pulls: RedisPulls;
+  readonly quotas: RedisQuotas;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -80,6 +83,7 @@ export class RedisStore implements MetadataStore {
     }
     this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.pulls = new RedisPulls({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.quotas = new RedisQuotas({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});

@@ -1,5 +1,6 @@
 import type { GcMetadata } from './gc-types.js';
 import type { PullMetadata } from './pull-types.js';
+import type { QuotaMetadata } from './quota-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
@@ -211,6 +212,9 @@ export interface MetadataStore {
   readonly gc: GcMetadata;
   /** Pull statistics: counts per repository and tag, daily series (pull-types.ts). */
   readonly pulls: PullMetadata;
+
+  /** Storage quotas' per-namespace records (quota-types.ts). */
+  readonly quotas: QuotaMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
