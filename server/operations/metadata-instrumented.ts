@@ -7,9 +7,10 @@ import type { MetadataObservation } from './metrics.js';
  * run with the real store as `this`, so stores using private fields keep working.
  */
 export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataObservation) => void): MetadataStore {
-  // Garbage collection's part is an object of its own: its calls are reported as `gc.<method>`.
+  // Garbage collection's and retention's parts are objects of their own: reported as `gc.<method>`, `retention.<method>`.
   const gc = timedMethods(store.gc, store.name, 'gc.', observe);
-  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : undefined));
+  const retention = timedMethods(store.retention, store.name, 'retention.', observe);
+  return timedMethods(store, store.name, '', observe, (property) => (property === 'gc' ? gc : property === 'retention' ? retention : undefined));
 }
 
 function timedMethods<T extends object>(

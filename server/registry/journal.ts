@@ -1,6 +1,7 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
+import type { RetentionMetadata } from '../../storage-drivers/metadata/retention-types.js';
 import {
   ImmutableTagError,
   MissingReferencesError,
@@ -64,12 +65,15 @@ function journaledGc(inner: GcMetadata, driver: BlobDriver): GcMetadata {
 export class JournaledStore implements MetadataStore {
   readonly name: string;
   readonly gc: GcMetadata;
+  readonly retention: RetentionMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
   ) {
     this.name = inner.name;
     this.gc = journaledGc(inner.gc, driver);
+    // Retention's state is its own bookkeeping, not registry content: nothing to journal.
+    this.retention = inner.retention;
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult> {

@@ -2,6 +2,7 @@ import { statfsSync } from 'node:fs';
 import { open, type RootDatabase } from 'lmdb';
 import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
+import { EmbeddedRetention } from './embedded-retention.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import {
   MetadataUnavailableError,
@@ -56,6 +57,7 @@ export interface EmbeddedStoreOptions {
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
  *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
  *   leases      name                    → { holder, until }
+ *   retention   'state'                 → the retention runner's state (embedded-retention.ts)
  * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders).
  */
 
@@ -109,7 +111,9 @@ export class EmbeddedStore implements MetadataStore {
   private readonly missing: Db<number>;
   private readonly leases: Db<{ holder: string; until: number }>;
   private readonly gcDbs: EmbeddedGcDbs;
+  private readonly retentionDb: Db<string>;
   readonly gc: EmbeddedGc;
+  readonly retention: EmbeddedRetention;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -136,6 +140,7 @@ export class EmbeddedStore implements MetadataStore {
       this.uploadAge = sub('uploadAge');
       this.missing = sub('missing');
       this.leases = sub('leases');
+      this.retentionDb = sub('retention');
       this.gcDbs = {
         blobRepos: this.blobRepos,
         blobs: this.blobs,
@@ -163,6 +168,12 @@ export class EmbeddedStore implements MetadataStore {
       removeManifest: (repo, digest, record) => {
         this.removeManifest(repo, digest, record);
       },
+    });
+    this.retention = new EmbeddedRetention({
+      retention: this.retentionDb,
+      untagged: this.gcDbs.untagged,
+      write: (what, action) => this.write(what, action),
+      read: (what, action) => this.read(what, action),
     });
   }
 

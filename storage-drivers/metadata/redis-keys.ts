@@ -3,7 +3,7 @@ import type { Digest } from './types.js';
 
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
- * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`.
+ * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`, `{retention}`.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -39,5 +39,9 @@ export class RedisKeys {
 
   gc(kind: 'queue' | 'tokens' | 'complete'): string {
     return `${this.prefix}{gc}:${kind}`;
+  }
+
+  retention(kind: 'state'): string {
+    return `${this.prefix}{retention}:${kind}`;
   }
 }

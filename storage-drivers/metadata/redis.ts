@@ -1,5 +1,6 @@
 import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
+import { RedisRetention } from './redis-retention.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
 import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
@@ -40,6 +41,7 @@ import {
  *   P{blob:<digest>}:missing  ms since epoch: storage was found not to hold the bytes
  *   P{blob:<digest>}:touch, :gc, :pins   garbage collection's per-digest records (redis-gc.ts)
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
+ *   P{retention}:state                   the retention runner's cursor and last runs (redis-retention.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -66,6 +68,7 @@ export class RedisStore implements MetadataStore {
   readonly name = 'redis';
   readonly client: RedisClient;
   readonly gc: RedisGc;
+  readonly retention: RedisRetention;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -76,6 +79,7 @@ export class RedisStore implements MetadataStore {
       this.client.defineCommand(name, { lua: lua.source, numberOfKeys: lua.keys });
     }
     this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.retention = new RedisRetention({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});

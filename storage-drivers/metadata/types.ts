@@ -1,4 +1,5 @@
 import type { GcMetadata } from './gc-types.js';
+import type { RetentionMetadata } from './retention-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
@@ -208,6 +209,8 @@ export interface MetadataStore {
 
   /** Garbage collection's records and queue (gc-types.ts). */
   readonly gc: GcMetadata;
+  /** The retention runner's shared state and the untagged listing its untagged rule reads (retention-types.ts). */
+  readonly retention: RetentionMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
