@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { openAccess, type Authorizer } from '../auth/types.js';
@@ -15,6 +16,10 @@ import { UploadService } from './registry/uploads.js';
 import type { Collector } from './registry/gc/collector.js';
 import { GcRunner, startBackgroundGc, type GcEvent } from './registry/gc/background.js';
 import { gcRoutes } from './routes/gc.js';
+import { NO_PULLS, NOTHING_IMMUTABLE, type IsImmutable, type PullsOf } from './registry/retention/evaluate.js';
+import { RetentionRunner, startBackgroundRetention, type RetentionRunEvent } from './registry/retention/background.js';
+import { Retention } from './registry/retention/retention.js';
+import { retentionRoutes } from './routes/retention.js';
 import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
@@ -45,6 +50,12 @@ export interface AppDeps {
   onIntegrity?: (event: IntegrityEvent) => void;
   /** Garbage collection passes and what they deleted (metrics, audit). */
   onGc?: (event: GcEvent) => void;
+  /** Retention runs, deletions and refusals (metrics, audit). */
+  onRetention?: (event: RetentionRunEvent) => void;
+  /** Pull statistics for the pull-based retention rules; default: no pulls recorded. */
+  pullsOf?: PullsOf;
+  /** The immutable-tag rule protecting a tag from retention; default: nothing immutable. */
+  isImmutable?: IsImmutable;
 }
 
 const KNOWN_PATHS = [
@@ -64,6 +75,8 @@ declare module 'fastify' {
     gc: Collector;
     /** Its passes in this process: background, on request, and their status. */
     gcRunner: GcRunner;
+    /** Retention runs in this process: background, on request, and their status. */
+    retentionRunner: RetentionRunner;
   }
 }
 
@@ -153,6 +166,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
+  const retention = new Retention({
+    metadata,
+    usage,
+    pullsOf: deps.pullsOf ?? NO_PULLS,
+    isImmutable: deps.isImmutable ?? NOTHING_IMMUTABLE,
+    now,
+    holder: randomUUID(),
+    leaseMs: config.retention.leaseSeconds * 1000,
+  });
+  const retentionRunner = new RetentionRunner(app, retention, {
+    policies: config.retention.policies,
+    batch: config.retention.batch,
+    now,
+    ...(deps.onRetention ? { onEvent: deps.onRetention } : {}),
+  });
+  await app.register(async (scope) => retentionRoutes(scope, ctx, retentionRunner));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
@@ -163,11 +192,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
   if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
   app.addHook('onClose', async () => gcRunner.close());
+  if (config.retention.enabled) startBackgroundRetention(app, retentionRunner, config.retention.intervalSeconds * 1000);
+  app.addHook('onClose', async () => retentionRunner.close());
   app.addHook('onClose', async () => integrity.settled());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);
   app.decorate('gc', collector);
   app.decorate('gcRunner', gcRunner);
+  app.decorate('retentionRunner', retentionRunner);
   return app;
 }
 

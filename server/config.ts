@@ -6,6 +6,7 @@ import { coerceEnvValue, configLeaves, type ConfigLeaf } from './config-leaves.j
 import { authConfigSchema } from '../auth/config.js';
 import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
+import { retentionPoliciesSchema } from './registry/retention/policy.js';
 
 const MiB = 1024 * 1024;
 
@@ -140,6 +141,35 @@ export const configSchema = z
           .min(5)
           .default(60)
           .describe('How long a deletion in progress is reserved for the process running it; another takes over after.'),
+      })
+      .strict()
+      .prefault({}),
+    retention: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Run the retention policies in the background in every process (each repository is handled by one process at a time). See docs/retention.md.',
+          ),
+        intervalSeconds: z.number().int().min(1).default(3600).describe('Time between the starts of two background retention runs.'),
+        batch: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe('At most this many repositories (with a policy) per run; the next run goes on after the last one, in any process.'),
+        leaseSeconds: z
+          .number()
+          .int()
+          .min(5)
+          .default(60)
+          .describe('A process handling a repository holds it this long, renewed while it deletes; another process skips it meanwhile.'),
+        policies: retentionPoliciesSchema
+          .default([])
+          .describe(
+            'Retention policies, the first matching a repository wins: keepLastPushed, keepLastPulled, keepPushedWithin, keepPulledWithin, keepTags; a tag is kept if any keep rule keeps it. See docs/retention.md.',
+          ),
       })
       .strict()
       .prefault({}),
