@@ -3,6 +3,7 @@ import { auditOperatorAction, type AuditAction } from './operations/audit.js';
 import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck, ConfigError, loadConfig } from './config.js';
 import { gcCommand } from './gc-command.js';
+import { retentionCommand } from './retention-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
 
@@ -20,6 +21,8 @@ Usage:
                                   verify every stored blob and manifest; quarantine what is corrupt
   berth gc [--config FILE] [--dry-run] [--json] [--full] [--limit N]
                                   collect garbage now, next to the serving processes (docs/gc.md)
+  berth retention preview|run [--config FILE] [--repository R] [--policy-file F] [--dry-run] [--force] [--json]
+                                  what the retention policies would delete and why; apply them now (docs/retention.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -198,6 +201,8 @@ export async function main(argv: string[]): Promise<void> {
         return await scrubCommand(rest);
       case 'gc':
         return await gcCommand(rest);
+      case 'retention':
+        return await retentionCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

@@ -71,6 +71,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onUploadActive: (delta) => ops.onUploadActive(delta),
     onIntegrity: (event) => ops.onIntegrity(event),
     onGc: (event) => ops.onGc(event),
+    onRetention: (event) => ops.onRetention(event),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BerthConfig } from '../config.js';
 import type { GcEvent } from '../registry/gc/background.js';
+import type { RetentionRunEvent } from '../registry/retention/background.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
 import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
@@ -220,12 +221,42 @@ export class Metrics {
     collect: () => this.collectGcQueue(),
   });
   private gcQueueSource: GcQueueSource | undefined;
+  readonly retentionRuns = new Counter({
+    name: 'berth_retention_runs_total',
+    help: 'Retention runs of this process (background and on request; dry runs not counted), by result: ok, failed.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly retentionTagsDeleted = new Counter({
+    name: 'berth_retention_tags_deleted_total',
+    help: 'Tags deleted by retention policies.',
+    registers: [this.registry],
+  });
+  readonly retentionManifestsDeleted = new Counter({
+    name: 'berth_retention_manifests_deleted_total',
+    help: "Untagged manifests deleted by retention policies' untagged rules.",
+    registers: [this.registry],
+  });
+  readonly retentionRefusals = new Counter({
+    name: 'berth_retention_refusals_total',
+    help: 'Repositories a retention run left alone because of the guard, by guard: fraction (more than maxDeleteFraction), all (every tag).',
+    labelNames: ['guard'] as const,
+    registers: [this.registry],
+  });
+  readonly retentionLastRun = new Gauge({
+    name: 'berth_retention_last_run_timestamp_seconds',
+    help: 'When the last retention run of this process that finished (result ok) ended, in seconds since the epoch.',
+    aggregator: 'max',
+    registers: [this.registry],
+  });
 
   constructor(options: MetricsOptions = {}) {
     this.maxRepositoryLabels = options.maxRepositoryLabels ?? 200;
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     // Present from the start, so rate() and increase() see the first pass.
     for (const result of ['ok', 'refused', 'failed']) this.gcPasses.inc({ result }, 0);
+    for (const result of ['ok', 'failed']) this.retentionRuns.inc({ result }, 0);
+    for (const guard of ['fraction', 'all']) this.retentionRefusals.inc({ guard }, 0);
   }
 
   /** Keeps a repository label set bounded: the first N names are kept, later ones become 'other'. */
@@ -268,6 +299,16 @@ export class Metrics {
     this.gcLinksRemoved.inc(summary.linksRemoved);
     this.gcErrors.inc(summary.errors);
     this.gcLastPass.set(Date.now() / 1000);
+  }
+
+  recordRetention(event: RetentionRunEvent): void {
+    if (event.kind === 'tag_deleted') this.retentionTagsDeleted.inc();
+    else if (event.kind === 'manifest_deleted') this.retentionManifestsDeleted.inc();
+    else if (event.kind === 'refused') this.retentionRefusals.inc({ guard: event.rule });
+    else if (event.kind === 'run') {
+      this.retentionRuns.inc({ result: event.result });
+      if (event.result === 'ok') this.retentionLastRun.set(Date.now() / 1000);
+    }
   }
 
   /** Where berth_gc_queue_items is read from at each scrape (the metadata store's queueSize). */

@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AuditLog } from './audit.js';
 import type { BerthConfig } from '../config.js';
-import { authFailureRecorder, gcEventRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
+import { authFailureRecorder, gcEventRecorder, registryEventRecorder, retentionEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
 import type { StorageStack } from '../storage-stack.js';
 import type { GcEvent } from '../registry/gc/background.js';
+import type { RetentionRunEvent } from '../registry/retention/background.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
 export interface OperationsOptions {
@@ -46,6 +47,8 @@ export interface Operations {
   onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
   /** For buildApp's `onGc`: background GC passes counted, its deletions audited. */
   onGc(event: GcEvent): void;
+  /** For buildApp's `onRetention`: runs, deletions and refusals counted; deletions and refusals audited. */
+  onRetention(event: RetentionRunEvent): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -94,6 +97,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
     onGc: gcEventRecorder({ audit, metrics }),
+    onRetention: retentionEventRecorder({ audit, metrics }),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {
