@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { evaluate, NOTHING_IMMUTABLE, type IsImmutable, type PullInfo } from '../../server/registry/retention/evaluate.js';
 import { policyFor, retentionPoliciesSchema, retentionPolicySchema, type RetentionPolicyInput } from '../../server/registry/retention/policy.js';
 import type { TagDetail } from '../../storage-drivers/metadata/types.js';
+import { ConfigError, parseConfig } from '../../server/config.js';
 
 const DAY = 86_400_000;
 const NOW = 1_800_000_000_000;
@@ -126,5 +127,13 @@ describe('retention policies', () => {
     assert.match(problems({ name: 'p', repositories: ['**'], keepTags: ['/(/'] }), /keepTags.0: not a valid regular expression/);
     assert.match(problems({ name: 'p', repositories: ['**'], keepLastPushed: 1, groupBy: '^main-' }), /groupBy: needs a capture group/);
     assert.match(problems({ name: 'p', repositories: ['**'], keepLastPushed: 1, keepEverything: true }), /keepEverything/);
+  });
+
+  it('a bad policy in the configuration is named by its key', () => {
+    assert.throws(
+      () => parseConfig({ retention: { policies: [{ name: 'p', repositories: ['**'], keepPushedWithin: '30 days' }] } }),
+      (err: unknown) => err instanceof ConfigError && err.problems.some((p) => /^retention\.policies\.0\.keepPushedWithin: must be a whole number/.test(p)),
+    );
+    assert.equal(parseConfig({}).retention.enabled, false);
   });
 });
