@@ -7,10 +7,11 @@ import { loadConfig } from './config.js';
 import { openOperatorAudit, type OperatorAudit } from './operations/audit.js';
 import { retentionAuditCounts, retentionAuditEvent } from './operations/event-recorders.js';
 import { gcUsage } from './registry/gc/setup.js';
-import { NO_PULLS, NOTHING_IMMUTABLE } from './registry/retention/evaluate.js';
+import { NO_PULLS } from './registry/retention/evaluate.js';
 import type { RetentionPolicy } from './registry/retention/policy.js';
 import { preview, previewText } from './registry/retention/preview.js';
-import { Retention, type RunSummary } from './registry/retention/retention.js';
+import { Retention, usesPulls, type RunSummary } from './registry/retention/retention.js';
+import { commandRetentionSources } from './registry/retention/sources.js';
 import { policiesFromBody } from './routes/retention.js';
 import { buildStorageStack } from './storage-stack.js';
 
@@ -111,12 +112,19 @@ async function execute(sub: 'preview' | 'run', args: string[], override: Retenti
     if (!dryRun) audit = openOperatorAudit(config, { stdout: 'stderr' });
     await storage.metadata.ping();
     const now = Date.now;
-    // The CLI has no pull statistics or immutable rules of its own yet: the serving processes' wiring provides them.
+    const sources = commandRetentionSources(config, storage.metadata);
+    const pullPolicies = policies.filter(usesPulls).map((p) => JSON.stringify(p.name));
+    if (sources.pullsOf === undefined && pullPolicies.length > 0) {
+      const what = `polic${pullPolicies.length === 1 ? 'y' : 'ies'} ${pullPolicies.join(', ')} ${pullPolicies.length === 1 ? 'has' : 'have'} pull rules, but this command has no pull statistics`;
+      // Judged as never pulled, every tag kept only by a pull rule would go: a run must not.
+      if (!dryRun) throw new UsageError(`${what}: run it in the server (POST /api/v1/retention/run) instead`);
+      process.stderr.write(`berth retention: ${what}: tags are judged as never pulled; the server's preview (GET /api/v1/retention/preview) has them\n`);
+    }
     const retention = new Retention({
       metadata: storage.metadata,
       usage: gcUsage(storage.metadata, config, now),
-      pullsOf: NO_PULLS,
-      isImmutable: NOTHING_IMMUTABLE,
+      pullsOf: sources.pullsOf ?? NO_PULLS,
+      isImmutable: sources.isImmutable,
       now,
       holder: `cli-${randomUUID()}`,
       leaseMs: config.retention.leaseSeconds * 1000,

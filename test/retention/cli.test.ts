@@ -19,6 +19,7 @@ describe('berth retention next to a serving registry (filesystem + embedded)', (
   let c: RegistryClient;
   let configFile: string;
   let auditFile: string;
+  let settings: Record<string, unknown>;
   const berth = (...args: string[]) => runBerth(['retention', ...args, '--config', configFile]);
 
   before(async () => {
@@ -26,18 +27,16 @@ describe('berth retention next to a serving registry (filesystem + embedded)', (
     c = new RegistryClient(reg.url);
     configFile = join(reg.dir, 'berth.yaml');
     auditFile = join(reg.dir, 'audit.log');
-    await writeFile(
-      configFile,
-      stringify({
-        dataDir: reg.dir,
-        log: { level: 'silent' },
-        storage: { driver: 'filesystem', filesystem: { root: join(reg.dir, 'storage') } },
-        metadata: { store: 'embedded', embedded: { path: join(reg.dir, 'metadata') } },
-        gc: { enabled: false },
-        retention: { policies: POLICIES },
-        audit: { output: auditFile },
-      }),
-    );
+    settings = {
+      dataDir: reg.dir,
+      log: { level: 'silent' },
+      storage: { driver: 'filesystem', filesystem: { root: join(reg.dir, 'storage') } },
+      metadata: { store: 'embedded', embedded: { path: join(reg.dir, 'metadata') } },
+      gc: { enabled: false },
+      retention: { policies: POLICIES },
+      audit: { output: auditFile },
+    };
+    await writeFile(configFile, stringify(settings));
     // Pushed in order: t1 oldest. Tags pushed within one millisecond rank by name, which is the same order.
     for (const t of ['t1', 't2', 't3', 't4', 't5']) await c.pushImage('cli/app', t);
   });
@@ -109,6 +108,20 @@ describe('berth retention next to a serving registry (filesystem + embedded)', (
     const run = lines.filter((l) => l.action === 'retention_run').at(-1);
     assert.deepEqual((run?.retention as Record<string, unknown>).tagsDeleted, 3);
     assert.equal((run?.retention as Record<string, unknown>).forced, true);
+  });
+
+  it('run refuses a policy with a pull rule: this process has no pull statistics to judge it by', async () => {
+    const file = join(reg.dir, 'pulls.yaml');
+    const policies = [{ name: 'pulled', repositories: ['cli/**'], keepLastPushed: 1, keepPulledWithin: '30d', maxDeleteFraction: 1 }];
+    await writeFile(file, stringify({ ...settings, retention: { policies } }));
+    const before = await tags();
+    const run = await runBerth(['retention', 'run', '--force', '--config', file]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /policy "pulled" has pull rules, but this command has no pull statistics/);
+    assert.deepEqual(await tags(), before);
+    const preview = await runBerth(['retention', 'preview', '--config', file]);
+    assert.equal(preview.code, 0, preview.stderr);
+    assert.match(preview.stderr, /tags are judged as never pulled/);
   });
 
   it('bad usage exits 2 with the help', async () => {
