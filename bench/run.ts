@@ -11,6 +11,7 @@ import { newAgent } from './client.js';
 import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
+import { retentionWorkloads } from './retention-preview.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
 import {
   distributionAvailable,
@@ -178,7 +179,7 @@ async function main(): Promise<void> {
   const wanted = (key: string) => options.only.length === 0 || options.only.some((s) => key.includes(s));
   const all = workloads(plan);
   const selected = all.filter((w) => wanted(w.key));
-  const gcSelected = gcWorkloads(options.quick).filter((w) => wanted(w.key));
+  const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads()].filter((w) => wanted(w.key));
   if (options.install) install();
   if (selected.length > 0) {
     for (const [bin, pkg] of [

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { openAccess, type Authorizer } from '../auth/types.js';
@@ -19,6 +20,11 @@ import { GcRunner, startBackgroundGc, type GcEvent } from './registry/gc/backgro
 import { gcRoutes } from './routes/gc.js';
 import { NO_PULL_COUNTING, PullCounter, type PullCounterEvent } from './registry/stats/pull-counter.js';
 import { statsRoutes } from './routes/stats.js';
+import { NO_PULLS, type IsImmutable, type PullsOf } from './registry/retention/evaluate.js';
+import { retentionSources } from './registry/retention/sources.js';
+import { RetentionRunner, startBackgroundRetention, type RetentionRunEvent } from './registry/retention/background.js';
+import { Retention } from './registry/retention/retention.js';
+import { retentionRoutes } from './routes/retention.js';
 import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
@@ -55,6 +61,12 @@ export interface AppDeps {
   onPulls?: (event: PullCounterEvent) => void;
   /** A push refused by its namespace's storage quota (metrics). */
   onQuotaRefused?: (stage: QuotaStage, namespace: string) => void;
+  /** Retention runs, deletions and refusals (metrics, audit). */
+  onRetention?: (event: RetentionRunEvent) => void;
+  /** Pull statistics for the pull-based retention rules; default: the store's (retention/sources.ts). */
+  pullsOf?: PullsOf;
+  /** The immutable-tag rule protecting a tag from retention; default: immutableTags.rules. */
+  isImmutable?: IsImmutable;
 }
 
 const KNOWN_PATHS = [
@@ -76,6 +88,8 @@ declare module 'fastify' {
     gcRunner: GcRunner;
     /** This process's pull counter (flushes on demand, for tests); undefined with stats.enabled false. */
     pullCounter: PullCounter | undefined;
+    /** Retention runs in this process: background, on request, and their status. */
+    retentionRunner: RetentionRunner;
   }
 }
 
@@ -191,6 +205,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
+  const retentionFrom = retentionSources(config, metadata);
+  const retention = new Retention({
+    metadata,
+    usage,
+    // Config validation refuses pull rules while stats are off, so "no pulls" then judges nothing.
+    pullsOf: deps.pullsOf ?? retentionFrom.pullsOf ?? NO_PULLS,
+    isImmutable: deps.isImmutable ?? retentionFrom.isImmutable,
+    now,
+    holder: randomUUID(),
+    leaseMs: config.retention.leaseSeconds * 1000,
+  });
+  const retentionRunner = new RetentionRunner(app, retention, {
+    policies: config.retention.policies,
+    batch: config.retention.batch,
+    now,
+    ...(deps.onRetention ? { onEvent: deps.onRetention } : {}),
+  });
+  await app.register(async (scope) => retentionRoutes(scope, ctx, retentionRunner));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
@@ -201,6 +233,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
   if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
   app.addHook('onClose', async () => gcRunner.close());
+  if (config.retention.enabled) startBackgroundRetention(app, retentionRunner, config.retention.intervalSeconds * 1000);
+  app.addHook('onClose', async () => retentionRunner.close());
   app.addHook('onClose', async () => integrity.settled());
   // After the server stopped taking requests, before main closes the store: the last counts go out.
   app.addHook('onClose', async () => pullCounter?.close());
@@ -209,6 +243,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('gc', collector);
   app.decorate('gcRunner', gcRunner);
   app.decorate('pullCounter', pullCounter);
+  app.decorate('retentionRunner', retentionRunner);
   return app;
 }
 

@@ -5,6 +5,7 @@ import { configCheck, ConfigError, loadConfig } from './config.js';
 import { gcCommand } from './gc-command.js';
 import { pullsCommand } from './pulls-command.js';
 import { quotasCommand } from './quotas-command.js';
+import { retentionCommand } from './retention-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
 
@@ -26,6 +27,8 @@ Usage:
                                   pull counts, last pulls and daily series (docs/pull-statistics.md)
   berth quotas [--config FILE] [--namespace N] [--json]
                                   storage used per namespace against its quota (docs/quotas.md)
+  berth retention preview|run [--config FILE] [--repository R] [--policy-file F] [--dry-run] [--force] [--json]
+                                  what the retention policies would delete and why; apply them now (docs/retention.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -208,6 +211,8 @@ export async function main(argv: string[]): Promise<void> {
         return await pullsCommand(rest);
       case 'quotas':
         return await quotasCommand(rest);
+      case 'retention':
+        return await retentionCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

@@ -8,6 +8,7 @@ import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
 import { immutableTagsConfigSchema } from './registry/immutable/config-schema.js';
 import { quotaConfigSchema } from './registry/quotas/config.js';
+import { retentionPoliciesSchema } from './registry/retention/policy.js';
 
 const MiB = 1024 * 1024;
 
@@ -176,6 +177,35 @@ export const configSchema = z
       .strict()
       .prefault({}),
     quotas: quotaConfigSchema,
+    retention: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Run the retention policies in the background in every process (each repository is handled by one process at a time). See docs/retention.md.',
+          ),
+        intervalSeconds: z.number().int().min(1).default(3600).describe('Time between the starts of two background retention runs.'),
+        batch: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe('At most this many repositories (with a policy) per run; the next run goes on after the last one, in any process.'),
+        leaseSeconds: z
+          .number()
+          .int()
+          .min(5)
+          .default(60)
+          .describe('A process handling a repository holds it this long, renewed while it deletes; another process skips it meanwhile.'),
+        policies: retentionPoliciesSchema
+          .default([])
+          .describe(
+            'Retention policies, the first matching a repository wins: keepLastPushed, keepLastPulled, keepPushedWithin, keepPulledWithin, keepTags; a tag is kept if any keep rule keeps it. See docs/retention.md.',
+          ),
+      })
+      .strict()
+      .prefault({}),
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),
@@ -254,6 +284,18 @@ export const configSchema = z
     const { port } = config.metrics;
     if (port !== undefined && port !== 0 && port === config.http.port) {
       ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: 'must differ from http.port (leave it unset to serve metrics on http.port)' });
+    }
+    if (!config.stats.enabled) {
+      // Without pull counting every tag looks never pulled: a pull rule would delete tags still in use.
+      config.retention.policies.forEach((policy, i) => {
+        const rule = policy.keepPulledWithin !== undefined ? 'keepPulledWithin' : policy.keepLastPulled !== undefined ? 'keepLastPulled' : undefined;
+        if (rule !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['retention', 'policies', i, rule],
+            message: 'needs pull statistics, but stats.enabled is false: enable stats or drop the rule',
+          });
+      });
     }
   });
 

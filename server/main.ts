@@ -73,6 +73,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onGc: (event) => ops.onGc(event),
     onPulls: (event) => ops.onPulls(event),
     onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),
+    onRetention: (event) => ops.onRetention(event),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -24,7 +24,11 @@ export type AuditAction =
   | 'robot_changed'
   | 'gc_manifest_deleted'
   | 'gc_pass'
-  | 'gc_run';
+  | 'gc_run'
+  | 'retention_tag_deleted'
+  | 'retention_manifest_deleted'
+  | 'retention_refused'
+  | 'retention_run';
 
 /** What a garbage-collection pass (gc_pass) or a `berth gc` run (gc_run, with its passes) did. */
 export type GcAuditCounts = Pick<
@@ -36,7 +40,7 @@ export type GcAuditCounts = Pick<
 
 export interface AuditEvent {
   action: AuditAction;
-  /** Who did it: a user or robot name, 'anonymous', the operator account for CLI changes, or 'gc' for background GC. */
+  /** Who did it: a user or robot name, 'anonymous', the operator account for CLI changes, 'gc' or 'retention' for background jobs. */
   actor: string;
   actorKind?: 'user' | 'robot' | 'anonymous' | 'operator' | 'system' | undefined;
   repository?: string | undefined;
@@ -54,6 +58,22 @@ export interface AuditEvent {
   /** For user and robot changes: whose account changed. */
   subject?: string | undefined;
   gc?: GcAuditCounts | undefined;
+  /** For retention lines: the policy that decided. */
+  policy?: string | undefined;
+  /** What a retention run (retention_run) did. */
+  retention?: RetentionAuditCounts | undefined;
+}
+
+/** What a retention run did, on its retention_run line. */
+export interface RetentionAuditCounts {
+  repositories: number;
+  tagsDeleted: number;
+  tagsChanged: number;
+  manifestsDeleted: number;
+  refused: number;
+  busy: number;
+  failed: number;
+  forced?: boolean;
 }
 
 /** Where audit lines go. `write` receives one complete line including its newline. */

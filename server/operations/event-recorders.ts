@@ -1,6 +1,8 @@
 import type { GcEvent } from '../registry/gc/background.js';
+import type { RetentionRunEvent } from '../registry/retention/background.js';
+import type { RunSummary } from '../registry/retention/retention.js';
 import type { GcSummary } from '../registry/gc/collector.js';
-import type { AuditAction, AuditLog, GcAuditCounts } from './audit.js';
+import type { AuditAction, AuditEvent, AuditLog, GcAuditCounts, RetentionAuditCounts } from './audit.js';
 import type { ImmutableOperation } from '../registry/immutable/refusal.js';
 import type { Metrics } from './metrics.js';
 
@@ -86,5 +88,50 @@ export function gcEventRecorder(deps: { audit: AuditLog; metrics?: Metrics }): (
     const { summary } = event;
     if (summary.manifestsDeleted + summary.blobsQuarantined + summary.blobsDeleted + summary.linksRemoved === 0) return;
     deps.audit.emit({ action: 'gc_pass', actor: 'gc', actorKind: 'system', gc: gcAuditCounts(summary) });
+  };
+}
+
+/** The counts of a retention run that its audit line carries. */
+export function retentionAuditCounts(summary: RunSummary): RetentionAuditCounts {
+  const { repositories, tagsDeleted, tagsChanged, manifestsDeleted, refused, busy, failed } = summary;
+  return { repositories, tagsDeleted, tagsChanged, manifestsDeleted, refused, busy, failed, ...(summary.forced ? { forced: true } : {}) };
+}
+
+/**
+ * The audit line of one retention event, or undefined when it is not worth one: every deleted tag and
+ * manifest with its policy and reason, every refusal, and each run that did or refused anything.
+ */
+export function retentionAuditEvent(event: RetentionRunEvent): Omit<AuditEvent, 'actor'> | undefined {
+  switch (event.kind) {
+    case 'tag_deleted':
+      return {
+        action: 'retention_tag_deleted',
+        repository: event.repository,
+        tag: event.tag,
+        digest: event.digest,
+        policy: event.policy,
+        reason: event.reason,
+      };
+    case 'manifest_deleted':
+      return { action: 'retention_manifest_deleted', repository: event.repository, digest: event.digest, policy: event.policy, reason: event.reason };
+    case 'refused':
+      return { action: 'retention_refused', repository: event.repository, policy: event.policy, reason: event.message };
+    case 'run': {
+      if (event.result === 'failed') return { action: 'retention_run', reason: 'failed' };
+      const s = event.summary;
+      if (!s || s.tagsDeleted + s.manifestsDeleted + s.refused + s.failed === 0) return undefined;
+      return { action: 'retention_run', retention: retentionAuditCounts(s) };
+    }
+    case 'repository':
+      return undefined;
+  }
+}
+
+/** For buildApp's `onRetention` (background and API runs): counted, and audited as the system's. */
+export function retentionEventRecorder(deps: { audit: AuditLog; metrics?: Metrics }): (event: RetentionRunEvent) => void {
+  return (event) => {
+    deps.metrics?.recordRetention(event);
+    const line = retentionAuditEvent(event);
+    if (line) deps.audit.emit({ ...line, actor: 'retention', actorKind: 'system' });
   };
 }

@@ -5,6 +5,7 @@ import type { BerthConfig } from '../config.js';
 import type { GcEvent } from '../registry/gc/background.js';
 import type { PullCounterEvent } from '../registry/stats/pull-counter.js';
 import { IMMUTABLE_OPERATIONS, type ImmutableOperation } from '../registry/immutable/refusal.js';
+import type { RetentionRunEvent } from '../registry/retention/background.js';
 import { installTrafficCounter, onRequestComplete, trafficOf, type Completion } from './body-bytes.js';
 import { REPO_PREFIX } from '../routes/url-rewrite.js';
 
@@ -252,6 +253,34 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly retentionRuns = new Counter({
+    name: 'berth_retention_runs_total',
+    help: 'Retention runs of this process (background and on request; dry runs not counted), by result: ok, failed.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly retentionTagsDeleted = new Counter({
+    name: 'berth_retention_tags_deleted_total',
+    help: 'Tags deleted by retention policies.',
+    registers: [this.registry],
+  });
+  readonly retentionManifestsDeleted = new Counter({
+    name: 'berth_retention_manifests_deleted_total',
+    help: "Untagged manifests deleted by retention policies' untagged rules.",
+    registers: [this.registry],
+  });
+  readonly retentionRefusals = new Counter({
+    name: 'berth_retention_refusals_total',
+    help: 'Repositories a retention run left alone because of the guard, by guard: fraction (more than maxDeleteFraction), all (every tag).',
+    labelNames: ['guard'] as const,
+    registers: [this.registry],
+  });
+  readonly retentionLastRun = new Gauge({
+    name: 'berth_retention_last_run_timestamp_seconds',
+    help: 'When the last retention run of this process that finished (result ok) ended, in seconds since the epoch.',
+    aggregator: 'max',
+    registers: [this.registry],
+  });
 
   constructor(options: MetricsOptions = {}) {
     this.maxRepositoryLabels = options.maxRepositoryLabels ?? 200;
@@ -262,6 +291,8 @@ export class Metrics {
     for (const result of ['ok', 'failed']) this.pullStatsFlushes.inc({ result }, 0);
     for (const reason of ['overflow', 'retries', 'shutdown']) this.pullStatsDropped.inc({ reason }, 0);
     for (const operation of IMMUTABLE_OPERATIONS) this.immutableRefusals.inc({ operation }, 0);
+    for (const result of ['ok', 'failed']) this.retentionRuns.inc({ result }, 0);
+    for (const guard of ['fraction', 'all']) this.retentionRefusals.inc({ guard }, 0);
   }
 
   /** Keeps a repository label set bounded: the first N names are kept, later ones become 'other'. */
@@ -315,6 +346,16 @@ export class Metrics {
     else if (event.kind === 'flush') this.pullStatsFlushes.inc({ result: event.result });
     else this.pullStatsDropped.inc({ reason: event.reason }, event.pulls);
     this.pullStatsPending.set(event.pending);
+  }
+
+  recordRetention(event: RetentionRunEvent): void {
+    if (event.kind === 'tag_deleted') this.retentionTagsDeleted.inc();
+    else if (event.kind === 'manifest_deleted') this.retentionManifestsDeleted.inc();
+    else if (event.kind === 'refused') this.retentionRefusals.inc({ guard: event.rule });
+    else if (event.kind === 'run') {
+      this.retentionRuns.inc({ result: event.result });
+      if (event.result === 'ok') this.retentionLastRun.set(Date.now() / 1000);
+    }
   }
 
   /** Where berth_gc_queue_items is read from at each scrape (the metadata store's queueSize). */

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AuditLog } from './audit.js';
 import type { BerthConfig } from '../config.js';
-import { authFailureRecorder, gcEventRecorder, registryEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
+import { authFailureRecorder, gcEventRecorder, registryEventRecorder, retentionEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
@@ -10,6 +10,7 @@ import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js
 import type { StorageStack } from '../storage-stack.js';
 import type { GcEvent } from '../registry/gc/background.js';
 import type { PullCounterEvent } from '../registry/stats/pull-counter.js';
+import type { RetentionRunEvent } from '../registry/retention/background.js';
 import { asTlsServer, httpsOptions, reloadOnSighup } from './tls.js';
 
 export interface OperationsOptions {
@@ -53,6 +54,8 @@ export interface Operations {
   onPulls(event: PullCounterEvent): void;
   /** For buildApp's `onQuotaRefused`: refusals by stage and namespace. */
   onQuotaRefused(stage: QuotaStage, ns: string): void;
+  /** For buildApp's `onRetention`: runs, deletions and refusals counted; deletions and refusals audited. */
+  onRetention(event: RetentionRunEvent): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -104,6 +107,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onGc: gcEventRecorder({ audit, metrics }),
     onPulls: (event) => metrics.recordPullCounter(event),
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
+    onRetention: retentionEventRecorder({ audit, metrics }),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

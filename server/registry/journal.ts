@@ -3,6 +3,7 @@ import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import type { PullMetadata } from '../../storage-drivers/metadata/pull-types.js';
 import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
+import type { RetentionMetadata } from '../../storage-drivers/metadata/retention-types.js';
 import {
   ImmutableTagError,
   MissingReferencesError,
@@ -70,6 +71,7 @@ export class JournaledStore implements MetadataStore {
   readonly pulls: PullMetadata;
   /** Namespace records are recounted from the links by a rebuild, so they need no journal of their own. */
   readonly quotas: QuotaMetadata;
+  readonly retention: RetentionMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
@@ -78,6 +80,8 @@ export class JournaledStore implements MetadataStore {
     this.gc = journaledGc(inner.gc, driver);
     this.pulls = inner.pulls;
     this.quotas = inner.quotas;
+    // Retention's state is its own bookkeeping, not registry content: nothing to journal.
+    this.retention = inner.retention;
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult> {

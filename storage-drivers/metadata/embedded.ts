@@ -2,6 +2,7 @@ import { statfsSync } from 'node:fs';
 import { open, type RootDatabase } from 'lmdb';
 import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
 import { StorageFullError } from '../blob/types.js';
+import { EmbeddedRetention } from './embedded-retention.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import { EmbeddedPulls, type EmbeddedPullsDbs } from './embedded-pulls.js';
 import { EmbeddedQuotas } from './embedded-quotas.js';
@@ -58,9 +59,9 @@ export interface EmbeddedStoreOptions {
  *   uploadAge   updatedAt(6 bytes BE) id → true   (expiry sweep)
  *   missing     digest                  → ms since epoch (storage found not to hold the bytes)
  *   leases      name                    → { holder, until }
- * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), and
- * pull statistics, listed in embedded-pulls.ts.
- * the quota records, listed in embedded-quotas.ts.
+ *   retention   'state'                 → the retention runner's state (embedded-retention.ts)
+ * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), pull
+ * statistics, listed in embedded-pulls.ts, and the quota records, listed in embedded-quotas.ts.
  */
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
@@ -117,6 +118,8 @@ export class EmbeddedStore implements MetadataStore {
   readonly gc: EmbeddedGc;
   readonly pulls: EmbeddedPulls;
   readonly quotas: EmbeddedQuotas;
+  private readonly retentionDb: Db<string>;
+  readonly retention: EmbeddedRetention;
   private readonly flush: boolean;
   private readonly path: string;
   private readonly minFreeBytes: number;
@@ -143,6 +146,7 @@ export class EmbeddedStore implements MetadataStore {
       this.uploadAge = sub('uploadAge');
       this.missing = sub('missing');
       this.leases = sub('leases');
+      this.retentionDb = sub('retention');
       this.gcDbs = {
         blobRepos: this.blobRepos,
         blobs: this.blobs,
@@ -185,6 +189,12 @@ export class EmbeddedStore implements MetadataStore {
     });
     this.pulls = new EmbeddedPulls({
       dbs: this.pullDbs,
+      write: (what, action) => this.write(what, action),
+      read: (what, action) => this.read(what, action),
+    });
+    this.retention = new EmbeddedRetention({
+      retention: this.retentionDb,
+      untagged: this.gcDbs.untagged,
       write: (what, action) => this.write(what, action),
       read: (what, action) => this.read(what, action),
     });

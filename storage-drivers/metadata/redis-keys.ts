@@ -4,8 +4,8 @@ import type { Digest } from './types.js';
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
  * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`,
- * `{ns:<namespace>}`, `{quotas}`. Pull statistics are the repository's own keys (`{repo:<name>}`), so one
- * flush script reads its tags too.
+ * `{ns:<namespace>}`, `{quotas}`, `{retention}`. Pull statistics are the repository's own keys
+ * (`{repo:<name>}`), so one flush script reads its tags too.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -64,5 +64,10 @@ export class RedisKeys {
   /** Every namespace that ever had a quota record. */
   quotaNamespaces(): string {
     return `${this.prefix}{quotas}:namespaces`;
+  }
+
+  /** The retention runner's shared state (redis-retention.ts). */
+  retention(kind: 'state'): string {
+    return `${this.prefix}{retention}:${kind}`;
   }
 }

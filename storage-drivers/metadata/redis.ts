@@ -1,5 +1,6 @@
 import { Cluster, type Redis } from 'ioredis';
 import { createRedisClient, type RedisClient, type RedisStoreOptions } from './redis-client.js';
+import { RedisRetention } from './redis-retention.js';
 import { RedisGc } from './redis-gc.js';
 import { RedisKeys } from './redis-keys.js';
 import { RedisPulls } from './redis-pulls.js';
@@ -44,6 +45,7 @@ import {
  *   P{blob:<digest>}:touch, :gc, :pins   garbage collection's per-digest records (redis-gc.ts)
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
  *   P{ns:<namespace>}:…, P{quotas}:namespaces   storage quotas' per-namespace records (redis-quotas.ts)
+ *   P{retention}:state                   the retention runner's cursor and last runs (redis-retention.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -72,6 +74,7 @@ export class RedisStore implements MetadataStore {
   readonly gc: RedisGc;
   readonly pulls: RedisPulls;
   readonly quotas: RedisQuotas;
+  readonly retention: RedisRetention;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -84,6 +87,7 @@ export class RedisStore implements MetadataStore {
     this.gc = new RedisGc({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.pulls = new RedisPulls({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.quotas = new RedisQuotas({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.retention = new RedisRetention({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});

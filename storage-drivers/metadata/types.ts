@@ -1,6 +1,7 @@
 import type { GcMetadata } from './gc-types.js';
 import type { PullMetadata } from './pull-types.js';
 import type { QuotaMetadata } from './quota-types.js';
+import type { RetentionMetadata } from './retention-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
 export type Digest = string;
@@ -215,6 +216,8 @@ export interface MetadataStore {
 
   /** Storage quotas' per-namespace records (quota-types.ts). */
   readonly quotas: QuotaMetadata;
+  /** The retention runner's shared state and the untagged listing its untagged rule reads (retention-types.ts). */
+  readonly retention: RetentionMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
+import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
 import { advanceUpload } from '../helpers/upload-cas-loop.js';
 
 let scratch: string;
@@ -32,6 +33,7 @@ async function contractStore() {
 }
 runMetadataStoreContract('embedded', contractStore);
 runMetadataGcContract('embedded', contractStore);
+runMetadataRetentionContract('embedded', contractStore);
 
 const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
 const casLoopModule = new URL('../helpers/upload-cas-loop.js', import.meta.url).href;

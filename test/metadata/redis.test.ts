@@ -6,6 +6,7 @@ import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/
 import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
+import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
@@ -49,6 +50,10 @@ runMetadataGcContract('redis', async () => {
   const store = await openStore(shared);
   return { store, cleanup: () => store.close() };
 });
+runMetadataRetentionContract('redis', async () => {
+  const store = await openStore(shared);
+  return { store, cleanup: () => store.close() };
+});
 
 // The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
 let cluster: RedisCluster;
@@ -68,6 +73,10 @@ runMetadataStoreContract('redis cluster', async () => {
   return { store, cleanup: () => store.close() };
 });
 runMetadataGcContract('redis cluster', async () => {
+  const store = await openClusterStore();
+  return { store, cleanup: () => store.close() };
+});
+runMetadataRetentionContract('redis cluster', async () => {
   const store = await openClusterStore();
   return { store, cleanup: () => store.close() };
 });

@@ -1,0 +1,5 @@
+import { usePair } from '../helpers/matrix.js';
+import { runRetentionSuite } from './retention-suite.js';
+
+const env = usePair('memory', 'embedded');
+runRetentionSuite(env.pair.title, env.options);

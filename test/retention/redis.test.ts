@@ -1,0 +1,5 @@
+import { usePair } from '../helpers/matrix.js';
+import { runRetentionSuite } from './retention-suite.js';
+
+const env = usePair('memory', 'redis');
+runRetentionSuite(env.pair.title, env.options);
