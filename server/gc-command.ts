@@ -1,4 +1,5 @@
 // `berth gc`: options, progress and summary lines, exit status. The work is gcFromConfig's (main.ts).
+import { rejectUnknown, optionValue, reportUsage, UsageError, wantsHelp, wholeNumber } from './command-options.js';
 import { gcFromConfig, type GcCommandResult, type GcProgress } from './main.js';
 import { GcRefusedError } from './registry/gc/collector.js';
 import type { GcRunSummary } from './registry/gc/run.js';
@@ -28,8 +29,7 @@ Exit status: 0 done; 1 some items failed (a later pass retries them), interrupte
 See docs/gc.md.
 `;
 
-const VALUE_OPTIONS = ['--config', '--limit', '--progress-ms'];
-const FLAGS = ['--dry-run', '--json', '--full', '--help', '-h'];
+const OPTIONS = { values: ['--config', '--limit', '--progress-ms'], flags: ['--dry-run', '--json', '--full', '--help', '-h'] };
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -74,38 +74,19 @@ export function summaryText(result: GcCommandResult): string {
   return `${lines.join('\n')}\n`;
 }
 
-class UsageError extends Error {}
-
 interface GcArgs {
   configFile: string | undefined;
   limit: number | undefined;
   progressMs: number | undefined;
 }
 
-function value(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i === -1) return undefined;
-  const text = args[i + 1];
-  if (text === undefined || text.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  return text;
-}
-
-function wholeNumber(args: string[], name: string, min: number): number | undefined {
-  const text = value(args, name);
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${name} must be a whole number of at least ${min}, got ${JSON.stringify(text)}`);
-  return n;
-}
-
 function parseArgs(args: string[]): GcArgs {
-  const unknown = args.find((a, i) => !FLAGS.includes(a) && !VALUE_OPTIONS.includes(a) && !VALUE_OPTIONS.includes(args[i - 1] ?? ''));
-  if (unknown !== undefined) throw new UsageError(`unknown option ${unknown}`);
-  return { configFile: value(args, '--config'), limit: wholeNumber(args, '--limit', 1), progressMs: wholeNumber(args, '--progress-ms', 0) };
+  rejectUnknown(args, OPTIONS);
+  return { configFile: optionValue(args, '--config'), limit: wholeNumber(args, '--limit', 1), progressMs: wholeNumber(args, '--progress-ms', 0) };
 }
 
 export async function gcCommand(args: string[]): Promise<void> {
-  if (args.includes('--help') || args.includes('-h')) {
+  if (wantsHelp(args)) {
     process.stdout.write(GC_HELP);
     return;
   }
@@ -114,8 +95,7 @@ export async function gcCommand(args: string[]): Promise<void> {
     parsed = parseArgs(args);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`berth gc: ${err.message}\n\n${GC_HELP}`);
-    process.exitCode = 2;
+    reportUsage('gc', err.message, GC_HELP);
     return;
   }
   const { configFile, limit, progressMs } = parsed;

@@ -1,9 +1,9 @@
 // `berth pulls`: reads pull statistics straight from the configured metadata store, like `berth gc`.
 import { OciError } from '../errors/oci-error.js';
+import { operands, optionValue, reportUsage, UsageError, wantsHelp, wholeNumber, withStorage } from './command-options.js';
 import { loadConfig } from './config.js';
 import { assertName, assertTag } from './registry/references.js';
 import { repositoryPullReport, tagPullReport, type DailyCount, type RepositoryPullReport, type TagPullReport } from './registry/stats/pull-report.js';
-import { buildStorageStack } from './storage-stack.js';
 
 export const PULLS_HELP = `Usage: berth pulls <repository> [--tag T] [--days N] [--json] [--config FILE]
 
@@ -20,18 +20,7 @@ Serving processes write their counts every stats.flushSeconds, so the latest pul
 Exit status: 0 shown; 1 unknown repository or tag, or an error; 2 bad usage. See docs/pull-statistics.md.
 `;
 
-const VALUE_OPTIONS = ['--config', '--tag', '--days'];
-const FLAGS = ['--json', '--help', '-h'];
-
-class UsageError extends Error {}
-
-function value(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i === -1) return undefined;
-  const text = args[i + 1];
-  if (text === undefined || text.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  return text;
-}
+const OPTIONS = { values: ['--config', '--tag', '--days'], flags: ['--json', '--help', '-h'] };
 
 interface PullsArgs {
   repository: string;
@@ -42,15 +31,18 @@ interface PullsArgs {
 }
 
 function parseArgs(args: string[]): PullsArgs {
-  const positional = args.filter((a, i) => !FLAGS.includes(a) && !VALUE_OPTIONS.includes(a) && !VALUE_OPTIONS.includes(args[i - 1] ?? ''));
+  const positional = operands(args, OPTIONS);
   const unknown = positional.find((a) => a.startsWith('-'));
   if (unknown !== undefined) throw new UsageError(`unknown option ${unknown}`);
   if (positional.length !== 1) throw new UsageError(positional.length === 0 ? 'name the repository' : `one repository, got ${positional.join(' ')}`);
-  const daysText = value(args, '--days');
-  const days = daysText === undefined ? undefined : Number(daysText);
-  if (days !== undefined && !(Number.isSafeInteger(days) && days >= 1))
-    throw new UsageError(`--days must be a whole number of at least 1, got ${JSON.stringify(daysText)}`);
-  return { repository: positional[0] as string, tag: value(args, '--tag'), days, json: args.includes('--json'), configFile: value(args, '--config') };
+  const days = wholeNumber(args, '--days', 1);
+  return {
+    repository: positional[0] as string,
+    tag: optionValue(args, '--tag'),
+    days,
+    json: args.includes('--json'),
+    configFile: optionValue(args, '--config'),
+  };
 }
 
 function when(iso: string | null): string {
@@ -76,7 +68,7 @@ export function tagText(r: TagPullReport): string {
 }
 
 export async function pullsCommand(args: string[]): Promise<void> {
-  if (args.includes('--help') || args.includes('-h')) {
+  if (wantsHelp(args)) {
     process.stdout.write(PULLS_HELP);
     return;
   }
@@ -87,8 +79,7 @@ export async function pullsCommand(args: string[]): Promise<void> {
     if (parsed.tag !== undefined) assertTag(parsed.tag);
   } catch (err) {
     if (!(err instanceof UsageError) && !(err instanceof OciError)) throw err;
-    process.stderr.write(`berth pulls: ${err.message}\n\n${PULLS_HELP}`);
-    process.exitCode = 2;
+    reportUsage('pulls', err.message, PULLS_HELP);
     return;
   }
   const config = loadConfig({ file: parsed.configFile });
@@ -99,22 +90,20 @@ export async function pullsCommand(args: string[]): Promise<void> {
     return;
   }
   const days = parsed.days ?? Math.min(30, maxDays);
-  const storage = await buildStorageStack(config);
   try {
-    await storage.metadata.ping();
-    const now = Date.now();
-    if (parsed.tag !== undefined) {
-      const r = await tagPullReport(storage.metadata, parsed.repository, parsed.tag, { days, now });
-      process.stdout.write(parsed.json ? `${JSON.stringify(r)}\n` : tagText(r));
-    } else {
-      const r = await repositoryPullReport(storage.metadata, parsed.repository, { days, now, n: undefined, last: undefined });
-      process.stdout.write(parsed.json ? `${JSON.stringify(r)}\n` : repositoryText(r));
-    }
+    await withStorage(config, async (storage) => {
+      const now = Date.now();
+      if (parsed.tag !== undefined) {
+        const r = await tagPullReport(storage.metadata, parsed.repository, parsed.tag, { days, now });
+        process.stdout.write(parsed.json ? `${JSON.stringify(r)}\n` : tagText(r));
+      } else {
+        const r = await repositoryPullReport(storage.metadata, parsed.repository, { days, now, n: undefined, last: undefined });
+        process.stdout.write(parsed.json ? `${JSON.stringify(r)}\n` : repositoryText(r));
+      }
+    });
   } catch (err) {
     if (!(err instanceof OciError)) throw err;
     process.stderr.write(`berth pulls: ${err.message}\n`);
     process.exitCode = 1;
-  } finally {
-    await storage.close();
   }
 }

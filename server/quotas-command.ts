@@ -1,9 +1,9 @@
 // `berth quotas`: the namespaces' storage usage against their limits, read from the configured stores
 // like `berth gc` (no running server needed).
+import { optionValue, rejectUnknown, reportUsage, UsageError, wantsHelp, withStorage } from './command-options.js';
 import { loadConfig } from './config.js';
 import { formatSize } from './registry/quotas/rules.js';
 import { namespacePage, namespaceReport, type NamespaceReport } from './registry/quotas/report.js';
-import { buildStorageStack } from './storage-stack.js';
 
 export const QUOTAS_HELP = `Usage: berth quotas [--config FILE] [--namespace N] [--json]
 
@@ -17,18 +17,7 @@ and those it shares with other namespaces. See docs/quotas.md.
 Exit status: 0 done; 2 bad usage.
 `;
 
-const VALUE_OPTIONS = ['--config', '--namespace'];
-const FLAGS = ['--json', '--help', '-h'];
-
-class UsageError extends Error {}
-
-function value(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i === -1) return undefined;
-  const text = args[i + 1];
-  if (text === undefined || text.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  return text;
-}
+const OPTIONS = { values: ['--config', '--namespace'], flags: ['--json', '--help', '-h'] };
 
 /** One line per namespace: `team  9.8 GiB of 10 GiB (98%, rule team-*)  exclusive 9 GiB, shared 800 MiB`. */
 export function reportLine(r: NamespaceReport): string {
@@ -42,30 +31,26 @@ export function reportLine(r: NamespaceReport): string {
 }
 
 export async function quotasCommand(args: string[]): Promise<void> {
-  if (args.includes('--help') || args.includes('-h')) {
+  if (wantsHelp(args)) {
     process.stdout.write(QUOTAS_HELP);
     return;
   }
   let configFile: string | undefined;
   let namespace: string | undefined;
   try {
-    const unknown = args.find((a, i) => !FLAGS.includes(a) && !VALUE_OPTIONS.includes(a) && !VALUE_OPTIONS.includes(args[i - 1] ?? ''));
-    if (unknown !== undefined) throw new UsageError(`unknown option ${unknown}`);
-    configFile = value(args, '--config');
-    namespace = value(args, '--namespace');
+    rejectUnknown(args, OPTIONS);
+    configFile = optionValue(args, '--config');
+    namespace = optionValue(args, '--namespace');
     if (namespace !== undefined && (namespace === '' || namespace.includes('/')))
       throw new UsageError('--namespace is a repository name\'s first segment, without "/"');
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`berth quotas: ${err.message}\n\n${QUOTAS_HELP}`);
-    process.exitCode = 2;
+    reportUsage('quotas', err.message, QUOTAS_HELP);
     return;
   }
   const json = args.includes('--json');
   const config = loadConfig({ file: configFile });
-  const storage = await buildStorageStack(config);
-  try {
-    await storage.metadata.ping();
+  await withStorage(config, async (storage) => {
     const rules = config.quotas.rules;
     const now = Date.now();
     if (namespace !== undefined) {
@@ -83,7 +68,5 @@ export async function quotasCommand(args: string[]): Promise<void> {
     }
     if (json) process.stdout.write(`${JSON.stringify({ namespaces: reports })}\n`);
     else process.stdout.write(reports.length === 0 ? 'no namespace has a quota rule or stored content\n' : `${reports.map(reportLine).join('\n')}\n`);
-  } finally {
-    await storage.close();
-  }
+  });
 }

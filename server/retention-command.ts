@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { optionValue, rejectUnknown, reportUsage, UsageError, wantsHelp, withStorage } from './command-options.js';
 import { loadConfig } from './config.js';
 import { openOperatorAudit, type OperatorAudit } from './operations/audit.js';
 import { retentionAuditCounts, retentionAuditEvent } from './operations/event-recorders.js';
@@ -13,7 +14,6 @@ import { preview, previewText } from './registry/retention/preview.js';
 import { Retention, usesPulls, type RunSummary } from './registry/retention/retention.js';
 import { retentionSources } from './registry/retention/sources.js';
 import { policiesFromBody } from './routes/retention.js';
-import { buildStorageStack } from './storage-stack.js';
 
 export const RETENTION_HELP = `Usage:
   berth retention preview [--config FILE] [--repository R] [--policy-file F] [--json] [--deleted-only]
@@ -36,18 +36,7 @@ Exit status: 0 done; 1 an error, a repository failed, or (run) a repository refu
 2 bad usage or an invalid policy. See docs/retention.md.
 `;
 
-class UsageError extends Error {}
-
-const VALUE_OPTIONS = ['--config', '--repository', '--policy-file'];
-const FLAGS = ['--json', '--dry-run', '--force', '--deleted-only', '--help', '-h'];
-
-function value(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i === -1) return undefined;
-  const text = args[i + 1];
-  if (text === undefined || text.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  return text;
-}
+const OPTIONS = { values: ['--config', '--repository', '--policy-file'], flags: ['--json', '--dry-run', '--force', '--deleted-only', '--help', '-h'] };
 
 function policiesFromFile(file: string): RetentionPolicy[] {
   let text: string;
@@ -80,94 +69,90 @@ function runLine(s: RunSummary): string {
 
 export async function retentionCommand(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === '--help' || sub === '-h' || rest.includes('--help') || rest.includes('-h')) {
+  if (sub === undefined || wantsHelp(args)) {
     process.stdout.write(RETENTION_HELP);
     return;
   }
   try {
     if (sub !== 'preview' && sub !== 'run') throw new UsageError(`unknown retention command ${JSON.stringify(sub)}`);
-    const unknown = rest.find((a, i) => !FLAGS.includes(a) && !VALUE_OPTIONS.includes(a) && !VALUE_OPTIONS.includes(rest[i - 1] ?? ''));
-    if (unknown !== undefined) throw new UsageError(`unknown option ${unknown}`);
+    rejectUnknown(rest, OPTIONS);
     if (sub === 'run' && rest.includes('--policy-file')) throw new UsageError('run applies the configured policies; preview a --policy-file, then deploy it');
-    const policyFile = value(rest, '--policy-file');
+    const policyFile = optionValue(rest, '--policy-file');
     const policies = policyFile === undefined ? undefined : policiesFromFile(policyFile);
     await execute(sub, rest, policies);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`berth retention: ${err.message}\n\n${RETENTION_HELP}`);
-    process.exitCode = 2;
+    reportUsage('retention', err.message, RETENTION_HELP);
   }
 }
 
 async function execute(sub: 'preview' | 'run', args: string[], override: RetentionPolicy[] | undefined): Promise<void> {
-  const config = loadConfig({ file: value(args, '--config') });
+  const config = loadConfig({ file: optionValue(args, '--config') });
   const policies = override ?? config.retention.policies;
-  const repository = value(args, '--repository');
+  const repository = optionValue(args, '--repository');
   const json = args.includes('--json');
   const dryRun = sub === 'preview' || args.includes('--dry-run');
-  const storage = await buildStorageStack(config);
-  let audit: OperatorAudit | undefined;
-  try {
-    // Opened first: an unwritable audit file stops the run before it deletes anything.
-    if (!dryRun) audit = openOperatorAudit(config, { stdout: 'stderr' });
-    await storage.metadata.ping();
-    const now = Date.now;
-    const sources = retentionSources(config, storage.metadata);
-    const pullPolicies = policies.filter(usesPulls).map((p) => JSON.stringify(p.name));
-    if (sources.pullsOf === undefined && pullPolicies.length > 0) {
-      const what = `polic${pullPolicies.length === 1 ? 'y' : 'ies'} ${pullPolicies.join(', ')} ${pullPolicies.length === 1 ? 'has' : 'have'} pull rules, but pull statistics are off (stats.enabled false)`;
-      // Judged as never pulled, every tag kept only by a pull rule would go: a run must not.
-      if (!dryRun) throw new UsageError(`${what}: run it in the server (POST /api/v1/retention/run) instead`);
-      process.stderr.write(`berth retention: ${what}: tags are judged as never pulled; the server's preview (GET /api/v1/retention/preview) has them\n`);
-    }
-    const retention = new Retention({
-      metadata: storage.metadata,
-      usage: gcUsage(storage.metadata, config, now),
-      pullsOf: sources.pullsOf ?? NO_PULLS,
-      isImmutable: sources.isImmutable,
-      now,
-      holder: `cli-${randomUUID()}`,
-      leaseMs: config.retention.leaseSeconds * 1000,
-    });
-    if (policies.length === 0) process.stderr.write('berth retention: no retention policies configured (retention.policies); nothing to judge\n');
-    if (sub === 'preview') {
-      const entries = [];
-      for await (const entry of preview(retention, policies, repository)) {
-        if (json) entries.push(entry);
-        else process.stdout.write(previewText(entry, { kept: !args.includes('--deleted-only') }));
+  await withStorage(config, async (storage) => {
+    // Opened before anything is judged: an unwritable audit file stops the run before it deletes anything.
+    const audit: OperatorAudit | undefined = dryRun ? undefined : openOperatorAudit(config, { stdout: 'stderr' });
+    try {
+      const now = Date.now;
+      const sources = retentionSources(config, storage.metadata);
+      const pullPolicies = policies.filter(usesPulls).map((p) => JSON.stringify(p.name));
+      if (sources.pullsOf === undefined && pullPolicies.length > 0) {
+        const what = `polic${pullPolicies.length === 1 ? 'y' : 'ies'} ${pullPolicies.join(', ')} ${pullPolicies.length === 1 ? 'has' : 'have'} pull rules, but pull statistics are off (stats.enabled false)`;
+        // Judged as never pulled, every tag kept only by a pull rule would go: a run must not.
+        if (!dryRun) throw new UsageError(`${what}: run it in the server (POST /api/v1/retention/run) instead`);
+        process.stderr.write(`berth retention: ${what}: tags are judged as never pulled; the server's preview (GET /api/v1/retention/preview) has them\n`);
       }
-      if (json) process.stdout.write(`${JSON.stringify({ repositories: entries })}\n`);
-      return;
+      const retention = new Retention({
+        metadata: storage.metadata,
+        usage: gcUsage(storage.metadata, config, now),
+        pullsOf: sources.pullsOf ?? NO_PULLS,
+        isImmutable: sources.isImmutable,
+        now,
+        holder: `cli-${randomUUID()}`,
+        leaseMs: config.retention.leaseSeconds * 1000,
+      });
+      if (policies.length === 0) process.stderr.write('berth retention: no retention policies configured (retention.policies); nothing to judge\n');
+      if (sub === 'preview') {
+        const entries = [];
+        for await (const entry of preview(retention, policies, repository)) {
+          if (json) entries.push(entry);
+          else process.stdout.write(previewText(entry, { kept: !args.includes('--deleted-only') }));
+        }
+        if (json) process.stdout.write(`${JSON.stringify({ repositories: entries })}\n`);
+        return;
+      }
+      const force = args.includes('--force');
+      const summary = await retention.run({
+        policies,
+        dryRun,
+        force,
+        // The command runs to the end of the walk: the batch bounds background runs.
+        batch: Number.MAX_SAFE_INTEGER,
+        repository,
+        onEvent: (event) => {
+          if (event.kind === 'refused') process.stderr.write(`retention: ${event.repository}: ${event.message}\n`);
+          if (event.kind === 'repository' && (event.result === 'failed' || event.result === 'busy' || event.result === 'lost_lease')) {
+            process.stderr.write(`retention: ${event.repository}: ${event.result}${event.message ? `: ${event.message}` : ''}\n`);
+          }
+          if (event.kind === 'repository' && event.result === 'done' && !json) {
+            process.stderr.write(
+              `retention: ${event.repository}: ${dryRun ? 'would delete' : 'deleted'} ${event.deleted} tags (policy ${JSON.stringify(event.policy)})\n`,
+            );
+          }
+          if (!dryRun) {
+            const line = retentionAuditEvent(event);
+            if (line) audit?.emit(line);
+          }
+        },
+      });
+      if (!dryRun) audit?.emit({ action: 'retention_run', retention: retentionAuditCounts(summary) });
+      process.stdout.write(json ? `${JSON.stringify(summary)}\n` : runLine(summary));
+      if (summary.failed > 0 || summary.refused > 0) process.exitCode = 1;
+    } finally {
+      await audit?.close();
     }
-    const force = args.includes('--force');
-    const summary = await retention.run({
-      policies,
-      dryRun,
-      force,
-      // The command runs to the end of the walk: the batch bounds background runs.
-      batch: Number.MAX_SAFE_INTEGER,
-      repository,
-      onEvent: (event) => {
-        if (event.kind === 'refused') process.stderr.write(`retention: ${event.repository}: ${event.message}\n`);
-        if (event.kind === 'repository' && (event.result === 'failed' || event.result === 'busy' || event.result === 'lost_lease')) {
-          process.stderr.write(`retention: ${event.repository}: ${event.result}${event.message ? `: ${event.message}` : ''}\n`);
-        }
-        if (event.kind === 'repository' && event.result === 'done' && !json) {
-          process.stderr.write(
-            `retention: ${event.repository}: ${dryRun ? 'would delete' : 'deleted'} ${event.deleted} tags (policy ${JSON.stringify(event.policy)})\n`,
-          );
-        }
-        if (!dryRun) {
-          const line = retentionAuditEvent(event);
-          if (line) audit?.emit(line);
-        }
-      },
-    });
-    if (!dryRun) audit?.emit({ action: 'retention_run', retention: retentionAuditCounts(summary) });
-    process.stdout.write(json ? `${JSON.stringify(summary)}\n` : runLine(summary));
-    if (summary.failed > 0 || summary.refused > 0) process.exitCode = 1;
-  } finally {
-    await audit?.close();
-    await storage.close();
-  }
+  });
 }
