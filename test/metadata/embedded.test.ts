@@ -9,6 +9,7 @@ import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
+import { embeddedStores } from '../helpers/metadata-stores.js';
 import { advanceUpload } from '../helpers/upload-cas-loop.js';
 
 let scratch: string;
@@ -19,18 +20,7 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-let counter = 0;
-async function contractStore() {
-  const path = join(scratch, `contract-${counter++}`);
-  const store = new EmbeddedStore({ path });
-  return {
-    store,
-    async cleanup() {
-      await store.close();
-      await rm(path, { recursive: true, force: true });
-    },
-  };
-}
+const contractStore = embeddedStores(() => scratch);
 runMetadataStoreContract('embedded', contractStore);
 runMetadataGcContract('embedded', contractStore);
 runMetadataRetentionContract('embedded', contractStore);

@@ -8,12 +8,11 @@ import { MetadataUnavailableError, type ManifestRecord } from '../../storage-dri
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
+import { openRedisStore, redisStores } from '../helpers/metadata-stores.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
-async function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
-  const store = new RedisStore(redisConfigSchema.parse({ url: server.url, keyPrefix: `t${randomUUID().slice(0, 8)}:`, ...extra }));
-  assert.equal(await store.waitUntilReady(5000), true, 'store did not connect');
-  return store;
+function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
+  return openRedisStore({ url: server.url, ...extra }, 't');
 }
 
 /** Polls `probe` until it resolves, at most `boundMs`. */
@@ -42,18 +41,10 @@ after(async () => {
   await shared.stop();
 });
 
-runMetadataStoreContract('redis', async () => {
-  const store = await openStore(shared);
-  return { store, cleanup: () => store.close() };
-});
-runMetadataGcContract('redis', async () => {
-  const store = await openStore(shared);
-  return { store, cleanup: () => store.close() };
-});
-runMetadataRetentionContract('redis', async () => {
-  const store = await openStore(shared);
-  return { store, cleanup: () => store.close() };
-});
+const redisStore = () => redisStores({ url: shared.url }, 't');
+runMetadataStoreContract('redis', redisStore);
+runMetadataGcContract('redis', redisStore);
+runMetadataRetentionContract('redis', redisStore);
 
 // The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
 let cluster: RedisCluster;
@@ -63,23 +54,10 @@ before(async () => {
 after(async () => {
   await cluster.stop();
 });
-async function openClusterStore(): Promise<RedisStore> {
-  const store = new RedisStore(redisConfigSchema.parse({ cluster: { nodes: cluster.urls }, keyPrefix: `c${randomUUID().slice(0, 8)}:` }));
-  assert.equal(await store.waitUntilReady(5000), true, 'cluster store did not connect');
-  return store;
-}
-runMetadataStoreContract('redis cluster', async () => {
-  const store = await openClusterStore();
-  return { store, cleanup: () => store.close() };
-});
-runMetadataGcContract('redis cluster', async () => {
-  const store = await openClusterStore();
-  return { store, cleanup: () => store.close() };
-});
-runMetadataRetentionContract('redis cluster', async () => {
-  const store = await openClusterStore();
-  return { store, cleanup: () => store.close() };
-});
+const clusterStore = () => redisStores({ cluster: { nodes: cluster.urls } }, 'c');
+runMetadataStoreContract('redis cluster', clusterStore);
+runMetadataGcContract('redis cluster', clusterStore);
+runMetadataRetentionContract('redis cluster', clusterStore);
 
 describe('redis store specifics', () => {
   it('keeps every key under the prefix, with a per-repository, per-digest or gc hash tag', async () => {

@@ -1,0 +1,38 @@
+// Fresh metadata stores for the contract suites: each test gets its own embedded directory or its own
+// Redis key prefix, so the tests of one file never see each other's data.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
+import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
+import { RedisStore } from '../../storage-drivers/metadata/redis.js';
+import type { MetadataStoreFixture } from '../contract/metadata-store.contract.js';
+
+/** Opens an embedded store in a new directory under `dir()` (read per call: it is made in a before hook). */
+export function embeddedStores(dir: () => string): () => Promise<MetadataStoreFixture> {
+  let counter = 0;
+  return async () => {
+    const path = join(dir(), `store-${counter++}`);
+    const store = new EmbeddedStore({ path });
+    return {
+      store,
+      async cleanup() {
+        await store.close();
+        await rm(path, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+/** A Redis store under a fresh key prefix starting with `prefix` (unless `config` sets one), connected. */
+export async function openRedisStore(config: RedisConfigInput, prefix: string): Promise<RedisStore> {
+  const store = new RedisStore(redisConfigSchema.parse({ keyPrefix: `${prefix}${randomUUID().slice(0, 8)}:`, ...config }));
+  assert.equal(await store.waitUntilReady(5000), true, 'store did not connect');
+  return store;
+}
+
+export async function redisStores(config: RedisConfigInput, prefix: string): Promise<MetadataStoreFixture> {
+  const store = await openRedisStore(config, prefix);
+  return { store, cleanup: () => store.close() };
+}
