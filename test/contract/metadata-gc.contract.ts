@@ -2,10 +2,10 @@
 // test/metadata/*.test.ts for each store. Times are explicit `now` values; where the store stamps
 // the wall clock itself (a tag leaving a manifest), the test brackets the call with Date.now().
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { BlobPin, GcMetadata } from '../../storage-drivers/metadata/gc-types.js';
 import type { Digest, ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
-import { digestOf, type MetadataStoreFixture } from './metadata-store.contract.js';
+import { digestOf, eachStore, type MetadataStoreFixture } from './metadata-store.contract.js';
 
 const T = 1_800_000_000_000;
 const INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -27,16 +27,11 @@ function pin(id: string, until: number, now: number): BlobPin {
 
 export function runMetadataGcContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
   describe(`MetadataStore gc contract: ${name}`, () => {
-    let fixture: MetadataStoreFixture;
     let store: MetadataStore;
     let gc: GcMetadata;
-    beforeEach(async () => {
-      fixture = await setup();
-      store = fixture.store;
-      gc = store.gc;
-    });
-    afterEach(async () => {
-      await fixture.cleanup();
+    eachStore(setup, (s) => {
+      store = s;
+      gc = s.gc;
     });
 
     /** The current version and holders of a digest that nothing blocks (claimed at a far-away `now`). */

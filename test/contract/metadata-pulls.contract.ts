@@ -3,10 +3,10 @@
 // values around the wall clock: Redis expires daily keys by real time, so the days must be real ones.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { DAY_MS, dayOf, type PullBatch, type PullBatchEntry, type PullMetadata } from '../../storage-drivers/metadata/pull-types.js';
 import type { ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
-import { digestOf, type MetadataStoreFixture } from './metadata-store.contract.js';
+import { digestOf, eachStore, type MetadataStoreFixture } from './metadata-store.contract.js';
 
 function manifest(name: string): ManifestRecord {
   return { digest: digestOf(name), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 300, references: [], createdAt: 1000 };
@@ -25,20 +25,15 @@ function entry(repo: string, day: number, byTag: Counts, byDigest: Counts = {}):
 
 export function runMetadataPullsContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
   describe(`MetadataStore pulls contract: ${name}`, () => {
-    let fixture: MetadataStoreFixture;
     let store: MetadataStore;
     let pulls: PullMetadata;
     const now = Date.now();
     const today = dayOf(now);
     const batch = (entries: PullBatchEntry[], extra: Partial<PullBatch> = {}): PullBatch => ({ id: randomUUID(), entries, keepDays: 90, now, ...extra });
 
-    beforeEach(async () => {
-      fixture = await setup();
-      store = fixture.store;
-      pulls = store.pulls;
-    });
-    afterEach(async () => {
-      await fixture.cleanup();
+    eachStore(setup, (s) => {
+      store = s;
+      pulls = s.pulls;
     });
 
     it('counts pulls by tag per tag and per repository, with the latest time and today in the series', async () => {

@@ -1,22 +1,17 @@
 // What every MetadataStore's quota records (store.quotas, quota-types.ts) must do; run by
 // test/metadata/quotas.test.ts on the embedded store, Redis and Redis Cluster. Times are explicit `now` values.
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
-import { digestOf, type MetadataStoreFixture } from './metadata-store.contract.js';
+import { digestOf, eachStore, type MetadataStoreFixture } from './metadata-store.contract.js';
 
 const T = 1_800_000_000_000;
 
 export function runMetadataQuotaContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
   describe(`MetadataStore quota contract: ${name}`, () => {
-    let fixture: MetadataStoreFixture;
     let quotas: QuotaMetadata;
-    beforeEach(async () => {
-      fixture = await setup();
-      quotas = fixture.store.quotas;
-    });
-    afterEach(async () => {
-      await fixture.cleanup();
+    eachStore(setup, (s) => {
+      quotas = s.quotas;
     });
 
     it('counts a digest once per namespace however many holders it has, and frees it with the last one', async () => {

@@ -1,10 +1,10 @@
 // What every MetadataStore's retention records (store.retention, retention-types.ts) must do; run by
 // test/metadata/*.test.ts for each store.
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { UntaggedEntry } from '../../storage-drivers/metadata/retention-types.js';
 import type { ManifestRecord, MetadataStore } from '../../storage-drivers/metadata/types.js';
-import { digestOf, type MetadataStoreFixture } from './metadata-store.contract.js';
+import { digestOf, eachStore, type MetadataStoreFixture } from './metadata-store.contract.js';
 
 function manifest(name: string): ManifestRecord {
   return { digest: digestOf(name), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, references: [], createdAt: 1000 };
@@ -24,14 +24,9 @@ async function allUntagged(store: MetadataStore, repo: string, count: number): P
 
 export function runMetadataRetentionContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
   describe(`MetadataStore retention contract: ${name}`, () => {
-    let fixture: MetadataStoreFixture;
     let store: MetadataStore;
-    beforeEach(async () => {
-      fixture = await setup();
-      store = fixture.store;
-    });
-    afterEach(async () => {
-      await fixture.cleanup();
+    eachStore(setup, (s) => {
+      store = s;
     });
 
     it('keeps one shared state document', async () => {

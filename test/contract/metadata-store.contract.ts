@@ -16,6 +16,19 @@ export interface MetadataStoreFixture {
   cleanup(): Promise<void>;
 }
 
+/** A fresh store from `setup` for each test of the enclosing describe, handed to `use`, cleaned up after. */
+export function eachStore(setup: () => Promise<MetadataStoreFixture>, use: (store: MetadataStore) => void): void {
+  let fixture: MetadataStoreFixture | undefined;
+  beforeEach(async () => {
+    fixture = await setup();
+    use(fixture.store);
+  });
+  afterEach(async () => {
+    await fixture?.cleanup();
+    fixture = undefined;
+  });
+}
+
 export function digestOf(text: string): string {
   return `sha256:${createHash('sha256').update(text).digest('hex')}`;
 }
@@ -42,14 +55,9 @@ function byteOrder(a: string, b: string): number {
 
 export function runMetadataStoreContract(name: string, setup: () => Promise<MetadataStoreFixture>): void {
   describe(`MetadataStore contract: ${name}`, () => {
-    let fixture: MetadataStoreFixture;
     let store: MetadataStore;
-    beforeEach(async () => {
-      fixture = await setup();
-      store = fixture.store;
-    });
-    afterEach(async () => {
-      await fixture.cleanup();
+    eachStore(setup, (s) => {
+      store = s;
     });
 
     describe('required references', () => {
