@@ -2,7 +2,7 @@
 // auth (registry:quotas:*), and `berth quotas` reading the stores.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { type Auth, createAuth } from '../../auth/index.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { PASSWORDS, addUsers, baseConfig } from '../auth/fixtures.js';
-import { runBerth } from '../helpers/berth-cli.js';
+import { runBerth, writeCliConfig } from '../helpers/berth-cli.js';
 import { OciLayout } from '../helpers/oci-layout.js';
 import { randomBlob, RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
@@ -47,11 +47,7 @@ describe('quotas with real clients and the CLI', () => {
 
   it('berth quotas prints each namespace, and one as JSON', async () => {
     await reg.app.close();
-    const config = join(work, 'berth.yaml');
-    await writeFile(
-      config,
-      `dataDir: ${reg.dir}\nstorage: { driver: filesystem, filesystem: { root: ${join(reg.dir, 'storage')} } }\nmetadata: { store: embedded, embedded: { path: ${join(reg.dir, 'metadata')} } }\nquotas: { rules: [{ namespace: tiny, limitBytes: 50000 }] }\nlog: { level: silent }\n`,
-    );
+    const config = await writeCliConfig(reg.dir, { quotas: { rules: [{ namespace: 'tiny', limitBytes: 50000 }] } }, join(work, 'berth.yaml'));
     // The test registry's store stays open in this process; lmdb allows a second process on it.
     const text = await runBerth(['quotas', '--config', config]);
     assert.equal(text.code, 0, text.stderr);

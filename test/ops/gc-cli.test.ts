@@ -1,16 +1,15 @@
 // `berth gc` as an operator runs it: a real process next to a serving registry, over filesystem
 // storage and an embedded metadata store both open in the two processes.
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { stringify } from 'yaml';
 import type { GcCommandResult } from '../../server/main.js';
 import { blobKey } from '../../server/registry/keys.js';
 import { parseDigest } from '../../server/registry/references.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
-import { runBerth, type CommandResult } from '../helpers/berth-cli.js';
+import { runBerth, writeCliConfig, type CommandResult } from '../helpers/berth-cli.js';
 import { randomBlob, RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -33,19 +32,8 @@ async function startFilesystemRegistry(): Promise<TestRegistry> {
 
 /** The configuration `berth gc` reads: the registry's own directories, the audit appended to a file. */
 async function writeConfig(reg: TestRegistry): Promise<{ configFile: string; auditFile: string }> {
-  const configFile = join(reg.dir, 'berth.yaml');
   const auditFile = join(reg.dir, 'audit.log');
-  await writeFile(
-    configFile,
-    stringify({
-      dataDir: reg.dir,
-      log: { level: 'silent' },
-      storage: { driver: 'filesystem', filesystem: { root: join(reg.dir, 'storage') } },
-      metadata: { store: 'embedded', embedded: { path: join(reg.dir, 'metadata') } },
-      gc: GC,
-      audit: { output: auditFile },
-    }),
-  );
+  const configFile = await writeCliConfig(reg.dir, { gc: GC, audit: { output: auditFile } });
   return { configFile, auditFile };
 }
 

@@ -1,13 +1,11 @@
 // `berth pulls` as an operator runs it: a real process reading the embedded store a serving registry
 // has open, after the registry flushed what it counted.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { stringify } from 'yaml';
 import type { RepositoryPullReport, TagPullReport } from '../../server/registry/stats/pull-report.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
-import { runBerth } from '../helpers/berth-cli.js';
+import { runBerth, writeCliConfig } from '../helpers/berth-cli.js';
 import { OCI_MANIFEST, RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -19,17 +17,7 @@ describe('berth pulls', () => {
       driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }),
       config: { gc: { enabled: false }, stats: { flushSeconds: 3600 } },
     });
-    configFile = join(reg.dir, 'berth.yaml');
-    await writeFile(
-      configFile,
-      stringify({
-        dataDir: reg.dir,
-        log: { level: 'silent' },
-        storage: { driver: 'filesystem', filesystem: { root: join(reg.dir, 'storage') } },
-        metadata: { store: 'embedded', embedded: { path: join(reg.dir, 'metadata') } },
-        stats: { pullDays: 14 },
-      }),
-    );
+    configFile = await writeCliConfig(reg.dir, { stats: { pullDays: 14 } });
     const client = new RegistryClient(reg.url);
     const { manifest } = await client.pushImage('team/app', 'v1');
     await client.pushManifest('team/app', 'v2', manifest);

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { RepositoryPreview } from '../../server/registry/retention/preview.js';
 import type { RunSummary } from '../../server/registry/retention/retention.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
-import { runBerth } from '../helpers/berth-cli.js';
+import { cliSettings, runBerth } from '../helpers/berth-cli.js';
 import { RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -27,15 +27,7 @@ describe('berth retention next to a serving registry (filesystem + embedded)', (
     c = new RegistryClient(reg.url);
     configFile = join(reg.dir, 'berth.yaml');
     auditFile = join(reg.dir, 'audit.log');
-    settings = {
-      dataDir: reg.dir,
-      log: { level: 'silent' },
-      storage: { driver: 'filesystem', filesystem: { root: join(reg.dir, 'storage') } },
-      metadata: { store: 'embedded', embedded: { path: join(reg.dir, 'metadata') } },
-      gc: { enabled: false },
-      retention: { policies: POLICIES },
-      audit: { output: auditFile },
-    };
+    settings = cliSettings(reg.dir, { gc: { enabled: false }, retention: { policies: POLICIES }, audit: { output: auditFile } });
     await writeFile(configFile, stringify(settings));
     // Pushed in order: t1 oldest. Tags pushed within one millisecond rank by name, which is the same order.
     for (const t of ['t1', 't2', 't3', 't4', 't5']) await c.pushImage('cli/app', t);
