@@ -54,11 +54,10 @@ function suite(env: PairEnvironment): void {
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    /** A token as GitLab's Rails signs it for a project's repository. */
-    const gitlabToken = async (repo: string, patterns?: unknown) => {
+    /** A token from the GitLab issuer (ISSUER, `key`) granting `access`. */
+    const signToken = async (access: unknown[]) => {
       const now = Math.floor(Date.now() / 1000);
-      const meta = { project_path: repo, project_id: 7, root_namespace_id: 3, ...(patterns === undefined ? {} : { tag_immutable_patterns: patterns }) };
-      return new SignJWT({ access: [{ type: 'repository', name: repo, actions: ['pull', 'push', 'delete'], meta }] })
+      return new SignJWT({ access })
         .setProtectedHeader({ alg: 'ES256' })
         .setIssuer(ISSUER)
         .setAudience('berth')
@@ -66,6 +65,11 @@ function suite(env: PairEnvironment): void {
         .setIssuedAt(now)
         .setExpirationTime(now + 300)
         .sign(key);
+    };
+    /** A token as GitLab's Rails signs it for a project's repository. */
+    const gitlabToken = async (repo: string, patterns?: unknown) => {
+      const meta = { project_path: repo, project_id: 7, root_namespace_id: 3, ...(patterns === undefined ? {} : { tag_immutable_patterns: patterns }) };
+      return signToken([{ type: 'repository', name: repo, actions: ['pull', 'push', 'delete'], meta }]);
     };
     const client = (token: string) => new RegistryClient(reg.url, { authorization: `Bearer ${token}` });
     let n = 0;
@@ -113,20 +117,10 @@ function suite(env: PairEnvironment): void {
     });
 
     it('patterns apply to the repository of their access entry only', async () => {
-      const now = Math.floor(Date.now() / 1000);
-      const token = await new SignJWT({
-        access: [
-          { type: 'repository', name: 'ext/free', actions: ['pull', 'push'] },
-          { type: 'repository', name: 'ext/locked', actions: ['pull'], meta: { tag_immutable_patterns: ['.*'] } },
-        ],
-      })
-        .setProtectedHeader({ alg: 'ES256' })
-        .setIssuer(ISSUER)
-        .setAudience('berth')
-        .setSubject('gitlab-ci')
-        .setIssuedAt(now)
-        .setExpirationTime(now + 300)
-        .sign(key);
+      const token = await signToken([
+        { type: 'repository', name: 'ext/free', actions: ['pull', 'push'] },
+        { type: 'repository', name: 'ext/locked', actions: ['pull'], meta: { tag_immutable_patterns: ['.*'] } },
+      ]);
       const c = client(token);
       const [a, b] = [await image(c, 'ext/free'), await image(c, 'ext/free')];
       assert.equal((await put(c, 'ext/free', 'dev', a)).status, 201);
