@@ -13,7 +13,11 @@ import {
   type MetadataStore,
   type Page,
   type PutManifestResult,
-  type RequiredReferences,
+  type DeleteManifestOptions,
+  type DeleteTagOptions,
+  type LinkBlobOptions,
+  type PutManifestOptions,
+  type UnlinkBlobOptions,
   type UploadSession,
 } from '../../storage-drivers/metadata/types.js';
 import { journalBlobKey, journalManifestKey, journalTagKey } from './keys.js';
@@ -84,12 +88,12 @@ export class JournaledStore implements MetadataStore {
     this.retention = inner.retention;
   }
 
-  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult> {
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult> {
     const { inline: _inline, ...record } = manifest;
     await this.driver.put(journalManifestKey(repo, manifest.digest), json(record));
     for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest));
     try {
-      return await this.inner.putManifest(repo, manifest, tags, required, immutable);
+      return await this.inner.putManifest(repo, manifest, tags, options);
     } catch (err) {
       if (err instanceof MissingReferencesError || err instanceof ImmutableTagError) await this.undoRefusedPut(repo, manifest.digest, tags);
       throw err;
@@ -110,25 +114,25 @@ export class JournaledStore implements MetadataStore {
     if ((await this.inner.getManifest(repo, digest)) === undefined) await ignoreMissing(this.driver.delete(journalManifestKey(repo, digest)));
   }
 
-  async deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
-    const dropped = await this.inner.deleteManifest(repo, digest, expectedTags);
+  async deleteManifest(repo: string, digest: Digest, options?: DeleteManifestOptions): Promise<string[] | undefined> {
+    const dropped = await this.inner.deleteManifest(repo, digest, options);
     if (dropped !== undefined) await forgetManifest(this.driver, repo, digest, dropped);
     return dropped;
   }
 
-  async deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
-    const deleted = await this.inner.deleteTag(repo, tag, expected);
+  async deleteTag(repo: string, tag: string, options?: DeleteTagOptions): Promise<boolean> {
+    const deleted = await this.inner.deleteTag(repo, tag, options);
     if (deleted) await ignoreMissing(this.driver.delete(journalTagKey(repo, tag)));
     return deleted;
   }
 
-  async linkBlob(repo: string, link: BlobLink): Promise<void> {
+  async linkBlob(repo: string, link: BlobLink, options?: LinkBlobOptions): Promise<void> {
     await this.driver.put(journalBlobKey(repo, link.digest), json(link));
-    await this.inner.linkBlob(repo, link);
+    await this.inner.linkBlob(repo, link, options);
   }
 
-  async unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
-    const unlinked = await this.inner.unlinkBlob(repo, digest);
+  async unlinkBlob(repo: string, digest: Digest, options?: UnlinkBlobOptions): Promise<boolean> {
+    const unlinked = await this.inner.unlinkBlob(repo, digest, options);
     if (unlinked) await ignoreMissing(this.driver.delete(journalBlobKey(repo, digest)));
     return unlinked;
   }

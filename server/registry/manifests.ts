@@ -234,7 +234,7 @@ export class ManifestService {
     };
     let previousTags: PutManifestResult['previousTags'];
     try {
-      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, required, immutable.length > 0 ? immutable : undefined));
+      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, { required, immutable: immutable.length > 0 ? immutable : undefined }));
     } catch (err) {
       if (err instanceof ImmutableTagError) throw this.overwriteRefusal(repo, err.tag, err.current, token);
       if (!(err instanceof MissingReferencesError)) throw err;
@@ -267,7 +267,7 @@ export class ManifestService {
       await this.usage.queueAfterManifestDelete(repo, record, referrers);
       let dropped: string[] | undefined;
       try {
-        dropped = await this.metadata.deleteManifest(repo, digest.value, tags);
+        dropped = await this.metadata.deleteManifest(repo, digest.value, { expectedTags: tags });
       } catch (err) {
         if (!(err instanceof TagsChangedError)) throw err;
         if (attempt < DELETE_ATTEMPTS) continue;

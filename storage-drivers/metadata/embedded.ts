@@ -19,7 +19,11 @@ import {
   TagsChangedError,
   type TagDetail,
   type PutManifestResult,
-  type RequiredReferences,
+  type DeleteManifestOptions,
+  type DeleteTagOptions,
+  type LinkBlobOptions,
+  type PutManifestOptions,
+  type UnlinkBlobOptions,
   type UploadSession,
 } from './types.js';
 
@@ -297,13 +301,8 @@ export class EmbeddedStore implements MetadataStore {
     if (this.closed) throw new MetadataUnavailableError('embedded metadata store is closed');
   }
 
-  async putManifest(
-    repo: string,
-    manifest: ManifestRecord,
-    tags: string[],
-    required?: RequiredReferences,
-    immutable: string[] = [],
-  ): Promise<PutManifestResult> {
+  async putManifest(repo: string, manifest: ManifestRecord, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
+    const { required, immutable = [] } = options;
     // A refusal is returned, not thrown: a throw would abort the group commit it shares.
     const result = await this.write('putManifest', (): PutManifestResult | MissingReferencesError | ImmutableTagError => {
       const { digest } = manifest;
@@ -355,7 +354,8 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  async deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
+  async deleteManifest(repo: string, digest: Digest, options: DeleteManifestOptions = {}): Promise<string[] | undefined> {
+    const { expectedTags } = options;
     const result = await this.write('deleteManifest', (): string[] | undefined | TagsChangedError => {
       const record = this.manifests.get(key(repo, digest));
       if (record === undefined) return undefined;
@@ -401,7 +401,8 @@ export class EmbeddedStore implements MetadataStore {
     return this.read('resolveTag', () => this.tags.get(key(repo, tag)));
   }
 
-  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
+  deleteTag(repo: string, tag: string, options: DeleteTagOptions = {}): Promise<boolean> {
+    const { expected } = options;
     return this.write('deleteTag', () => {
       const digest = this.tags.get(key(repo, tag));
       if (digest === undefined || (expected !== undefined && digest !== expected)) return false;
@@ -449,7 +450,7 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  linkBlob(repo: string, link: BlobLink): Promise<void> {
+  linkBlob(repo: string, link: BlobLink, _options: LinkBlobOptions = {}): Promise<void> {
     return this.write('linkBlob', () => {
       this.blobs.put(key(repo, link.digest), link.size);
       this.blobRepos.put(key(link.digest, repo), true);
@@ -464,7 +465,7 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+  unlinkBlob(repo: string, digest: Digest, _options: UnlinkBlobOptions = {}): Promise<boolean> {
     return this.write('unlinkBlob', () => {
       if (this.blobs.get(key(repo, digest)) === undefined) return false;
       this.blobs.remove(key(repo, digest));

@@ -1,3 +1,4 @@
+import type { EventOrigin } from './event-types.js';
 import type { Digest, ManifestRecord } from './types.js';
 
 /*
@@ -65,6 +66,8 @@ export interface UnusedManifestRule {
   orphanReferrers: boolean;
   /** Only say whether it would be deleted (return the record) and change nothing. */
   dryRun?: boolean;
+  /** Record a manifest_deleted in the event outbox in the same step (gc, retention). */
+  event?: EventOrigin | undefined;
 }
 
 /**

@@ -19,7 +19,11 @@ import {
   type MetadataStore,
   type Page,
   type PutManifestResult,
-  type RequiredReferences,
+  type DeleteManifestOptions,
+  type DeleteTagOptions,
+  type LinkBlobOptions,
+  type PutManifestOptions,
+  type UnlinkBlobOptions,
   type UploadSession,
 } from './types.js';
 
@@ -132,7 +136,8 @@ export class RedisStore implements MetadataStore {
     }
   }
 
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable: string[] = []): Promise<PutManifestResult> {
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
+    const { required, immutable = [] } = options;
     return this.run('putManifest', async () => {
       const unique = [...new Set(tags)];
       const references = [...new Set(manifest.references)];
@@ -179,7 +184,8 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
+  deleteManifest(repo: string, digest: Digest, options: DeleteManifestOptions = {}): Promise<string[] | undefined> {
+    const { expectedTags } = options;
     return this.run('deleteManifest', async () => {
       const check = expectedTags === undefined ? ['0'] : ['1', ...new Set(expectedTags)];
       const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest, ...check)) as string[] | null;
@@ -200,7 +206,8 @@ export class RedisStore implements MetadataStore {
     return this.run('resolveTag', async () => (await this.client.hget(this.keys.repo(repo, 'tagmap'), tag)) ?? undefined);
   }
 
-  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean> {
+  deleteTag(repo: string, tag: string, options: DeleteTagOptions = {}): Promise<boolean> {
+    const { expected } = options;
     return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()), expected ?? '')) === 1);
   }
 
@@ -244,7 +251,7 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  linkBlob(repo: string, link: BlobLink): Promise<void> {
+  linkBlob(repo: string, link: BlobLink, _options: LinkBlobOptions = {}): Promise<void> {
     return this.run('linkBlob', async () => {
       await this.client.zadd(this.keys.catalog(), 0, repo);
       await this.client.zadd(this.keys.blob(link.digest, 'repos'), 0, repo);
@@ -259,7 +266,7 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+  unlinkBlob(repo: string, digest: Digest, _options: UnlinkBlobOptions = {}): Promise<boolean> {
     return this.run('unlinkBlob', async () => {
       // The holder entry stays: only garbage collection removes holders, after checking them.
       return (await this.client.hdel(this.keys.repo(repo, 'blobs'), digest)) === 1;

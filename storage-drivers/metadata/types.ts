@@ -1,3 +1,4 @@
+import type { EventOrigin } from './event-types.js';
 import type { GcMetadata } from './gc-types.js';
 import type { PullMetadata } from './pull-types.js';
 import type { QuotaMetadata } from './quota-types.js';
@@ -117,6 +118,38 @@ export interface TagDetail {
   pushedAt: number;
 }
 
+export interface PutManifestOptions {
+  /** References that must be in the repository, checked in the atomic step. */
+  required?: RequiredReferences | undefined;
+  /** Tags that may be set only where they are new or already point at this manifest. */
+  immutable?: string[] | undefined;
+  /** Record the change in the event outbox, in the same atomic step (absent: no event). */
+  event?: EventOrigin | undefined;
+}
+
+export interface DeleteManifestOptions {
+  /** Delete only while exactly these tags point at the manifest (else TagsChangedError). */
+  expectedTags?: string[] | undefined;
+  event?: EventOrigin | undefined;
+}
+
+export interface DeleteTagOptions {
+  /** Remove the tag only while it still points at this digest. */
+  expected?: Digest | undefined;
+  event?: EventOrigin | undefined;
+}
+
+export interface LinkBlobOptions {
+  /** How the blob arrived: an upload (push, the default) or a mount from another repository. */
+  via?: 'push' | 'mount' | undefined;
+  fromRepository?: string | undefined;
+  event?: EventOrigin | undefined;
+}
+
+export interface UnlinkBlobOptions {
+  event?: EventOrigin | undefined;
+}
+
 export interface PutManifestResult {
   /** For each tag set: the digest it pointed at before, if any (audit: "tag moved"). */
   previousTags: Record<string, Digest | undefined>;
@@ -134,18 +167,20 @@ export interface MetadataStore {
    * atomic step. For garbage collection it also records `repo` as a holder of the manifest and of every
    * reference (before the repository change), counts the references once per manifest newly linked, and
    * notes when a tag left a manifest. Callers pin those digests first (GcMetadata.pinBlobs).
-   * Each tag's push time becomes `manifest.createdAt`. Tags in `immutable` may be set only where they
-   * are new or already point at this manifest; otherwise it throws ImmutableTagError and changes nothing.
+   * Each tag's push time becomes `manifest.createdAt`. Tags in `options.immutable` may be set only where
+   * they are new or already point at this manifest; otherwise it throws ImmutableTagError and changes
+   * nothing. With `options.event`, a manifest_put record joins the outbox in the same step.
    */
-  putManifest(repo: string, manifest: ManifestRecord, tags: string[], required?: RequiredReferences, immutable?: string[]): Promise<PutManifestResult>;
+  putManifest(repo: string, manifest: ManifestRecord, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult>;
   /** The manifest, only if linked in `repo`. */
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
   /**
    * Unlinks the manifest from `repo`, drops the tags pointing at it, its referrer entry and its count
    * on each reference. Returns the dropped tags, or undefined when it was not linked. With
    * `expectedTags`, it throws TagsChangedError (changing nothing) unless exactly those tags point at it.
+   * With `event`, a manifest_deleted record (when something was deleted) joins the outbox in the same step.
    */
-  deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined>;
+  deleteManifest(repo: string, digest: Digest, options?: DeleteManifestOptions): Promise<string[] | undefined>;
   /** The tags pointing at the manifest in `repo`, in byte order. */
   manifestTags(repo: string, digest: Digest): Promise<string[]>;
 
@@ -154,9 +189,10 @@ export interface MetadataStore {
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined>;
   /**
    * Removes a tag; the manifest stays (and is noted as untagged now). With `expected`, only while the
-   * tag still points at that digest. False when nothing was removed.
+   * tag still points at that digest. False when nothing was removed. With `event`, a tag_deleted record
+   * (when removed) joins the outbox in the same step.
    */
-  deleteTag(repo: string, tag: string, expected?: Digest): Promise<boolean>;
+  deleteTag(repo: string, tag: string, options?: DeleteTagOptions): Promise<boolean>;
   listTags(repo: string, page: Page): Promise<string[]>;
   /** Tags with their digest and push time, in byte order, paged like listTags. */
   listTagDetails(repo: string, page: Page): Promise<TagDetail[]>;
@@ -164,11 +200,14 @@ export interface MetadataStore {
   /** Manifests in `repo` whose subject is `subject`. */
   listReferrers(repo: string, subject: Digest): Promise<ManifestRecord[]>;
 
-  /** Links the blob into `repo` and records `repo` as a holder of it (first). Callers pin it first. */
-  linkBlob(repo: string, link: BlobLink): Promise<void>;
+  /**
+   * Links the blob into `repo` and records `repo` as a holder of it (first). Callers pin it first.
+   * With `event`, a blob_linked record joins the outbox in the same step.
+   */
+  linkBlob(repo: string, link: BlobLink, options?: LinkBlobOptions): Promise<void>;
   getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined>;
-  /** Removes the link; the holder entry stays for garbage collection to check. */
-  unlinkBlob(repo: string, digest: Digest): Promise<boolean>;
+  /** Removes the link; the holder entry stays for garbage collection to check. With `event`, a blob_unlinked record (when removed). */
+  unlinkBlob(repo: string, digest: Digest, options?: UnlinkBlobOptions): Promise<boolean>;
   /** Repositories in which the blob is linked (verified against each repository's link; for automatic mounts), at most `limit`. */
   blobRepositories(digest: Digest, limit: number): Promise<string[]>;
 

@@ -67,7 +67,7 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         const child = digestOf('child-manifest');
         await store.linkBlob('r', { digest: config, size: 1 });
         await assert.rejects(
-          () => store.putManifest('r', m, ['v1'], { blobs: [config, layer], manifests: [child] }),
+          () => store.putManifest('r', m, ['v1'], { required: { blobs: [config, layer], manifests: [child] } }),
           (err: unknown) => err instanceof MissingReferencesError && err.digests.join(',') === [layer, child].join(','),
         );
         assert.equal(await store.getManifest('r', m.digest), undefined);
@@ -75,7 +75,7 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         assert.equal((await store.gc.repositoryHolds('r', config)).manifestRefs, 0);
         await store.linkBlob('r', { digest: layer, size: 1 });
         await store.putManifest('r', manifest('child-manifest-record', { digest: child }), []);
-        await store.putManifest('r', m, ['v1'], { blobs: [config, layer], manifests: [child] });
+        await store.putManifest('r', m, ['v1'], { required: { blobs: [config, layer], manifests: [child] } });
         assert.equal(await store.resolveTag('r', 'v1'), m.digest);
       });
     });
@@ -129,10 +129,10 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
       it('refuses, changing nothing, to move an immutable tag; sets a new one and allows the same digest again', async () => {
         const a = manifest('a', { createdAt: 1000 });
         const b = manifest('b', { createdAt: 2000 });
-        await store.putManifest('r', a, ['v1'], undefined, ['v1']);
-        await store.putManifest('r', { ...a, createdAt: 1500 }, ['v1', 'latest'], undefined, ['v1']);
+        await store.putManifest('r', a, ['v1'], { immutable: ['v1'] });
+        await store.putManifest('r', { ...a, createdAt: 1500 }, ['v1', 'latest'], { immutable: ['v1'] });
         await assert.rejects(
-          () => store.putManifest('r', b, ['latest', 'v1'], undefined, ['v1']),
+          () => store.putManifest('r', b, ['latest', 'v1'], { immutable: ['v1'] }),
           (err: unknown) => err instanceof ImmutableTagError && err.tag === 'v1' && err.current === a.digest,
         );
         // All or nothing: latest did not move either, and b was not linked.
@@ -153,27 +153,27 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         const b = manifest('b');
         await store.putManifest('r', a, ['t']);
         await store.putManifest('r', b, ['t']);
-        assert.equal(await store.deleteTag('r', 't', a.digest), false);
+        assert.equal(await store.deleteTag('r', 't', { expected: a.digest }), false);
         assert.equal(await store.resolveTag('r', 't'), b.digest);
-        assert.equal(await store.deleteTag('r', 't', b.digest), true);
+        assert.equal(await store.deleteTag('r', 't', { expected: b.digest }), true);
         assert.equal(await store.resolveTag('r', 't'), undefined);
-        assert.equal(await store.deleteTag('r', 't', b.digest), false);
+        assert.equal(await store.deleteTag('r', 't', { expected: b.digest }), false);
       });
 
       it('deletes a manifest only with exactly the expected tags, else says which it has now', async () => {
         const a = manifest('a');
         await store.putManifest('r', a, ['one', 'two']);
         await assert.rejects(
-          () => store.deleteManifest('r', a.digest, ['one']),
+          () => store.deleteManifest('r', a.digest, { expectedTags: ['one'] }),
           (err: unknown) => err instanceof TagsChangedError && err.current.join(',') === 'one,two',
         );
-        await assert.rejects(() => store.deleteManifest('r', a.digest, ['one', 'two', 'three']), TagsChangedError);
+        await assert.rejects(() => store.deleteManifest('r', a.digest, { expectedTags: ['one', 'two', 'three'] }), TagsChangedError);
         assert.deepEqual(await store.getManifest('r', a.digest), a);
-        assert.deepEqual((await store.deleteManifest('r', a.digest, ['two', 'one']))?.sort(), ['one', 'two']);
-        assert.equal(await store.deleteManifest('r', a.digest, []), undefined);
+        assert.deepEqual((await store.deleteManifest('r', a.digest, { expectedTags: ['two', 'one'] }))?.sort(), ['one', 'two']);
+        assert.equal(await store.deleteManifest('r', a.digest, { expectedTags: [] }), undefined);
         const b = manifest('b');
         await store.putManifest('r', b, []);
-        assert.deepEqual(await store.deleteManifest('r', b.digest, []), []);
+        assert.deepEqual(await store.deleteManifest('r', b.digest, { expectedTags: [] }), []);
         assert.deepEqual(await store.listTagDetails('r', {}), []);
       });
     });

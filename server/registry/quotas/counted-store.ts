@@ -2,7 +2,7 @@
 // frees the namespace's share AFTER the link is gone: one layer over the store rather than a call at
 // each site, so no path that drops links can forget it.
 import type { GcMetadata, UnusedManifestRule } from '../../../storage-drivers/metadata/gc-types.js';
-import type { Digest, ManifestRecord, MetadataStore } from '../../../storage-drivers/metadata/types.js';
+import type { DeleteManifestOptions, Digest, ManifestRecord, MetadataStore, UnlinkBlobOptions } from '../../../storage-drivers/metadata/types.js';
 import { releaseHolder } from './service.js';
 
 /** `store` with its link removals counted in the namespace records (quota-types.ts). */
@@ -21,13 +21,13 @@ export function quotaCounted(store: MetadataStore): MetadataStore {
   });
   return Object.assign(Object.create(store) as MetadataStore, {
     gc,
-    async unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
-      const unlinked = await store.unlinkBlob(repo, digest);
+    async unlinkBlob(repo: string, digest: Digest, options?: UnlinkBlobOptions): Promise<boolean> {
+      const unlinked = await store.unlinkBlob(repo, digest, options);
       if (unlinked) await releaseHolder(store, repo, 'blob', digest);
       return unlinked;
     },
-    async deleteManifest(repo: string, digest: Digest, expectedTags?: string[]): Promise<string[] | undefined> {
-      const dropped = await store.deleteManifest(repo, digest, expectedTags);
+    async deleteManifest(repo: string, digest: Digest, options?: DeleteManifestOptions): Promise<string[] | undefined> {
+      const dropped = await store.deleteManifest(repo, digest, options);
       if (dropped !== undefined) await releaseHolder(store, repo, 'manifest', digest);
       return dropped;
     },

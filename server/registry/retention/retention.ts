@@ -253,7 +253,7 @@ export class Retention {
           renewedAt = this.deps.now();
         }
         // Only while the tag still points where it was judged: a tag re-pushed since survives.
-        if (await metadata.deleteTag(repo, t.tag, t.digest)) {
+        if (await metadata.deleteTag(repo, t.tag, { expected: t.digest })) {
           summary.tagsDeleted++;
           deleted++;
           untagged.add(t.digest);
