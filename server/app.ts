@@ -38,6 +38,7 @@ import { uploadRoutes } from './routes/uploads.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
+import { requestOrigin } from './routes/access.js';
 
 export interface AppDeps {
   config: BerthConfig;
@@ -165,6 +166,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     uploads,
     authorizer: deps.authorizer ?? openAccess,
     pulls: pullCounter ?? NO_PULL_COUNTING,
+    origin: requestOrigin,
     emit: (event) => {
       try {
         deps.onEvent?.(event);

@@ -7,6 +7,7 @@ import { blobKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
 import type { GcUsage } from './gc/usage.js';
 import type { Quotas } from './quotas/service.js';
+import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 
 /** Blobs up to this size are read whole and sent as one buffer. */
 const SMALL_BLOB_BYTES = 64 * 1024;
@@ -182,8 +183,9 @@ export class BlobService {
   }
 
   /** Removes the blob from `repo`; the stored bytes stay for other repositories. */
-  async unlink(repo: string, digest: ParsedDigest): Promise<void> {
-    if (!(await this.metadata.unlinkBlob(repo, digest.value))) throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is not in repository ${repo}`);
+  async unlink(repo: string, digest: ParsedDigest, origin?: EventOrigin): Promise<void> {
+    if (!(await this.metadata.unlinkBlob(repo, digest.value, { event: origin })))
+      throw new OciError('BLOB_UNKNOWN', `blob ${digest.value} is not in repository ${repo}`);
     await this.usage.queueBlobs([digest.value]);
   }
 
@@ -191,13 +193,19 @@ export class BlobService {
    * Links a blob from `from` (or, without `from`, from any repository `mayRead` accepts) into `repo`.
    * Returns the link, or undefined when no permitted source holds it.
    */
-  async mount(repo: string, digest: ParsedDigest, from: string | undefined, mayRead: (source: string) => Promise<boolean>): Promise<BlobLink | undefined> {
+  async mount(
+    repo: string,
+    digest: ParsedDigest,
+    from: string | undefined,
+    mayRead: (source: string) => Promise<boolean>,
+    origin?: EventOrigin,
+  ): Promise<BlobLink | undefined> {
     // Pinned first, so GC cannot delete the bytes between the check below and the link.
     const pinned = await this.usage.pin([digest.value]);
     if (!('pin' in pinned)) return undefined;
     let link: BlobLink | undefined;
     try {
-      link = await this.mountPinned(repo, digest, from, mayRead);
+      link = await this.mountPinned(repo, digest, from, mayRead, origin);
     } finally {
       await pinned.pin.release();
     }
@@ -211,6 +219,7 @@ export class BlobService {
     digest: ParsedDigest,
     from: string | undefined,
     mayRead: (source: string) => Promise<boolean>,
+    origin: EventOrigin | undefined,
   ): Promise<BlobLink | undefined> {
     const sources = from !== undefined ? [from] : await this.metadata.blobRepositories(digest.value, 50);
     for (const source of sources) {
@@ -227,7 +236,7 @@ export class BlobService {
       // Counted in the namespace first: a mount into a full namespace is refused (nothing linked).
       await this.quotas?.charge(repo, 'blob', link.digest, link.size, 'mount');
       try {
-        await this.metadata.linkBlob(repo, link);
+        await this.metadata.linkBlob(repo, link, { via: 'mount', fromRepository: source, event: origin });
       } catch (err) {
         await this.quotas?.undoCharge(repo, 'blob', link.digest).catch(() => undefined);
         throw err;

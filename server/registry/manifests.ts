@@ -19,6 +19,7 @@ import type { GcUsage, HeldPin } from './gc/usage.js';
 import { ImmutableTagRefusal } from './immutable/refusal.js';
 import { ImmutableTagRules } from './immutable/rules.js';
 import type { Quotas } from './quotas/service.js';
+import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 
 /** Manifests up to this size are also kept in metadata, so a pull by tag needs no storage read. */
 const INLINE_LIMIT = 16 * 1024;
@@ -125,6 +126,7 @@ export class ManifestService {
     bytes: Buffer,
     contentType: string | undefined,
     token?: TokenImmutability,
+    origin?: EventOrigin,
   ): Promise<PutResult> {
     const algorithm = reference.kind === 'digest' ? reference.digest.algorithm : 'sha256';
     const digest = digestOf(bytes, algorithm);
@@ -142,7 +144,7 @@ export class ManifestService {
     const referenced = [...parsed.blobs.filter((b) => !isExternal(b)), ...parsed.children].map((d) => d.digest);
     const pinned = await this.pinForPut(digest, referenced);
     try {
-      return await this.putPinned(repo, digest, tags, immutable, bytes, parsed, token);
+      return await this.putPinned(repo, digest, tags, immutable, bytes, parsed, token, origin);
     } finally {
       await pinned.release();
     }
@@ -179,6 +181,7 @@ export class ManifestService {
     bytes: Buffer,
     parsed: ReturnType<typeof parseManifest>,
     token: TokenImmutability | undefined,
+    origin: EventOrigin | undefined,
   ): Promise<PutResult> {
     const missing: string[] = [];
     for (const blob of parsed.blobs) {
@@ -208,7 +211,7 @@ export class ManifestService {
     // is the manifest's own bytes, counted (or refused) before they are stored and linked.
     await this.quotas?.charge(repo, 'manifest', digest, bytes.length, 'manifest');
     try {
-      return await this.commit(repo, record, tags, immutable, bytes, parsed, token);
+      return await this.commit(repo, record, tags, immutable, bytes, parsed, token, origin);
     } catch (err) {
       await this.quotas?.undoCharge(repo, 'manifest', digest).catch(() => undefined);
       throw err;
@@ -223,6 +226,7 @@ export class ManifestService {
     bytes: Buffer,
     parsed: ReturnType<typeof parseManifest>,
     token: TokenImmutability | undefined,
+    origin: EventOrigin | undefined,
   ): Promise<PutResult> {
     const { digest } = record;
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
@@ -234,7 +238,11 @@ export class ManifestService {
     };
     let previousTags: PutManifestResult['previousTags'];
     try {
-      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, { required, immutable: immutable.length > 0 ? immutable : undefined }));
+      ({ previousTags } = await this.metadata.putManifest(repo, record, tags, {
+        required,
+        immutable: immutable.length > 0 ? immutable : undefined,
+        event: origin,
+      }));
     } catch (err) {
       if (err instanceof ImmutableTagError) throw this.overwriteRefusal(repo, err.tag, err.current, token);
       if (!(err instanceof MissingReferencesError)) throw err;
@@ -252,7 +260,7 @@ export class ManifestService {
    * Refused while an immutable tag points at it. The delete takes effect only with exactly the tags
    * that were checked; when a push changed them in between, they are checked again.
    */
-  async deleteByDigest(repo: string, digest: ParsedDigest, token?: TokenImmutability): Promise<string[]> {
+  async deleteByDigest(repo: string, digest: ParsedDigest, token?: TokenImmutability, origin?: EventOrigin): Promise<string[]> {
     const record = await this.metadata.getManifest(repo, digest.value);
     if (record === undefined) throw new OciError('MANIFEST_UNKNOWN', `manifest ${digest.value} is not in repository ${repo}`);
     const referrers = (await this.metadata.listReferrers(repo, digest.value)).map((r) => r.digest);
@@ -267,7 +275,7 @@ export class ManifestService {
       await this.usage.queueAfterManifestDelete(repo, record, referrers);
       let dropped: string[] | undefined;
       try {
-        dropped = await this.metadata.deleteManifest(repo, digest.value, { expectedTags: tags });
+        dropped = await this.metadata.deleteManifest(repo, digest.value, { expectedTags: tags, event: origin });
       } catch (err) {
         if (!(err instanceof TagsChangedError)) throw err;
         if (attempt < DELETE_ATTEMPTS) continue;
@@ -282,13 +290,13 @@ export class ManifestService {
   }
 
   /** Removes a tag, unless it is immutable; the manifest stays. */
-  async deleteTag(repo: string, tag: string, token?: TokenImmutability): Promise<void> {
+  async deleteTag(repo: string, tag: string, token?: TokenImmutability, origin?: EventOrigin): Promise<void> {
     const digest = await this.metadata.resolveTag(repo, tag);
     if (digest === undefined) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
     const match = this.immutable.match(repo, tag, token);
     if (match) throw new ImmutableTagRefusal({ operation: 'delete_tag', repository: repo, tag, digest, rule: match.rule });
     // Immutability goes by the name alone, so a push moving this tag in between changes nothing here.
-    if (!(await this.metadata.deleteTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
+    if (!(await this.metadata.deleteTag(repo, tag, { event: origin }))) throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${repo}`);
     await this.usage.queueUntagged(repo, [digest]);
   }
 

@@ -13,6 +13,7 @@ import { BodyTimeoutError, BodyTooLongError, HashingStream } from './hashing.js'
 import type { GcUsage } from './gc/usage.js';
 import { QuotaMeter } from './quotas/meter.js';
 import { QuotaStreamRefusal, type Quotas } from './quotas/service.js';
+import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 
 /**
  * How long one request may hold an upload before another request may take it over; renewed every
@@ -136,7 +137,7 @@ export class UploadService {
    * their content address (replacing whatever is there: these are verified) and links the blob into
    * the repository. Nothing is visible before the digest checks out; a mismatch discards the upload.
    */
-  async finish(repo: string, id: string, digest: ParsedDigest, chunk: Partial<Chunk> = {}): Promise<number> {
+  async finish(repo: string, id: string, digest: ParsedDigest, chunk: Partial<Chunk> = {}, origin?: EventOrigin): Promise<number> {
     const session = await this.get(repo, id);
     let size = 0;
     await this.withLease(
@@ -164,7 +165,7 @@ export class UploadService {
           await this.chargeFinish(held, repo, digest.value, size);
           try {
             await this.place(held, digest);
-            await this.metadata.linkBlob(repo, { digest: digest.value, size });
+            await this.metadata.linkBlob(repo, { digest: digest.value, size }, { via: 'push', event: origin });
           } catch (err) {
             await this.options.quotas?.undoCharge(repo, 'blob', digest.value).catch(() => undefined);
             throw err;

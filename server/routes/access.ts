@@ -1,5 +1,6 @@
 import type { FastifyRequest, RouteGenericInterface } from 'fastify';
 import type { AccessNeed, Principal } from '../../auth/types.js';
+import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 import { OciError } from '../errors.js';
 import type { RouteContext } from './context.js';
 
@@ -33,6 +34,18 @@ export function principalOf(request: FastifyRequest): Principal {
   const principal = principals.get(request);
   if (!principal) throw new OciError('UNKNOWN', 'internal error: route has no access check');
   return principal;
+}
+
+/** The request's part of an event's origin: who, from where, which request. */
+export function requestOrigin(request: FastifyRequest, principal: Principal): EventOrigin {
+  const userAgent = request.headers['user-agent'];
+  return {
+    actor: principal.subject || 'anonymous',
+    actorKind: principal.kind,
+    address: request.ip,
+    requestId: request.id,
+    ...(typeof userAgent === 'string' ? { userAgent: userAgent.slice(0, 256) } : {}),
+  };
 }
 
 /*

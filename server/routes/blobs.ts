@@ -54,7 +54,7 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     const digest = parseDigest(request.params.digest);
     const principal = principalOf(request);
     assertDeletable(ctx);
-    await ctx.blobs.unlink(name, digest);
+    await ctx.blobs.unlink(name, digest, ctx.origin(request, principal));
     ctx.emit({ action: 'blob_delete', repository: name, digest: digest.value, principal, request });
     return reply.code(202).header('Docker-Content-Digest', digest.value).header('Content-Length', 0).send();
   });

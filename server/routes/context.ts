@@ -7,6 +7,7 @@ import type { ManifestService } from '../registry/manifests.js';
 import type { RepositoryService } from '../registry/repositories.js';
 import type { PullRecorder } from '../registry/stats/pull-counter.js';
 import type { UploadService } from '../registry/uploads.js';
+import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 
 /** Something worth recording for operators (audit log, per-repository metrics). */
@@ -35,4 +36,6 @@ export interface RouteContext {
   /** Pull statistics: a manifest GET is counted here, in memory (stats.enabled). */
   pulls: PullRecorder;
   emit(event: RegistryEvent): void;
+  /** Who a change is recorded for in the event outbox; undefined when events are off. */
+  origin(request: FastifyRequest, principal: Principal): EventOrigin | undefined;
 }

@@ -103,7 +103,9 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     if (extraTags.length > MAX_TAGS_PER_PUT) throw new OciError('TAG_INVALID', `at most ${MAX_TAGS_PER_PUT} tags per manifest PUT`);
     if (extraTags.length > 0 && reference.kind === 'tag') throw new OciError('TAG_INVALID', '?tag= is only allowed when the manifest is pushed by digest');
     const token = tokenImmutabilityFor(principal, name);
-    const result = await guarded(request, principal, () => ctx.manifests.put(name, reference, extraTags, body, header(request, 'content-type'), token));
+    const result = await guarded(request, principal, () =>
+      ctx.manifests.put(name, reference, extraTags, body, header(request, 'content-type'), token, ctx.origin(request, principal)),
+    );
 
     ctx.emit({ action: 'push', repository: name, digest: result.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     for (const tag of result.tags) {
@@ -139,10 +141,10 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     assertDeletable(ctx);
     const token = tokenImmutabilityFor(principal, name);
     if (reference.kind === 'digest') {
-      await guarded(request, principal, () => ctx.manifests.deleteByDigest(name, reference.digest, token));
+      await guarded(request, principal, () => ctx.manifests.deleteByDigest(name, reference.digest, token, ctx.origin(request, principal)));
       ctx.emit({ action: 'delete', repository: name, digest: reference.digest.value, principal, request });
     } else {
-      await guarded(request, principal, () => ctx.manifests.deleteTag(name, reference.tag, token));
+      await guarded(request, principal, () => ctx.manifests.deleteTag(name, reference.tag, token, ctx.origin(request, principal)));
       ctx.emit({ action: 'delete', repository: name, tag: reference.tag, principal, request });
     }
     return reply.code(202).header('Content-Length', 0).send();

@@ -61,8 +61,12 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     if (mount !== undefined) {
       // Without pull on `from` the mount quietly becomes an ordinary upload (202), as in distribution,
       // so a client is never challenged for a scope its push token cannot carry.
-      const link = await ctx.blobs.mount(name, mount, from, (source) =>
-        ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }),
+      const link = await ctx.blobs.mount(
+        name,
+        mount,
+        from,
+        (source) => ctx.authorizer.allows(request, { type: 'repository', name: source, actions: ['pull'] }),
+        ctx.origin(request, principal),
       );
       if (link) {
         ctx.emit({ action: 'blob_mount', repository: name, digest: mount.value, principal, request });
@@ -73,7 +77,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const session = await ctx.uploads.start(name);
     if (digest !== undefined) {
       try {
-        await ctx.uploads.finish(name, session.id, digest, { body: request.raw, length, signal: abortSignal(request) });
+        await ctx.uploads.finish(name, session.id, digest, { body: request.raw, length, signal: abortSignal(request) }, ctx.origin(request, principal));
       } catch (err) {
         // The client never learned this session's id, so nobody could resume it: drop it and its bytes.
         await ctx.uploads.cancel(name, session.id).catch(() => undefined);
@@ -115,7 +119,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
     const digest = parseDigest(digestParam);
     const range = chunkRange(request);
     const length = contentLength(request);
-    await ctx.uploads.finish(name, id, digest, { body: request.raw, range, length, signal: abortSignal(request) });
+    await ctx.uploads.finish(name, id, digest, { body: request.raw, range, length, signal: abortSignal(request) }, ctx.origin(request, principal));
     ctx.emit({ action: 'blob_push', repository: name, digest: digest.value, principal, request });
     return created(reply, name, digest.value);
   });

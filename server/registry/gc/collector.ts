@@ -148,6 +148,7 @@ export class Collector {
   private rule(): UnusedManifestRule {
     return {
       orphanReferrers: true,
+      event: { actor: 'gc', actorKind: 'system', reason: 'unused' },
       ...(this.options.untaggedAgeMs === undefined ? {} : { untaggedBefore: this.options.now() - this.options.untaggedAgeMs }),
     };
   }

@@ -7,6 +7,7 @@ import type { GcUsage } from '../gc/usage.js';
 import type { Digest, MetadataStore, TagDetail } from '../../../storage-drivers/metadata/types.js';
 import { evaluate, type Evaluation, type IsImmutable, type PullInfo, type PullsOf } from './evaluate.js';
 import { parseDuration, policyFor, type RetentionPolicy } from './policy.js';
+import type { EventOrigin } from '../../../storage-drivers/metadata/event-types.js';
 
 export interface RetentionDeps {
   metadata: MetadataStore;
@@ -19,6 +20,9 @@ export interface RetentionDeps {
   /** How long a repository's lease lasts; renewed while deleting. */
   leaseMs: number;
 }
+
+/** Retention's changes in the event outbox. */
+const RETENTION_ORIGIN: EventOrigin = { actor: 'retention', actorKind: 'system' };
 
 export type RepositoryResult = 'done' | 'busy' | 'refused' | 'lost_lease' | 'failed' | 'stopped';
 
@@ -253,7 +257,7 @@ export class Retention {
           renewedAt = this.deps.now();
         }
         // Only while the tag still points where it was judged: a tag re-pushed since survives.
-        if (await metadata.deleteTag(repo, t.tag, { expected: t.digest })) {
+        if (await metadata.deleteTag(repo, t.tag, { expected: t.digest, event: { ...RETENTION_ORIGIN, policy: policy.name, reason: t.reason } })) {
           summary.tagsDeleted++;
           deleted++;
           untagged.add(t.digest);
@@ -285,7 +289,13 @@ export class Retention {
         if (entry.untaggedAt >= cutoff) continue;
         if (options.signal?.aborted) return;
         // One atomic check: no tag, no index in the repository keeps it, untagged long enough.
-        const record = await metadata.gc.deleteManifestIfUnused(repo, entry.digest, { untaggedBefore: cutoff, orphanReferrers: false, dryRun: options.dryRun });
+        const reason = `untagged: no tag for more than ${rule.deleteAfter}`;
+        const record = await metadata.gc.deleteManifestIfUnused(repo, entry.digest, {
+          untaggedBefore: cutoff,
+          orphanReferrers: false,
+          dryRun: options.dryRun,
+          event: { ...RETENTION_ORIGIN, policy: policy.name, reason },
+        });
         if (!record) continue;
         summary.manifestsDeleted++;
         if (options.dryRun) continue;
@@ -296,7 +306,7 @@ export class Retention {
           repository: repo,
           digest: entry.digest,
           policy: policy.name,
-          reason: `untagged: no tag for more than ${rule.deleteAfter}`,
+          reason,
         });
       }
       cursor = page.next;
