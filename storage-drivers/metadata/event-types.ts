@@ -108,6 +108,11 @@ export interface EndpointState {
   /** The process delivering to the endpoint now, and until when its claim holds (ms since epoch). */
   holder?: string;
   leaseUntil?: number;
+  /**
+   * Attempts so far of the events in hand that failed and are being retried, by event id: a process
+   * taking the endpoint over goes on counting instead of starting again.
+   */
+  attempts?: Record<string, number>;
   /** An operator asked for the dead letters to be delivered again (ms since epoch). */
   replayDeadLettersAt?: number;
   delivered?: number;
