@@ -69,11 +69,15 @@ export function formatEvent(format: EventFormat, event: RegistryEvent, options: 
 
 // ---- CloudEvents ----
 
-/** `<repo>:<tag>`, `<repo>@<digest>` or `<repo>`; the digest alone for events of no repository. */
+/**
+ * `<repo>:<tag>`, `<repo>@<digest>` or `<repo>`; the digest alone for events of no repository. A push
+ * with tags is named by its first tag, as a person would name the image (all tags are in data).
+ */
 export function cloudEventSubject(event: RegistryEvent): string | undefined {
   const { repository, target } = event;
   if (repository === undefined) return target.digest;
-  if (target.tag !== undefined) return `${repository}:${target.tag}`;
+  const tag = target.tag ?? (event.action === 'manifest.pushed' ? target.tags?.[0] : undefined);
+  if (tag !== undefined) return `${repository}:${tag}`;
   if (target.digest !== undefined) return `${repository}@${target.digest}`;
   return repository;
 }
