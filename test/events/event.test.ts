@@ -173,7 +173,9 @@ describe('expandRecord', () => {
   });
 
   it('records the origin as actor and request, leaving out what is not known', () => {
-    const [event] = expandRecord(record('tag_deleted', { repository: 'r', tag: 't', digest: D1, origin: { actor: 'anonymous', actorKind: 'anonymous', address: '::1' } }));
+    const [event] = expandRecord(
+      record('tag_deleted', { repository: 'r', tag: 't', digest: D1, origin: { actor: 'anonymous', actorKind: 'anonymous', address: '::1' } }),
+    );
     assert.deepEqual(event?.actor, { name: 'anonymous', kind: 'anonymous' });
     assert.deepEqual(event?.request, { address: '::1' });
     assert.deepEqual(expandRecord(record('tag_deleted', { repository: 'r', tag: 't', digest: D1 }))[0]?.request, USER_PARTS.request);

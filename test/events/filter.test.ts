@@ -49,7 +49,10 @@ describe('event filters', () => {
   it('repositories: globs as in the auth rules; events of no repository do not match', () => {
     assert.deepEqual(passing({ repositories: ['ci/*'] }), [tagDeleted]);
     assert.deepEqual(passing({ repositories: ['team/**'] }), [pushed, pushedByDigest, moved, blobPushed, pulls]);
-    assert.deepEqual(passing({ repositories: ['**'] }), ALL.filter((e) => e !== collected));
+    assert.deepEqual(
+      passing({ repositories: ['**'] }),
+      ALL.filter((e) => e !== collected),
+    );
     assert.deepEqual(passing({ repositories: ['team'] }), []);
   });
 

@@ -112,7 +112,9 @@ describe('distribution format', () => {
       url: `https://registry.example.com/v2/team/app/blobs/${D3}`,
     });
     const [mounted] = distribution(
-      expandRecord(record('blob_linked', { repository: 'team/app', digest: D3, size: 10, via: 'mount', fromRepository: 'base/os', repositoryCreated: true }))[1]!,
+      expandRecord(
+        record('blob_linked', { repository: 'team/app', digest: D3, size: 10, via: 'mount', fromRepository: 'base/os', repositoryCreated: true }),
+      )[1]!,
     );
     assert.equal(mounted?.action, 'mount');
     assert.equal((mounted?.target as { fromRepository: string }).fromRepository, 'base/os');

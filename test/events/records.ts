@@ -18,7 +18,10 @@ type RecordOf<K extends Kind> = ChangeRecord extends infer R ? (R extends { kind
 
 let n = 0;
 /** A record of `kind` with an id of its own; `fields` gives what the kind needs. */
-export function record<K extends Kind>(kind: K, fields: Omit<RecordOf<K>, 'kind' | 'id' | 'at' | 'origin'> & { origin?: EventOrigin; id?: string }): RecordOf<K> {
+export function record<K extends Kind>(
+  kind: K,
+  fields: Omit<RecordOf<K>, 'kind' | 'id' | 'at' | 'origin'> & { origin?: EventOrigin; id?: string },
+): RecordOf<K> {
   const { origin, id, ...rest } = fields;
   return { kind, id: id ?? `rec${String(++n).padStart(4, '0')}`, at: AT, origin: origin ?? USER, ...rest } as unknown as RecordOf<K>;
 }

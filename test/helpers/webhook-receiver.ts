@@ -1,6 +1,6 @@
 // A real HTTP (or HTTPS) server on 127.0.0.1 standing in for a webhook endpoint: it records every
 // request and answers as the test tells it to, request by request.
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -10,16 +10,15 @@ export interface ReceivedRequest {
   url: string;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
+  /** The client's port: requests on one kept-alive connection share it. */
+  remotePort: number;
 }
 
 /**
  * How to answer one request. `hang` never answers (for timeouts); `close` drops the connection after
  * reading the request.
  */
-export type Reply =
-  | { status: number; headers?: Record<string, string>; body?: string | Buffer }
-  | { hang: true }
-  | { close: true };
+export type Reply = { status: number; headers?: Record<string, string>; body?: string | Buffer } | { hang: true } | { close: true };
 
 export interface WebhookReceiver {
   readonly url: string;
@@ -27,6 +26,8 @@ export interface WebhookReceiver {
   readonly requests: ReceivedRequest[];
   /** Replies used in order, one per request; when they run out, `fallback` answers. */
   reply(...replies: Reply[]): void;
+  /** Resolves once `count` requests have arrived in all; rejects after `timeoutMs`. */
+  received(count: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -37,11 +38,19 @@ export async function startWebhookReceiver(
   const requests: ReceivedRequest[] = [];
   const sockets = new Set<Socket>();
   const fallback = options.fallback ?? { status: 200 };
+  const arrivals = new EventEmitter();
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+      requests.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+        remotePort: req.socket.remotePort ?? 0,
+      });
+      arrivals.emit('request');
       const reply = queue.shift() ?? fallback;
       if ('hang' in reply) return;
       if ('close' in reply) {
@@ -69,6 +78,21 @@ export async function startWebhookReceiver(
     port,
     requests,
     reply: (...replies) => queue.push(...replies),
+    received: (count, timeoutMs = 10_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (requests.length >= count) return resolve();
+        const timer = setTimeout(() => {
+          arrivals.off('request', check);
+          reject(new Error(`expected ${count} requests within ${timeoutMs} ms, got ${requests.length}`));
+        }, timeoutMs);
+        function check() {
+          if (requests.length < count) return;
+          clearTimeout(timer);
+          arrivals.off('request', check);
+          resolve();
+        }
+        arrivals.on('request', check);
+      }),
     close: async () => {
       // Hanging requests would keep close() waiting for ever.
       for (const socket of sockets) socket.destroy();

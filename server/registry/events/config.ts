@@ -25,7 +25,9 @@ const headerValue = z
 const headerSource = z.union([
   headerValue,
   z
-    .object({ valueEnv: z.string().regex(ENV_NAME, 'must be an environment variable name').describe('Take the value from this environment variable at start-up.') })
+    .object({
+      valueEnv: z.string().regex(ENV_NAME, 'must be an environment variable name').describe('Take the value from this environment variable at start-up.'),
+    })
     .strict(),
 ]);
 
@@ -41,7 +43,8 @@ const endpointUrl = z
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `must be an http or https URL, not ${url.protocol}` });
     // URLs appear in logs, statuses and `berth events`; credentials belong in headers.
-    if (url.username || url.password) ctx.addIssue({ code: 'custom', message: 'must not carry credentials: send them as a header (headers: { Authorization: { valueEnv: NAME } })' });
+    if (url.username || url.password)
+      ctx.addIssue({ code: 'custom', message: 'must not carry credentials: send them as a header (headers: { Authorization: { valueEnv: NAME } })' });
   });
 
 const actionPattern = z.string().superRefine((text, ctx) => {
@@ -63,7 +66,11 @@ export const endpointConfigSchema = z
     url: endpointUrl.describe('Where events are POSTed (http or https).'),
     format: z.enum(EVENT_FORMATS).default('cloudevents').describe('cloudevents (CloudEvents 1.0 JSON) or distribution (the envelope distribution sends).'),
     secretFile: z.string().min(1).optional().describe('File with the signing secret(s), one per line; every one signs, for rotation.'),
-    secretEnv: z.string().regex(ENV_NAME, 'must be an environment variable name').optional().describe('Environment variable with the signing secret(s), one per line.'),
+    secretEnv: z
+      .string()
+      .regex(ENV_NAME, 'must be an environment variable name')
+      .optional()
+      .describe('Environment variable with the signing secret(s), one per line.'),
     headers: z
       .record(z.string(), headerSource)
       .default({})
@@ -109,28 +116,25 @@ export type EndpointConfig = z.output<typeof endpointConfigSchema>;
 
 export const eventsConfigSchema = z
   .object({
-    enabled: z
-      .boolean()
-      .default(true)
-      .describe('Record every change in the event outbox, in the same atomic step as the change (see docs/events.md).'),
+    enabled: z.boolean().default(true).describe('Record every change in the event outbox, in the same atomic step as the change (see docs/events.md).'),
     maxEvents: z.number().int().min(100).default(100_000).describe('Records the outbox keeps; past it the oldest are dropped (berth_events_dropped_total).'),
     pulls: z
       .enum(['off', 'aggregated', 'each'])
       .default('off')
       .describe('Pull events: off, aggregated (pulls.counted per repository and interval) or each (manifest.pulled per pull).'),
-    deliver: z.boolean().default(true).describe('This process delivers to the endpoints (any number of processes may; each endpoint is delivered by one at a time).'),
+    deliver: z
+      .boolean()
+      .default(true)
+      .describe('This process delivers to the endpoints (any number of processes may; each endpoint is delivered by one at a time).'),
     pollIntervalMs: z.number().int().min(10).max(60_000).default(500).describe('How often a delivering process looks for new records when it has none.'),
-    source: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('CloudEvents `source`; defaults to `berth://<host of http.publicUrl>`, or `berth` without a public URL.'),
+    source: z.string().min(1).optional().describe('CloudEvents `source`; defaults to `berth://<host of http.publicUrl>`, or `berth` without a public URL.'),
     endpoints: z
       .array(endpointConfigSchema)
       .superRefine((endpoints, ctx) => {
         const seen = new Set<string>();
         endpoints.forEach((endpoint, i) => {
-          if (seen.has(endpoint.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `endpoint name ${JSON.stringify(endpoint.name)} is used twice` });
+          if (seen.has(endpoint.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `endpoint name ${JSON.stringify(endpoint.name)} is used twice` });
           seen.add(endpoint.name);
         });
       })

@@ -163,7 +163,11 @@ export function distributionEvents(event: RegistryEvent, options: FormatOptions)
     if (options.baseUrl !== undefined && target.digest !== undefined) base.url = `${options.baseUrl}/v2/${repository}/${mapping.kind}/${target.digest}`;
     if (target.tag !== undefined) base.tag = target.tag;
   }
-  const request: DistributionEvent['request'] = { id: event.request?.id ?? '', method: event.request ? mapping.method : '', useragent: event.request?.userAgent ?? '' };
+  const request: DistributionEvent['request'] = {
+    id: event.request?.id ?? '',
+    method: event.request ? mapping.method : '',
+    useragent: event.request?.userAgent ?? '',
+  };
   if (event.request?.address !== undefined) request.addr = event.request.address;
   if (options.baseUrl !== undefined && event.request) request.host = new URL(options.baseUrl).host;
   const actor: DistributionEvent['actor'] = event.actor.kind === 'anonymous' ? {} : { name: event.actor.name };

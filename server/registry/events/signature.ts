@@ -50,7 +50,8 @@ export function signatureProblem(header: string | undefined, body: Buffer, secre
   if (candidates.length === 0) return `${SIGNATURE_HEADER} has no v1= signature`;
   const tolerance = options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS;
   const now = options.now ?? Date.now() / 1000;
-  if (Math.abs(now - t) > tolerance) return `signature timestamp is ${Math.round(now - t)}s from now, beyond the ${tolerance}s tolerance (a replay, or clocks apart)`;
+  if (Math.abs(now - t) > tolerance)
+    return `signature timestamp is ${Math.round(now - t)}s from now, beyond the ${tolerance}s tolerance (a replay, or clocks apart)`;
   const expected = Buffer.from(hmac(secret, t, body), 'utf8');
   // Compare every candidate, not just until the first match: timing says nothing about which one.
   let matched = false;
