@@ -23,7 +23,7 @@ const duration = z
  * expression written between slashes (`/^v\d+\.\d+$/`), matched against the whole tag only if it
  * anchors itself.
  */
-const tagPattern = z
+export const tagPattern = z
   .string()
   .min(1)
   .superRefine((text, ctx) => {
