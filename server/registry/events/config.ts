@@ -127,6 +127,14 @@ export const eventsConfigSchema = z
       .default(true)
       .describe('This process delivers to the endpoints (any number of processes may; each endpoint is delivered by one at a time).'),
     pollIntervalMs: z.number().int().min(10).max(60_000).default(500).describe('How often a delivering process looks for new records when it has none.'),
+    leaseSeconds: z
+      .number()
+      .min(0.2)
+      .max(600)
+      .default(30)
+      .describe('How long a process holds an endpoint; renewed while it delivers. A process that dies mid-delivery leaves the endpoint to another after this.'),
+    batchSize: z.number().int().min(1).max(10_000).default(100).describe('Records a delivering process takes from the log at a time.'),
+    pullIntervalSeconds: z.number().int().min(1).max(86_400).default(60).describe('With pulls: aggregated, one pulls.counted event per repository per this interval.'),
     source: z.string().min(1).optional().describe('CloudEvents `source`; defaults to `berth://<host of http.publicUrl>`, or `berth` without a public URL.'),
     endpoints: z
       .array(endpointConfigSchema)
