@@ -3,7 +3,17 @@
 // repository_dispatch, GitLab's pipeline trigger, …). It answers Berth only after the CI call, so
 // Berth's retries cover a CI outage. See docs/events-recipes.md.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { checkTemplate, deployFields, parseTemplate, renderTemplate, tagsToForward, type DeployFields, type Json } from './deploy-request.js';
+import {
+  changeId,
+  checkTagPattern,
+  checkTemplate,
+  deployFields,
+  parseTemplate,
+  renderTemplate,
+  tagsToForward,
+  type DeployFields,
+  type Json,
+} from './deploy-request.js';
 import { integer, listen, parseOptions, readSecretFile, readTextFile, required, runMain, stopOnSignals, UsageError } from './hook-cli.js';
 import { log, receiveEvent, RecentIds, sendJson } from './hook-receiver.js';
 
@@ -14,7 +24,7 @@ const USAGE = `usage: node dist/recipes/deploy-hook.js --secret-file <file> --ur
   --template <file.json>    the body; strings may use {{repository}} {{tag}} {{digest}} {{reference}}
                             {{image}} {{mediaType}} {{previousDigest}} {{action}} {{eventId}}
                             {{eventType}} {{actor}} {{time}} {{env.NAME}}
-  --tags <glob>             forward only tags matching (repeatable; default: every tag)
+  --tags <pattern>          forward only tags matching a glob or /regex/ (repeatable; default: every tag)
   --header "Name: value"    a static header (repeatable)
   --header-env Name=VAR     a header whose value is the environment variable VAR (repeatable): tokens
   --registry-host <host>    the registry's host:port clients pull from ({{reference}} and {{image}} need it)
@@ -65,6 +75,13 @@ function settingsFrom(argv: string[]): Settings {
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new UsageError(`--template ${templateFile}: ${(err as Error).message}`);
+  }
+  for (const pattern of o.tags ?? []) {
+    try {
+      checkTagPattern(pattern);
+    } catch (err) {
+      throw new UsageError(`--tags ${pattern}: ${(err as Error).message}`);
+    }
   }
   const headers: Record<string, string> = {};
   for (const h of o.header ?? []) {
@@ -119,7 +136,8 @@ async function forward(s: Settings, fields: DeployFields): Promise<Forwarded> {
 
 async function main(): Promise<void> {
   const s = settingsFrom(process.argv.slice(2));
-  // `<event id> <tag>` once its CI call succeeded: a redelivery (after a partial failure) skips those.
+  // `<change id> <tag>` once its CI call succeeded: a redelivery (after a partial failure), or the
+  // tag.moved that comes with a manifest.pushed of the same change, skips those.
   const done = new RecentIds();
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -137,7 +155,7 @@ async function main(): Promise<void> {
     const forwarded: string[] = [];
     const failures: Array<{ tag: string; retryable: boolean; error: string }> = [];
     for (const tag of tags) {
-      const key = `${event.id} ${tag}`;
+      const key = `${changeId(event.id)} ${tag}`;
       if (done.has(key)) continue;
       const started = Date.now();
       const outcome = await forward(s, deployFields(event, tag, s.registryHost));
@@ -151,7 +169,7 @@ async function main(): Promise<void> {
         log({ level: 'error', msg: 'forward failed', ...base, retryable: outcome.retryable, error: outcome.error });
       }
     }
-    if (failures.length === 0) sendJson(res, 200, { status: 'forwarded', tags: forwarded });
+    if (failures.length === 0) sendJson(res, 200, forwarded.length > 0 ? { status: 'forwarded', tags: forwarded } : { status: 'duplicate' });
     // 503: Berth retries later. 422: Berth dead-letters it, for an operator to fix the CI side and replay.
     else if (failures.some((f) => f.retryable)) sendJson(res, 503, { error: 'the CI endpoint failed; retry', failures, forwarded });
     else sendJson(res, 422, { error: 'the CI endpoint refused the request', failures, forwarded });

@@ -1,7 +1,7 @@
 // What the deploy hook sends for an event: which tags it forwards, and the request body, a JSON
 // template whose strings may hold {{placeholders}} filled in per tag. The template is checked once at
 // start-up, so a typo fails the hook, not the first deploy.
-import { globMatch } from '../auth/glob.js';
+import { firstMatch, tagPatternRegExp } from '../server/registry/retention/policy.js';
 import type { BerthCloudEvent } from './hook-receiver.js';
 
 /** What a template can ask for, per tag. */
@@ -82,11 +82,27 @@ export function parseTemplate(text: string): Json {
   return JSON.parse(text) as Json;
 }
 
-/** The tags of an event to forward, in order: manifest.pushed carries all of its tags, tag.moved one. */
+/**
+ * The tags of an event to forward, in order: manifest.pushed carries all of its tags, tag.moved one.
+ * Patterns are Berth's tag patterns (a glob, or /regex/), as in the endpoint's `tags` filter.
+ */
 export function tagsToForward(event: BerthCloudEvent, patterns: readonly string[]): string[] {
   const target = event.data.target;
   const tags = event.type === 'io.berth.tag.moved' ? [target?.tag] : (target?.tags ?? []);
-  return tags.filter((t): t is string => typeof t === 'string' && (patterns.length === 0 || patterns.some((p) => globMatch(p, t))));
+  return tags.filter((t): t is string => typeof t === 'string' && (patterns.length === 0 || firstMatch(patterns, t) !== undefined));
+}
+
+/**
+ * The change an event came from. Berth numbers the events of one change `<change id>.<n>`: a push that
+ * moves a tag gives a manifest.pushed and a tag.moved for the same tag, which is one deploy, not two.
+ */
+export function changeId(eventId: string): string {
+  return eventId.replace(/\.\d+$/, '');
+}
+
+/** Throws with the reason when a tag pattern is a /regex/ that does not compile. */
+export function checkTagPattern(pattern: string): void {
+  tagPatternRegExp(pattern);
 }
 
 export function deployFields(event: BerthCloudEvent, tag: string, registryHost: string | undefined): DeployFields {
