@@ -58,21 +58,21 @@ export class OciClient {
     const res = await this.#send(repo, 'HEAD', `/v2/${repo}/blobs/${digest}`);
     if (res.status === 200) return true;
     if (res.status === 404) return false;
-    throw await this.#error(res, `HEAD blob ${digest} in ${repo}`);
+    throw await this.#error(res, repo, `HEAD blob ${digest} in ${repo}`);
   }
 
   /** POST an upload session, then PUT the bytes with the digest: the flow every registry supports. */
   async pushBlob(repo: string, data: Buffer, digest = sha256Digest(data)): Promise<string> {
     if (await this.blobExists(repo, digest)) return digest;
     const started = await this.#send(repo, 'POST', `/v2/${repo}/blobs/uploads/`);
-    if (started.status !== 202) throw await this.#error(started, `start an upload in ${repo}`);
+    if (started.status !== 202) throw await this.#error(started, repo, `start an upload in ${repo}`);
     await started.body?.cancel();
     const location = started.headers.get('location');
     if (!location) throw new RegistryError(`the registry started an upload in ${repo} without a Location header`);
     const url = new URL(location, this.base);
     url.searchParams.set('digest', digest);
     const done = await this.#send(repo, 'PUT', url, { body: data, headers: { 'content-type': 'application/octet-stream' } });
-    if (done.status !== 201) throw await this.#error(done, `upload blob ${digest} to ${repo}`);
+    if (done.status !== 201) throw await this.#error(done, repo, `upload blob ${digest} to ${repo}`);
     await done.body?.cancel();
     return digest;
   }
@@ -80,7 +80,7 @@ export class OciClient {
   /** PUT a manifest; subjectProcessed is false when the registry did not answer OCI-Subject (no referrers API). */
   async putManifest(repo: string, reference: string, mediaType: string, body: Buffer): Promise<{ digest: string; subjectProcessed: boolean }> {
     const res = await this.#send(repo, 'PUT', `/v2/${repo}/manifests/${reference}`, { body, headers: { 'content-type': mediaType } });
-    if (res.status !== 201) throw await this.#error(res, `PUT manifest ${reference} in ${repo}`);
+    if (res.status !== 201) throw await this.#error(res, repo, `PUT manifest ${reference} in ${repo}`);
     await res.body?.cancel();
     return { digest: res.headers.get('docker-content-digest') ?? sha256Digest(body), subjectProcessed: res.headers.has('oci-subject') };
   }
@@ -146,7 +146,7 @@ export class OciClient {
       headers: this.credentials.kind === 'basic' ? { authorization: this.#basic() } : {},
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
-    if (res.status !== 200) throw await this.#error(res, `get a push token for ${repo} from ${url.origin}${url.pathname}`);
+    if (res.status !== 200) throw await this.#error(res, repo, `get a push token for ${repo} from ${url.origin}${url.pathname}`);
     const body = (await res.json()) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
     const token = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (!token) throw new RegistryError(`the token endpoint ${url.origin}${url.pathname} answered without a token`);
@@ -155,10 +155,9 @@ export class OciClient {
     return token;
   }
 
-  async #error(res: Response, what: string): Promise<RegistryError> {
+  async #error(res: Response, repo: string, what: string): Promise<RegistryError> {
     const text = (await res.text().catch(() => '')).slice(0, 300);
-    let hint = '';
-    if (res.status === 401 || res.status === 403) hint = ` (pushing ${this.#who()}: does that have push access to the repository?)`;
+    const hint = res.status === 401 || res.status === 403 ? `. The hook pushes ${this.#who()}; that needs pull and push on ${repo}` : '';
     return new RegistryError(`could not ${what}: ${res.status}${text ? ` ${text}` : ''}${hint}`);
   }
 }

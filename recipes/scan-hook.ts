@@ -82,14 +82,7 @@ function settingsFrom(argv: string[]): Settings {
     registry: new OciClient(base, credentials),
     secrets: readSecretFile(required(o['secret-file'], 'secret-file')),
     scanner,
-    scannerName:
-      o['scanner-name'] ??
-      basename(
-        scanner
-          .trim()
-          .split(/\s+/)[0]
-          ?.replace(/^["']|["']$/g, '') ?? 'scanner',
-      ),
+    scannerName: o['scanner-name'] ?? commandName(scanner),
     artifactType: o['artifact-type'] ?? DEFAULT_ARTIFACT_TYPE,
     reportMediaType: o['report-media-type'] ?? 'application/json',
     host: o.host ?? '127.0.0.1',
@@ -98,6 +91,23 @@ function settingsFrom(argv: string[]): Settings {
     maxReportBytes: integer(o['max-report-bytes'], 'max-report-bytes', 16 * 1024 * 1024, 1),
     scanTimeoutMs: integer(o['scan-timeout'], 'scan-timeout', 900, 1) * 1000,
   };
+}
+
+/** `trivy image …` → trivy; `'/usr/bin/grype' …` → grype. */
+function commandName(command: string): string {
+  const first = command.trim().split(/\s+/)[0] ?? '';
+  return basename(first.replace(/^["']|["']$/g, '')) || 'scanner';
+}
+
+/** A scan that attached nothing: in the scanner (`scan`) or while pushing the report (`attach`). */
+class ScanFailure extends Error {
+  constructor(
+    message: string,
+    readonly stage: 'scan' | 'attach',
+    readonly scanMs: number,
+  ) {
+    super(message);
+  }
 }
 
 async function scanAndAttach(s: Settings, job: ScanJob): Promise<Record<string, unknown>> {
@@ -118,7 +128,7 @@ async function scanAndAttach(s: Settings, job: ScanJob): Promise<Record<string, 
     timeoutMs: s.scanTimeoutMs,
   });
   const scanMs = Date.now() - started;
-  if (!outcome.ok) throw Object.assign(new Error(outcome.error), { fields: { stage: 'scan', scanMs } });
+  if (!outcome.ok) throw new ScanFailure(outcome.error, 'scan', scanMs);
   try {
     await s.registry.pushBlob(job.repository, EMPTY_CONFIG.data);
     const reportDigest = await s.registry.pushBlob(job.repository, outcome.report);
@@ -133,12 +143,11 @@ async function scanAndAttach(s: Settings, job: ScanJob): Promise<Record<string, 
     const pushed = await s.registry.putManifest(job.repository, sha256Digest(manifest), OCI_MANIFEST, manifest);
     return { ref, report: pushed.digest, reportBytes: outcome.report.length, artifactType: s.artifactType, scanMs, subjectProcessed: pushed.subjectProcessed };
   } catch (err) {
-    if (err instanceof RegistryError || err instanceof TypeError || (err instanceof Error && err.name === 'TimeoutError')) {
-      throw Object.assign(new Error(err instanceof TypeError ? `cannot reach ${s.registry.base.origin}: ${err.message}` : err.message), {
-        fields: { stage: 'attach', scanMs },
-      });
-    }
-    throw err;
+    if (err instanceof RegistryError) throw new ScanFailure(err.message, 'attach', scanMs);
+    // fetch: TypeError with the socket error as its cause, or TimeoutError.
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const why = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.cause?.message ?? e.message);
+    throw new ScanFailure(`cannot reach ${s.registry.base.origin}: ${why}`, 'attach', scanMs);
   }
 }
 
@@ -157,9 +166,9 @@ async function main(): Promise<void> {
         log({ level: fields.subjectProcessed ? 'info' : 'warn', msg: 'scan done', eventId: job.eventId, ...fields });
       },
       (err: unknown) => {
-        // Forgotten, so that Berth replaying the event (berth events replay) scans it again.
+        // Forgotten, so that Berth replaying the event scans it again.
         seen.delete(job.eventId);
-        const fields = (err as { fields?: Record<string, unknown> }).fields ?? {};
+        const fields = err instanceof ScanFailure ? { stage: err.stage, scanMs: err.scanMs } : {};
         const ref = `${s.registry.host}/${job.repository}@${job.subject.digest}`;
         log({ level: 'error', msg: 'scan failed', eventId: job.eventId, ref, error: err instanceof Error ? err.message : String(err), ...fields });
       },

@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Auth, createAuth } from '../../auth/index.js';
 import { createRobot } from '../../auth/robots.js';
+import { parseSecrets, verifyBerthSignature } from '../../recipes/hook-signature.js';
 import { OCI_MANIFEST, RegistryClient, blob, type Blob } from '../helpers/oci.js';
 import { FAKE_SCANNER, berthEvent, berthSignature, postEvent, startRecipe, type CloudEvent, type LogEntry, type RecipeProcess } from '../helpers/recipes.js';
+import { freePort } from '../helpers/berth-process.js';
 import { type TestRegistry, startTestRegistry } from '../helpers/registry.js';
 import { type ScratchDir, makeScratchDir } from '../helpers/scratch.js';
 
@@ -56,6 +58,29 @@ async function referrers(client: RegistryClient, repo: string, digest: string, a
   assert.equal(res.status, 200);
   return (await res.json()) as ReferrersIndex;
 }
+
+describe("recipes' signature check", () => {
+  const body = Buffer.from('{"specversion":"1.0"}');
+  const now = 1_800_000_000;
+
+  it("accepts a signature by any of the receiver's secrets within five minutes either way", () => {
+    const secrets = parseSecrets('old-secret\r\n\n  new-secret  \n');
+    assert.deepEqual(secrets, ['old-secret', 'new-secret']);
+    for (const t of [now, now - 300, now + 300]) {
+      assert.deepEqual(verifyBerthSignature(berthSignature(['new-secret'], body, t), body, secrets, { nowSeconds: now }), { ok: true }, `t=${t}`);
+    }
+    assert.deepEqual(verifyBerthSignature(berthSignature(['old-secret'], body, now), body, secrets, { nowSeconds: now }), { ok: true });
+  });
+
+  it('refuses older or newer timestamps, other secrets, other bodies', () => {
+    const check = (header: string, b = body) => verifyBerthSignature(header, b, ['s3cret'], { nowSeconds: now });
+    assert.match(String((check(berthSignature(['s3cret'], body, now - 301)) as { reason: string }).reason), /301 s/);
+    assert.equal(check(berthSignature(['s3cret'], body, now + 301)).ok, false);
+    assert.equal(check(berthSignature(['other'], body, now)).ok, false);
+    assert.equal(check(berthSignature(['s3cret'], body, now), Buffer.from('{"specversion":"1.1"}')).ok, false);
+    assert.equal(check(`t=${now},v1=${'0'.repeat(63)}`).ok, false, 'a short v1 is not compared');
+  });
+});
 
 describe('scan hook recipe: a stand-in scanner against a real Berth', () => {
   let scratch: ScratchDir;
@@ -411,6 +436,17 @@ describe('scan hook recipe: pushing its reports through the token flow', () => {
     const { entry, digest } = await scanOnce(['--token-file', tokenFile]);
     assert.equal(entry.msg, 'scan done', String(entry.error));
     assert.equal((await referrers(client, 'team/app', digest, REPORT_TYPE)).manifests.length, 1);
+  });
+
+  it('a registry that cannot be reached: the attach fails naming it', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const hook = await startRecipe('scan-hook', ['--registry', closed, '--secret-file', secretFile, '--scanner', SCANNER]);
+    hooks.push(hook);
+    const event = pushedEvent('team/app', blob('not pushed anywhere'), ['v1']);
+    assert.equal((await postEvent(hook.url, event, { secrets: [SECRET] })).status, 202);
+    const entry = await scanOutcome(hook, event.id);
+    assert.deepEqual([entry.msg, entry.stage], ['scan failed', 'attach']);
+    assert.equal(entry.error, `cannot reach ${closed}: ECONNREFUSED`);
   });
 
   it('without credentials the attach fails with a message that says so', async () => {
