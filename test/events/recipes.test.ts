@@ -74,7 +74,7 @@ describe("recipes' signature check", () => {
 
   it('refuses older or newer timestamps, other secrets, other bodies', () => {
     const check = (header: string, b = body) => verifyBerthSignature(header, b, ['s3cret'], { nowSeconds: now });
-    assert.match(String((check(berthSignature(['s3cret'], body, now - 301)) as { reason: string }).reason), /301 s/);
+    assert.match(String((check(berthSignature(['s3cret'], body, now - 301)) as { reason: string }).reason), /301 ?s/);
     assert.equal(check(berthSignature(['s3cret'], body, now + 301)).ok, false);
     assert.equal(check(berthSignature(['other'], body, now)).ok, false);
     assert.equal(check(berthSignature(['s3cret'], body, now), Buffer.from('{"specversion":"1.1"}')).ok, false);
