@@ -92,9 +92,9 @@ redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 local excess = redis.call('ZCARD', KEYS[1]) - math.max(0, tonumber(ARGV[3]))
 if excess > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
-  redis.call('ZREM', KEYS[1], unpack(oldest))
-  redis.call('HDEL', KEYS[2], unpack(oldest))
+  -- One by one rather than unpack(): a maximum lowered a lot at once may drop more than Lua can unpack.
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do redis.call('HDEL', KEYS[2], id) end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
 end
 return 1
 `;

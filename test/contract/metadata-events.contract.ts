@@ -403,6 +403,16 @@ export function runMetadataEventsContract(name: string, setup: (tuning?: StoreTu
         assert.deepEqual(await ids('other'), ['b1']);
       });
 
+      it('drops as many of the oldest as it takes when the maximum is lowered', async () => {
+        for (let i = 10; i < 40; i++) await store.events.putDeadLetter('hook', letter(`l${i}`), 100);
+        await store.events.putDeadLetter('hook', letter('l40'), 2);
+        assert.deepEqual(
+          (await store.events.listDeadLetters('hook', undefined, 100)).map((l) => l.id),
+          ['l39', 'l40'],
+        );
+        assert.equal(await store.events.countDeadLetters('hook'), 2);
+      });
+
       it('returns each letter as it was put', async () => {
         const given = letter(newRecordId(), 4);
         await store.events.putDeadLetter('hook', given, 10);
