@@ -1,5 +1,6 @@
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
 import { BlobNotFoundError } from '../../storage-drivers/blob/types.js';
+import type { EventMetadata } from '../../storage-drivers/metadata/event-types.js';
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import type { PullMetadata } from '../../storage-drivers/metadata/pull-types.js';
 import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
@@ -76,6 +77,8 @@ export class JournaledStore implements MetadataStore {
   /** Namespace records are recounted from the links by a rebuild, so they need no journal of their own. */
   readonly quotas: QuotaMetadata;
   readonly retention: RetentionMetadata;
+  /** The event log is not journaled: a rebuild restores content, and events already delivered stay delivered. */
+  readonly events: EventMetadata;
   constructor(
     private readonly inner: MetadataStore,
     private readonly driver: BlobDriver,
@@ -86,6 +89,7 @@ export class JournaledStore implements MetadataStore {
     this.quotas = inner.quotas;
     // Retention's state is its own bookkeeping, not registry content: nothing to journal.
     this.retention = inner.retention;
+    this.events = inner.events;
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult> {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ageKey, key, lastPart, under, type Db } from './embedded-keys.js';
 import type { BlobClaim, BlobPin, GcMetadata, GcStatus, GcWork, QueuedGcWork, RepositoryHold, UnusedManifestRule } from './gc-types.js';
+import type { EventOrigin } from './event-types.js';
 import type { Digest, ManifestRecord } from './types.js';
 
 /*
@@ -57,8 +58,8 @@ export interface EmbeddedGcContext {
   dbs: EmbeddedGcDbs;
   write<T>(what: string, action: () => T): Promise<T>;
   read<T>(what: string, action: () => T): Promise<T>;
-  /** Inside a write transaction: deleteManifest's removals. */
-  removeManifest(repo: string, digest: Digest, record: ManifestRecord): void;
+  /** Inside a write transaction: deleteManifest's removals, and its manifest_deleted record with `event`. */
+  removeManifest(repo: string, digest: Digest, record: ManifestRecord, event: EventOrigin | undefined): void;
 }
 
 function itemOf(work: GcWork): string {
@@ -236,7 +237,7 @@ export class EmbeddedGc implements GcMetadata {
       }
       if (!orphanReferrer && !untaggedLongEnough) return undefined;
       if (rule.dryRun) return record;
-      this.ctx.removeManifest(repo, digest, record);
+      this.ctx.removeManifest(repo, digest, record, rule.event);
       return record;
     });
   }

@@ -6,6 +6,9 @@ import { EmbeddedRetention } from './embedded-retention.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
 import { EmbeddedPulls, type EmbeddedPullsDbs } from './embedded-pulls.js';
 import { EmbeddedQuotas } from './embedded-quotas.js';
+import { EmbeddedEvents } from './embedded-events.js';
+import { blobLinkedDraft, blobUnlinkedDraft, eventLogMaxLength, manifestDeletedDraft, manifestPutDraft, tagDeletedDraft } from './event-records.js';
+import type { EventOrigin } from './event-types.js';
 import {
   MetadataUnavailableError,
   type BlobLink,
@@ -42,6 +45,8 @@ export interface EmbeddedStoreOptions {
    * 'flush': a write also waits for the OS to report it on disk (power-loss safe, slower).
    */
   durability?: 'commit' | 'flush';
+  /** The event log keeps at most this many records, dropping the oldest (default 100000). */
+  eventLogMaxLength?: number;
 }
 
 /*
@@ -65,7 +70,9 @@ export interface EmbeddedStoreOptions {
  *   leases      name                    → { holder, until }
  *   retention   'state'                 → the retention runner's state (embedded-retention.ts)
  * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), pull
- * statistics, listed in embedded-pulls.ts, and the quota records, listed in embedded-quotas.ts.
+ * statistics, listed in embedded-pulls.ts, the quota records, listed in embedded-quotas.ts, and the
+event log with its delivery state, listed in embedded-events.ts (a change with an event origin logs its
+record in its own write action).
  */
 
 /** lmdb's error codes for "no room": ENOSPC, EDQUOT, MDB_MAP_FULL (the map size limit). */
@@ -122,6 +129,7 @@ export class EmbeddedStore implements MetadataStore {
   readonly gc: EmbeddedGc;
   readonly pulls: EmbeddedPulls;
   readonly quotas: EmbeddedQuotas;
+  readonly events: EmbeddedEvents;
   private readonly retentionDb: Db<string>;
   readonly retention: EmbeddedRetention;
   private readonly flush: boolean;
@@ -134,6 +142,7 @@ export class EmbeddedStore implements MetadataStore {
     this.flush = options.durability === 'flush';
     this.path = options.path;
     this.minFreeBytes = options.minFreeBytes ?? 1024 * 1024;
+    const maxLength = eventLogMaxLength(options.eventLogMaxLength);
     try {
       this.root = open<unknown, Buffer>({ path: options.path, maxDbs: 64, keyEncoding: 'binary', encoding: 'json' });
       const sub = <V>(name: string): Db<V> => this.root.openDB<V, Buffer>({ name, keyEncoding: 'binary', encoding: 'json' });
@@ -180,6 +189,12 @@ export class EmbeddedStore implements MetadataStore {
         write: (what, action) => this.write(what, action),
         read: (what, action) => this.read(what, action),
       });
+      this.events = new EmbeddedEvents({
+        dbs: { eventLog: sub('eventLog'), eventMeta: sub('eventMeta'), eventEndpoints: sub('eventEndpoints'), deadLetters: sub('deadLetters') },
+        write: (what, action) => this.write(what, action),
+        read: (what, action) => this.read(what, action),
+        maxLength,
+      });
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });
     }
@@ -187,8 +202,8 @@ export class EmbeddedStore implements MetadataStore {
       dbs: this.gcDbs,
       write: (what, action) => this.write(what, action),
       read: (what, action) => this.read(what, action),
-      removeManifest: (repo, digest, record) => {
-        this.removeManifest(repo, digest, record);
+      removeManifest: (repo, digest, record, event) => {
+        this.removeManifest(repo, digest, record, event);
       },
     });
     this.pulls = new EmbeddedPulls({
@@ -302,7 +317,7 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
-    const { required, immutable = [] } = options;
+    const { required, immutable = [], event } = options;
     // A refusal is returned, not thrown: a throw would abort the group commit it shares.
     const result = await this.write('putManifest', (): PutManifestResult | MissingReferencesError | ImmutableTagError => {
       const { digest } = manifest;
@@ -317,6 +332,7 @@ export class EmbeddedStore implements MetadataStore {
         ];
         if (missing.length > 0) return new MissingReferencesError(missing);
       }
+      const repositoryCreated = this.repos.get(key(repo)) === undefined;
       for (const held of [digest, ...manifest.references]) this.blobRepos.put(key(held, repo), true);
       // A set, not a count: a re-put, or a rebuild over data already there, adds nothing twice.
       for (const ref of distinctReferences(manifest)) this.gcDbs.refs.put(key(repo, ref, digest), true);
@@ -336,6 +352,10 @@ export class EmbeddedStore implements MetadataStore {
       }
       if (tags.length > 0) this.changeTagList(repo, tags, []);
       this.repos.put(key(repo), true);
+      if (event !== undefined) {
+        const draft = manifestPutDraft(event, repo, manifest, tags);
+        this.events.logInTransaction([{ ...draft, previous: draft.tags.map((t) => previous.get(t) ?? ''), repositoryCreated }]);
+      }
       return { previousTags: Object.fromEntries(previous) };
     });
     if (result instanceof Error) throw result;
@@ -355,7 +375,7 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   async deleteManifest(repo: string, digest: Digest, options: DeleteManifestOptions = {}): Promise<string[] | undefined> {
-    const { expectedTags } = options;
+    const { expectedTags, event } = options;
     const result = await this.write('deleteManifest', (): string[] | undefined | TagsChangedError => {
       const record = this.manifests.get(key(repo, digest));
       if (record === undefined) return undefined;
@@ -363,7 +383,7 @@ export class EmbeddedStore implements MetadataStore {
         const current = this.tagsOfManifest(repo, digest);
         if (!sameSet(current, expectedTags)) return new TagsChangedError(current);
       }
-      return this.removeManifest(repo, digest, record);
+      return this.removeManifest(repo, digest, record, event);
     });
     if (result instanceof Error) throw result;
     return result;
@@ -378,8 +398,11 @@ export class EmbeddedStore implements MetadataStore {
     return [...this.tagsOf.getKeys(prefix)].map((k) => lastPart(k, prefix.start.length));
   }
 
-  /** Inside a write transaction: unlinks a manifest with its tags, referrer entry and reference counts. */
-  private removeManifest(repo: string, digest: Digest, record: ManifestRecord): string[] {
+  /**
+   * Inside a write transaction: unlinks a manifest with its tags, referrer entry and reference counts;
+   * with `event`, logs the manifest_deleted record.
+   */
+  private removeManifest(repo: string, digest: Digest, record: ManifestRecord, event: EventOrigin | undefined): string[] {
     this.manifests.remove(key(repo, digest));
     if (record.subject !== undefined) this.referrers.remove(key(repo, record.subject, digest));
     for (const ref of distinctReferences(record)) this.gcDbs.refs.remove(key(repo, ref, digest));
@@ -394,6 +417,7 @@ export class EmbeddedStore implements MetadataStore {
       this.tagTimes.remove(key(repo, tag));
     }
     if (dropped.length > 0) this.changeTagList(repo, [], dropped);
+    if (event !== undefined) this.events.logInTransaction([{ ...manifestDeletedDraft(event, repo, digest), mediaType: record.mediaType, tags: dropped }]);
     return dropped;
   }
 
@@ -402,7 +426,7 @@ export class EmbeddedStore implements MetadataStore {
   }
 
   deleteTag(repo: string, tag: string, options: DeleteTagOptions = {}): Promise<boolean> {
-    const { expected } = options;
+    const { expected, event } = options;
     return this.write('deleteTag', () => {
       const digest = this.tags.get(key(repo, tag));
       if (digest === undefined || (expected !== undefined && digest !== expected)) return false;
@@ -411,6 +435,7 @@ export class EmbeddedStore implements MetadataStore {
       this.tagsOf.remove(key(repo, digest, tag));
       this.gcDbs.untagged.put(key(repo, digest), Date.now());
       this.changeTagList(repo, [], [tag]);
+      if (event !== undefined) this.events.logInTransaction([{ ...tagDeletedDraft(event, repo, tag), digest }]);
       return true;
     });
   }
@@ -450,11 +475,13 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  linkBlob(repo: string, link: BlobLink, _options: LinkBlobOptions = {}): Promise<void> {
+  linkBlob(repo: string, link: BlobLink, options: LinkBlobOptions = {}): Promise<void> {
     return this.write('linkBlob', () => {
+      const repositoryCreated = this.repos.get(key(repo)) === undefined;
       this.blobs.put(key(repo, link.digest), link.size);
       this.blobRepos.put(key(link.digest, repo), true);
       this.repos.put(key(repo), true);
+      if (options.event !== undefined) this.events.logInTransaction([{ ...blobLinkedDraft(options.event, repo, link, options), repositoryCreated }]);
     });
   }
 
@@ -465,10 +492,11 @@ export class EmbeddedStore implements MetadataStore {
     });
   }
 
-  unlinkBlob(repo: string, digest: Digest, _options: UnlinkBlobOptions = {}): Promise<boolean> {
+  unlinkBlob(repo: string, digest: Digest, options: UnlinkBlobOptions = {}): Promise<boolean> {
     return this.write('unlinkBlob', () => {
       if (this.blobs.get(key(repo, digest)) === undefined) return false;
       this.blobs.remove(key(repo, digest));
+      if (options.event !== undefined) this.events.logInTransaction([blobUnlinkedDraft(options.event, repo, digest)]);
       return true;
     });
   }

@@ -147,8 +147,10 @@ export interface EventMetadata {
   /**
    * Redis: moves repositories' outbox records into the log, at most `limit`, exactly once and in order
    * per repository; safe to run in many processes at once. Embedded: nothing to move. Returns how many moved.
+   * `sweep`: first look through every repository for an outbox the pending index lost (also done by
+   * itself every so many relays, and on a process's first).
    */
-  relay(limit: number): Promise<number>;
+  relay(limit: number, options?: { sweep?: boolean }): Promise<number>;
   /** Log records after `after` (undefined: from the oldest kept), oldest first, at most `limit`. */
   read(after: string | undefined, limit: number): Promise<LoggedRecord[]>;
   /** The newest records, newest first, before `before` when given. */

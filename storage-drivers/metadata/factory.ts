@@ -7,6 +7,8 @@ import type { MetadataStore } from './types.js';
 export interface MetadataStoreConfig {
   store: 'embedded' | 'redis';
   redis?: RedisConfig | undefined;
+  /** The event log's maximum length, for either store (absent: the stores' default, 100000). */
+  eventLogMaxLength?: number | undefined;
 }
 
 /**
@@ -15,12 +17,13 @@ export interface MetadataStoreConfig {
  * not ready) until Redis answers, and the client keeps reconnecting by itself.
  */
 export async function createMetadataStore(config: MetadataStoreConfig, paths: { metadataPath: string }): Promise<MetadataStore> {
+  const maxLength = config.eventLogMaxLength === undefined ? {} : { eventLogMaxLength: config.eventLogMaxLength };
   switch (config.store) {
     case 'embedded':
-      return new EmbeddedStore({ path: paths.metadataPath });
+      return new EmbeddedStore({ path: paths.metadataPath, ...maxLength });
     case 'redis': {
       const redis = config.redis ?? redisConfigSchema.parse({});
-      const store = new RedisStore({ ...redis, connectionName: 'berth' });
+      const store = new RedisStore({ ...redis, connectionName: 'berth', ...maxLength });
       await store.waitUntilReady(redis.connectTimeoutMs);
       return store;
     }

@@ -10,6 +10,10 @@ export type RedisClient = Redis | Cluster;
 export interface RedisStoreOptions extends RedisConfig {
   /** Connection name shown by CLIENT LIST. */
   connectionName?: string;
+  /** The event log keeps about this many records, dropping the oldest (default 100000; see redis-events.ts). */
+  eventLogMaxLength?: number;
+  /** How long a repository stays in the events' pending index after its last writer joined (ms, default 60000). */
+  eventPendingGraceMs?: number;
 }
 
 function tlsOptions(config: RedisConfig): ConnectionOptions | undefined {

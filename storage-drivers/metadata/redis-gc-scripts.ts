@@ -136,7 +136,8 @@ return 1
 `;
 
 /**
- * ARGV: digest, untaggedBefore ('' = no such rule), orphanReferrers ('1' | '0'), dry run ('1': only answer).
+ * ARGV: digest, untaggedBefore ('' = no such rule), orphanReferrers ('1' | '0'), dry run ('1': only answer),
+ * event record ('' = none; a manifest_deleted joins the outbox when it deletes).
  * Returns the deleted record JSON, or nil when the manifest is not linked, is referenced, or no rule applies.
  */
 const deleteManifestIfUnused = `${REPO_KEYS}${DROP_MANIFEST}
@@ -159,7 +160,10 @@ if not collect and ARGV[2] ~= '' then
   end
 end
 if not collect then return false end
-if ARGV[4] ~= '1' then dropManifest(d, record) end
+if ARGV[4] ~= '1' then
+  local dropped = dropManifest(d, record)
+  outbox(ARGV[5], {tags = dropped, mediaType = mediaTypeOf(record)})
+end
 return record
 `;
 

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { BlobClaim, BlobPin, GcMetadata, GcState, GcStatus, GcWork, QueuedGcWork, RepositoryHold, UnusedManifestRule } from './gc-types.js';
+import { manifestDeletedDraft } from './event-records.js';
 import type { RedisClient } from './redis-client.js';
+import { markPending } from './redis-events.js';
 import { GC_SCRIPTS, PER_BLOB_KEYS, QUEUE_KEYS, type GcScriptName } from './redis-gc-scripts.js';
 import type { RedisKeys } from './redis-keys.js';
 import type { Digest, ManifestRecord } from './types.js';
@@ -167,12 +169,15 @@ export class RedisGc implements GcMetadata {
 
   deleteManifestIfUnused(repo: string, digest: Digest, rule: UnusedManifestRule): Promise<ManifestRecord | undefined> {
     return this.ctx.run('deleteManifestIfUnused', async () => {
+      const event = rule.dryRun === true ? undefined : rule.event;
+      if (event !== undefined) await markPending(this.ctx.client, this.ctx.keys, repo);
       const json = (await this.script('berthGcDeleteManifestIfUnused')(
         ...this.ctx.keys.repoKeys(repo),
         digest,
         rule.untaggedBefore === undefined ? '' : String(rule.untaggedBefore),
         rule.orphanReferrers ? '1' : '0',
         rule.dryRun ? '1' : '0',
+        event === undefined ? '' : JSON.stringify(manifestDeletedDraft(event, repo, digest)),
       )) as string | null;
       return json === null ? undefined : (JSON.parse(json) as ManifestRecord);
     });

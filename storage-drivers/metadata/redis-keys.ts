@@ -4,8 +4,10 @@ import type { Digest } from './types.js';
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
  * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`,
- * `{ns:<namespace>}`, `{quotas}`, `{retention}`. Pull statistics are the repository's own keys
- * (`{repo:<name>}`), so one flush script reads its tags too.
+ * `{ns:<namespace>}`, `{quotas}`, `{retention}`, `{events}`. Pull statistics are the repository's own keys
+ * (`{repo:<name>}`), so one flush script reads its tags too. So is the event outbox (`{repo:<name>}:outbox`):
+ * a change's script XADDs its record there; relay moves records to the `{events}` log in a second step
+ * (redis-events.ts), guided by the `{events}:pending` index that writers join before their script.
  */
 export class RedisKeys {
   constructor(private readonly prefix: string) {}
@@ -30,6 +32,25 @@ export class RedisKeys {
 
   pullBatch(repo: string, batchId: string, day: number): string {
     return this.repo(repo, `pullbatch:${batchId}:${day}`);
+  }
+
+  /** A repository's event outbox stream (KEYS[11] of the repository scripts). */
+  outbox(repo: string): string {
+    return this.repo(repo, 'outbox');
+  }
+
+  /**
+   * The event log and its shared records, one Cluster slot (redis-events.ts): the pending index of
+   * repositories whose outbox may hold records, the log stream, its seq counter, the last outbox id
+   * relayed per repository, and the endpoints' delivery state.
+   */
+  events(kind: 'pending' | 'log' | 'seq' | 'relayed' | 'endpoints'): string {
+    return `${this.prefix}{events}:${kind}`;
+  }
+
+  /** An endpoint's dead letters: the ids (zset, score 0, lex order = age) and the letters (hash id → JSON). */
+  deadLetters(endpoint: string, kind: 'ids' | 'letters'): string {
+    return `${this.prefix}{events}:${kind === 'ids' ? 'dead' : 'letters'}:${endpoint}`;
   }
 
   catalog(): string {

@@ -9,11 +9,26 @@ export const IMMUTABLE_MARK = '!immutable';
 export const CHANGED_MARK = '!changed';
 
 /** The per-repository keys, in the KEYS order every repository script expects. */
-export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs', 'tagtime'] as const;
+export const PER_REPO_KEYS = ['tags', 'tagmap', 'tagsof', 'manifests', 'referrers', 'exists', 'refs', 'untagged', 'blobs', 'tagtime', 'outbox'] as const;
 
+/*
+ * A script that changes the repository for a caller that passed an event origin gets the record's
+ * caller-side fields as one JSON ARGV ('' = no event) and, once the change is made, XADDs it to the
+ * repository's outbox stream with a second field: what only the script knew (see event-types.ts's
+ * "store" fields). relay (redis-events.ts) moves the entries to the log. cjson encodes an empty list
+ * as {}: the reader takes both.
+ */
 export const REPO_KEYS = `
 local K_TAGS, K_TAGMAP, K_TAGSOF, K_MANIFESTS, K_REFERRERS, K_EXISTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_REFS, K_UNTAGGED, K_BLOBS, K_TAGTIME = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local K_REFS, K_UNTAGGED, K_BLOBS, K_TAGTIME, K_OUTBOX = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local function outbox(record, computed)
+  if record ~= '' then redis.call('XADD', K_OUTBOX, '*', 'r', record, 's', cjson.encode(computed)) end
+end
+local function mediaTypeOf(record)
+  local ok, decoded = pcall(cjson.decode, record)
+  if ok and type(decoded) == 'table' and type(decoded.mediaType) == 'string' then return decoded.mediaType end
+  return nil
+end
 `;
 
 /**
@@ -62,7 +77,8 @@ end
 
 /**
  * ARGV: digest, record JSON, subject ('' = none), now (ms), pushed at (ms), n, n distinct references, b, b
- * blobs that must be linked, m, m manifests that must be in the repository, i, i immutable tags, tags…
+ * blobs that must be linked, m, m manifests that must be in the repository, i, i immutable tags, event
+ * record ('' = none), distinct tags…
  * Returns {IMMUTABLE_MARK, tag, digest} when an immutable tag points elsewhere and {MISSING_MARK,
  * digests…} when a required reference is missing, and then changes nothing.
  * Records the manifest on each reference (a set, so a re-put or a rebuild over existing data adds nothing twice).
@@ -88,7 +104,9 @@ for i = at + 1, at + nimmutable do
   if current and current ~= digest then return {'${IMMUTABLE_MARK}', ARGV[i], current} end
 end
 if #missing > 1 then return missing end
-local tagsFrom = at + nimmutable + 1
+local event = ARGV[at + nimmutable + 1]
+local tagsFrom = at + nimmutable + 2
+local created = redis.call('EXISTS', K_EXISTS) == 0
 for i = 7, 6 + nrefs do redis.call('ZADD', K_REFS, 0, ARGV[i] .. ' ' .. digest) end
 redis.call('HSET', K_MANIFESTS, digest, ARGV[2])
 if ARGV[3] ~= '' then redis.call('ZADD', K_REFERRERS, 0, ARGV[3] .. ' ' .. digest) end
@@ -111,33 +129,36 @@ for i = tagsFrom, #ARGV do
   redis.call('ZADD', K_TAGSOF, 0, digest .. ' ' .. tag)
 end
 redis.call('SET', K_EXISTS, '1')
+outbox(event, {previous = previous, repositoryCreated = created})
 return previous
 `;
 
 /**
- * ARGV: digest, check ('1': only with exactly the expected tags), expected tags…
+ * ARGV: digest, event record ('' = none), check ('1': only with exactly the expected tags), expected tags…
  * Returns the dropped tags, nil when the manifest was not linked, or {CHANGED_MARK, current tags…}.
  */
 const deleteManifest = `${REPO_KEYS}${DROP_MANIFEST}
 local record = redis.call('HGET', K_MANIFESTS, ARGV[1])
 if not record then return false end
-if ARGV[2] == '1' then
+if ARGV[3] == '1' then
   local current = tagsOfManifest(ARGV[1])
   local expected = {}
-  for i = 3, #ARGV do expected[ARGV[i]] = true end
-  local same = #current == #ARGV - 2
+  for i = 4, #ARGV do expected[ARGV[i]] = true end
+  local same = #current == #ARGV - 3
   for _, tag in ipairs(current) do if not expected[tag] then same = false end end
   if not same then
     table.insert(current, 1, '${CHANGED_MARK}')
     return current
   end
 end
-return dropManifest(ARGV[1], record)
+local dropped = dropManifest(ARGV[1], record)
+outbox(ARGV[2], {tags = dropped, mediaType = mediaTypeOf(record)})
+return dropped
 `;
 
 /**
- * ARGV: tag, now (ms), expected digest ('' = any). Returns 1 when the tag was removed; its manifest is
- * noted as untagged now.
+ * ARGV: tag, now (ms), expected digest ('' = any), event record ('' = none). Returns 1 when the tag was
+ * removed; its manifest is noted as untagged now.
  */
 const deleteTag = `${REPO_KEYS}
 local tag = ARGV[1]
@@ -148,6 +169,23 @@ redis.call('HDEL', K_TAGTIME, tag)
 redis.call('ZREM', K_TAGS, tag)
 redis.call('ZREM', K_TAGSOF, digest .. ' ' .. tag)
 redis.call('HSET', K_UNTAGGED, digest, ARGV[2])
+outbox(ARGV[4], {digest = digest})
+return 1
+`;
+
+/** ARGV: digest, size, event record ('' = none). Links the blob; the repository exists from now on. */
+const linkBlob = `${REPO_KEYS}
+local created = redis.call('EXISTS', K_EXISTS) == 0
+redis.call('HSET', K_BLOBS, ARGV[1], ARGV[2])
+redis.call('SET', K_EXISTS, '1')
+outbox(ARGV[3], {repositoryCreated = created})
+return 1
+`;
+
+/** ARGV: digest, event record ('' = none). Returns 1 when the link was removed. */
+const unlinkBlob = `${REPO_KEYS}
+if redis.call('HDEL', K_BLOBS, ARGV[1]) == 0 then return 0 end
+outbox(ARGV[2], {})
 return 1
 `;
 
@@ -199,6 +237,8 @@ export const SCRIPTS = {
   berthPutManifest: { source: putManifest, keys: PER_REPO_KEYS.length },
   berthDeleteManifest: { source: deleteManifest, keys: PER_REPO_KEYS.length },
   berthDeleteTag: { source: deleteTag, keys: PER_REPO_KEYS.length },
+  berthLinkBlob: { source: linkBlob, keys: PER_REPO_KEYS.length },
+  berthUnlinkBlob: { source: unlinkBlob, keys: PER_REPO_KEYS.length },
   berthTaggedManifest: { source: taggedManifest, keys: PER_REPO_KEYS.length },
   berthReferrers: { source: referrers, keys: PER_REPO_KEYS.length },
   berthUpdateUpload: { source: updateUpload, keys: 2 },

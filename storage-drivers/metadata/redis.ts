@@ -6,6 +6,8 @@ import { RedisKeys } from './redis-keys.js';
 import { RedisPulls } from './redis-pulls.js';
 import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import { RedisQuotas } from './redis-quotas.js';
+import { DEFAULT_PENDING_GRACE_MS, markPending, RedisEvents } from './redis-events.js';
+import { blobLinkedDraft, blobUnlinkedDraft, eventLogMaxLength, manifestDeletedDraft, manifestPutDraft, tagDeletedDraft } from './event-records.js';
 import {
   MetadataUnavailableError,
   ImmutableTagError,
@@ -41,6 +43,8 @@ import {
  *   P{repo:<name>}:exists     "1" once anything was linked
  *   P{repo:<name>}:refs, :untagged   garbage collection's per-repository reference sets and untag times (redis-gc.ts)
  *   P{repo:<name>}:pulls, :pulltags, :pullday:<day>, :pullbatch:<id>:<day>   pull statistics (redis-pulls.ts)
+ *   P{repo:<name>}:outbox     stream: the event records of the repository's changes, XADDed by their scripts
+ *                             (redis-scripts.ts), until relay moves them to the log (redis-events.ts)
  *   P{uploads}:s:<id>         hash { rev, data: UploadSession JSON }
  *   P{uploads}:age            zset, score updatedAt, member id      → expiry sweep
  *   Pcatalog                  zset, score 0, member repository     (cross-repository)
@@ -50,6 +54,7 @@ import {
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
  *   P{ns:<namespace>}:…, P{quotas}:namespaces   storage quotas' per-namespace records (redis-quotas.ts)
  *   P{retention}:state                   the retention runner's cursor and last runs (redis-retention.ts)
+ *   P{events}:pending, :log, :seq, :relayed, :endpoints, :dead:<e>, :letters:<e>   the event log (redis-events.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
  * The two cross-repository indexes live in other slots than the repository's keys, so on Cluster they
@@ -63,6 +68,10 @@ import {
  *    after checking each one, so the set is always a superset of the repositories that hold the digest.
  *    blobRepositories verifies each candidate against the repository's own `blobs` hash, so an entry
  *    without a link is never reported.
+ *  - events pending index: a change with an event origin ZADDs its repository (score now) before its
+ *    script XADDs to the outbox, in the same round trip as the writes above where there are any. relay
+ *    drops a repository from it only once its outbox is empty and the score is old, and a sweep of the
+ *    catalog puts back any outbox the index lost, so no record is stranded (redis-events.ts).
  * Upload sessions all share the `{uploads}` tag so the CAS and the age index change in one script.
  */
 
@@ -79,6 +88,7 @@ export class RedisStore implements MetadataStore {
   readonly pulls: RedisPulls;
   readonly quotas: RedisQuotas;
   readonly retention: RedisRetention;
+  readonly events: RedisEvents;
   private readonly keys: RedisKeys;
   private closed = false;
 
@@ -92,6 +102,13 @@ export class RedisStore implements MetadataStore {
     this.pulls = new RedisPulls({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.quotas = new RedisQuotas({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.retention = new RedisRetention({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.events = new RedisEvents({
+      client: this.client,
+      keys: this.keys,
+      run: (what, action) => this.run(what, action),
+      maxLength: eventLogMaxLength(config.eventLogMaxLength),
+      pendingGraceMs: config.eventPendingGraceMs ?? DEFAULT_PENDING_GRACE_MS,
+    });
     // ioredis reports connection problems as 'error' events; calls already reject with
     // MetadataUnavailableError, so an unhandled event must not crash the process.
     this.client.on('error', () => {});
@@ -137,7 +154,7 @@ export class RedisStore implements MetadataStore {
   }
 
   putManifest(repo: string, manifest: ManifestRecord, tags: string[], options: PutManifestOptions = {}): Promise<PutManifestResult> {
-    const { required, immutable = [] } = options;
+    const { required, immutable = [], event } = options;
     return this.run('putManifest', async () => {
       const unique = [...new Set(tags)];
       const references = [...new Set(manifest.references)];
@@ -145,6 +162,7 @@ export class RedisStore implements MetadataStore {
       await Promise.all([
         this.client.zadd(this.keys.catalog(), 0, repo),
         ...[manifest.digest, ...references].map((d) => this.client.zadd(this.keys.blob(d, 'repos'), 0, repo)),
+        ...(event === undefined ? [] : [markPending(this.client, this.keys, repo)]),
       ]);
       const previous = (await this.script('berthPutManifest')(
         ...this.keys.repoKeys(repo),
@@ -161,6 +179,7 @@ export class RedisStore implements MetadataStore {
         ...(required?.manifests ?? []),
         String(immutable.length),
         ...immutable,
+        event === undefined ? '' : JSON.stringify(manifestPutDraft(event, repo, manifest, unique)),
         ...unique,
       )) as string[];
       if (previous[0] === IMMUTABLE_MARK) throw new ImmutableTagError(previous[1] ?? '', previous[2] ?? '');
@@ -185,10 +204,12 @@ export class RedisStore implements MetadataStore {
   }
 
   deleteManifest(repo: string, digest: Digest, options: DeleteManifestOptions = {}): Promise<string[] | undefined> {
-    const { expectedTags } = options;
+    const { expectedTags, event } = options;
     return this.run('deleteManifest', async () => {
       const check = expectedTags === undefined ? ['0'] : ['1', ...new Set(expectedTags)];
-      const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest, ...check)) as string[] | null;
+      if (event !== undefined) await markPending(this.client, this.keys, repo);
+      const record = event === undefined ? '' : JSON.stringify(manifestDeletedDraft(event, repo, digest));
+      const dropped = (await this.script('berthDeleteManifest')(...this.keys.repoKeys(repo), digest, record, ...check)) as string[] | null;
       if (dropped?.[0] === CHANGED_MARK) throw new TagsChangedError(dropped.slice(1));
       return dropped ?? undefined;
     });
@@ -207,8 +228,12 @@ export class RedisStore implements MetadataStore {
   }
 
   deleteTag(repo: string, tag: string, options: DeleteTagOptions = {}): Promise<boolean> {
-    const { expected } = options;
-    return this.run('deleteTag', async () => (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()), expected ?? '')) === 1);
+    const { expected, event } = options;
+    return this.run('deleteTag', async () => {
+      if (event !== undefined) await markPending(this.client, this.keys, repo);
+      const record = event === undefined ? '' : JSON.stringify(tagDeletedDraft(event, repo, tag));
+      return (await this.script('berthDeleteTag')(...this.keys.repoKeys(repo), tag, String(Date.now()), expected ?? '', record)) === 1;
+    });
   }
 
   listTags(repo: string, page: Page): Promise<string[]> {
@@ -251,11 +276,17 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  linkBlob(repo: string, link: BlobLink, _options: LinkBlobOptions = {}): Promise<void> {
+  linkBlob(repo: string, link: BlobLink, options: LinkBlobOptions = {}): Promise<void> {
+    const { event } = options;
     return this.run('linkBlob', async () => {
-      await this.client.zadd(this.keys.catalog(), 0, repo);
-      await this.client.zadd(this.keys.blob(link.digest, 'repos'), 0, repo);
-      await this.exec(this.client.multi().hset(this.keys.repo(repo, 'blobs'), link.digest, String(link.size)).set(this.keys.repo(repo, 'exists'), '1'));
+      // The catalog and holder entries first (see the layout comment), in one round trip.
+      await Promise.all([
+        this.client.zadd(this.keys.catalog(), 0, repo),
+        this.client.zadd(this.keys.blob(link.digest, 'repos'), 0, repo),
+        ...(event === undefined ? [] : [markPending(this.client, this.keys, repo)]),
+      ]);
+      const record = event === undefined ? '' : JSON.stringify(blobLinkedDraft(event, repo, link, options));
+      await this.script('berthLinkBlob')(...this.keys.repoKeys(repo), link.digest, String(link.size), record);
     });
   }
 
@@ -266,10 +297,13 @@ export class RedisStore implements MetadataStore {
     });
   }
 
-  unlinkBlob(repo: string, digest: Digest, _options: UnlinkBlobOptions = {}): Promise<boolean> {
+  unlinkBlob(repo: string, digest: Digest, options: UnlinkBlobOptions = {}): Promise<boolean> {
+    const { event } = options;
     return this.run('unlinkBlob', async () => {
       // The holder entry stays: only garbage collection removes holders, after checking them.
-      return (await this.client.hdel(this.keys.repo(repo, 'blobs'), digest)) === 1;
+      if (event !== undefined) await markPending(this.client, this.keys, repo);
+      const record = event === undefined ? '' : JSON.stringify(blobUnlinkedDraft(event, repo, digest));
+      return (await this.script('berthUnlinkBlob')(...this.keys.repoKeys(repo), digest, record)) === 1;
     });
   }
 

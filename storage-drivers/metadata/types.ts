@@ -1,4 +1,4 @@
-import type { EventOrigin } from './event-types.js';
+import type { EventMetadata, EventOrigin } from './event-types.js';
 import type { GcMetadata } from './gc-types.js';
 import type { PullMetadata } from './pull-types.js';
 import type { QuotaMetadata } from './quota-types.js';
@@ -257,6 +257,8 @@ export interface MetadataStore {
   readonly quotas: QuotaMetadata;
   /** The retention runner's shared state and the untagged listing its untagged rule reads (retention-types.ts). */
   readonly retention: RetentionMetadata;
+  /** The event log the mutations' `event` option writes to, endpoints' delivery state, dead letters (event-types.ts). */
+  readonly events: EventMetadata;
 
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;

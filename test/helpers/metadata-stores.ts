@@ -7,14 +7,20 @@ import { join } from 'node:path';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore } from '../../storage-drivers/metadata/redis.js';
+import type { RedisStoreOptions } from '../../storage-drivers/metadata/redis-client.js';
 import type { MetadataStoreFixture } from '../contract/metadata-store.contract.js';
 
+/** Store options beyond the connection that a suite may set (both stores take them). */
+export interface StoreTuning {
+  eventLogMaxLength?: number;
+}
+
 /** Opens an embedded store in a new directory under `dir()` (read per call: it is made in a before hook). */
-export function embeddedStores(dir: () => string): () => Promise<MetadataStoreFixture> {
+export function embeddedStores(dir: () => string): (tuning?: StoreTuning) => Promise<MetadataStoreFixture> {
   let counter = 0;
-  return async () => {
+  return async (tuning = {}) => {
     const path = join(dir(), `store-${counter++}`);
-    const store = new EmbeddedStore({ path });
+    const store = new EmbeddedStore({ path, ...tuning });
     return {
       store,
       async cleanup() {
@@ -25,14 +31,21 @@ export function embeddedStores(dir: () => string): () => Promise<MetadataStoreFi
   };
 }
 
-/** A Redis store under a fresh key prefix starting with `prefix` (unless `config` sets one), connected. */
-export async function openRedisStore(config: RedisConfigInput, prefix: string): Promise<RedisStore> {
-  const store = new RedisStore(redisConfigSchema.parse({ keyPrefix: `${prefix}${randomUUID().slice(0, 8)}:`, ...config }));
+/**
+ * A Redis store under a fresh key prefix starting with `prefix` (unless `config` sets one), connected.
+ * `options`: the store's own options beyond the connection settings.
+ */
+export async function openRedisStore(
+  config: RedisConfigInput,
+  prefix: string,
+  options: Omit<RedisStoreOptions, keyof RedisConfigInput> = {},
+): Promise<RedisStore> {
+  const store = new RedisStore({ ...redisConfigSchema.parse({ keyPrefix: `${prefix}${randomUUID().slice(0, 8)}:`, ...config }), ...options });
   assert.equal(await store.waitUntilReady(5000), true, 'store did not connect');
   return store;
 }
 
-export async function redisStores(config: RedisConfigInput, prefix: string): Promise<MetadataStoreFixture> {
-  const store = await openRedisStore(config, prefix);
+export async function redisStores(config: RedisConfigInput, prefix: string, tuning: StoreTuning = {}): Promise<MetadataStoreFixture> {
+  const store = await openRedisStore(config, prefix, tuning);
   return { store, cleanup: () => store.close() };
 }

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { JournaledStore } from '../../server/registry/journal.js';
+import { assembleStorageStack } from '../../server/storage-stack.js';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import type { BlobDriver } from '../../storage-drivers/blob/types.js';
@@ -12,6 +13,7 @@ import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { redisConfigSchema } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore } from '../../storage-drivers/metadata/redis.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
+import { runMetadataEventsContract } from '../contract/metadata-events.contract.js';
 import { runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
@@ -58,3 +60,11 @@ for (const [inner, journal] of [
     };
   });
 }
+
+// The event log passes through every layer the registry stacks over the store (timings, journal, quota
+// counting): the records a change makes through them are the store's own.
+runMetadataEventsContract('assembled embedded stack', async (tuning = {}) => {
+  const dir = join(scratch.path, randomUUID());
+  const stack = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata'), ...tuning }) });
+  return { store: stack.metadata, cleanup: () => stack.close() };
+});

@@ -4,6 +4,7 @@ import type { Cluster } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore, warnIfEphemeral } from '../../storage-drivers/metadata/redis.js';
+import type { EventOrigin, LoggedRecord } from '../../storage-drivers/metadata/event-types.js';
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
@@ -11,8 +12,8 @@ import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.c
 import { openRedisStore, redisStores } from '../helpers/metadata-stores.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
 
-function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}): Promise<RedisStore> {
-  return openRedisStore({ url: server.url, ...extra }, 't');
+function openStore(server: RedisServer, extra: Partial<RedisConfigInput> = {}, options: { eventPendingGraceMs?: number } = {}): Promise<RedisStore> {
+  return openRedisStore({ url: server.url, ...extra }, 't', options);
 }
 
 /** Polls `probe` until it resolves, at most `boundMs`. */
@@ -292,6 +293,190 @@ describe('redis store specifics', () => {
     } finally {
       await store.close();
       await server.stop();
+    }
+  });
+});
+
+describe('redis event outbox and relay', () => {
+  const origin: EventOrigin = { actor: 'ci', actorKind: 'robot' };
+  const link = (store: RedisStore, repo: string, name: string) => store.linkBlob(repo, { digest: digestOf(name), size: 1 }, { event: origin });
+
+  async function wholeLog(store: RedisStore): Promise<LoggedRecord[]> {
+    const all: LoggedRecord[] = [];
+    for (let pages = 0; ; pages++) {
+      assert.ok(pages < 1000, 'paging does not end');
+      const page = await store.events.read(all[all.length - 1]?.position, 100);
+      if (page.length === 0) return all;
+      all.push(...page);
+    }
+  }
+
+  /** The digests logged for `repo`, in log order. */
+  function digestsOf(log: LoggedRecord[], repo: string): string[] {
+    return log.flatMap(({ record }) => (record.kind === 'blob_linked' && record.repository === repo ? [record.digest] : []));
+  }
+
+  async function drain(store: RedisStore): Promise<number> {
+    let moved = 0;
+    for (let rounds = 0; ; rounds++) {
+      assert.ok(rounds < 1000, 'relay does not end');
+      const n = await store.events.relay(1000);
+      if (n === 0) return moved;
+      moved += n;
+    }
+  }
+
+  it('keeps its keys under the prefix: the outbox in the repository slot, the rest in {events}', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
+    try {
+      await link(store, 'lib/app', 'b');
+      await store.events.relay(10);
+      await store.events.updateEndpoint('hook', 0, { revision: 1 });
+      const [first] = await wholeLog(store);
+      assert.ok(first);
+      await store.events.putDeadLetter('hook', { id: 'x', record: first.record, attempts: 1, lastError: 'e', deadAt: 1 }, 5);
+      const keys = (await store.client.keys(`${prefix}*`)).filter((k) => k.includes('events') || k.includes('outbox')).sort();
+      const expected = [
+        '{events}:dead:hook',
+        '{events}:endpoints',
+        '{events}:letters:hook',
+        '{events}:log',
+        '{events}:pending',
+        '{events}:relayed',
+        '{events}:seq',
+        '{repo:lib/app}:outbox',
+      ];
+      assert.deepEqual(keys, expected.map((k) => `${prefix}${k}`).sort());
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('relays from two processes at once while others write, logging each record once and in order per repository', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const [one, two] = await Promise.all([openStore(shared, { keyPrefix: prefix }), openStore(shared, { keyPrefix: prefix })]);
+    try {
+      const repos = ['r0', 'r1', 'r2', 'r3'];
+      const perRepo = 40;
+      let writing = true;
+      const writers = repos.map(async (repo, r) => {
+        for (let i = 0; i < perRepo; i++) await link(r % 2 === 0 ? one : two, repo, `${repo}-${i}`);
+      });
+      // Small batches, so the two relays keep reading the same outbox entries and racing to log them.
+      const relayer = async (store: RedisStore) => {
+        let moved = 0;
+        for (let rounds = 0; writing; rounds++) {
+          assert.ok(rounds < 100_000, 'relay loop does not end');
+          moved += await store.events.relay(3);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        return moved;
+      };
+      const relays = [relayer(one), relayer(two), relayer(one), relayer(two)];
+      await Promise.all(writers);
+      writing = false;
+      const moved = (await Promise.all(relays)).reduce((a, b) => a + b, 0) + (await drain(one));
+      const log = await wholeLog(one);
+      assert.equal(moved, repos.length * perRepo, 'relay counts each record once');
+      assert.equal(log.length, repos.length * perRepo);
+      assert.equal(new Set(log.map((l) => l.record.id)).size, log.length, 'a record was logged twice');
+      assert.ok(
+        log.every((l, i) => l.seq === i + 1),
+        'seq is not gap-free',
+      );
+      for (const repo of repos) {
+        assert.deepEqual(
+          digestsOf(log, repo),
+          Array.from({ length: perRepo }, (_, i) => digestOf(`${repo}-${i}`)),
+          repo,
+        );
+        assert.equal(await one.client.xlen(`${prefix}{repo:${repo}}:outbox`), 0);
+      }
+    } finally {
+      await Promise.all([one.close(), two.close()]);
+    }
+  });
+
+  it('logs nothing twice when a relay stopped between logging and deleting the outbox entries', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
+    const outbox = `${prefix}{repo:lib/app}:outbox`;
+    try {
+      for (let i = 0; i < 5; i++) await link(store, 'lib/app', `a${i}`);
+      assert.equal(await store.events.relayWithoutDelete('lib/app', 100), 5);
+      assert.equal(await store.client.xlen(outbox), 5, 'the entries are still in the outbox, as after a crash');
+      assert.equal(await store.events.relayWithoutDelete('lib/app', 100), 0, 'and a second crashed relay logs none of them again');
+      for (let i = 5; i < 7; i++) await link(store, 'lib/app', `a${i}`);
+      assert.equal(await drain(store), 2);
+      assert.equal(await store.client.xlen(outbox), 0);
+      const log = await wholeLog(store);
+      assert.deepEqual(
+        digestsOf(log, 'lib/app'),
+        Array.from({ length: 7 }, (_, i) => digestOf(`a${i}`)),
+      );
+      assert.deepEqual(
+        log.map((l) => l.seq),
+        [1, 2, 3, 4, 5, 6, 7],
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('finds a repository stranded out of the pending index by the sweep', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
+    const pending = `${prefix}{events}:pending`;
+    try {
+      assert.equal(await store.events.relay(10), 0, "the process's first relay (which sweeps) finds nothing");
+      for (let i = 0; i < 3; i++) await link(store, 'lib/lost', `l${i}`);
+      await link(store, 'lib/fine', 'f');
+      await store.client.zrem(pending, 'lib/lost');
+      assert.equal(await store.events.relay(100), 1, 'only the indexed repository is relayed');
+      assert.equal(await store.events.relay(100), 0, 'the stranded one stays stranded without a sweep');
+      assert.equal(await store.events.relay(100, { sweep: true }), 3);
+      assert.deepEqual(
+        digestsOf(await wholeLog(store), 'lib/lost'),
+        [0, 1, 2].map((i) => digestOf(`l${i}`)),
+      );
+
+      // A process that starts later sweeps on its first relay.
+      await link(store, 'lib/lost', 'l3');
+      await store.client.zrem(pending, 'lib/lost');
+      const later = await openStore(shared, { keyPrefix: prefix });
+      try {
+        assert.equal(await later.events.relay(100), 1);
+      } finally {
+        await later.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('drops a repository from the pending index only once its outbox is empty and the grace period has passed', async () => {
+    const prefix = `t${randomUUID().slice(0, 8)}:`;
+    const store = await openStore(shared, { keyPrefix: prefix });
+    const eager = await openStore(shared, { keyPrefix: prefix }, { eventPendingGraceMs: 0 });
+    const pending = `${prefix}{events}:pending`;
+    try {
+      await eager.events.relay(0); // its first relay's sweep, out of the way
+      await link(store, 'lib/app', 'a');
+      const joined = Number(await store.client.zscore(pending, 'lib/app'));
+      assert.ok(joined > 0);
+      await eventually(async () => assert.ok(Date.now() > joined), 5_000);
+      assert.equal(await eager.events.relay(100), 1);
+      assert.notEqual(await store.client.zscore(pending, 'lib/app'), null, 'kept: the outbox was not empty when read');
+      assert.equal(await store.events.relay(100), 0);
+      assert.notEqual(await store.client.zscore(pending, 'lib/app'), null, 'kept within the grace period');
+      assert.equal(await eager.events.relay(100), 0);
+      assert.equal(await store.client.zscore(pending, 'lib/app'), null, 'dropped: empty, and joined longer ago than the grace period');
+      await link(store, 'lib/app', 'b');
+      assert.notEqual(await store.client.zscore(pending, 'lib/app'), null, 'a writer joins again');
+      assert.equal(await drain(eager), 1);
+    } finally {
+      await Promise.all([store.close(), eager.close()]);
     }
   });
 });
