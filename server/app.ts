@@ -39,6 +39,10 @@ import { quotaRoutes } from './routes/quotas.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
+import type { RegistryEvent as RegistryEventRecord } from './registry/events/event.js';
+import type { LaneObservation } from './registry/events/lane.js';
+import { NO_PULL_EVENTS, PullEvents } from './registry/events/pull-events.js';
+import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
 
 export interface AppDeps {
   config: BerthConfig;
@@ -68,6 +72,8 @@ export interface AppDeps {
   pullsOf?: PullsOf;
   /** The immutable-tag rule protecting a tag from retention; default: immutableTags.rules. */
   isImmutable?: IsImmutable;
+  /** Event deliveries, failures, dead letters and backlog (metrics). */
+  onEventDelivery?: (observation: LaneObservation<RegistryEventRecord>) => void;
 }
 
 const KNOWN_PATHS = [
@@ -91,6 +97,10 @@ declare module 'fastify' {
     pullCounter: PullCounter | undefined;
     /** Retention runs in this process: background, on request, and their status. */
     retentionRunner: RetentionRunner;
+    /** The event endpoints and this process's name in their claims. */
+    events: EventsRuntime;
+    /** Pull events gathered in this process (flushes on demand, for tests); undefined with events.pulls off. */
+    pullEvents: PullEvents | undefined;
   }
 }
 
@@ -150,6 +160,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ...(deps.onPulls ? { onEvent: deps.onPulls } : {}),
       })
     : undefined;
+  const pullEvents =
+    config.events.enabled && config.events.pulls !== 'off'
+      ? new PullEvents({
+          events: metadata.events,
+          mode: config.events.pulls,
+          intervalMs: config.events.pullIntervalSeconds * 1000,
+          maxPending: config.stats.maxPending,
+          now,
+          log: app.log,
+        })
+      : undefined;
+  const events = setupEvents(app, { config, events: metadata.events, now, observe: deps.onEventDelivery });
   const ctx: RouteContext = {
     config,
     metadata,
@@ -166,6 +188,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     uploads,
     authorizer: deps.authorizer ?? openAccess,
     pulls: pullCounter ?? NO_PULL_COUNTING,
+    pullEvents: pullEvents ?? NO_PULL_EVENTS,
     origin: requestOrigin,
     emit: (event) => {
       try {
@@ -240,12 +263,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onClose', async () => integrity.settled());
   // After the server stopped taking requests, before main closes the store: the last counts go out.
   app.addHook('onClose', async () => pullCounter?.close());
+  app.addHook('onClose', async () => pullEvents?.close());
   app.decorate('uploads', uploads);
   app.decorate('integrity', integrity);
   app.decorate('gc', collector);
   app.decorate('gcRunner', gcRunner);
   app.decorate('pullCounter', pullCounter);
   app.decorate('retentionRunner', retentionRunner);
+  app.decorate('events', events);
+  app.decorate('pullEvents', pullEvents);
   return app;
 }
 

@@ -74,6 +74,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onPulls: (event) => ops.onPulls(event),
     onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),
     onRetention: (event) => ops.onRetention(event),
+    onEventDelivery: (observation) => ops.onEventDelivery(observation),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -13,6 +13,7 @@ import { instrumentMetadata } from './operations/metadata-instrumented.js';
 import type { MetadataObservation } from './operations/metrics.js';
 import { JournaledStore } from './registry/journal.js';
 import { quotaCounted } from './registry/quotas/counted-store.js';
+import { withoutEventRecords } from './registry/events/unrecorded-store.js';
 
 /** Where each layer reports its operations (Metrics.observeStorage / observeMetadata); none: not reported. */
 export interface StorageObservers {
@@ -35,10 +36,15 @@ export interface StorageStack {
 }
 
 /** Stacks the layers over a bare driver and store (the factories' output, or a test's own). */
-export function assembleStorageStack(backend: { driver: BlobDriver; metadata: MetadataStore }, observers: StorageObservers = {}): StorageStack {
+export function assembleStorageStack(
+  backend: { driver: BlobDriver; metadata: MetadataStore },
+  observers: StorageObservers = {},
+  options: { recordEvents?: boolean } = {},
+): StorageStack {
   const driver = instrument(backend.driver, observers.storage ?? (() => undefined));
   const store = instrumentMetadata(backend.metadata, observers.metadata ?? (() => undefined));
-  const metadata = quotaCounted(new JournaledStore(store, driver));
+  const journaled = quotaCounted(new JournaledStore(store, driver));
+  const metadata = (options.recordEvents ?? true) ? journaled : withoutEventRecords(journaled);
   return {
     driver,
     metadata,
@@ -62,10 +68,10 @@ export async function buildStorageStack(config: BerthConfig, observers: StorageO
   const driver = createBlobDriver(config.storage, paths);
   let metadata: MetadataStore;
   try {
-    metadata = await createMetadataStore(config.metadata, paths);
+    metadata = await createMetadataStore({ ...config.metadata, eventLogMaxLength: config.events.maxEvents }, paths);
   } catch (err) {
     await driver.close().catch(() => undefined);
     throw err;
   }
-  return assembleStorageStack({ driver, metadata }, observers);
+  return assembleStorageStack({ driver, metadata }, observers, { recordEvents: config.events.enabled });
 }

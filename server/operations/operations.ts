@@ -5,6 +5,9 @@ import { authFailureRecorder, gcEventRecorder, registryEventRecorder, retentionE
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
+import { EventMetrics } from './event-metrics.js';
+import type { LaneObservation } from '../registry/events/lane.js';
+import type { RegistryEvent } from '../registry/events/event.js';
 import type { QuotaStage } from '../registry/quotas/service.js';
 import { assertReady, healthRoutes, type HealthCheck } from '../routes/health.js';
 import type { StorageStack } from '../storage-stack.js';
@@ -56,6 +59,8 @@ export interface Operations {
   onQuotaRefused(stage: QuotaStage, ns: string): void;
   /** For buildApp's `onRetention`: runs, deletions and refusals counted; deletions and refusals audited. */
   onRetention(event: RetentionRunEvent): void;
+  /** For buildApp's `onEventDelivery`: deliveries, failures, dead letters and backlog per endpoint. */
+  onEventDelivery(observation: LaneObservation<RegistryEvent>): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -82,6 +87,10 @@ export function createOperations(options: OperationsOptions): Operations {
   // The queue is shared by every process; its size is one cheap read per scrape.
   metrics.observeGcQueue(() => storage.metadata.gc.queueSize(Date.now()));
   const quotaMetrics = new QuotaMetrics(metrics.registry, config.quotas, storage.metadata);
+  const eventMetrics = new EventMetrics(
+    metrics.registry,
+    config.events.endpoints.map((e) => e.name),
+  );
   let draining = false;
   let metricsPort: number | undefined;
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -108,6 +117,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onPulls: (event) => metrics.recordPullCounter(event),
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
     onRetention: retentionEventRecorder({ audit, metrics }),
+    onEventDelivery: (observation) => eventMetrics.record(observation),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

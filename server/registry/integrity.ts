@@ -7,6 +7,9 @@ import { BlobNotFoundError, type BlobDriver, type SendCheck } from '../../storag
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { blobKey, quarantineKey } from './keys.js';
 import type { ParsedDigest } from './references.js';
+import { newRecordId, type EventOrigin } from '../../storage-drivers/metadata/event-types.js';
+
+const INTEGRITY_ORIGIN: EventOrigin = { actor: 'scrub', actorKind: 'system', reason: 'integrity check' };
 
 /**
  * always: hash every full read. first: hash small objects always and a large blob until one read of it
@@ -216,6 +219,7 @@ export class Integrity {
       if (!(err instanceof BlobNotFoundError)) this.options.log?.error({ err, digest: digest.value, key }, 'could not quarantine a corrupt object');
     }
     await this.markMissing(digest.value);
+    await this.logFinding('blob_corrupt', digest.value, `${kind} failed verification (${reason}), found by ${foundBy}`);
     this.report({ reason, kind, foundBy, digest: digest.value, key, ...(moved ? { quarantineKey: target } : {}) });
   }
 
@@ -223,6 +227,7 @@ export class Integrity {
   async missing(digest: ParsedDigest, kind: ObjectKind, foundBy: FoundBy): Promise<void> {
     this.forget(digest.value);
     await this.markMissing(digest.value);
+    await this.logFinding('blob_missing', digest.value, `${kind} missing from storage, found by ${foundBy}`);
     this.report({ reason: 'missing', kind, foundBy, digest: digest.value, key: blobKey(digest) });
   }
 
@@ -281,6 +286,15 @@ export class Integrity {
       await this.metadata.markBlobMissing(digest);
     } catch (err) {
       this.options.log?.error({ err, digest }, 'could not mark a blob missing in metadata');
+    }
+  }
+
+  /** The finding in the event log (scanners and operators hang off it); never throws. */
+  private async logFinding(kind: 'blob_corrupt' | 'blob_missing', digest: string, detail: string): Promise<void> {
+    try {
+      await this.metadata.events.append([{ id: newRecordId(), at: Date.now(), origin: INTEGRITY_ORIGIN, kind, digest, detail }]);
+    } catch (err) {
+      this.options.log?.warn({ err, digest }, 'could not log an integrity finding in the event log');
     }
   }
 

@@ -6,6 +6,7 @@ import type { BlobService } from '../registry/blobs.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { RepositoryService } from '../registry/repositories.js';
 import type { PullRecorder } from '../registry/stats/pull-counter.js';
+import type { PullEventRecorder } from '../registry/events/pull-events.js';
 import type { UploadService } from '../registry/uploads.js';
 import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
@@ -35,6 +36,8 @@ export interface RouteContext {
   authorizer: Authorizer;
   /** Pull statistics: a manifest GET is counted here, in memory (stats.enabled). */
   pulls: PullRecorder;
+  /** Pull events (events.pulls): a manifest GET is gathered here, in memory. */
+  pullEvents: PullEventRecorder;
   emit(event: RegistryEvent): void;
   /** Who a change is recorded for in the event outbox; undefined when events are off. */
   origin(request: FastifyRequest, principal: Principal): EventOrigin | undefined;

@@ -4,7 +4,7 @@ import type { Principal } from '../../auth/types.js';
 import { OciError } from '../errors.js';
 import { ImmutableTagRefusal } from '../registry/immutable/refusal.js';
 import { assertName, parseReference, type Reference } from '../registry/references.js';
-import { assertDeletable, assertWritable, authorizeFirst, principalOf } from './access.js';
+import { assertDeletable, assertWritable, authorizeFirst, principalOf, requestOrigin } from './access.js';
 import { readBody, refuseDeclaredLength } from './body.js';
 import type { RouteContext } from './context.js';
 import { refuseDeeperPaths } from './deeper-paths.js';
@@ -65,6 +65,7 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     const record = await ctx.manifests.resolve(name, reference);
     // A GET is a pull even when it ends in 304 (the client had the bytes, it still pulled the image).
     if (pull) ctx.pulls.count(name, reference.kind === 'tag' ? reference : { kind: 'digest', digest: reference.digest.value });
+    if (pull) ctx.pullEvents.pulled(name, record, reference.kind === 'tag' ? reference.tag : undefined, requestOrigin(request, principal));
     if (pull)
       ctx.emit({ action: 'pull', repository: name, digest: record.digest, principal, request, ...(reference.kind === 'tag' ? { tag: reference.tag } : {}) });
     return record;

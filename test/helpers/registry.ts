@@ -36,7 +36,7 @@ export async function startTestRegistry(options: TestRegistryOptions = {}): Prom
   const config = parseConfig({ dataDir: dir, log: { level: 'silent' }, ...options.config });
   const driver = options.driver ? await options.driver(dir) : new MemoryDriver();
   const metadata = options.metadata ? await options.metadata(dir) : new EmbeddedStore({ path: join(dir, 'metadata') });
-  const storage = assembleStorageStack({ driver, metadata }, options.observers);
+  const storage = assembleStorageStack({ driver, metadata }, options.observers, { recordEvents: config.events.enabled });
   const app = await buildApp({ config, storage, ...options.deps });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -134,7 +134,13 @@ export const eventsConfigSchema = z
       .default(30)
       .describe('How long a process holds an endpoint; renewed while it delivers. A process that dies mid-delivery leaves the endpoint to another after this.'),
     batchSize: z.number().int().min(1).max(10_000).default(100).describe('Records a delivering process takes from the log at a time.'),
-    pullIntervalSeconds: z.number().int().min(1).max(86_400).default(60).describe('With pulls: aggregated, one pulls.counted event per repository per this interval.'),
+    pullIntervalSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(60)
+      .describe('With pulls: aggregated, one pulls.counted event per repository per this interval.'),
     source: z.string().min(1).optional().describe('CloudEvents `source`; defaults to `berth://<host of http.publicUrl>`, or `berth` without a public URL.'),
     endpoints: z
       .array(endpointConfigSchema)

@@ -58,7 +58,17 @@ export class PullEvents implements PullEventRecorder {
         this.dropped++;
         return;
       }
-      this.pending.push({ id: newRecordId(now), at: now, origin, kind: 'pull', repository, ...manifest, ...(tag === undefined ? {} : { tag }) });
+      this.pending.push({
+        id: newRecordId(now),
+        at: now,
+        origin,
+        kind: 'pull',
+        repository,
+        digest: manifest.digest,
+        mediaType: manifest.mediaType,
+        size: manifest.size,
+        ...(tag === undefined ? {} : { tag }),
+      });
       if (this.pending.length >= EACH_BATCH) void this.flush();
       return;
     }

@@ -22,7 +22,16 @@ export function endpointTransport(endpoint: EventEndpoint, format: FormatOptions
         staticHeaders: endpoint.headers,
         nowSeconds: Math.floor(now() / 1000),
       });
-      return postEvent({ url: endpoint.url, body: formatted.body, contentType: formatted.contentType, headers, timeoutMs: endpoint.timeoutMs, signal, agent: endpoint.agent, now });
+      return postEvent({
+        url: endpoint.url,
+        body: formatted.body,
+        contentType: formatted.contentType,
+        headers,
+        timeoutMs: endpoint.timeoutMs,
+        signal,
+        agent: endpoint.agent,
+        now,
+      });
     },
   };
 }

@@ -7,6 +7,10 @@ import type { QueuedGcWork, UnusedManifestRule } from '../../../storage-drivers/
 import type { Digest, MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import { blobKey } from '../keys.js';
 import { parseDigest } from '../references.js';
+import { newRecordId, type EventOrigin } from '../../../storage-drivers/metadata/event-types.js';
+
+/** Garbage collection's changes in the event outbox. */
+const GC_ORIGIN: EventOrigin = { actor: 'gc', actorKind: 'system' };
 
 export interface CollectorOptions {
   delayMs: number;
@@ -148,7 +152,7 @@ export class Collector {
   private rule(): UnusedManifestRule {
     return {
       orphanReferrers: true,
-      event: { actor: 'gc', actorKind: 'system', reason: 'unused' },
+      event: { ...GC_ORIGIN, reason: 'unused' },
       ...(this.options.untaggedAgeMs === undefined ? {} : { untaggedBefore: this.options.now() - this.options.untaggedAgeMs }),
     };
   }
@@ -281,6 +285,11 @@ export class Collector {
         options.onAction?.({ action: 'gc_error', digest: r.digest, message: `storage delete failed: ${error.message}` });
         continue;
       }
+      // Logged before the deletion is marked done: a crash in between leaves it 'deleting', and the
+      // process that finishes it logs it again (a duplicate, never a loss).
+      await this.metadata.events.append([
+        { id: newRecordId(), at: Date.now(), origin: GC_ORIGIN, kind: 'blob_deleted', digest: r.digest, ...(r.bytes === undefined ? {} : { size: r.bytes }) },
+      ]);
       if (!(await this.metadata.gc.finishPurge(r.digest, r.token))) {
         // Another process took the deletion over after this one's lease ran out; if the digest was
         // pushed again in between, its bytes may just have gone: make HEAD check storage.
