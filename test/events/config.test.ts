@@ -33,7 +33,17 @@ describe('events config', () => {
     const { events } = parseConfig({ events: { endpoints: [HOOK] } });
     assert.deepEqual(
       { ...events, endpoints: undefined },
-      { enabled: true, maxEvents: 100_000, pulls: 'off', deliver: true, pollIntervalMs: 500, leaseSeconds: 30, batchSize: 100, pullIntervalSeconds: 60, endpoints: undefined },
+      {
+        enabled: true,
+        maxEvents: 100_000,
+        pulls: 'off',
+        deliver: true,
+        pollIntervalMs: 500,
+        leaseSeconds: 30,
+        batchSize: 100,
+        pullIntervalSeconds: 60,
+        endpoints: undefined,
+      },
     );
     assert.deepEqual(events.endpoints[0], {
       name: 'ci',

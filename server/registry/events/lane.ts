@@ -150,20 +150,21 @@ export class EndpointLane<E extends LaneEvent> {
     const dropped = state.cursorSeq === undefined ? 0 : Math.max(0, first.seq - state.cursorSeq - 1);
     if (dropped > 0) this.deps.observe?.({ kind: 'dropped', endpoint, count: dropped });
 
-    const byRepository = new Map<string, E[]>();
+    // Each event with its own record: a dead letter keeps the record its event came from.
+    const byRepository = new Map<string, { event: E; record: ChangeRecord }[]>();
     for (const logged of batch) {
       for (const event of this.deps.expand(logged.record)) {
         if (!this.deps.transport.accepts(event)) continue;
         const key = event.repository ?? '';
         const list = byRepository.get(key) ?? [];
-        list.push(event);
+        list.push({ event, record: logged.record });
         byRepository.set(key, list);
       }
     }
     const counts: Counts = { delivered: 0, deadLettered: 0 };
     if (this.deps.observe) this.deps.observe({ kind: 'progress', endpoint, behind: await this.behind(state), lagSeconds: this.lagSeconds(first) });
     await runLimited([...byRepository.values()], this.deps.policy.concurrency, async (events) => {
-      for (const event of events) await this.deliver(event, first.record, counts, signal, state.attempts?.[event.id] ?? 0);
+      for (const { event, record } of events) await this.deliver(event, record, counts, signal, state.attempts?.[event.id] ?? 0);
     });
     const next = await this.update((s) => {
       if (s?.holder !== this.deps.holder) return undefined;
