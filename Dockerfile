@@ -14,6 +14,7 @@ COPY server ./server
 COPY storage-drivers ./storage-drivers
 COPY auth ./auth
 COPY errors ./errors
+COPY recipes ./recipes
 # tsc exits non-zero on any type error, so a broken tree never becomes an image.
 RUN npx tsc -p tsconfig.json \
  && rm -rf dist/test dist/bench \
