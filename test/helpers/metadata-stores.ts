@@ -2,8 +2,11 @@
 // Redis key prefix, so the tests of one file never see each other's data.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
+import { startRedisCluster, startRedisServer, type RedisCluster, type RedisServer } from './redis-server.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { redisConfigSchema, type RedisConfigInput } from '../../storage-drivers/metadata/redis-config.js';
 import { RedisStore } from '../../storage-drivers/metadata/redis.js';
@@ -48,4 +51,32 @@ export async function openRedisStore(
 export async function redisStores(config: RedisConfigInput, prefix: string, tuning: StoreTuning = {}): Promise<MetadataStoreFixture> {
   const store = await openRedisStore(config, prefix, tuning);
   return { store, cleanup: () => store.close() };
+}
+
+export type StoreFactory = (tuning?: StoreTuning) => Promise<MetadataStoreFixture>;
+
+/**
+ * For a contract that must hold on every store: embedded, Redis and a three-node Redis Cluster (where
+ * every script has to stay within one slot). Starts the servers for the file and calls `run` per store.
+ */
+export function onEveryStore(label: string, run: (name: string, stores: StoreFactory) => void): void {
+  let scratch: string;
+  let server: RedisServer;
+  let cluster: RedisCluster;
+  before(async () => {
+    scratch = await mkdtemp(join(tmpdir(), `berth-${label}-`));
+    server = await startRedisServer();
+    cluster = await startRedisCluster(3);
+  });
+  after(async () => {
+    await server.stop();
+    await cluster.stop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+  run(
+    'embedded',
+    embeddedStores(() => scratch),
+  );
+  run('redis', (tuning) => redisStores({ url: server.url }, label, tuning));
+  run('redis cluster', (tuning) => redisStores({ cluster: { nodes: cluster.urls } }, `${label}c`, tuning));
 }
