@@ -3,6 +3,7 @@
 // dies mid-batch leaves the cursor where the batch began; once its lease runs out another process
 // takes the endpoint over and delivers the batch again (at least once: the same event ids).
 import type { ChangeRecord, EndpointState, EventMetadata, LoggedRecord } from '../../../storage-drivers/metadata/event-types.js';
+import { changeEndpointState, type StateDraft } from './endpoint-state.js';
 
 /** What a lane needs of an event: its stable id, and the repository its order is kept in. */
 export interface LaneEvent {
@@ -68,10 +69,6 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** A state being changed: undefined clears a field (dropped before it is stored). */
-type StateDraft = { [K in keyof EndpointState]?: EndpointState[K] | undefined };
-
-const STATE_ATTEMPTS = 20;
 const DEAD_LETTER_PAGE = 100;
 
 interface Counts {
@@ -87,11 +84,12 @@ export class EndpointLane<E extends LaneEvent> {
 
   /** Claims the endpoint, replays dead letters if asked, delivers one batch, moves the cursor past it. */
   async runOnce(outer: AbortSignal): Promise<LaneResult> {
-    const state = await this.claim();
-    if (state === undefined) {
-      await this.report(await this.deps.events.getEndpoint(this.deps.endpoint));
+    const claimed = await this.claim();
+    if (!claimed.mine || claimed.state === undefined) {
+      await this.report(claimed.state);
       return 'busy';
     }
+    const { state } = claimed;
     const controller = new AbortController();
     const onOuterAbort = () => controller.abort(outer.reason);
     outer.addEventListener('abort', onOuterAbort, { once: true });
@@ -121,7 +119,8 @@ export class EndpointLane<E extends LaneEvent> {
     await this.update((s) => (s?.holder === this.deps.holder ? { ...s, holder: undefined, leaseUntil: undefined } : undefined));
   }
 
-  private async claim(): Promise<EndpointState | undefined> {
+  /** The state after the attempt, and whether this process holds the endpoint now. */
+  private async claim(): Promise<{ state: EndpointState | undefined; mine: boolean }> {
     const { holder, policy } = this.deps;
     const existing = await this.deps.events.getEndpoint(this.deps.endpoint);
     // A new endpoint starts at the log's head: it is told what happens from now on, not the history.
@@ -134,7 +133,7 @@ export class EndpointLane<E extends LaneEvent> {
       const base: EndpointState = s ?? { revision: 0, ...(head ? { cursor: head.position, cursorSeq: head.seq } : {}) };
       return { ...base, holder, leaseUntil: now + policy.leaseMs };
     });
-    return state?.holder === holder && (state.leaseUntil ?? 0) > this.deps.now() ? state : undefined;
+    return { state, mine: state?.holder === holder && (state.leaseUntil ?? 0) > this.deps.now() };
   }
 
   private async renew(): Promise<void> {
@@ -272,20 +271,9 @@ export class EndpointLane<E extends LaneEvent> {
     });
   }
 
-  /** Read, change, compare-and-set, again on a conflict; `mutate` returning undefined changes nothing. */
+  /** Changes the shared state; this lane's changes one at a time, so parallel repositories never race each other. */
   private update(mutate: (current: EndpointState | undefined) => StateDraft | undefined): Promise<EndpointState | undefined> {
-    const run = async (): Promise<EndpointState | undefined> => {
-      const { events, endpoint } = this.deps;
-      for (let i = 0; i < STATE_ATTEMPTS; i++) {
-        const current = await events.getEndpoint(endpoint);
-        const changed = mutate(current);
-        if (changed === undefined) return current;
-        const revision = current?.revision ?? 0;
-        const next = dropUndefined({ ...changed, revision: revision + 1 });
-        if (await events.updateEndpoint(endpoint, revision, next)) return next;
-      }
-      throw new Error(`the state of endpoint ${endpoint} kept changing under this process; giving up for now`);
-    };
+    const run = () => changeEndpointState(this.deps.events, this.deps.endpoint, mutate);
     const result = this.updates.then(run, run);
     this.updates = result.catch(() => undefined);
     return result;
@@ -306,11 +294,6 @@ function without(attempts: Record<string, number> | undefined, id: string): Reco
   if (attempts === undefined || !(id in attempts)) return attempts;
   const { [id]: _gone, ...rest } = attempts;
   return Object.keys(rest).length === 0 ? undefined : rest;
-}
-
-/** JSON leaves undefined fields out anyway; dropping them here keeps the stored state and this one alike. */
-function dropUndefined(state: StateDraft & { revision: number }): EndpointState {
-  return Object.fromEntries(Object.entries(state).filter(([, v]) => v !== undefined)) as unknown as EndpointState;
 }
 
 /** Runs `work` over `items`, at most `limit` at once; the first failure is thrown once all have settled. */

@@ -1,6 +1,7 @@
 // What operators see and do about events, shared by `berth events` and /api/v1/events: the recent log,
 // each endpoint's progress and dead letters, and replays. Every change is a compare-and-set on the
 // endpoint's state, so it is safe while processes deliver.
+import { changeEndpointState, type StateDraft } from './endpoint-state.js';
 import { recordsBehind } from './lane.js';
 import type { DeadLetter, EndpointState, EventMetadata, LoggedRecord } from '../../../storage-drivers/metadata/event-types.js';
 
@@ -99,15 +100,9 @@ export async function recentRecords(
   return found.slice(0, options.limit);
 }
 
-/** Changes the endpoint's state by compare-and-set, again on a conflict with a delivering process. */
-async function changeEndpoint(events: EventMetadata, name: string, change: (state: EndpointState) => EndpointState): Promise<EndpointState> {
-  for (let i = 0; i < 20; i++) {
-    const current = (await events.getEndpoint(name)) ?? { revision: 0 };
-    const next = change({ ...current });
-    next.revision = current.revision + 1;
-    if (await events.updateEndpoint(name, current.revision, next)) return next;
-  }
-  throw new Error(`the state of endpoint ${name} kept changing; try again`);
+/** Changes the endpoint's state (created if it has none yet), racing delivering processes safely. */
+async function changeEndpoint(events: EventMetadata, name: string, change: (state: EndpointState) => StateDraft): Promise<void> {
+  await changeEndpointState(events, name, (current) => change(current ?? { revision: 0 }));
 }
 
 function assertConfigured(name: string, configured: readonly string[]): void {
@@ -121,10 +116,7 @@ function assertConfigured(name: string, configured: readonly string[]): void {
 export async function replaySince(events: EventMetadata, name: string, time: number, configured: readonly string[]): Promise<{ from: string | undefined }> {
   assertConfigured(name, configured);
   const position = await events.positionBefore(time);
-  await changeEndpoint(events, name, (state) => {
-    const { cursorSeq: _seq, attempts: _attempts, retryAt: _retry, cursor: _cursor, ...rest } = state;
-    return { ...rest, ...(position === undefined ? {} : { cursor: position }) };
-  });
+  await changeEndpoint(events, name, (state) => ({ ...state, cursor: position, cursorSeq: undefined, attempts: undefined, retryAt: undefined }));
   return { from: position };
 }
 

@@ -3,16 +3,22 @@
 import { backoffDelayMs } from './backoff.js';
 import type { EventEndpoint } from './endpoints.js';
 import type { RegistryEvent } from './event.js';
-import { formatEvent, type FormatOptions } from './formats.js';
+import { formatEvent, type FormatOptions, type FormattedBody } from './formats.js';
 import type { EndpointTransport, LanePolicy } from './lane.js';
 import { deliveryHeaders, postEvent } from './sender.js';
 
 export function endpointTransport(endpoint: EventEndpoint, format: FormatOptions, now: () => number): EndpointTransport<RegistryEvent> {
+  // Formatted once per event: accepts asks, and every attempt sends the same body.
+  const bodies = new WeakMap<RegistryEvent, FormattedBody | null>();
+  const bodyOf = (event: RegistryEvent) => {
+    if (!bodies.has(event)) bodies.set(event, formatEvent(endpoint.format, event, format));
+    return bodies.get(event) ?? null;
+  };
   return {
     // An event the endpoint's format cannot say (distribution has no tag.moved) is not for it either.
-    accepts: (event) => endpoint.filter(event) && formatEvent(endpoint.format, event, format) !== null,
+    accepts: (event) => endpoint.filter(event) && bodyOf(event) !== null,
     deliver: async (event, attempt, signal) => {
-      const formatted = formatEvent(endpoint.format, event, format);
+      const formatted = bodyOf(event);
       if (formatted === null) return { ok: true, retryable: false };
       const headers = deliveryHeaders({
         eventId: event.id,
