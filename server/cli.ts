@@ -1,7 +1,8 @@
 import { runKeyCommand, runRobotCommand, runUserCommand } from '../auth/cli.js';
 import { auditOperatorAction, type AuditAction } from './operations/audit.js';
 import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
-import { configCheck, ConfigError, loadConfig } from './config.js';
+import { configCheck } from './config-check.js';
+import { ConfigError, loadConfig } from './config.js';
 import { gcCommand } from './gc-command.js';
 import { pullsCommand } from './pulls-command.js';
 import { quotasCommand } from './quotas-command.js';

@@ -364,20 +364,6 @@ export function loadConfig(options: { file?: string | undefined; env?: NodeJS.Pr
   return validate(raw, origins, problems);
 }
 
-/**
- * For `berth config check FILE`: every problem at once, never a throw. The environment is left out
- * unless given, so the file is judged on its own.
- */
-export function configCheck(file: string, options: { env?: NodeJS.ProcessEnv } = {}): { ok: boolean; problems: string[] } {
-  try {
-    loadConfig({ file, env: options.env ?? {} });
-    return { ok: true, problems: [] };
-  } catch (err) {
-    if (err instanceof ConfigError) return { ok: false, problems: err.problems };
-    throw err;
-  }
-}
-
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
-import { ConfigError, configCheck, configEnvVars, loadConfig, parseConfig } from '../../server/config.js';
+import { configCheck } from '../../server/config-check.js';
+import { ConfigError, configEnvVars, loadConfig, parseConfig } from '../../server/config.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'berth-config-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -141,6 +142,28 @@ describe('configCheck', () => {
     const file = writeYaml('plain.yaml', '{}\n');
     assert.equal(configCheck(file).ok, true);
     assert.equal(configCheck(file, { env: { BERTH_NOPE: '1' } }).ok, false);
+  });
+
+  it('reads event endpoint secrets as serve would, naming the endpoint and never the value', () => {
+    const secret = join(scratch, 'hook-secret');
+    writeFileSync(secret, 'topsecret-value\n');
+    const yaml = (source: string) => `events:\n  endpoints:\n    - name: ci\n      url: http://127.0.0.1:9/hook\n      ${source}\n`;
+    assert.deepEqual(configCheck(writeYaml('hook-file.yaml', yaml(`secretFile: ${secret}`))), { ok: true, problems: [] });
+
+    const missing = configCheck(writeYaml('hook-missing.yaml', yaml(`secretFile: ${join(scratch, 'nope')}`)));
+    assert.equal(missing.ok, false);
+    assert.match(missing.problems.join('\n'), /events\.endpoints\.0\.secretFile \(endpoint "ci"\): cannot read .*nope: no such file/);
+
+    const file = writeYaml('hook-env.yaml', yaml('secretEnv: HOOK_SECRET'));
+    assert.match(configCheck(file, { env: {} }).problems.join('\n'), /environment variable HOOK_SECRET is not set/);
+    const set = configCheck(file, { env: { HOOK_SECRET: 'topsecret-value' } });
+    assert.deepEqual(set, { ok: true, problems: [] });
+
+    const off = configCheck(
+      writeYaml('hook-off.yaml', `events:\n  enabled: false\n  endpoints:\n    - name: ci\n      url: http://127.0.0.1:9/hook\n      secretEnv: HOOK_SECRET\n`),
+    );
+    assert.deepEqual(off, { ok: true, problems: [] }, 'serve does not read endpoints when events are off');
+    assert.ok(!JSON.stringify(missing).includes('topsecret'));
   });
 
   it('explains an unreadable file and invalid YAML', () => {
