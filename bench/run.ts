@@ -10,6 +10,8 @@ import { measureCeilings, type Ceilings } from './ceilings.js';
 import { newAgent } from './client.js';
 import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
+import { eventsWorkloads, type EventsRow } from './events.js';
+import { eventsTable } from './events-report.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { retentionWorkloads } from './retention-preview.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
@@ -180,6 +182,7 @@ async function main(): Promise<void> {
   const all = workloads(plan);
   const selected = all.filter((w) => wanted(w.key));
   const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads()].filter((w) => wanted(w.key));
+  const eventsSelected = eventsWorkloads(options.quick).filter((w) => wanted(w.key));
   if (options.install) install();
   if (selected.length > 0) {
     for (const [bin, pkg] of [
@@ -208,6 +211,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   const gcRows: GcRow[] = [];
+  const eventsRows: EventsRow[] = [];
   let ceilings: Ceilings | undefined;
   try {
     if (selected.length > 0) await runSharedTargets();
@@ -221,6 +225,17 @@ async function main(): Promise<void> {
         log(`${w.key}: ${ok ? 'checks passed' : 'CHECKS FAILED'}`);
       } catch (err) {
         gcRows.push({ key: w.key, title: w.title, ok: false, error: (err as Error).message });
+        log(`${w.key}: FAILED ${(err as Error).message}`);
+      }
+    }
+    for (const w of eventsSelected) {
+      log(`${w.key}: starting`);
+      try {
+        const row = await withTimeout(w.run(scratch, log), ROW_TIMEOUT_MS, w.key);
+        eventsRows.push(row);
+        log(`${w.key}: ${row.ok ? 'checks passed' : `CHECKS FAILED: ${row.problems.join('; ')}`}`);
+      } catch (err) {
+        eventsRows.push({ key: w.key, title: w.title, store: w.store, ok: false, problems: [], cases: [], error: (err as Error).message });
         log(`${w.key}: FAILED ${(err as Error).message}`);
       }
     }
@@ -313,6 +328,8 @@ async function main(): Promise<void> {
     summary,
     '',
     gcRows.length > 0 ? gcTable(gcRows) : '',
+    '',
+    eventsRows.length > 0 ? eventsTable(eventsRows) : '',
   ].join('\n');
   console.log(text);
   await mkdir(options.outDir, { recursive: true });
@@ -325,6 +342,7 @@ async function main(): Promise<void> {
     ceilings,
     rows,
     gcRows,
+    eventsRows,
   };
   await writeFile(join(options.outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   await writeFile(join(options.outDir, `bench-${stamp}.md`), text + '\n');

@@ -71,7 +71,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Settings both registries share so neither pays for per-request logging the other skips. */
-function berthBase(dir: string, port: number): Record<string, unknown> {
+export function berthBase(dir: string, port: number): Record<string, unknown> {
   return {
     dataDir: join(dir, 'data'),
     http: { host: '127.0.0.1', port },
@@ -85,15 +85,14 @@ export interface BerthLaunch {
   nodeFlags?: string[];
 }
 
-async function startBerth(
-  id: TargetId,
-  setup: string,
+/** A `berth serve` process with `config` (written to dir/berth.yaml), once it answers GET /v2/. */
+export async function launchBerth(
   dir: string,
   config: Record<string, unknown>,
   port: number,
-  launch: BerthLaunch,
+  launch: BerthLaunch = {},
   cleanup: () => Promise<void> = async () => {},
-): Promise<Target> {
+): Promise<Omit<Target, 'id' | 'setup'>> {
   const file = join(dir, 'berth.yaml');
   await writeFile(file, stringify(config));
   const logFile = join(dir, 'berth.log');
@@ -106,8 +105,6 @@ async function startBerth(
     { BERTH_CONFIG: '' },
   );
   return {
-    id,
-    setup,
     url,
     pid: child.pid as number,
     logFile,
@@ -116,6 +113,18 @@ async function startBerth(
       await cleanup();
     },
   };
+}
+
+async function startBerth(
+  id: TargetId,
+  setup: string,
+  dir: string,
+  config: Record<string, unknown>,
+  port: number,
+  launch: BerthLaunch,
+  cleanup?: () => Promise<void>,
+): Promise<Target> {
+  return { id, setup, ...(await launchBerth(dir, config, port, launch, cleanup)) };
 }
 
 export async function startBerthFilesystem(dir: string, launch: BerthLaunch = {}): Promise<Target> {
