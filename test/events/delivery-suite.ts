@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { RegistryEvent } from '../../server/registry/events/event.js';
+import type { LaneObservation } from '../../server/registry/events/lane.js';
 import { verifySignature } from '../../server/registry/events/signature.js';
 import { eventsStatus, replayDeadLetters } from '../../server/registry/events/operator.js';
 import type { TestRegistryOptions } from '../helpers/registry.js';
@@ -30,6 +32,8 @@ export function runDeliverySuite(title: string, storage: () => Promise<TestRegis
     let receiver: WebhookReceiver;
     let registry: TestRegistry;
     let client: RegistryClient;
+    const progress: { behind: number; lagSeconds: number }[] = [];
+    let failures = 0;
 
     before(async () => {
       scratch = await makeScratchDir('events');
@@ -38,6 +42,12 @@ export function runDeliverySuite(title: string, storage: () => Promise<TestRegis
       receiver = await startWebhookReceiver({ listening: false });
       registry = await startTestRegistry({
         ...(await storage()),
+        deps: {
+          onEventDelivery: (o: LaneObservation<RegistryEvent>) => {
+            if (o.kind === 'progress') progress.push({ behind: o.behind, lagSeconds: o.lagSeconds });
+            if (o.kind === 'failed') failures++;
+          },
+        },
         config: {
           events: {
             pollIntervalMs: 20,
@@ -64,11 +74,17 @@ export function runDeliverySuite(title: string, storage: () => Promise<TestRegis
     });
 
     it('an endpoint down while images are pushed receives every event, signed, in order per repository, once it is back', async () => {
-      const pushed: string[] = [];
-      for (let i = 0; i < 5; i++) pushed.push((await client.pushImage('team/app', `v${i}`)).manifest.digest);
+      const pushed: string[] = [(await client.pushImage('team/app', 'v0')).manifest.digest];
+      // The first push's batch is under way (and stuck on the down endpoint) before the others arrive.
+      await waitUntil(async () => failures > 0, 'the first batch under way');
+      for (let i = 1; i < 5; i++) pushed.push((await client.pushImage('team/app', `v${i}`)).manifest.digest);
       const moved = await client.pushImage('team/app', 'v0');
       await client.pushImage('team/other', 'latest');
       // Nothing could be delivered: the endpoint refuses connections, and pushes did not wait for it.
+      assert.equal(receiver.requests.length, 0);
+      // The backlog gauges follow the pushes while the stuck batch is retried, not only when it ends.
+      const reportedBefore = progress.length;
+      await waitUntil(async () => progress.slice(reportedBefore).some((p) => p.behind >= 10 && p.lagSeconds > 0), 'the backlog reported growing mid-batch');
       assert.equal(receiver.requests.length, 0);
       await receiver.listen();
       await receiver.waitFor((r) => ofType(r, 'manifest.pushed').length >= 7 && ofType(r, 'tag.moved').length >= 1, 30_000, 'all pushes and the tag move');

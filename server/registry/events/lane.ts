@@ -139,6 +139,8 @@ export class EndpointLane<E extends LaneEvent> {
   private async renew(): Promise<void> {
     const next = await this.update((s) => (s?.holder === this.deps.holder ? { ...s, leaseUntil: this.deps.now() + this.deps.policy.leaseMs } : undefined));
     if (next?.holder !== this.deps.holder) throw new LeaseLostError(this.deps.endpoint);
+    // A batch held up by a failing endpoint can last hours: the backlog gauges must keep growing meanwhile.
+    await this.report(next);
   }
 
   private async deliverBatch(state: EndpointState, batch: LoggedRecord[], signal: AbortSignal): Promise<void> {
