@@ -36,6 +36,7 @@ import { referrerRoutes } from './routes/referrers.js';
 import { tagRoutes } from './routes/tags.js';
 import { uploadRoutes } from './routes/uploads.js';
 import { quotaRoutes } from './routes/quotas.js';
+import { eventRoutes } from './routes/events.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -230,6 +231,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
+  await app.register(async (scope) => eventRoutes(scope, ctx, now));
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,

@@ -3,6 +3,7 @@ import { auditOperatorAction, type AuditAction } from './operations/audit.js';
 import { isClusterWorker, runClusterPrimary } from './operations/cluster.js';
 import { configCheck } from './config-check.js';
 import { ConfigError, loadConfig } from './config.js';
+import { eventsCommand } from './events-command.js';
 import { gcCommand } from './gc-command.js';
 import { pullsCommand } from './pulls-command.js';
 import { quotasCommand } from './quotas-command.js';
@@ -30,6 +31,8 @@ Usage:
                                   storage used per namespace against its quota (docs/quotas.md)
   berth retention preview|run [--config FILE] [--repository R] [--policy-file F] [--dry-run] [--force] [--json]
                                   what the retention policies would delete and why; apply them now (docs/retention.md)
+  berth events list|status|dead-letters|replay|discard [--config FILE] [--json] …
+                                  the event log, endpoints' progress and dead letters; replays (docs/events.md)
   berth help                      show this help
 
 Environment: PORT, BERTH_DATA_DIR, BERTH_CONFIG and BERTH_<SECTION>_<KEY> overrides (see docs/configuration.md).
@@ -214,6 +217,8 @@ export async function main(argv: string[]): Promise<void> {
         return await quotasCommand(rest);
       case 'retention':
         return await retentionCommand(rest);
+      case 'events':
+        return await eventsCommand(rest);
       case 'user':
       case 'robot':
       case 'key':
