@@ -30,7 +30,7 @@ import { markCompleteIfNew } from './registry/gc/completeness.js';
 import { baseRoutes } from './routes/base.js';
 import { continueOnFirstRead, discardUnreadBody } from './routes/body.js';
 import { blobRoutes } from './routes/blobs.js';
-import type { RegistryEvent, RouteContext } from './routes/context.js';
+import type { OperatorAction, RegistryEvent, RouteContext } from './routes/context.js';
 import { manifestRoutes } from './routes/manifests.js';
 import { referrerRoutes } from './routes/referrers.js';
 import { tagRoutes } from './routes/tags.js';
@@ -56,6 +56,8 @@ export interface AppDeps {
   plugins?: (app: FastifyInstance) => Promise<void>;
   /** Audit / metrics sink for registry events. */
   onEvent?: (event: RegistryEvent) => void;
+  /** Audit sink for operators' changes through the management API. */
+  onOperatorAction?: (event: OperatorAction) => void;
   onUploadActive?: (delta: 1 | -1) => void;
   /** The clock for upload expiry and leases (tests move it). */
   now?: () => number;
@@ -196,6 +198,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         deps.onEvent?.(event);
       } catch (err) {
         event.request.log.warn({ err }, 'event sink failed');
+      }
+    },
+    operatorAction: (event) => {
+      try {
+        deps.onOperatorAction?.(event);
+      } catch (err) {
+        event.request.log.warn({ err }, 'audit sink failed');
       }
     },
   };

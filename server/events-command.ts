@@ -3,6 +3,7 @@
 // serving processes pick a replay up from the endpoint's shared state).
 import { operands, optionValue, reportUsage, UsageError, wantsHelp, wholeNumber, withStorage } from './command-options.js';
 import { loadConfig, type BerthConfig } from './config.js';
+import { openOperatorAudit, type OperatorEvent } from './operations/audit.js';
 import { eventsStatus, UnknownEndpointError, type EndpointStatus, type EventsStatus } from './registry/events/operator.js';
 import {
   deadLettersPage,
@@ -11,6 +12,7 @@ import {
   replay,
   ReplaySkipsError,
   UnknownDeadLetterError,
+  auditReason,
   type ReplayAnswer,
 } from './registry/events/operator-answers.js';
 import { configuredEndpoints, EVENTS_DISABLED } from './registry/events/operator-checks.js';
@@ -180,13 +182,25 @@ async function run(p: Parsed, config: BerthConfig, events: EventMetadata): Promi
       const now = Date.now();
       const what = oneOf(args, '--since', '--dead-letters') === '--since' ? { since: sinceOption(args, now) } : ({ deadLetters: true } as const);
       const answer = await replay(events, endpointOption(args), configured, what, now);
+      await audited(config, { action: 'events_replayed', endpoint: answer.endpoint, reason: auditReason(answer) });
       return out(answer, () => replayText(answer));
     }
     case 'discard': {
       const id = oneOf(args, '--id', '--all') === '--id' ? optionValue(args, '--id') : undefined;
       const answer = await discard(events, endpointOption(args), configured, id);
+      await audited(config, { action: 'events_discarded', endpoint: answer.endpoint, reason: auditReason({ ...answer, id }) });
       return out(answer, () => `discarded ${answer.discarded} dead letters of endpoint ${answer.endpoint}\n`);
     }
+  }
+}
+
+/** One audit line for a change; audit lines meant for stdout go to stderr, as stdout is the command's answer. */
+async function audited(config: BerthConfig, event: OperatorEvent): Promise<void> {
+  const audit = openOperatorAudit(config, { stdout: 'stderr' });
+  try {
+    audit.emit(event);
+  } finally {
+    await audit.close();
   }
 }
 

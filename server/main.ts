@@ -68,6 +68,7 @@ export async function startServer(options: { configFile?: string | undefined } =
       await scope.register(auth.tokenRoutes);
     },
     onEvent: (event) => ops.onEvent(event),
+    onOperatorAction: (event) => ops.onOperatorAction(event),
     onUploadActive: (delta) => ops.onUploadActive(delta),
     onIntegrity: (event) => ops.onIntegrity(event),
     onGc: (event) => ops.onGc(event),

@@ -28,7 +28,9 @@ export type AuditAction =
   | 'retention_tag_deleted'
   | 'retention_manifest_deleted'
   | 'retention_refused'
-  | 'retention_run';
+  | 'retention_run'
+  | 'events_replayed'
+  | 'events_discarded';
 
 /** What a garbage-collection pass (gc_pass) or a `berth gc` run (gc_run, with its passes) did. */
 export type GcAuditCounts = Pick<
@@ -58,6 +60,8 @@ export interface AuditEvent {
   /** For user and robot changes: whose account changed. */
   subject?: string | undefined;
   gc?: GcAuditCounts | undefined;
+  /** For events_replayed / events_discarded: the endpoint (reason says what: since:<time>, dead_letters, id:<id>, all). */
+  endpoint?: string | undefined;
   /** For retention lines: the policy that decided. */
   policy?: string | undefined;
   /** What a retention run (retention_run) did. */
@@ -179,7 +183,7 @@ export class AuditLog {
   }
 }
 
-type OperatorEvent = Omit<AuditEvent, 'actor' | 'actorKind' | 'clientAddress' | 'requestId'> & { actor?: string };
+export type OperatorEvent = Omit<AuditEvent, 'actor' | 'actorKind' | 'clientAddress' | 'requestId'> & { actor?: string };
 
 /** An audit log for one command-line run: every event is the operator's. Close it when the command ends. */
 export interface OperatorAudit {

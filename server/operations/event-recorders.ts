@@ -42,6 +42,29 @@ export function registryEventRecorder(deps: { audit: AuditLog; metrics?: Metrics
   };
 }
 
+/** The parts of a route's OperatorAction (server/routes/context.ts) the audit log keeps. */
+export interface ObservedOperatorAction {
+  action: 'events_replayed' | 'events_discarded';
+  endpoint: string;
+  reason: string;
+  principal: { subject: string; kind: 'user' | 'robot' | 'anonymous' };
+  request: { ip: string; id: string };
+}
+
+/** Builds RouteContext.operatorAction: one audit line per change. */
+export function operatorActionRecorder(audit: AuditLog): (event: ObservedOperatorAction) => void {
+  return (event) =>
+    audit.emit({
+      action: event.action satisfies AuditAction,
+      actor: event.principal.subject || 'anonymous',
+      actorKind: event.principal.kind,
+      endpoint: event.endpoint,
+      reason: event.reason,
+      clientAddress: event.request.ip,
+      requestId: event.request.id,
+    });
+}
+
 /** For the auth layer: a refused login or token request, counted and audited once. */
 export function authFailureRecorder(deps: { audit: AuditLog; metrics?: Metrics }) {
   return (failure: { actor: string; reason: string; request: { ip: string; id: string } }): void => {

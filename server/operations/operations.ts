@@ -1,7 +1,15 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AuditLog } from './audit.js';
 import type { BerthConfig } from '../config.js';
-import { authFailureRecorder, gcEventRecorder, registryEventRecorder, retentionEventRecorder, type ObservedRegistryEvent } from './event-recorders.js';
+import {
+  authFailureRecorder,
+  gcEventRecorder,
+  operatorActionRecorder,
+  registryEventRecorder,
+  retentionEventRecorder,
+  type ObservedOperatorAction,
+  type ObservedRegistryEvent,
+} from './event-recorders.js';
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
@@ -47,6 +55,8 @@ export interface Operations {
   plugins(app: FastifyInstance): Promise<void>;
   /** For buildApp's `onEvent` (RouteContext.emit). */
   onEvent(event: ObservedRegistryEvent): void;
+  /** For buildApp's `onOperatorAction`: management API changes, audited. */
+  onOperatorAction(event: ObservedOperatorAction): void;
   /** For buildApp's `onUploadActive`. */
   onUploadActive(delta: 1 | -1): void;
   /** For buildApp's `onIntegrity`. */
@@ -107,6 +117,7 @@ export function createOperations(options: OperationsOptions): Operations {
       await app.register(healthRoutes, { checks, isDraining: () => draining });
     },
     onEvent: registryEventRecorder({ audit, metrics }),
+    onOperatorAction: operatorActionRecorder(audit),
     onUploadActive(delta) {
       if (delta > 0) metrics.uploadsInProgress.inc();
       else metrics.uploadsInProgress.dec();

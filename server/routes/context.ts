@@ -25,6 +25,16 @@ export interface RegistryEvent {
   request: FastifyRequest;
 }
 
+/** A change an operator made through the management API (not to a repository): audited. */
+export interface OperatorAction {
+  action: 'events_replayed' | 'events_discarded';
+  endpoint: string;
+  /** What was done: since:<ISO time>, dead_letters, id:<id> or all. */
+  reason: string;
+  principal: Principal;
+  request: FastifyRequest;
+}
+
 /** What every /v2/ route needs; built once per app. */
 export interface RouteContext {
   config: BerthConfig;
@@ -39,6 +49,8 @@ export interface RouteContext {
   /** Pull events (events.pulls): a manifest GET is gathered here, in memory. */
   pullEvents: PullEventRecorder;
   emit(event: RegistryEvent): void;
+  /** An operator's change through the management API, for the audit log. */
+  operatorAction(event: OperatorAction): void;
   /** Who a change is recorded for in the event outbox; undefined when events are off. */
   origin(request: FastifyRequest, principal: Principal): EventOrigin | undefined;
 }

@@ -2,11 +2,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AccessNeed } from '../../auth/types.js';
 import { OciError } from '../errors.js';
 import { UnknownEndpointError, eventsStatus } from '../registry/events/operator.js';
-import { ReplaySkipsError, UnknownDeadLetterError, deadLettersPage, discard, recordsPage, replay } from '../registry/events/operator-answers.js';
+import { ReplaySkipsError, UnknownDeadLetterError, auditReason, deadLettersPage, discard, recordsPage, replay } from '../registry/events/operator-answers.js';
 import { configuredEndpoints, EVENTS_DISABLED } from '../registry/events/operator-checks.js';
 import { parseReplayTime, ReplayTimeError } from '../registry/events/replay-time.js';
 import { assertName } from '../registry/references.js';
-import { authorizeFirst } from './access.js';
+import { authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
 import { pageParams, queryParam } from './http.js';
 
@@ -95,14 +95,32 @@ export async function eventRoutes(app: FastifyInstance, ctx: RouteContext, now: 
   app.post<EndpointParams>('/api/v1/events/endpoints/:name/replay', { onRequest: access }, async (request, reply) => {
     const at = now();
     const what = replayRequest(request.body, at);
-    return reply.send(await answering(() => replay(events, request.params.name, configured, what, at)));
+    const answer = await answering(() => replay(events, request.params.name, configured, what, at));
+    ctx.operatorAction({ action: 'events_replayed', endpoint: answer.endpoint, reason: auditReason(answer), principal: principalOf(request), request });
+    return reply.send(answer);
   });
 
   app.delete<EndpointParams>('/api/v1/events/endpoints/:name/dead-letters', { onRequest: access }, async (request, reply) => {
-    return reply.send(await answering(() => discard(events, request.params.name, configured, undefined)));
+    const answer = await answering(() => discard(events, request.params.name, configured, undefined));
+    ctx.operatorAction({
+      action: 'events_discarded',
+      endpoint: answer.endpoint,
+      reason: auditReason({ ...answer, id: undefined }),
+      principal: principalOf(request),
+      request,
+    });
+    return reply.send(answer);
   });
 
   app.delete<{ Params: { name: string; id: string } }>('/api/v1/events/endpoints/:name/dead-letters/:id', { onRequest: access }, async (request, reply) => {
-    return reply.send(await answering(() => discard(events, request.params.name, configured, request.params.id)));
+    const answer = await answering(() => discard(events, request.params.name, configured, request.params.id));
+    ctx.operatorAction({
+      action: 'events_discarded',
+      endpoint: answer.endpoint,
+      reason: auditReason({ ...answer, id: request.params.id }),
+      principal: principalOf(request),
+      request,
+    });
+    return reply.send(answer);
   });
 }

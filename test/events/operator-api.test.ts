@@ -41,6 +41,7 @@ describe('events over the management API (auth off)', () => {
   let receiver: WebhookReceiver;
   let registry: TestRegistry;
   let client: RegistryClient;
+  const actions: { action: string; endpoint: string; reason: string }[] = [];
   const api = (path: string, init?: RequestInit) => fetch(`${registry.url}/api/v1/events${path}`, init);
   const getJson = async <T>(path: string): Promise<T> => {
     const res = await api(path);
@@ -57,6 +58,7 @@ describe('events over the management API (auth off)', () => {
     // team/refused is refused for good (400: no retries) until a test says otherwise.
     receiver.answer((r) => (cloudEvent(r).data.repository === 'team/refused' ? { status: 400, body: 'no thanks' } : { status: 200 }));
     registry = await startTestRegistry({
+      deps: { onOperatorAction: (a) => actions.push({ action: a.action, endpoint: a.endpoint, reason: a.reason }) },
       config: {
         events: {
           pollIntervalMs: 20,
@@ -152,6 +154,15 @@ describe('events over the management API (auth off)', () => {
     const rest = await api('/endpoints/hook/dead-letters', { method: 'DELETE' });
     assert.deepEqual(await rest.json(), { endpoint: 'hook', discarded: 1 });
     assert.equal((await deadLetters()).total, 0);
+    // Each change audited once, the refused one not at all.
+    assert.deepEqual(
+      actions.filter((a) => a.action === 'events_discarded'),
+      [
+        { action: 'events_discarded', endpoint: 'hook', reason: `id:${one?.id}` },
+        { action: 'events_discarded', endpoint: 'hook', reason: 'all' },
+      ],
+    );
+    assert.ok(actions.some((a) => a.action === 'events_replayed' && a.reason === 'dead_letters'));
   });
 
   it('a replay from a time moves the cursor back: the same events arrive again with the same ids', async () => {

@@ -1,4 +1,5 @@
 // `berth events` as an operator runs it: a real process on the embedded store a serving registry has
+import { readFile } from 'node:fs/promises';
 // open, while the registry delivers to a real webhook receiver. Dead letters from real refusals are
 // listed, replayed (and arrive), discarded; a replay --since delivers the same ids again; bad usage
 // exits 2 and an unknown endpoint 1, each with a message.
@@ -49,7 +50,7 @@ describe('berth events', () => {
       config: { gc: { enabled: false }, events: { pollIntervalMs: 20, leaseSeconds: 5, endpoints } },
     });
     // The same endpoints as the server: the command names and checks them, it does not deliver.
-    configFile = await writeCliConfig(registry.dir, { events: { deliver: false, endpoints } });
+    configFile = await writeCliConfig(registry.dir, { events: { deliver: false, endpoints }, audit: { output: join(registry.dir, 'audit.log') } });
     client = new RegistryClient(registry.url);
     await client.pushImage('team/app', 'v1');
     await client.pushImage('team/other', 'v1');
@@ -123,6 +124,20 @@ describe('berth events', () => {
     assert.match(again.stderr, /^berth events discard: endpoint hook has no dead letter /);
     assert.deepEqual(await json('discard', '--endpoint', 'hook', '--all'), { endpoint: 'hook', discarded: 1 });
     assert.equal(await deadLetters(), 0);
+    // Who changed what is audited; a refused discard is not.
+    const audit = (await readFile(join(registry.dir, 'audit.log'), 'utf8'))
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { action: string; endpoint?: string; reason?: string; actorKind?: string });
+    const discards = audit.filter((a) => a.action === 'events_discarded');
+    assert.deepEqual(
+      discards.map((a) => [a.endpoint, a.reason, a.actorKind]),
+      [
+        ['hook', `id:${id}`, 'operator'],
+        ['hook', 'all', 'operator'],
+      ],
+    );
+    assert.ok(audit.some((a) => a.action === 'events_replayed' && a.reason === 'dead_letters'));
   });
 
   it('replay --since moves the cursor back: the events arrive again with the same ids', async () => {

@@ -32,6 +32,12 @@ export interface DiscardAnswer {
   discarded: number;
 }
 
+/** What an audit line says was done (its `reason`): since:<time>, dead_letters, id:<id> or all. */
+export function auditReason(answer: ReplayAnswer | (DiscardAnswer & { id: string | undefined })): string {
+  if ('replay' in answer) return answer.replay === 'since' ? `since:${answer.since}` : 'dead_letters';
+  return answer.id === undefined ? 'all' : `id:${answer.id}`;
+}
+
 /** The id named is not in the endpoint's dead-letter list. */
 export class UnknownDeadLetterError extends Error {
   constructor(endpoint: string, id: string) {
