@@ -127,6 +127,11 @@ describe('proxy upstream: edge cases against local servers', () => {
     assert.equal(server.requests.length, 3, 'one 401, then credentials sent at once');
     const { upstream: anonymous } = upstreamOf({ urls: [server.url] });
     await assert.rejects(anonymous.getManifest('a/b', 'v1', [OCI_MANIFEST]), UpstreamDeniedError);
+    const { upstream: wrong } = upstreamOf({ urls: [server.url], username: 'u', passwordEnv: 'PW' }, { env: { PW: 'wrong' } });
+    await assert.rejects(wrong.getManifest('a/b', 'v1', [OCI_MANIFEST]), UpstreamDeniedError);
+    const before = server.requests.length;
+    await assert.rejects(wrong.getManifest('a/b', 'v1', [OCI_MANIFEST]), UpstreamDeniedError);
+    assert.equal(server.requests.length, before + 1, 'refused Basic credentials are not sent twice in a row');
   });
 
   it('follows blob redirects and drops Authorization when they leave the upstream origin', async () => {
@@ -207,7 +212,9 @@ describe('proxy upstream: edge cases against local servers', () => {
     });
     const { upstream: slow } = upstreamOf({ urls: [stalling.url], timeoutSeconds: 0.2 });
     const blob = await slow.openBlob('a/b', sha256('x'));
+    const started = Date.now();
     await assert.rejects(collect(blob.stream), /sent nothing for 200 ms/);
+    assert.ok(Date.now() - started < 5000, 'cut after timeoutSeconds of silence, not later');
   });
 
   it('reports an unreachable token endpoint as unavailable (token-endpoint)', async () => {

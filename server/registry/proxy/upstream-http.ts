@@ -143,10 +143,10 @@ export async function errorSnippet(res: http.IncomingMessage): Promise<string> {
   }
 }
 
-/** Lets go of a response whose body does not matter. */
-export function discard(res: http.IncomingMessage): void {
+/** Lets go of a response whose body does not matter (`head`: an answer to HEAD, which has none). */
+export function discard(res: http.IncomingMessage, head = false): void {
   // A short body is drained so the keep-alive connection can be reused; a long one is not worth it.
   const length = Number(res.headers['content-length'] ?? 'NaN');
-  if (Number.isFinite(length) && length <= 64 * 1024) res.resume();
+  if (head || (Number.isFinite(length) && length <= 64 * 1024)) res.resume();
   else res.destroy();
 }

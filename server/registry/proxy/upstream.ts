@@ -132,7 +132,7 @@ export class Upstream {
       if (err instanceof UpstreamNotFoundError) return undefined;
       throw err;
     }
-    discard(res);
+    discard(res, true);
     release();
     const header = firstHeader(res.headers['docker-content-digest']);
     const mediaType = mediaTypeOf(res);
@@ -273,7 +273,7 @@ export class Upstream {
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return res;
     const said = target.method === 'HEAD' ? '' : await errorSnippet(res);
-    if (target.method === 'HEAD') discard(res);
+    if (target.method === 'HEAD') discard(res, true);
     if (status === 401 || status === 403) throw this.denied(base, what, status, said);
     if (status === 404) throw new UpstreamNotFoundError(this.namespace, `upstream ${this.namespace} (${base}) has no ${url.pathname.slice(4)}${said}`);
     if (status === 429 || status >= 500) {
