@@ -8,6 +8,7 @@ import { s3ConfigSchema } from '../storage-drivers/blob/s3-config.js';
 import { redisConfigSchema } from '../storage-drivers/metadata/redis-config.js';
 import { eventsConfigSchema } from './registry/events/config.js';
 import { immutableTagsConfigSchema } from './registry/immutable/config-schema.js';
+import { proxyConfigSchema } from './registry/proxy/config.js';
 import { quotaConfigSchema } from './registry/quotas/config.js';
 import { retentionPoliciesSchema } from './registry/retention/policy.js';
 
@@ -208,6 +209,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     events: eventsConfigSchema,
+    proxy: proxyConfigSchema,
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),

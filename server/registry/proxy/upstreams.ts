@@ -1,0 +1,111 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../config.js';
+import type { ProxyConfig, UpstreamConfig } from './config.js';
+
+/*
+ * The upstreams of the configuration, resolved once at start-up: the password read from its file or
+ * variable, the CA file read. The password is kept off the object's enumerable properties, so logging,
+ * JSON.stringify or util.inspect of an upstream never shows it.
+ */
+
+export interface ResolvedUpstream {
+  readonly namespace: string;
+  /** Base URLs without a trailing slash, in fail-over order. */
+  readonly urls: readonly string[];
+  /** Lower-cased. */
+  readonly hosts: readonly string[];
+  readonly libraryPrefix: boolean;
+  readonly username: string | undefined;
+  readonly tagTtlMs: number;
+  readonly timeoutMs: number;
+  readonly maxConcurrent: number;
+  readonly requestsPerSecond: number;
+  readonly maxWaitMs: number;
+  /** The password (non-enumerable). Never log it. */
+  readonly password: string | undefined;
+  /** PEM text of caFile (non-enumerable, only because it is long). */
+  readonly ca: string | undefined;
+}
+
+export interface ResolveUpstreamOptions {
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Reads password and CA files; tests may read from elsewhere. */
+  readFile?: ((path: string) => string) | undefined;
+}
+
+function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return (err as Error).message;
+}
+
+function resolveOne(
+  config: UpstreamConfig,
+  key: string,
+  sources: Required<{ [K in keyof ResolveUpstreamOptions]: NonNullable<ResolveUpstreamOptions[K]> }>,
+  problems: string[],
+): ResolvedUpstream | undefined {
+  const where = (field: string) => `${key}.${field} (upstream ${JSON.stringify(config.namespace)})`;
+  const before = problems.length;
+  let password: string | undefined;
+  if (config.passwordFile !== undefined) {
+    try {
+      // A file written by `echo` ends in a line break that is not part of the password.
+      password = sources.readFile(config.passwordFile).replace(/\r?\n$/, '');
+      if (password === '') problems.push(`${where('passwordFile')}: ${config.passwordFile} is empty`);
+    } catch (err) {
+      problems.push(`${where('passwordFile')}: cannot read ${config.passwordFile}: ${fileProblem(err)}`);
+    }
+  } else if (config.passwordEnv !== undefined) {
+    password = sources.env[config.passwordEnv];
+    if (password === undefined || password === '') problems.push(`${where('passwordEnv')}: environment variable ${config.passwordEnv} is not set`);
+  }
+  let ca: string | undefined;
+  if (config.caFile !== undefined) {
+    try {
+      ca = sources.readFile(config.caFile);
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`${where('caFile')}: ${config.caFile} holds no PEM certificate`);
+    } catch (err) {
+      problems.push(`${where('caFile')}: cannot read ${config.caFile}: ${fileProblem(err)}`);
+    }
+  }
+  if (problems.length > before) return undefined;
+  const upstream = {
+    namespace: config.namespace,
+    urls: Object.freeze(config.urls.map((url) => url.replace(/\/+$/, ''))),
+    hosts: Object.freeze(config.hosts.map((host) => host.toLowerCase())),
+    libraryPrefix: config.libraryPrefix,
+    username: config.username,
+    tagTtlMs: config.tagTtlSeconds * 1000,
+    timeoutMs: Math.round(config.timeoutSeconds * 1000),
+    maxConcurrent: config.maxConcurrent,
+    requestsPerSecond: config.requestsPerSecond,
+    maxWaitMs: Math.round(config.maxWaitSeconds * 1000),
+  };
+  Object.defineProperties(upstream, {
+    password: { value: password, enumerable: false },
+    ca: { value: ca, enumerable: false },
+  });
+  return Object.freeze(upstream) as unknown as ResolvedUpstream;
+}
+
+/**
+ * Resolves every configured upstream. Throws a ConfigError with one line per problem, each naming the
+ * upstream and the file or variable that is missing (never a password).
+ */
+export function resolveUpstreams(proxy: Pick<ProxyConfig, 'upstreams'>, options: ResolveUpstreamOptions = {}): ResolvedUpstream[] {
+  const sources = {
+    env: options.env ?? process.env,
+    readFile: options.readFile ?? ((path: string) => readFileSync(path, 'utf8')),
+  };
+  const problems: string[] = [];
+  const out: ResolvedUpstream[] = [];
+  proxy.upstreams.forEach((config, i) => {
+    const upstream = resolveOne(config, `proxy.upstreams.${i}`, sources, problems);
+    if (upstream) out.push(upstream);
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out;
+}
