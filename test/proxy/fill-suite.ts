@@ -80,7 +80,7 @@ function release(control: SourceControl, limit = Number.POSITIVE_INFINITY): void
   control.events.emit('limit');
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -61,6 +61,7 @@ export interface ServedBlob {
  */
 export class BlobFills {
   private readonly active = new Map<string, Fill>();
+  private readonly polls = new Map<string, Promise<'chunk' | 'committed' | Fill>>();
   private inFlightBytes = 0;
   private readonly chunkBytes: number;
   private readonly leaseMs: number;
@@ -272,14 +273,48 @@ export class BlobFills {
     }
   }
 
-  /** @internal for Follower */
-  readState(digest: ParsedDigest): Promise<FillState | undefined> {
-    return readFillState(this.driver, digest);
+  /**
+   * @internal for Follower: waits for another process's fill to commit chunk `index` (undefined: the
+   * blob) or the blob; takes the fill over when its holder died; throws when it failed or was
+   * abandoned. Followers here waiting for the same thing share one poll, so a hundred of them cost
+   * storage what one does.
+   */
+  watch(digest: ParsedDigest, attempt: string, index: number | undefined, open: OpenFillSource): Promise<'chunk' | 'committed' | Fill> {
+    const key = `${digest.value} ${attempt} ${index ?? 'blob'}`;
+    let poll = this.polls.get(key);
+    if (!poll) {
+      poll = this.poll(digest, attempt, index, open).finally(() => this.polls.delete(key));
+      this.polls.set(key, poll);
+    }
+    return poll;
   }
 
-  /** @internal for Follower */
-  get timing(): { stallMs: number; pollMs: { min: number; max: number } } {
-    return { stallMs: this.stallMs, pollMs: this.pollMs };
+  private async poll(digest: ParsedDigest, attempt: string, index: number | undefined, open: OpenFillSource): Promise<'chunk' | 'committed' | Fill> {
+    const deadline = Date.now() + this.stallMs;
+    let wait = this.pollMs.min;
+    for (;;) {
+      if (index !== undefined && (await this.exists(fillChunkKey(digest, attempt, index)))) return 'chunk';
+      // The record before the blob: a filler stores the blob before it removes the record.
+      const state = await readFillState(this.driver, digest);
+      if ((await this.storedSize(digest)) !== undefined) return 'committed';
+      if (!state || state.attempt !== attempt) throw abandoned(digest);
+      if (state.status === 'failed') throw new OciError('UNAVAILABLE', state.error ?? `the fill of ${digest.value} failed; retry the request`);
+      const fill = await this.takeOver(digest, attempt, open);
+      if (fill) return fill;
+      if (Date.now() > deadline) throw stalled(digest, this.stallMs);
+      await sleep(wait);
+      wait = Math.min(wait * 2, this.pollMs.max);
+    }
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    try {
+      await this.driver.stat(key);
+      return true;
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) return false;
+      throw err;
+    }
   }
 }
 
@@ -290,8 +325,6 @@ export class BlobFills {
  */
 class Follower {
   private position = 0;
-  private progressAt = Date.now();
-  private wait: number;
 
   constructor(
     private readonly fills: BlobFills,
@@ -301,9 +334,7 @@ class Follower {
     private readonly size: number,
     private fill: Fill | undefined,
     private readonly open: OpenFillSource,
-  ) {
-    this.wait = fills.timing.pollMs.min;
-  }
+  ) {}
 
   async *bytes(commit: { resolve(): void; reject(err: Error): void }): AsyncGenerator<Buffer> {
     try {
@@ -315,8 +346,6 @@ class Follower {
         // Buffers are the fill's memory; a Readable is a committed chunk's range, streamed.
         for await (const piece of Buffer.isBuffer(next) ? [next] : next) {
           this.position += (piece as Buffer).length;
-          this.progressAt = Date.now();
-          this.wait = this.fills.timing.pollMs.min;
           yield piece as Buffer;
         }
       }
@@ -358,26 +387,10 @@ class Follower {
     const chunk = await this.fills.openRange(fillChunkKey(this.digest, this.attempt, index), this.position - chunkStart, chunkEnd - chunkStart);
     if (chunk) return chunk;
     if (fill) return undefined; // composed and deleted just now: `done` says so next time
-    return (await this.remoteCommitted()) ? 'committed' : undefined;
-  }
-
-  /**
-   * Another process's fill has no chunk here yet: true once the blob is committed; throws when the fill
-   * failed or was abandoned; takes the fill over when its holder died; else waits a little.
-   */
-  private async remoteCommitted(): Promise<boolean> {
-    // The record before the blob: a filler stores the blob before it removes the record.
-    const state = await this.fills.readState(this.digest);
-    if ((await this.fills.storedSize(this.digest)) !== undefined) return true;
-    if (!state || state.attempt !== this.attempt) throw abandoned(this.digest);
-    if (state.status === 'failed') throw new OciError('UNAVAILABLE', state.error ?? `the fill of ${this.digest.value} failed; retry the request`);
-    this.fill = await this.fills.takeOver(this.digest, this.attempt, this.open);
-    if (this.fill) return false;
-    const { stallMs, pollMs } = this.fills.timing;
-    if (Date.now() - this.progressAt > stallMs) throw stalled(this.digest, stallMs);
-    await sleep(this.wait);
-    this.wait = Math.min(this.wait * 2, pollMs.max);
-    return false;
+    const seen = await this.fills.watch(this.digest, this.attempt, index, this.open);
+    if (seen === 'committed') return 'committed';
+    if (seen !== 'chunk') this.fill = seen;
+    return undefined;
   }
 
   private async untilCommitted(): Promise<void> {
@@ -387,7 +400,9 @@ class Follower {
         await this.fill.committed;
         return;
       }
-      if (await this.remoteCommitted()) return;
+      const seen = await this.fills.watch(this.digest, this.attempt, undefined, this.open);
+      if (seen === 'committed') return;
+      if (seen !== 'chunk') this.fill = seen;
     }
   }
 }
