@@ -6,10 +6,12 @@ import type { BlobDriver } from './types.js';
  * each part into a writer. Nothing becomes visible at `to` unless every part was copied.
  */
 export async function composeParts(driver: BlobDriver, parts: readonly string[], to: string, signal?: AbortSignal): Promise<void> {
-  if (driver.compose) {
-    await driver.compose([...parts], to);
-    return;
-  }
+  if (driver.compose) await driver.compose([...parts], to);
+  else await streamParts(driver, parts, to, signal);
+}
+
+/** The generic compose: each part streamed, in order, into one writer at `to`. */
+export async function streamParts(driver: BlobDriver, parts: readonly string[], to: string, signal?: AbortSignal): Promise<void> {
   const writer = await driver.writer(to, signal ? { signal } : {});
   let committed = false;
   try {
