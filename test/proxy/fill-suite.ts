@@ -279,6 +279,18 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
       assert.deepEqual(await keysUnder(env.a.driver, FILLS_ROOT), []);
     });
 
+    it('refuses a fill past maxFillBytes before opening the source, with a clear error', async () => {
+      await clean();
+      const a = new BlobFills(env.a.driver, env.a.metadata, { ...OPTIONS, maxFillBytes: 32 * MiB });
+      const opens = { count: 0 };
+      const refused = await drain(a.serve(digest, BLOB_BYTES, slowSource(opens, newControl())));
+      assert.match(refused.error?.message ?? '', /maxFillBytes/);
+      assert.equal(opens.count, 0, 'the source was not asked');
+      await settled(a);
+      assert.equal(a.spooling, 0);
+      assert.equal(await exists(env.a.driver, blobKey(digest)), false);
+    });
+
     it('takes over the fill of a process that died, resuming from its committed chunks', async () => {
       await clean();
       // A's store stops answering lease calls once "killed": no renewal, no next chunk, no cleanup,

@@ -140,6 +140,8 @@ export class Fill {
         await this.rehashCommittedChunks(hash);
       } else {
         // Leftovers of dead attempts go: this process holds the lease, nothing else writes here.
+        // Known from the caller: refused before the source is asked for anything.
+        if (this.expectedSize !== undefined) release = this.ctx.reserve(this.expectedSize);
         await this.ctx.driver.delete(fillDir(this.digest));
         await this.saveState({ status: 'filling' });
       }
@@ -149,7 +151,7 @@ export class Fill {
         const size = this.checkSourceSize(opened.size);
         if (this.size === undefined) {
           this.setSize(size);
-          release = this.ctx.reserve(size);
+          release ??= this.ctx.reserve(size);
           await this.saveState({ status: 'filling', size });
         }
         await this.consume(opened.stream, hash, controller.signal);
@@ -174,7 +176,8 @@ export class Fill {
       this.fail(controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : error);
       if (!controller.signal.aborted) controller.abort(this.error);
       source?.destroy();
-      if (!this.leaseLost) await this.recordFailure(this.error as Error);
+      // Only while this process still holds the lease: a successor's fill of the same attempt is not ours to fail.
+      if (!this.leaseLost && (await this.stillHeld())) await this.recordFailure(this.error as Error);
     } finally {
       clearInterval(renewal);
       release?.();
@@ -216,6 +219,10 @@ export class Fill {
   private async assertLease(): Promise<void> {
     if (!this.leaseLost && !(await this.ctx.metadata.acquireLease(fillLeaseName(this.digest), this.ctx.holder, this.ctx.leaseMs))) this.loseLease();
     if (this.leaseLost) throw this.controller.signal.reason as Error;
+  }
+
+  private async stillHeld(): Promise<boolean> {
+    return this.ctx.metadata.acquireLease(fillLeaseName(this.digest), this.ctx.holder, this.ctx.leaseMs).catch(() => false);
   }
 
   private async saveState(state: Omit<FillState, 'attempt' | 'chunkBytes'>): Promise<void> {
