@@ -44,6 +44,8 @@ import type { RegistryEvent as RegistryEventRecord } from './registry/events/eve
 import type { LaneObservation } from './registry/events/lane.js';
 import { NO_PULL_EVENTS, PullEvents } from './registry/events/pull-events.js';
 import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
+import { buildProxyNamespaces, setupProxy, type ProxyRuntime } from './registry/proxy/setup.js';
+import type { UpstreamEvent } from './registry/proxy/upstream.js';
 
 export interface AppDeps {
   config: BerthConfig;
@@ -77,6 +79,9 @@ export interface AppDeps {
   isImmutable?: IsImmutable;
   /** Event deliveries, failures, dead letters and backlog (metrics). */
   onEventDelivery?: (observation: LaneObservation<RegistryEventRecord>) => void;
+  /** Requests to proxy upstreams, and cached manifests served stale because an upstream was unavailable (metrics). */
+  onProxyUpstream?: (event: UpstreamEvent) => void;
+  onProxyStale?: (upstream: string) => void;
 }
 
 const KNOWN_PATHS = [
@@ -104,6 +109,8 @@ declare module 'fastify' {
     events: EventsRuntime;
     /** Pull events gathered in this process (flushes on demand, for tests); undefined with events.pulls off. */
     pullEvents: PullEvents | undefined;
+    /** The pull-through cache; undefined when no upstream is configured. */
+    proxy: ProxyRuntime | undefined;
   }
 }
 
@@ -111,11 +118,13 @@ declare module 'fastify' {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const { driver, metadata } = deps.storage;
+  const proxyObservers = { upstream: deps.onProxyUpstream, stale: deps.onProxyStale };
+  const namespaces = buildProxyNamespaces(config, proxyObservers);
   const app = Fastify({
     logger: { level: config.log.level },
     routerOptions: { maxParamLength: 1024 },
     trustProxy: config.http.trustProxy,
-    rewriteUrl: (req) => rewriteRegistryUrl(req.url ?? '/'),
+    rewriteUrl: (req) => rewriteRegistryUrl(req.url ?? '/', (ns) => namespaces.forHost(ns)?.namespace),
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
     ...deps.server,
@@ -175,18 +184,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         })
       : undefined;
   const events = setupEvents(app, { config, events: metadata.events, now, observe: deps.onEventDelivery });
+  const manifests = new ManifestService(
+    driver,
+    metadata,
+    { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
+    integrity,
+    usage,
+    quotas,
+  );
+  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, observers: proxyObservers });
   const ctx: RouteContext = {
     config,
     metadata,
     blobs: new BlobService(driver, metadata, integrity, usage, quotas),
-    manifests: new ManifestService(
-      driver,
-      metadata,
-      { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
-      integrity,
-      usage,
-      quotas,
-    ),
+    manifests,
+    proxy,
     repositories: new RepositoryService(metadata),
     uploads,
     authorizer: deps.authorizer ?? openAccess,
@@ -283,6 +295,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('retentionRunner', retentionRunner);
   app.decorate('events', events);
   app.decorate('pullEvents', pullEvents);
+  app.decorate('proxy', proxy);
   return app;
 }
 

@@ -150,6 +150,25 @@ export class ManifestService {
     }
   }
 
+  /**
+   * Stores a manifest fetched from a proxy namespace's upstream, tagged `tags`. Its blobs and children
+   * need not be here: a pull-through cache fetches a layer only when a client asks for it (the blob
+   * route fills it then). Everything else is an ordinary put: pinned against GC, charged to the
+   * namespace's quota, recorded with its references, so GC and retention treat it as pushed content.
+   * Immutable-tag rules do not apply: the upstream decides where its tags point.
+   */
+  async cache(repo: string, tags: string[], bytes: Buffer, contentType: string, origin?: EventOrigin): Promise<PutResult> {
+    const digest = digestOf(bytes, 'sha256');
+    const parsed = parseManifest(bytes, contentType);
+    // Only the manifest's own bytes are pinned: the content it references is not here yet.
+    const pinned = await this.pinForPut(digest, []);
+    try {
+      return await this.putPinned(repo, digest, tags, [], bytes, parsed, undefined, origin, true);
+    } finally {
+      await pinned.release();
+    }
+  }
+
   private overwriteRefusal(repo: string, tag: string, current: Digest, token: TokenImmutability | undefined): ImmutableTagRefusal {
     const rule = this.immutable.match(repo, tag, token)?.rule ?? 'unknown';
     return new ImmutableTagRefusal({ operation: 'overwrite', repository: repo, tag, digest: current, rule });
@@ -182,13 +201,14 @@ export class ManifestService {
     parsed: ReturnType<typeof parseManifest>,
     token: TokenImmutability | undefined,
     origin: EventOrigin | undefined,
+    lazyReferences = false,
   ): Promise<PutResult> {
     const missing: string[] = [];
-    for (const blob of parsed.blobs) {
+    for (const blob of lazyReferences ? [] : parsed.blobs) {
       if (isExternal(blob)) continue;
       if (!(await this.metadata.getBlobLink(repo, blob.digest))) missing.push(blob.digest);
     }
-    if (this.options.requireIndexChildren) {
+    if (this.options.requireIndexChildren && !lazyReferences) {
       for (const child of parsed.children) {
         if (!(await this.metadata.getManifest(repo, child.digest))) missing.push(child.digest);
       }
@@ -211,7 +231,7 @@ export class ManifestService {
     // is the manifest's own bytes, counted (or refused) before they are stored and linked.
     await this.quotas?.charge(repo, 'manifest', digest, bytes.length, 'manifest');
     try {
-      return await this.commit(repo, record, tags, immutable, bytes, parsed, token, origin);
+      return await this.commit(repo, record, tags, immutable, bytes, parsed, token, origin, lazyReferences);
     } catch (err) {
       await this.quotas?.undoCharge(repo, 'manifest', digest).catch(() => undefined);
       throw err;
@@ -227,15 +247,18 @@ export class ManifestService {
     parsed: ReturnType<typeof parseManifest>,
     token: TokenImmutability | undefined,
     origin: EventOrigin | undefined,
+    lazyReferences: boolean,
   ): Promise<PutResult> {
     const { digest } = record;
     await this.driver.put(blobKey(parseDigest(digest)), bytes);
     // The links checked above are checked again in the commit itself: garbage collection may remove a
     // repository's stale link to a blob in between, and then the client pushes the blob again.
-    const required = {
-      blobs: parsed.blobs.filter((b) => !isExternal(b)).map((b) => b.digest),
-      manifests: this.options.requireIndexChildren ? parsed.children.map((c) => c.digest) : [],
-    };
+    const required = lazyReferences
+      ? { blobs: [], manifests: [] }
+      : {
+          blobs: parsed.blobs.filter((b) => !isExternal(b)).map((b) => b.digest),
+          manifests: this.options.requireIndexChildren ? parsed.children.map((c) => c.digest) : [],
+        };
     let previousTags: PutManifestResult['previousTags'];
     try {
       ({ previousTags } = await this.metadata.putManifest(repo, record, tags, {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OciError } from '../errors.js';
-import { assertName, parseDigest } from '../registry/references.js';
+import type { ServedBlob } from '../registry/proxy/fills.js';
+import { assertName, parseDigest, type ParsedDigest } from '../registry/references.js';
 import { assertDeletable, authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
 import { refuseDeeperPaths } from './deeper-paths.js';
@@ -17,22 +18,44 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
     const name = assertName(request.params.name);
     const digest = parseDigest(request.params.digest);
     await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions }]);
-    const link = await ctx.blobs.stat(name, digest);
+    const { size, filling } = await locate(name, digest);
     reply.header('Docker-Content-Digest', digest.value);
     reply.header('ETag', `"${digest.value}"`);
     reply.header('Accept-Ranges', 'bytes');
     reply.header('Cache-Control', 'max-age=31536000');
-    return { name, digest, size: link.size };
+    return { name, digest, size, filling };
+  }
+
+  /** The blob's link in `name`; in a proxy namespace, a blob not linked yet comes from its one fill. */
+  async function locate(name: string, digest: ParsedDigest): Promise<{ size: number; filling?: ServedBlob }> {
+    const target = ctx.proxy?.namespaces.resolve(name);
+    try {
+      return { size: (await ctx.blobs.stat(name, digest)).size };
+    } catch (err) {
+      if (!(target && ctx.proxy && err instanceof OciError && err.code === 'BLOB_UNKNOWN')) throw err;
+      const filling = await ctx.proxy.blobs.serve(name, target, digest);
+      return { size: filling.size, filling };
+    }
   }
 
   app.head<{ Params: { name: string; digest: string } }>(path, async (request, reply) => {
-    const { digest, size } = await prepare(request, reply, ['pull']);
+    const { digest, size, filling } = await prepare(request, reply, ['pull']);
+    // A HEAD of a blob not cached yet starts its fill (the GET that follows joins it) and sends nothing of it.
+    filling?.stream.destroy();
     if (notModified(request, digest.value)) return reply.code(304).send();
     return reply.code(200).type('application/octet-stream').header('Content-Length', size).send();
   });
 
   app.get<{ Params: { name: string; digest: string } }>(path, { exposeHeadRoute: false }, async (request, reply) => {
-    const { digest, size } = await prepare(request, reply, ['pull']);
+    const { digest, size, filling } = await prepare(request, reply, ['pull']);
+    if (filling) {
+      // The whole blob as it arrives (a Range is ignored, as HTTP allows): the ordinary path serves ranges once it is cached.
+      if (notModified(request, digest.value)) {
+        filling.stream.destroy();
+        return reply.code(304).send();
+      }
+      return reply.code(200).type('application/octet-stream').header('Content-Length', size).send(filling.stream);
+    }
     if (notModified(request, digest.value)) return reply.code(304).send();
     const range = byteRange(request, size);
     const content = await ctx.blobs.content(digest, size, range, { redirect: ctx.config.storage.redirect });

@@ -1,3 +1,4 @@
+import type { ProxyRuntime } from '../registry/proxy/setup.js';
 import type { FastifyRequest } from 'fastify';
 import type { Authorizer, Principal } from '../../auth/types.js';
 import type { BerthConfig } from '../config.js';
@@ -41,6 +42,8 @@ export interface RouteContext {
   blobs: BlobService;
   uploads: UploadService;
   manifests: ManifestService;
+  /** The pull-through cache, consulted for repositories in a proxy namespace; undefined when none is configured. */
+  proxy?: ProxyRuntime | undefined;
   repositories: RepositoryService;
   metadata: MetadataStore;
   authorizer: Authorizer;

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { tokenImmutabilityFor } from '../../auth/tag-patterns.js';
 import type { Principal } from '../../auth/types.js';
 import { OciError } from '../errors.js';
@@ -59,10 +59,13 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
     return { name, reference: readsManifest(request) ? referenceToRead(request.params.reference) : parseReference(request.params.reference) };
   }
 
-  async function fetch(request: ManifestRequest, pull: boolean) {
+  async function fetch(request: ManifestRequest, reply: FastifyReply, pull: boolean) {
     const { name, reference } = parse(request);
     const principal = await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull'] }]);
-    const record = await ctx.manifests.resolve(name, reference);
+    const target = ctx.proxy?.namespaces.resolve(name);
+    const { record, stale } =
+      target && ctx.proxy ? await ctx.proxy.manifests.resolve(name, target, reference) : { record: await ctx.manifests.resolve(name, reference) };
+    if (stale !== undefined) reply.header('Warning', stale);
     // A GET is a pull even when it ends in 304 (the client had the bytes, it still pulled the image).
     if (pull) ctx.pulls.count(name, reference.kind === 'tag' ? reference : { kind: 'digest', digest: reference.digest.value });
     if (pull) ctx.pullEvents.pulled(name, record, reference.kind === 'tag' ? reference.tag : undefined, requestOrigin(request, principal));
@@ -72,14 +75,14 @@ export async function manifestRoutes(app: FastifyInstance, ctx: RouteContext): P
   }
 
   app.head<{ Params: { name: string; reference: string } }>(path, async (request, reply) => {
-    const record = await fetch(request, false);
+    const record = await fetch(request, reply, false);
     reply.header('Docker-Content-Digest', record.digest).header('ETag', `"${record.digest}"`);
     if (notModified(request, record.digest)) return reply.code(304).send();
     return reply.code(200).type(record.mediaType).header('Content-Length', record.size).send();
   });
 
   app.get<{ Params: { name: string; reference: string } }>(path, { exposeHeadRoute: false }, async (request, reply) => {
-    const record = await fetch(request, true);
+    const record = await fetch(request, reply, true);
     reply.header('Docker-Content-Digest', record.digest).header('ETag', `"${record.digest}"`);
     if (notModified(request, record.digest)) return reply.code(304).send();
     const bytes = await ctx.manifests.read(record);

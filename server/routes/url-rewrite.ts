@@ -6,13 +6,21 @@
 const REPO_PATH = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
 export const REPO_PREFIX = '/v2/_r/';
 
-export function rewriteRegistryUrl(url: string): string {
+/**
+ * `namespaceFor` maps containerd's `?ns=<registry host>` to the local proxy namespace of that
+ * registry: `/v2/library/nginx/manifests/latest?ns=docker.io` names `<namespace>/library/nginx`, so
+ * access checks and everything after see the local name.
+ */
+export function rewriteRegistryUrl(url: string, namespaceFor?: (ns: string) => string | undefined): string {
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
   const m = REPO_PATH.exec(path);
   if (!m) return url;
   const [, name, kind, rest] = m as unknown as [string, string, string, string];
+  const ns = namespaceFor && query.includes('ns=') ? new URLSearchParams(query.slice(1)).get('ns') : null;
+  const namespace = ns !== null ? namespaceFor?.(ns) : undefined;
+  const local = namespace !== undefined ? `${namespace}/${name}` : name;
   // A client that sends the rewritten form itself gets it rewritten again, into an invalid name.
-  return `${REPO_PREFIX}${encodeURIComponent(name)}/${kind}/${rest}${query}`;
+  return `${REPO_PREFIX}${encodeURIComponent(local)}/${kind}/${rest}${query}`;
 }

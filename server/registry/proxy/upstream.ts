@@ -77,6 +77,8 @@ export class Upstream {
   readonly namespace: string;
   readonly hosts: readonly string[];
   readonly tagTtlMs: number;
+  /** The first configured URL, for messages. */
+  readonly url: string;
   private readonly limiter: UpstreamLimiter;
   private readonly tokens: TokenCache;
   /** The last challenge each base URL sent, so later requests send credentials at once. */
@@ -94,6 +96,7 @@ export class Upstream {
     this.namespace = config.namespace;
     this.hosts = config.hosts;
     this.tagTtlMs = config.tagTtlMs;
+    this.url = config.urls[0] ?? '';
     this.now = options.now ?? Date.now;
     this.limiter = new UpstreamLimiter({
       maxConcurrent: config.maxConcurrent,

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import type { ManifestRecord, MetadataStore } from '../../../storage-drivers/metadata/types.js';
+import { OciError } from '../../errors.js';
+import { MEDIA_TYPES } from '../manifest-parse.js';
+import type { ManifestService } from '../manifests.js';
+import type { Reference } from '../references.js';
+import { UpstreamUnavailableError } from './errors.js';
+import type { ProxyTarget } from './namespaces.js';
+import { upstreamFailure } from './refusals.js';
+
+/*
+ * Manifests of a proxy namespace. A digest names immutable content: once cached it is served from
+ * here and the upstream is never asked again. A tag is checked at the upstream at most once per
+ * tagTtlSeconds across all processes: the "last checked" mark is a metadata lease named for the tag,
+ * taken for the TTL by whichever request checks first. The store has no generic key/value facility,
+ * and a lease is exactly "someone checked within the TTL", shared by every process and expiring by
+ * itself (and it keeps concurrent checks of one tag to one).
+ */
+
+/** Everything Berth can store, asked of the upstream whatever the client sent: the cache serves every client. */
+const ACCEPT = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerList, MEDIA_TYPES.dockerManifest];
+
+export interface CachedManifest {
+  record: ManifestRecord;
+  /** Set when the cached copy is served because the upstream could not be asked: the Warning header's text. */
+  stale?: string;
+}
+
+export interface ManifestCacheOptions {
+  metadata: MetadataStore;
+  manifests: ManifestService;
+  /** A cached copy served because the upstream is unavailable (metrics). */
+  onStale?: ((upstream: string) => void) | undefined;
+}
+
+export function tagCheckLease(repo: string, tag: string): string {
+  return `proxy-tag-checked:${repo}:${tag}`;
+}
+
+export class ManifestCache {
+  constructor(private readonly options: ManifestCacheOptions) {}
+
+  /** The manifest `reference` names in the proxy repository `repo`, from the cache or fetched into it. */
+  async resolve(repo: string, target: ProxyTarget, reference: Reference): Promise<CachedManifest> {
+    if (reference.kind === 'digest') {
+      const cached = await this.options.metadata.getManifest(repo, reference.digest.value);
+      if (cached) return { record: cached };
+      return { record: await this.fetch(repo, target, reference.digest.value, []) };
+    }
+    return this.resolveTag(repo, target, reference.tag);
+  }
+
+  private async resolveTag(repo: string, target: ProxyTarget, tag: string): Promise<CachedManifest> {
+    const { metadata } = this.options;
+    const { upstream, remoteRepo } = target;
+    const cached = await metadata.getTaggedManifest(repo, tag);
+    const lease = tagCheckLease(repo, tag);
+    const holder = randomUUID();
+    // Without a cached copy there is nothing to serve but the upstream's answer, so no mark is consulted.
+    if (cached && upstream.tagTtlMs > 0 && !(await metadata.acquireLease(lease, holder, upstream.tagTtlMs))) return { record: cached };
+    let head;
+    try {
+      head = await upstream.headManifest(remoteRepo, tag, ACCEPT);
+    } catch (err) {
+      // The next request asks again rather than trusting a check that did not happen.
+      if (cached) await metadata.releaseLease(lease, holder);
+      if (cached && err instanceof UpstreamUnavailableError) {
+        this.options.onStale?.(upstream.namespace);
+        return { record: cached, stale: `110 - "Response is stale: upstream ${upstream.namespace} unavailable: ${oneLine(err.message)}"` };
+      }
+      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+    }
+    if (head === undefined) {
+      if (cached) await metadata.releaseLease(lease, holder);
+      throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${remoteRepo} at upstream ${upstream.namespace}`);
+    }
+    if (cached?.digest === head.digest) return { record: cached };
+    const known = await metadata.getManifest(repo, head.digest);
+    if (known) {
+      // The content is here already (pulled by digest, or the tag moved back): only the tag moves.
+      const bytes = await this.options.manifests.read(known);
+      await this.options.manifests.cache(repo, [tag], bytes, known.mediaType);
+      return { record: known };
+    }
+    return { record: await this.fetch(repo, target, head.digest, [tag]) };
+  }
+
+  private async fetch(repo: string, target: ProxyTarget, digest: string, tags: string[]): Promise<ManifestRecord> {
+    let fetched;
+    try {
+      fetched = await target.upstream.getManifest(target.remoteRepo, digest, ACCEPT);
+    } catch (err) {
+      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+    }
+    await this.options.manifests.cache(repo, tags, fetched.bytes, fetched.mediaType);
+    const record = await this.options.metadata.getManifest(repo, fetched.digest);
+    if (!record) throw new OciError('UNAVAILABLE', `manifest ${fetched.digest} was cached but is gone again (garbage collection?); retry`);
+    return record;
+  }
+}
+
+/** Header values must not hold line breaks or quotes that would end the warning text. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n"]+/g, ' ').slice(0, 300);
+}

@@ -1,0 +1,83 @@
+// The pull-through cache in a server process: one Upstream per configured upstream (built before the
+// app, since the URL rewrite needs them for containerd's `?ns=`), the fills and the two caches the
+// manifest and blob routes consult, and the hook that keeps proxy namespaces read-only.
+import type { FastifyInstance } from 'fastify';
+import type { BlobDriver } from '../../../storage-drivers/blob/types.js';
+import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
+import type { BerthConfig } from '../../config.js';
+import { sendError } from '../../errors.js';
+import { REPO_PREFIX } from '../../routes/url-rewrite.js';
+import type { ManifestService } from '../manifests.js';
+import type { Quotas } from '../quotas/service.js';
+import { BlobCache } from './blob-cache.js';
+import { BlobFills } from './fills.js';
+import { ManifestCache } from './manifest-cache.js';
+import { ProxyNamespaces, type ProxyTarget } from './namespaces.js';
+import { readOnlyRefusal } from './refusals.js';
+import { Upstream, type UpstreamObserver } from './upstream.js';
+import { resolveUpstreams } from './upstreams.js';
+
+export interface ProxyRuntime {
+  readonly namespaces: ProxyNamespaces;
+  readonly manifests: ManifestCache;
+  readonly blobs: BlobCache;
+  readonly fills: BlobFills;
+}
+
+export interface ProxyObservers {
+  upstream?: UpstreamObserver | undefined;
+  /** A cached manifest served because its upstream was unavailable. */
+  stale?: ((upstream: string) => void) | undefined;
+}
+
+/** The configured upstreams (passwords and CA files read now: a ConfigError names what is missing). */
+export function buildProxyNamespaces(config: BerthConfig, observers: ProxyObservers = {}): ProxyNamespaces {
+  const resolved = resolveUpstreams(config.proxy);
+  return new ProxyNamespaces(resolved.map((upstream) => new Upstream(upstream, { observer: observers.upstream })));
+}
+
+export interface ProxySetup {
+  config: BerthConfig;
+  namespaces: ProxyNamespaces;
+  driver: BlobDriver;
+  metadata: MetadataStore;
+  manifests: ManifestService;
+  quotas: Quotas;
+  observers?: ProxyObservers | undefined;
+}
+
+/** Wires the pull-through cache into `app`; undefined (nothing wired) when no upstream is configured. */
+export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntime | undefined {
+  const { namespaces, metadata } = setup;
+  if (namespaces.size === 0) return undefined;
+  const fills = new BlobFills(setup.driver, metadata, { maxFillBytes: setup.config.proxy.maxFillBytes });
+  const runtime: ProxyRuntime = {
+    namespaces,
+    fills,
+    manifests: new ManifestCache({ metadata, manifests: setup.manifests, onStale: setup.observers?.stale }),
+    blobs: new BlobCache({ metadata, fills, quotas: setup.quotas, log: app.log }),
+  };
+  // Every change to a repository (manifest PUT/DELETE, blob DELETE, uploads, mounts) is a method other
+  // than GET and HEAD under /v2/_r/<name>/: one hook refuses them all, before any body is read.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method === 'GET' || request.method === 'HEAD') return;
+    const target = targetOfUrl(namespaces, request.url);
+    if (target) return sendError(reply, readOnlyRefusal(target));
+  });
+  app.addHook('onClose', async () => {
+    for (const upstream of namespaces.all()) upstream.close();
+  });
+  return runtime;
+}
+
+function targetOfUrl(namespaces: ProxyNamespaces, url: string): ProxyTarget | undefined {
+  if (!url.startsWith(REPO_PREFIX)) return undefined;
+  const encoded = url.slice(REPO_PREFIX.length).split('/')[0] ?? '';
+  let name: string;
+  try {
+    name = decodeURIComponent(encoded);
+  } catch {
+    return undefined;
+  }
+  return namespaces.resolve(name);
+}
