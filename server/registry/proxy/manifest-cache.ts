@@ -56,14 +56,19 @@ export class ManifestCache {
     const cached = await metadata.getTaggedManifest(repo, tag);
     const lease = tagCheckLease(repo, tag);
     const holder = randomUUID();
-    // Without a cached copy there is nothing to serve but the upstream's answer, so no mark is consulted.
-    if (cached && upstream.tagTtlMs > 0 && !(await metadata.acquireLease(lease, holder, upstream.tagTtlMs))) return { record: cached };
+    // Not taking the mark means another request checked within the TTL (or is checking now). Without a
+    // cached copy there is nothing to serve but the upstream's answer, so the upstream is asked anyway.
+    const held = upstream.tagTtlMs > 0 && (await metadata.acquireLease(lease, holder, upstream.tagTtlMs));
+    if (cached && upstream.tagTtlMs > 0 && !held) return { record: cached };
+    // A check that failed must not count as one: the next request asks again.
+    const forget = async () => {
+      if (held) await metadata.releaseLease(lease, holder);
+    };
     let head;
     try {
       head = await upstream.headManifest(remoteRepo, tag, ACCEPT);
     } catch (err) {
-      // The next request asks again rather than trusting a check that did not happen.
-      if (cached) await metadata.releaseLease(lease, holder);
+      await forget();
       if (cached && err instanceof UpstreamUnavailableError) {
         this.options.onStale?.(upstream.namespace);
         return { record: cached, stale: `110 - "Response is stale: upstream ${upstream.namespace} unavailable: ${oneLine(err.message)}"` };
@@ -71,7 +76,7 @@ export class ManifestCache {
       throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
     }
     if (head === undefined) {
-      if (cached) await metadata.releaseLease(lease, holder);
+      await forget();
       throw new OciError('MANIFEST_UNKNOWN', `tag ${tag} is not in repository ${remoteRepo} at upstream ${upstream.namespace}`);
     }
     if (cached?.digest === head.digest) return { record: cached };
@@ -82,7 +87,12 @@ export class ManifestCache {
       await this.options.manifests.cache(repo, [tag], bytes, known.mediaType);
       return { record: known };
     }
-    return { record: await this.fetch(repo, target, head.digest, [tag]) };
+    try {
+      return { record: await this.fetch(repo, target, head.digest, [tag]) };
+    } catch (err) {
+      await forget();
+      throw err;
+    }
   }
 
   private async fetch(repo: string, target: ProxyTarget, digest: string, tags: string[]): Promise<ManifestRecord> {
