@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../server/app.js';
+import { parseConfig } from '../../server/config.js';
+import { assembleStorageStack, type StorageStack } from '../../server/storage-stack.js';
+import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
+import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
+import { RegistryClient, randomBlob, type Blob } from '../helpers/oci.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+
+/**
+ * Two Berth apps over one storage and metadata store (as two processes of one deployment) and 20
+ * clients missing one cold 64 MiB blob through them at once: the upstream serves it once.
+ */
+describe('proxy namespaces: a cold blob pulled by many clients through two Berths', () => {
+  let upstream: TestRegistry;
+  const blobGets: string[] = [];
+  let big: Blob;
+  let dir: string;
+  let storage: StorageStack;
+  const apps: FastifyInstance[] = [];
+  const urls: string[] = [];
+
+  before(async () => {
+    upstream = await startTestRegistry({
+      deps: {
+        plugins: async (app: FastifyInstance) => {
+          app.addHook('onRequest', async (request) => {
+            if (request.method === 'GET' && request.url.includes('/blobs/')) blobGets.push(request.url);
+          });
+        },
+      },
+    });
+    big = randomBlob(64 * 1024 * 1024);
+    await new RegistryClient(upstream.url).pushBlob('team/big', big);
+    dir = await mkdtemp(join(tmpdir(), 'berth-fanout-'));
+    const config = parseConfig({
+      dataDir: dir,
+      log: { level: 'silent' },
+      proxy: { upstreams: [{ namespace: 'hub', urls: [upstream.url], timeoutSeconds: 10 }] },
+    });
+    storage = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata') }) });
+    for (let i = 0; i < 2; i++) {
+      const app = await buildApp({ config, storage });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const address = app.server.address();
+      if (!address || typeof address === 'string') throw new Error('no address');
+      apps.push(app);
+      urls.push(`http://127.0.0.1:${address.port}`);
+    }
+  });
+  after(async () => {
+    for (const app of apps) await app.close();
+    await storage?.close();
+    await upstream?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('makes exactly one upstream blob GET, and every client gets verified bytes', async () => {
+    const pulls = Array.from({ length: 20 }, async (_, i) => {
+      const res = await fetch(`${urls[i % 2] ?? ''}/v2/hub/team/big/blobs/${big.digest}`);
+      assert.equal(res.status, 200);
+      const hash = createHash('sha256');
+      for await (const chunk of res.body ?? []) hash.update(chunk as Uint8Array);
+      return `sha256:${hash.digest('hex')}`;
+    });
+    const digests = await Promise.all(pulls);
+    assert.deepEqual(new Set(digests), new Set([big.digest]));
+    assert.equal(blobGets.length, 1, blobGets.join('\n'));
+
+    // Once committed it is linked, ordinary content: HEAD answers from the link, no upstream request.
+    const deadline = Date.now() + 10_000;
+    while (!(await storage.metadata.getBlobLink('hub/team/big', big.digest))) {
+      if (Date.now() > deadline) throw new Error('the filled blob was never linked into hub/team/big');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const head = await fetch(`${urls[1] ?? ''}/v2/hub/team/big/blobs/${big.digest}`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(big.data.length));
+    assert.equal(blobGets.length, 1);
+  });
+});
