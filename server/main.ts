@@ -76,6 +76,8 @@ export async function startServer(options: { configFile?: string | undefined } =
     onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),
     onRetention: (event) => ops.onRetention(event),
     onEventDelivery: (observation) => ops.onEventDelivery(observation),
+    onProxyUpstream: (event) => ops.onProxyUpstream(event),
+    onProxyStale: (upstream) => ops.onProxyStale(upstream),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

@@ -13,6 +13,8 @@ import {
 import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.js';
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
+import { ProxyMetrics } from './proxy-metrics.js';
+import type { UpstreamEvent } from '../registry/proxy/upstream.js';
 import { EventMetrics } from './event-metrics.js';
 import type { LaneObservation } from '../registry/events/lane.js';
 import type { RegistryEvent } from '../registry/events/event.js';
@@ -67,6 +69,9 @@ export interface Operations {
   onPulls(event: PullCounterEvent): void;
   /** For buildApp's `onQuotaRefused`: refusals by stage and namespace. */
   onQuotaRefused(stage: QuotaStage, ns: string): void;
+  /** For buildApp's `onProxyUpstream` and `onProxyStale`: upstream requests by status, stale answers. */
+  onProxyUpstream(event: UpstreamEvent): void;
+  onProxyStale(upstream: string): void;
   /** For buildApp's `onRetention`: runs, deletions and refusals counted; deletions and refusals audited. */
   onRetention(event: RetentionRunEvent): void;
   /** For buildApp's `onEventDelivery`: deliveries, failures, dead letters and backlog per endpoint. */
@@ -101,6 +106,10 @@ export function createOperations(options: OperationsOptions): Operations {
     metrics.registry,
     config.events.endpoints.map((e) => e.name),
   );
+  const proxyMetrics = new ProxyMetrics(
+    metrics.registry,
+    config.proxy.upstreams.map((u) => u.namespace),
+  );
   let draining = false;
   let metricsPort: number | undefined;
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -127,6 +136,8 @@ export function createOperations(options: OperationsOptions): Operations {
     onGc: gcEventRecorder({ audit, metrics }),
     onPulls: (event) => metrics.recordPullCounter(event),
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
+    onProxyUpstream: (event) => proxyMetrics.recordUpstream(event),
+    onProxyStale: (upstream) => proxyMetrics.recordStale(upstream),
     onRetention: retentionEventRecorder({ audit, metrics }),
     onEventDelivery: (observation) => eventMetrics.record(observation),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
