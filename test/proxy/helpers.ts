@@ -1,8 +1,10 @@
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { proxyConfigSchema } from '../../server/registry/proxy/config.js';
 import { Upstream, type UpstreamEvent, type UpstreamOptions } from '../../server/registry/proxy/upstream.js';
 import { resolveUpstreams } from '../../server/registry/proxy/upstreams.js';
+import { RegistryClient, blob, imageManifest, randomBlob, type Blob } from '../helpers/oci.js';
 
 /** An Upstream built the way serve builds it: the config section parsed, the password resolved from `env`. */
 export function makeUpstream(
@@ -84,4 +86,24 @@ export async function until(check: () => boolean, what: string, ms = 5000): Prom
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** distribution 2.8 has no monolithic POST ?digest=: start an upload, then PUT its bytes. */
+export async function pushToDistribution(base: string, repo: string, tag: string): Promise<{ manifest: Blob; layers: Blob[] }> {
+  const client = new RegistryClient(base);
+  const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const layers = [randomBlob(150_000)];
+  for (const b of [config, ...layers]) {
+    const started = await client.fetch(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    await started.arrayBuffer();
+    assert.equal(started.status, 202);
+    const location = new URL(started.headers.get('location') ?? '', base);
+    location.searchParams.set('digest', b.digest);
+    const put = await fetch(location, { method: 'PUT', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
+    await put.arrayBuffer();
+    assert.equal(put.status, 201);
+  }
+  const manifest = imageManifest(config, layers);
+  await client.pushManifest(repo, tag, manifest);
+  return { manifest, layers };
 }

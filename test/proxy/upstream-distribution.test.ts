@@ -3,29 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { distributionAvailable, startDistribution, type Target } from '../../bench/targets.js';
 import { UpstreamNotFoundError } from '../../server/registry/proxy/errors.js';
 import type { Upstream } from '../../server/registry/proxy/upstream.js';
-import { OCI_MANIFEST, RegistryClient, blob, imageManifest, randomBlob, sha256, type Blob } from '../helpers/oci.js';
+import { OCI_MANIFEST, sha256, type Blob } from '../helpers/oci.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
-import { collect, makeUpstream } from './helpers.js';
-
-/** distribution 2.8 has no monolithic POST ?digest=: start an upload, then PUT its bytes. */
-async function pushImage(base: string, repo: string, tag: string): Promise<{ manifest: Blob; layers: Blob[] }> {
-  const client = new RegistryClient(base);
-  const config = blob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
-  const layers = [randomBlob(150_000)];
-  for (const b of [config, ...layers]) {
-    const started = await client.fetch(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-    await started.arrayBuffer();
-    assert.equal(started.status, 202);
-    const location = new URL(started.headers.get('location') ?? '', base);
-    location.searchParams.set('digest', b.digest);
-    const put = await fetch(location, { method: 'PUT', body: b.data, headers: { 'Content-Type': 'application/octet-stream' } });
-    await put.arrayBuffer();
-    assert.equal(put.status, 201);
-  }
-  const manifest = imageManifest(config, layers);
-  await client.pushManifest(repo, tag, manifest);
-  return { manifest, layers };
-}
+import { collect, makeUpstream, pushToDistribution as pushImage } from './helpers.js';
 
 /**
  * CNCF distribution (Debian's docker-registry) as an anonymous upstream: what Docker Hub, GHCR and
