@@ -13,7 +13,7 @@ import { OciError } from '../errors.js';
 import { matchesDigest, type Integrity } from './integrity.js';
 import { blobKey } from './keys.js';
 import { isExternal, MEDIA_TYPES, parseManifest } from './manifest-parse.js';
-import { assertTag, digestOf, parseDigest, type ParsedDigest, type Reference } from './references.js';
+import { assertTag, digestOf, parseDigest, type DigestAlgorithm, type ParsedDigest, type Reference } from './references.js';
 import { assertRepositoryKnown } from './repositories.js';
 import type { GcUsage, HeldPin } from './gc/usage.js';
 import { ImmutableTagRefusal } from './immutable/refusal.js';
@@ -157,13 +157,13 @@ export class ManifestService {
    * namespace's quota, recorded with its references, so GC and retention treat it as pushed content.
    * Immutable-tag rules do not apply: the upstream decides where its tags point.
    */
-  async cache(repo: string, tags: string[], bytes: Buffer, contentType: string, origin?: EventOrigin): Promise<PutResult> {
-    const digest = digestOf(bytes, 'sha256');
+  async cache(repo: string, tags: string[], bytes: Buffer, contentType: string, algorithm: DigestAlgorithm = 'sha256'): Promise<PutResult> {
+    const digest = digestOf(bytes, algorithm);
     const parsed = parseManifest(bytes, contentType);
     // Only the manifest's own bytes are pinned: the content it references is not here yet.
     const pinned = await this.pinForPut(digest, []);
     try {
-      return await this.putPinned(repo, digest, tags, [], bytes, parsed, undefined, origin, true);
+      return await this.putPinned(repo, digest, tags, [], bytes, parsed, undefined, undefined, true);
     } finally {
       await pinned.release();
     }

@@ -88,6 +88,14 @@ describe('proxy namespaces: pulling through a Berth upstream', () => {
     const res = await client.fetch(`/v2/hub/team/other/manifests/${other.manifest.digest}`, { headers: ACCEPT });
     assert.equal(res.status, 200);
     assert.equal(sha256(Buffer.from(await res.arrayBuffer())), other.manifest.digest);
+    // A HEAD of a blob not cached answers with the upstream's size (and starts its fill).
+    const layer = other.layers[0];
+    assert.ok(layer);
+    const head = await client.fetch(`/v2/hub/team/other/blobs/${layer.digest}`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(layer.size));
+    const got = await client.fetch(`/v2/hub/team/other/blobs/${layer.digest}`);
+    assert.equal(sha256(Buffer.from(await got.arrayBuffer())), layer.digest);
     const missing = await client.fetch('/v2/hub/team/nothing/manifests/v1', { headers: ACCEPT });
     assert.equal(missing.status, 404);
     assert.equal(((await missing.json()) as { errors: Array<{ code: string }> }).errors[0]?.code, 'MANIFEST_UNKNOWN');

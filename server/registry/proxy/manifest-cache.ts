@@ -3,7 +3,7 @@ import type { ManifestRecord, MetadataStore } from '../../../storage-drivers/met
 import { OciError } from '../../errors.js';
 import { MEDIA_TYPES } from '../manifest-parse.js';
 import type { ManifestService } from '../manifests.js';
-import type { Reference } from '../references.js';
+import { parseDigest, type Reference } from '../references.js';
 import { UpstreamUnavailableError } from './errors.js';
 import type { ProxyTarget } from './namespaces.js';
 import { upstreamFailure } from './refusals.js';
@@ -45,7 +45,11 @@ export class ManifestCache {
     if (reference.kind === 'digest') {
       const cached = await this.options.metadata.getManifest(repo, reference.digest.value);
       if (cached) return { record: cached };
-      return { record: await this.fetch(repo, target, reference.digest.value, []) };
+      try {
+        return { record: await this.fetch(repo, target, reference.digest.value, []) };
+      } catch (err) {
+        throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+      }
     }
     return this.resolveTag(repo, target, reference.tag);
   }
@@ -69,11 +73,7 @@ export class ManifestCache {
       head = await upstream.headManifest(remoteRepo, tag, ACCEPT);
     } catch (err) {
       await forget();
-      if (cached && err instanceof UpstreamUnavailableError) {
-        this.options.onStale?.(upstream.namespace);
-        return { record: cached, stale: `110 - "Response is stale: upstream ${upstream.namespace} unavailable: ${oneLine(err.message)}"` };
-      }
-      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+      return this.staleOr(cached, upstream.namespace, err);
     }
     if (head === undefined) {
       await forget();
@@ -84,25 +84,30 @@ export class ManifestCache {
     if (known) {
       // The content is here already (pulled by digest, or the tag moved back): only the tag moves.
       const bytes = await this.options.manifests.read(known);
-      await this.options.manifests.cache(repo, [tag], bytes, known.mediaType);
+      await this.options.manifests.cache(repo, [tag], bytes, known.mediaType, parseDigest(known.digest).algorithm);
       return { record: known };
     }
     try {
       return { record: await this.fetch(repo, target, head.digest, [tag]) };
     } catch (err) {
       await forget();
-      throw err;
+      return this.staleOr(cached, upstream.namespace, err);
     }
   }
 
-  private async fetch(repo: string, target: ProxyTarget, digest: string, tags: string[]): Promise<ManifestRecord> {
-    let fetched;
-    try {
-      fetched = await target.upstream.getManifest(target.remoteRepo, digest, ACCEPT);
-    } catch (err) {
-      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+  /** The cached copy with a warning when the upstream is unavailable; otherwise the failure, as a client hears it. */
+  private staleOr(cached: ManifestRecord | undefined, upstream: string, err: unknown): CachedManifest {
+    if (cached && err instanceof UpstreamUnavailableError) {
+      this.options.onStale?.(upstream);
+      return { record: cached, stale: `110 - "Response is stale: upstream ${upstream} unavailable: ${oneLine(err.message)}"` };
     }
-    await this.options.manifests.cache(repo, tags, fetched.bytes, fetched.mediaType);
+    throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+  }
+
+  private async fetch(repo: string, target: ProxyTarget, digest: string, tags: string[]): Promise<ManifestRecord> {
+    // Upstream errors go up as they are: the caller decides between a stale copy and a client error.
+    const fetched = await target.upstream.getManifest(target.remoteRepo, digest, ACCEPT);
+    await this.options.manifests.cache(repo, tags, fetched.bytes, fetched.mediaType, parseDigest(fetched.digest).algorithm);
     const record = await this.options.metadata.getManifest(repo, fetched.digest);
     if (!record) throw new OciError('UNAVAILABLE', `manifest ${fetched.digest} was cached but is gone again (garbage collection?); retry`);
     return record;
