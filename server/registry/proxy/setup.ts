@@ -64,7 +64,15 @@ export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntim
     const target = targetOfUrl(namespaces, request.url);
     if (target) return sendError(reply, readOnlyRefusal(target));
   });
+  // What killed fills left under fills/ goes with the upload sweep, by the same idle rule: untouched for
+  // uploads.idleTimeoutSeconds and no process holding the fill's lease.
+  const sweep = setInterval(() => {
+    const cutoff = new Date(Date.now() - setup.config.uploads.idleTimeoutSeconds * 1000);
+    fills.sweepFills(cutoff).catch((err: unknown) => app.log.warn({ err }, 'fill sweep failed'));
+  }, setup.config.uploads.sweepIntervalSeconds * 1000);
+  sweep.unref();
   app.addHook('onClose', async () => {
+    clearInterval(sweep);
     for (const upstream of namespaces.all()) upstream.close();
   });
   return runtime;
