@@ -70,6 +70,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onEvent: (event) => ops.onEvent(event),
     onUploadActive: (delta) => ops.onUploadActive(delta),
     onIntegrity: (event) => ops.onIntegrity(event),
+    onBlobRead: (event) => ops.onBlobRead(event),
     onGc: (event) => ops.onGc(event),
     onPulls: (event) => ops.onPulls(event),
     onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),

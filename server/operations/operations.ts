@@ -51,6 +51,8 @@ export interface Operations {
   onUploadActive(delta: 1 | -1): void;
   /** For buildApp's `onIntegrity`. */
   onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
+  /** For buildApp's `onBlobRead`: storage reads opened and shared-read joins counted. */
+  onBlobRead(event: 'storage_read' | 'shared_join'): void;
   /** For buildApp's `onGc`: background GC passes counted, its deletions audited. */
   onGc(event: GcEvent): void;
   /** For buildApp's `onPulls`: pull counting and its flushes in the metrics. */
@@ -113,6 +115,7 @@ export function createOperations(options: OperationsOptions): Operations {
     },
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
+    onBlobRead: (event) => (event === 'storage_read' ? metrics.blobStorageReads.inc() : metrics.blobSharedReadJoins.inc()),
     onGc: gcEventRecorder({ audit, metrics }),
     onPulls: (event) => metrics.recordPullCounter(event),
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
