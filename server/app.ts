@@ -11,6 +11,8 @@ import type { BerthConfig } from './config.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
 import { SharedReads } from './registry/shared-reads.js';
+import { LookupCoalescer } from './registry/lookup-coalescer.js';
+import type { ManifestRecord } from '../storage-drivers/metadata/types.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
@@ -77,6 +79,8 @@ export interface AppDeps {
   isImmutable?: IsImmutable;
   /** A blob read opened on storage, or a GET that joined a shared read in flight (metrics). */
   onBlobRead?: (event: BlobReadEvent) => void;
+  /** A resolution of a tag: its own metadata lookup, or shared with others in flight (metrics). */
+  onTagLookup?: (shared: boolean) => void;
   /** Event deliveries, failures, dead letters and backlog (metrics). */
   onEventDelivery?: (observation: LaneObservation<RegistryEventRecord>) => void;
 }
@@ -200,7 +204,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     manifests: new ManifestService(
       driver,
       metadata,
-      { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
+      {
+        requireIndexChildren: config.manifests.requireIndexChildren,
+        immutableTags: new ImmutableTagRules(config.immutableTags.rules),
+        ...(config.metadata.coalesceTagLookups ? { tagLookups: new LookupCoalescer<ManifestRecord | undefined>((shared) => deps.onTagLookup?.(shared)) } : {}),
+      },
       integrity,
       usage,
       quotas,

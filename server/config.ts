@@ -129,6 +129,12 @@ export const configSchema = z
           .strict()
           .prefault({}),
         redis: redisConfigSchema.optional(),
+        coalesceTagLookups: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Concurrent HEADs and GETs of one tag in a process share metadata lookups: a burst costs two round trips, and each answer is still as new as its request (no cached answers; see docs/performance.md).',
+          ),
       })
       .strict()
       .prefault({}),

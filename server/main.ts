@@ -71,6 +71,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onUploadActive: (delta) => ops.onUploadActive(delta),
     onIntegrity: (event) => ops.onIntegrity(event),
     onBlobRead: (event) => ops.onBlobRead(event),
+    onTagLookup: (shared) => ops.onTagLookup(shared),
     onGc: (event) => ops.onGc(event),
     onPulls: (event) => ops.onPulls(event),
     onQuotaRefused: (stage, ns) => ops.onQuotaRefused(stage, ns),
