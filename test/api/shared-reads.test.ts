@@ -279,6 +279,29 @@ describe('shared reads: S3 (s3rver)', () => {
     }
   });
 
+  it('clients that all leave stop the read and the spool file is removed', async () => {
+    const r = await startS3();
+    try {
+      const layer = randomBlob(8 * MiB);
+      await r.client.pushBlob('hot/left', layer);
+      const gate = r.gate(MiB);
+      const url = `${r.reg.url}/v2/hot/left/blobs/${layer.digest}`;
+      const responses: Readable[] = [];
+      const all = Array.from({ length: 5 }, () => fetchBlob(url, { onResponse: (res) => responses.push(res) }));
+      await until('4 joins and 5 responses', () => r.joins() === 4 && responses.length === 5);
+      assert.equal((await readdir(spool.path)).length, 1);
+      for (const res of responses) res.destroy();
+      for (const res of await Promise.all(all)) assert.equal(res.complete, false);
+      await until('spool emptied', async () => (await readdir(spool.path)).length === 0);
+      gate.release();
+      // Nothing of the abandoned read lingers: the next GET reads afresh and gets every byte.
+      assert.deepEqual(await fetchBlob(url), { status: 200, complete: true, bytes: layer.data.length, digest: layer.digest });
+      assert.equal(r.reads(), 2);
+    } finally {
+      await r.close();
+    }
+  });
+
   it('ranged GETs and blobs under minBytes read storage per request', async () => {
     const r = await startS3();
     try {
