@@ -11,6 +11,8 @@ import type { ParsedDigest } from './references.js';
  *   journal/repositories/<repo>/_tags/<tag>
  *   quarantine/<alg>/<hex>/<ms>-<reason>     bytes found corrupt, outside blobs/ so they are never served
  *   scrub/cursor                             where an interrupted scrub resumes
+ *   fills/<alg>/<hex>/state                  a pull-through fill of the blob: its attempt, size and outcome
+ *   fills/<alg>/<hex>/<attempt>/<index>      the fill's bytes so far, in fixed-size chunks any process reads
  * Which repository may see which blob lives in the metadata store, never in these keys. Repository
  * names never contain a component starting with '_', so the journal markers cannot collide with one.
  */
@@ -21,6 +23,29 @@ export const JOURNAL_ROOT = 'journal/repositories';
 export const QUARANTINE_ROOT = 'quarantine';
 /** The scrub's cursor: in storage, next to what it walks, so any process can resume it. */
 export const SCRUB_CURSOR_KEY = 'scrub/cursor';
+
+/** Outside `blobs/`: a fill's bytes are unverified until the whole blob hashes right. */
+export const FILLS_ROOT = 'fills';
+
+export function fillDir(digest: ParsedDigest): string {
+  return `${FILLS_ROOT}/${digest.algorithm}/${digest.hex}`;
+}
+
+export function fillStateKey(digest: ParsedDigest): string {
+  return `${fillDir(digest)}/state`;
+}
+
+export function fillChunkKey(digest: ParsedDigest, attempt: string, index: number): string {
+  return `${fillDir(digest)}/${attempt}/${index}`;
+}
+
+const FILL_KEY = /^fills\/(sha256|sha512)\/([0-9a-f]+)\//;
+
+/** The `fills/<alg>/<hex>` directory `key` lies in, or undefined when `key` is no fill's. */
+export function fillDirOfKey(key: string): string | undefined {
+  const m = FILL_KEY.exec(key);
+  return m ? `${FILLS_ROOT}/${m[1] as string}/${m[2] as string}` : undefined;
+}
 
 export function blobKey(digest: ParsedDigest): string {
   return `${BLOBS_ROOT}/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/data`;

@@ -18,7 +18,7 @@ import {
 export interface BlobOperation {
   /** The wrapped driver's name. */
   driver: string;
-  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `deleteMany`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
+  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `deleteMany`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, `compose`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
   op: string;
   seconds: number;
   /** Class name of the error the caller saw (after mapping), when the operation failed. */
@@ -42,6 +42,7 @@ class InstrumentedDriver implements BlobDriver {
   readonly redirectUrl?: (key: string) => Promise<string | undefined>;
   readonly sweep?: (olderThan: Date, isLive: (key: string) => Promise<boolean>) => Promise<number>;
   readonly openSender?: (key: string, options?: ReadOptions) => Promise<BlobSender>;
+  readonly compose?: (parts: string[], to: string) => Promise<void>;
 
   constructor(
     private readonly inner: BlobDriver,
@@ -52,6 +53,8 @@ class InstrumentedDriver implements BlobDriver {
     if (redirect) this.redirectUrl = (key) => this.run('redirectUrl', [key], () => redirect(key));
     const sweep = inner.sweep?.bind(inner);
     if (sweep) this.sweep = (olderThan, isLive) => this.run('sweep', [], () => sweep(olderThan, isLive));
+    const compose = inner.compose?.bind(inner);
+    if (compose) this.compose = (parts, to) => this.run('compose', [...parts, to], () => compose(parts, to));
     const openSender = inner.openSender?.bind(inner);
     if (openSender) this.openSender = (key, options) => this.run('openSender', [key], () => openSender(key, options));
   }

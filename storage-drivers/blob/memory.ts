@@ -79,6 +79,11 @@ export class MemoryDriver implements BlobDriver {
     return new MemoryWriter(this, key, state as InProgress, options.signal);
   }
 
+  async compose(parts: string[], to: string): Promise<void> {
+    const data = Buffer.concat(parts.map((part) => this.object(part).data));
+    this.objects.set(to, { data, modifiedAt: new Date() });
+  }
+
   async move(from: string, to: string): Promise<void> {
     const object = this.object(from);
     this.objects.delete(from);

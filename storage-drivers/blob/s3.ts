@@ -20,6 +20,8 @@ import { discardInProgress, freshState, parseState, stateSize, type UploadState 
 import { S3Keys } from './s3-keys.js';
 import { planParts, S3_LIMITS, type S3Limits } from './s3-parts.js';
 import { copySource, multipartCopy } from './s3-copy.js';
+import { composeByPartCopy, composableAsParts } from './s3-compose.js';
+import { streamParts } from './compose.js';
 import { sweepInProgress } from './s3-sweep.js';
 import { S3Writer } from './s3-writer.js';
 import {
@@ -208,6 +210,20 @@ export class S3BlobDriver implements BlobDriver {
       if (isNotFound(err) || errorName(err) === 'NoSuchUpload') throw new InProgressLostError(key, 'lost its multipart upload');
       throw unavailable('ListParts', this.keys.object(key), err);
     }
+  }
+
+  async compose(parts: string[], to: string): Promise<void> {
+    const sizes = await Promise.all(parts.map(async (part) => (await this.stat(part)).size));
+    const copied =
+      composableAsParts(sizes, this.ctx.limits) &&
+      (await composeByPartCopy(
+        this.ctx,
+        parts.map((part) => this.keys.object(part)),
+        this.keys.object(to),
+      ));
+    // Parts S3 cannot copy as parts (small, huge, none), or a server without UploadPartCopy: the
+    // bytes pass through this process.
+    if (!copied) await streamParts(this, parts, to);
   }
 
   async move(from: string, to: string): Promise<void> {

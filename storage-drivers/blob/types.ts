@@ -112,6 +112,13 @@ export interface BlobDriver {
   deleteMany(keys: string[]): Promise<DeleteManyResult>;
   /** Every committed key under `prefix/` (recursively), in no particular order. */
   list(prefix: string): AsyncIterable<string>;
+  /**
+   * Writes the committed objects at `parts`, in order, as one committed object at `to` (replacing it)
+   * without the bytes passing through this process where the backend can (S3: UploadPartCopy). The
+   * parts stay. Throws BlobNotFoundError if a part is missing, and then nothing is written at `to`.
+   * Callers use composeParts (compose.ts), which streams the parts where a driver has no compose.
+   */
+  compose?(parts: string[], to: string): Promise<void>;
   /** A faster path than `reader` for serving an object to a socket, where the driver has one. */
   openSender?(key: string, options?: ReadOptions): Promise<BlobSender>;
   /** A URL the client may be redirected to for a GET of `key`, when the driver supports it. */

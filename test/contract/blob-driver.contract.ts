@@ -19,6 +19,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { composeParts } from '../../storage-drivers/blob/compose.js';
 import { instrument } from '../../storage-drivers/blob/instrumented.js';
 import {
   BlobNotFoundError,
@@ -878,6 +879,48 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         }
         assert.deepEqual(await driver.get(k('sweep/committed')), Buffer.from('kept'), 'committed objects are never swept');
         await driver.delete(k('sweep'));
+      });
+    });
+
+    describe('compose', () => {
+      // Through composeParts: the driver's own compose where it has one, the streaming fallback otherwise.
+      async function writeParts(sizes: number[]): Promise<{ keys: string[]; whole: Buffer }> {
+        const keys: string[] = [];
+        let offset = 0;
+        for (const [i, size] of sizes.entries()) {
+          const key = k(`compose/part-${i}`);
+          const writer = await driver.writer(key, {});
+          await writer.write(source(bytes(size, offset)));
+          await writer.commit();
+          keys.push(key);
+          offset += size;
+        }
+        return { keys, whole: bytes(offset) };
+      }
+
+      it('concatenates parts S3 could copy as parts (5 MiB and more but the last), leaving the parts', async () => {
+        const { keys, whole } = await writeParts([5 * MiB, 5 * MiB + 3, 1234]);
+        await composeParts(driver, keys, k('compose/whole'));
+        assert.equal((await other.stat(k('compose/whole'))).size, whole.length);
+        const read = await hashAll(await other.reader(k('compose/whole')));
+        assert.equal(read.digest, createHash('sha256').update(whole).digest('hex'), 'the parts in order');
+        for (const key of keys) assert.equal((await driver.stat(key)).size > 0, true, `part ${key} stays`);
+        await driver.delete(k('compose'));
+      });
+
+      it('concatenates small parts, replacing what was at the target', async () => {
+        const { keys, whole } = await writeParts([10, 1, 70_000]);
+        await driver.put(k('compose/whole'), Buffer.from('old'));
+        await composeParts(driver, keys, k('compose/whole'));
+        assert.deepEqual(await readAll(await other.reader(k('compose/whole'))), whole);
+        await driver.delete(k('compose'));
+      });
+
+      it('writes nothing at the target when a part is missing', async () => {
+        const { keys } = await writeParts([5 * MiB, 10]);
+        await assert.rejects(composeParts(driver, [...keys, k('compose/missing')], k('compose/whole')), BlobNotFoundError);
+        await rejectsWith(() => driver.stat(k('compose/whole')), BlobNotFoundError, 'no object at the target');
+        await driver.delete(k('compose'));
       });
     });
 
