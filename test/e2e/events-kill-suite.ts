@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { EndpointState, EventMetadata } from '../../storage-drivers/metadata/event-types.js';
 import { verifySignature } from '../../server/registry/events/signature.js';
-import { startBerthProcess, type BerthProcess } from '../helpers/berth-process.js';
+import { startBerthProcesses, type BerthProcess } from '../helpers/berth-process.js';
 import { RegistryClient } from '../helpers/oci.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 import { startWebhookReceiver, type ReceivedRequest, type WebhookReceiver } from '../helpers/webhook-receiver.js';
@@ -97,11 +97,7 @@ export function runKillSuite(title: string, makeStore: () => Promise<SharedStore
           ],
         },
       };
-      // Kept even when the other fails to start, so after() stops it rather than leave it running.
-      const started = await Promise.allSettled([0, 1].map(() => startBerthProcess({ dataDir: scratch.path, config })));
-      procs = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-      const failed = started.find((s) => s.status === 'rejected');
-      if (failed) throw failed.reason;
+      procs = await startBerthProcesses(2, { dataDir: scratch.path, config });
       store = await shared.open(scratch.path);
     });
     after(async () => {
