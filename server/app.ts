@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { openAccess, type Authorizer } from '../auth/types.js';
@@ -8,6 +10,9 @@ import type { StorageStack } from './storage-stack.js';
 import type { BerthConfig } from './config.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, OciError, sendError } from './errors.js';
 import { BlobService } from './registry/blobs.js';
+import { SharedReads } from './registry/shared-reads.js';
+import { LookupCoalescer } from './registry/lookup-coalescer.js';
+import type { ManifestRecord } from '../storage-drivers/metadata/types.js';
 import { Integrity, type IntegrityEvent } from './registry/integrity.js';
 import { scrub, ScrubBusyError } from './registry/scrub.js';
 import { ManifestService } from './registry/manifests.js';
@@ -77,12 +82,18 @@ export interface AppDeps {
   pullsOf?: PullsOf;
   /** The immutable-tag rule protecting a tag from retention; default: immutableTags.rules. */
   isImmutable?: IsImmutable;
+  /** A blob read opened on storage, or a GET that joined a shared read in flight (metrics). */
+  onBlobRead?: (event: BlobReadEvent) => void;
+  /** A resolution of a tag: its own metadata lookup, or shared with others in flight (metrics). */
+  onTagLookup?: (shared: boolean) => void;
   /** Event deliveries, failures, dead letters and backlog (metrics). */
   onEventDelivery?: (observation: LaneObservation<RegistryEventRecord>) => void;
   /** Requests to proxy upstreams, and cached manifests served stale because an upstream was unavailable (metrics). */
   onProxyUpstream?: (event: UpstreamEvent) => void;
   onProxyStale?: (upstream: string) => void;
 }
+
+export type BlobReadEvent = 'storage_read' | 'shared_join';
 
 const KNOWN_PATHS = [
   new RegExp(`^${REPO_PREFIX}[^/]+/(manifests|blobs|referrers)/[^/]+$`),
@@ -183,11 +194,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           log: app.log,
         })
       : undefined;
+  const sharedConfig = config.storage.sharedReads;
+  const sharedReads =
+    (sharedConfig.enabled ?? config.storage.driver === 's3')
+      ? new SharedReads({
+          spoolDir: sharedConfig.spoolDir ?? join(tmpdir(), 'berth-spool'),
+          maxSpoolBytes: sharedConfig.maxSpoolBytes,
+          onJoin: () => deps.onBlobRead?.('shared_join'),
+          log: app.log,
+        })
+      : undefined;
+  if (sharedReads) app.addHook('onClose', async () => sharedReads.close());
   const events = setupEvents(app, { config, events: metadata.events, now, observe: deps.onEventDelivery });
   const manifests = new ManifestService(
     driver,
     metadata,
-    { requireIndexChildren: config.manifests.requireIndexChildren, immutableTags: new ImmutableTagRules(config.immutableTags.rules) },
+    {
+      requireIndexChildren: config.manifests.requireIndexChildren,
+      immutableTags: new ImmutableTagRules(config.immutableTags.rules),
+      ...(config.metadata.coalesceTagLookups ? { tagLookups: new LookupCoalescer<ManifestRecord | undefined>((shared) => deps.onTagLookup?.(shared)) } : {}),
+    },
     integrity,
     usage,
     quotas,
@@ -196,7 +222,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata, integrity, usage, quotas),
+    blobs: new BlobService(driver, metadata, integrity, usage, quotas, {
+      ...(sharedReads ? { shared: sharedReads, sharedMinBytes: sharedConfig.minBytes } : {}),
+      onStorageRead: () => deps.onBlobRead?.('storage_read'),
+    }),
     manifests,
     proxy,
     repositories: new RepositoryService(metadata),

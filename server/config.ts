@@ -58,6 +58,30 @@ export const configSchema = z
           .prefault({}),
         s3: s3ConfigSchema.optional(),
         redirect: z.boolean().default(false).describe("Answer blob GETs with a 307 to the driver's URL (S3 presigned) when it has one."),
+        sharedReads: z
+          .object({
+            enabled: z
+              .boolean()
+              .optional()
+              .describe(
+                'Concurrent full GETs of one large blob in a process share one storage read, spooled to a local file (see docs/storage-s3.md). Defaults to on for s3, off for filesystem and memory (reads there are cheap, and sendfile is faster).',
+              ),
+            minBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(1 * MiB)
+              .describe('Blobs smaller than this are read per request.'),
+            spoolDir: z.string().min(1).optional().describe('Where shared reads are spooled. Defaults to `<os tmpdir>/berth-spool`.'),
+            maxSpoolBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(4 * 1024 * MiB)
+              .describe('Spool space all shared reads of a process may hold at once; a read that does not fit is served unshared.'),
+          })
+          .strict()
+          .prefault({}),
         verifyReads: z
           .enum(['always', 'first', 'small'])
           .default('first')
@@ -106,6 +130,12 @@ export const configSchema = z
           .strict()
           .prefault({}),
         redis: redisConfigSchema.optional(),
+        coalesceTagLookups: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Concurrent HEADs and GETs of one tag in a process share metadata lookups: a burst costs two round trips, and each answer is still as new as its request (no cached answers; see docs/performance.md).',
+          ),
       })
       .strict()
       .prefault({}),

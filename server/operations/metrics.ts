@@ -152,6 +152,22 @@ export class Metrics {
     labelNames: ['store', 'op', 'error'] as const,
     registers: [this.registry],
   });
+  readonly blobStorageReads = new Counter({
+    name: 'berth_blob_storage_reads_total',
+    help: 'Reads of blob bytes opened on the storage driver to answer GETs (a shared read counts once).',
+    registers: [this.registry],
+  });
+  readonly blobSharedReadJoins = new Counter({
+    name: 'berth_blob_shared_read_joins_total',
+    help: 'Blob GETs served from a storage read already in flight in this process instead of a read of their own.',
+    registers: [this.registry],
+  });
+  readonly tagLookups = new Counter({
+    name: 'berth_manifest_tag_lookups_total',
+    help: 'Manifest HEADs and GETs by tag, by whether they shared a metadata lookup with others in flight (shared="true") or made their own.',
+    labelNames: ['shared'] as const,
+    registers: [this.registry],
+  });
   readonly integrityFailures = new Counter({
     name: 'berth_storage_integrity_failures_total',
     help: 'Stored objects found corrupt (and quarantined) or missing, by kind (blob, manifest), reason (digest_mismatch, size_mismatch, missing) and who found it (read, scrub).',

@@ -63,6 +63,10 @@ export interface Operations {
   onUploadActive(delta: 1 | -1): void;
   /** For buildApp's `onIntegrity`. */
   onIntegrity(event: { kind: string; reason: string; foundBy: string }): void;
+  /** For buildApp's `onBlobRead`: storage reads opened and shared-read joins counted. */
+  onBlobRead(event: 'storage_read' | 'shared_join'): void;
+  /** For buildApp's `onTagLookup`: tag resolutions, by whether they shared a lookup. */
+  onTagLookup(shared: boolean): void;
   /** For buildApp's `onGc`: background GC passes counted, its deletions audited. */
   onGc(event: GcEvent): void;
   /** For buildApp's `onPulls`: pull counting and its flushes in the metrics. */
@@ -133,6 +137,8 @@ export function createOperations(options: OperationsOptions): Operations {
     },
     onAuthFailure: authFailureRecorder({ audit, metrics }),
     onIntegrity: (event) => metrics.recordIntegrityFailure(event),
+    onTagLookup: (shared) => metrics.tagLookups.inc({ shared: shared ? 'true' : 'false' }),
+    onBlobRead: (event) => (event === 'storage_read' ? metrics.blobStorageReads.inc() : metrics.blobSharedReadJoins.inc()),
     onGc: gcEventRecorder({ audit, metrics }),
     onPulls: (event) => metrics.recordPullCounter(event),
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),

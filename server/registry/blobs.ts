@@ -8,6 +8,16 @@ import type { ParsedDigest } from './references.js';
 import type { GcUsage } from './gc/usage.js';
 import type { Quotas } from './quotas/service.js';
 import type { EventOrigin } from '../../storage-drivers/metadata/event-types.js';
+import type { SharedReads } from './shared-reads.js';
+
+/** How GETs read storage: shared reads of large blobs, and a count of the reads opened. */
+export interface BlobReadOptions {
+  /** Full GETs of blobs of at least `sharedMinBytes` share one storage read per process. */
+  shared?: SharedReads;
+  sharedMinBytes?: number;
+  /** A read of blob bytes was opened on the driver (metrics). */
+  onStorageRead?: () => void;
+}
 
 /** Blobs up to this size are read whole and sent as one buffer. */
 const SMALL_BLOB_BYTES = 64 * 1024;
@@ -46,6 +56,7 @@ export class BlobService {
     private readonly integrity: Integrity,
     private readonly usage: GcUsage,
     private readonly quotas?: Quotas,
+    private readonly reads: BlobReadOptions = {},
   ) {}
 
   /**
@@ -74,14 +85,26 @@ export class BlobService {
     // Configs and small layers: one read into a buffer costs a fraction of setting up a stream.
     if (!range && size <= SMALL_BLOB_BYTES) return { kind: 'buffer', status: 200, length: size, bytes: await this.read(digest, size) };
     const part: BlobPart = range ? { status: 206, length: range.end - range.start + 1, size, range } : { status: 200, length: size, size, range: undefined };
+    const { shared } = this.reads;
+    // Ranged GETs are not shared: a client resuming a pull asks for its own tail, rarely a hot one.
+    if (shared && !range && size >= (this.reads.sharedMinBytes ?? 0)) {
+      return { kind: 'stream', open: (signal) => this.openShared(shared, digest, size, signal), ...part };
+    }
     const sender = await this.openSender(digest, size, range);
     if (sender) return { kind: 'sender', sender, ...part };
     return { kind: 'stream', open: (signal) => this.open(digest, size, range, signal), ...part };
   }
 
+  /** The blob from the one read in flight for it in this process (or alone, when the spool has no room). */
+  private async openShared(shared: SharedReads, digest: ParsedDigest, size: number, signal: AbortSignal): Promise<Readable> {
+    const stream = await shared.open(digest.value, size, (sourceSignal) => this.open(digest, size, undefined, sourceSignal), signal);
+    return stream ?? this.open(digest, size, undefined, signal);
+  }
+
   /** A stream of the blob (or a range of it) that errors, never ends cleanly, when storage disagrees with `size` or the digest. */
   async open(digest: ParsedDigest, size: number, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     const stream = await this.opening(digest, () => this.driver.reader(blobKey(digest), range ? { start: range.start, end: range.end, signal } : { signal }));
+    this.reads.onStorageRead?.();
     const check = this.checkFor(digest, size, range);
     const length = range ? range.end - range.start + 1 : size;
     return guardStream(stream, length, digest.value, check, async (err) => {
@@ -96,6 +119,7 @@ export class BlobService {
     const openSender = this.driver.openSender?.bind(this.driver);
     if (!openSender) return undefined;
     const sender = await this.opening(digest, () => openSender(blobKey(digest), range ? { start: range.start, end: range.end } : {}));
+    this.reads.onStorageRead?.();
     if (sender.size !== undefined && sender.size !== size) {
       // A truncated (or grown) file: found before any byte is sent, so the client gets a clean 404.
       await sender.close();
@@ -125,6 +149,7 @@ export class BlobService {
   /** A small blob's bytes in one read, checked against `size` and (as the policy says) the digest. */
   async read(digest: ParsedDigest, size: number): Promise<Buffer> {
     const data = await this.opening(digest, () => this.driver.get(blobKey(digest)));
+    this.reads.onStorageRead?.();
     const reason =
       data.length !== size ? 'size_mismatch' : this.integrity.mustVerify(digest.value, size) && !matchesDigest(data, digest) ? 'digest_mismatch' : undefined;
     if (reason) {

@@ -1,4 +1,5 @@
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
+import type { LookupCoalescer } from './lookup-coalescer.js';
 import type { TokenImmutability } from '../../auth/tag-patterns.js';
 import {
   ImmutableTagError,
@@ -28,6 +29,8 @@ export interface ManifestOptions {
   requireIndexChildren: boolean;
   /** Which tags may be set once and never moved or deleted; none unless given. */
   immutableTags?: ImmutableTagRules;
+  /** Concurrent resolutions of one tag share metadata lookups (lookup-coalescer.ts); off unless given. */
+  tagLookups?: LookupCoalescer<ManifestRecord | undefined>;
 }
 
 /**
@@ -80,14 +83,20 @@ export class ManifestService {
 
   /** Resolves a tag or digest to the manifest record linked in `repo`. */
   async resolve(repo: string, reference: Reference): Promise<ManifestRecord> {
-    const record =
-      reference.kind === 'tag' ? await this.metadata.getTaggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
+    const record = reference.kind === 'tag' ? await this.taggedManifest(repo, reference.tag) : await this.metadata.getManifest(repo, reference.digest.value);
     if (!record) {
       await assertRepositoryKnown(this.metadata, repo);
       const what = reference.kind === 'tag' ? `tag ${reference.tag}` : `manifest ${reference.digest.value}`;
       throw new OciError('MANIFEST_UNKNOWN', `${what} is not in repository ${repo}`);
     }
     return record;
+  }
+
+  private taggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
+    const lookups = this.options.tagLookups;
+    const load = () => this.metadata.getTaggedManifest(repo, tag);
+    // A tag cannot hold a NUL byte (tags are [A-Za-z0-9_.-]), so the key is unambiguous.
+    return lookups ? lookups.get(`${repo}\0${tag}`, load) : load();
   }
 
   /**

@@ -4,7 +4,7 @@ import { CompleteMultipartUploadCommand, CreateMultipartUploadCommand, UploadPar
 import { unavailable } from './s3-errors.js';
 import { type S3Context } from './s3-objects.js';
 import { abortUpload } from './s3-upload-state.js';
-import { copyRanges, formatRange } from './s3-parts.js';
+import { copyRanges, formatRange, type ByteRange } from './s3-parts.js';
 
 /** Ranges copied at once: each is a server-side copy of up to 5 GiB. */
 const COPY_CONCURRENCY = 4;
@@ -14,19 +14,27 @@ export function copySource(bucket: string, s3Key: string): string {
   return `${bucket}/${s3Key.split('/').map(encodeURIComponent).join('/')}`;
 }
 
-/** Copies `source` (of `size` bytes) to `target` in UploadPartCopy ranges of `rangeSize` at most. */
-export async function multipartCopy(ctx: S3Context, source: string, target: string, size: number, rangeSize: number): Promise<void> {
-  const ranges = copyRanges(size, rangeSize, ctx.limits);
+/** One part of a server-side multipart copy: a whole object, or a byte range of it. */
+export interface CopyPart {
+  source: string;
+  range?: ByteRange;
+}
+
+/**
+ * Writes `target` as a multipart upload whose parts are UploadPartCopy of `parts`, in order, a few at
+ * a time. On failure the upload is aborted and the backend's error is thrown as it came.
+ */
+export async function copyAsParts(ctx: S3Context, target: string, parts: readonly CopyPart[]): Promise<void> {
   let uploadId: string | undefined;
   try {
     const created = await ctx.client.send(new CreateMultipartUploadCommand({ Bucket: ctx.bucket, Key: target, ...ctx.objectParams }));
     uploadId = created.UploadId;
     if (uploadId === undefined) throw new Error('no UploadId in the response');
-    const parts: { PartNumber: number; ETag: string }[] = [];
-    for (let i = 0; i < ranges.length; i += COPY_CONCURRENCY) {
-      const batch = ranges.slice(i, i + COPY_CONCURRENCY);
+    const done: { PartNumber: number; ETag: string }[] = [];
+    for (let i = 0; i < parts.length; i += COPY_CONCURRENCY) {
+      const batch = parts.slice(i, i + COPY_CONCURRENCY);
       const copied = await Promise.all(
-        batch.map(async (range, j) => {
+        batch.map(async (part, j) => {
           const PartNumber = i + j + 1;
           const out = await ctx.client.send(
             new UploadPartCopyCommand({
@@ -34,8 +42,8 @@ export async function multipartCopy(ctx: S3Context, source: string, target: stri
               Key: target,
               UploadId: uploadId,
               PartNumber,
-              CopySource: copySource(ctx.bucket, source),
-              CopySourceRange: formatRange(range),
+              CopySource: copySource(ctx.bucket, part.source),
+              ...(part.range ? { CopySourceRange: formatRange(part.range) } : {}),
             }),
           );
           const ETag = out.CopyPartResult?.ETag;
@@ -43,18 +51,21 @@ export async function multipartCopy(ctx: S3Context, source: string, target: stri
           return { PartNumber, ETag };
         }),
       );
-      parts.push(...copied);
+      done.push(...copied);
     }
-    await ctx.client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: ctx.bucket,
-        Key: target,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts },
-      }),
-    );
+    await ctx.client.send(new CompleteMultipartUploadCommand({ Bucket: ctx.bucket, Key: target, UploadId: uploadId, MultipartUpload: { Parts: done } }));
   } catch (err) {
     if (uploadId !== undefined) await abortUpload(ctx, target, uploadId).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Copies `source` (of `size` bytes) to `target` in UploadPartCopy ranges of `rangeSize` at most. */
+export async function multipartCopy(ctx: S3Context, source: string, target: string, size: number, rangeSize: number): Promise<void> {
+  const parts = copyRanges(size, rangeSize, ctx.limits).map((range) => ({ source, range }));
+  try {
+    await copyAsParts(ctx, target, parts);
+  } catch (err) {
     throw unavailable('multipart copy to', target, err);
   }
 }

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startBerthProcess, type BerthProcess } from '../helpers/berth-process.js';
+import { startBerthProcesses, type BerthProcess } from '../helpers/berth-process.js';
 import { blob, imageManifest, randomBlob, RegistryClient, sha256 } from '../helpers/oci.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3rver.js';
@@ -29,7 +29,7 @@ function multiProcessSuite(name: string, makeStorage: () => Promise<(dir: string
         storage: storage(dir),
         metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: `mp-${randomBytes(4).toString('hex')}:` } },
       };
-      procs = await Promise.all([0, 1, 2].map(() => startBerthProcess({ dataDir: dir, config })));
+      procs = await startBerthProcesses(3, { dataDir: dir, config });
       clients = procs.map((p) => new RegistryClient(p.url));
     });
     after(async () => {

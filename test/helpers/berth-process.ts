@@ -48,6 +48,21 @@ export interface BerthProcessOptions {
 }
 
 /**
+ * Starts `count` processes at once. If any fails to start, the ones that did are stopped before the
+ * error is thrown, so a slow machine never leaves a stray server behind to hang the run.
+ */
+export async function startBerthProcesses(count: number, options: BerthProcessOptions): Promise<BerthProcess[]> {
+  const started = await Promise.allSettled(Array.from({ length: count }, () => startBerthProcess(options)));
+  const procs = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(procs.map((p) => p.kill()));
+    throw failed.reason;
+  }
+  return procs;
+}
+
+/**
  * Starts `node bin/berth.js serve` on 127.0.0.1 and a port the OS picks (the port is read from the
  * "Berth is serving" log line, so there is no free-port race). Resolves once GET /v2/ answers.
  */

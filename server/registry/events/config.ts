@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { tagPattern } from '../retention/policy.js';
 import { actionPatternProblem } from './filter.js';
+import { outboundUrl } from '../../config-sources.js';
 
 /*
  * The `events` section of Berth's configuration (docs/events.md). Secrets are named here (a file or an
@@ -31,21 +32,8 @@ const headerSource = z.union([
     .strict(),
 ]);
 
-const endpointUrl = z
-  .string()
-  .url()
-  .superRefine((text, ctx) => {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      return; // .url() has said so already
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `must be an http or https URL, not ${url.protocol}` });
-    // URLs appear in logs, statuses and `berth events`; credentials belong in headers.
-    if (url.username || url.password)
-      ctx.addIssue({ code: 'custom', message: 'must not carry credentials: send them as a header (headers: { Authorization: { valueEnv: NAME } })' });
-  });
+// URLs appear in logs, statuses and `berth events`; credentials belong in headers.
+const endpointUrl = outboundUrl({ credentials: 'send them as a header (headers: { Authorization: { valueEnv: NAME } })' });
 
 const actionPattern = z.string().superRefine((text, ctx) => {
   const problem = actionPatternProblem(text);

@@ -5,6 +5,7 @@ import type { BackoffPolicy } from './backoff.js';
 import type { EndpointConfig, EventFormat, EventsConfig } from './config.js';
 import { compileFilter, type EventFilter, type EventFilterSpec } from './filter.js';
 import { endpointAgent } from './sender.js';
+import { fileProblem, readCaFile } from '../../config-sources.js';
 
 /*
  * The endpoints of the configuration, resolved once at start-up: secrets and header values read,
@@ -48,14 +49,6 @@ function splitSecrets(text: string): string[] {
     .filter((line) => line !== '');
 }
 
-function fileProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES') return 'permission denied';
-  if (code === 'EISDIR') return 'is a directory';
-  return (err as Error).message;
-}
-
 interface Sources {
   env: NodeJS.ProcessEnv;
   readFile: (path: string) => string;
@@ -88,15 +81,7 @@ function resolveOne(config: EndpointConfig, key: string, options: Sources, probl
     else if (/[\r\n\0]/.test(value)) problems.push(`${where(`headers.${name}`)}: environment variable ${source.valueEnv} holds a line break`);
     else headers[name] = value;
   }
-  let ca: string | undefined;
-  if (config.caFile !== undefined) {
-    try {
-      ca = options.readFile(config.caFile);
-      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`${where('caFile')}: ${config.caFile} holds no PEM certificate`);
-    } catch (err) {
-      problems.push(`${where('caFile')}: cannot read ${config.caFile}: ${fileProblem(err)}`);
-    }
-  }
+  const ca = config.caFile === undefined ? undefined : readCaFile(config.caFile, where('caFile'), options.readFile, problems);
   if (problems.length > before) return undefined;
 
   const filterSpec: EventFilterSpec = {

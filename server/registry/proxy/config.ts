@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { outboundUrl } from '../../config-sources.js';
 
 /*
  * The `proxy` section (docs/pull-through-cache.md): upstream registries that local namespaces pull
@@ -12,22 +13,11 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HOST = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$/;
 const GiB = 1024 * 1024 * 1024;
 
-const upstreamUrl = z
-  .string()
-  .url()
-  .superRefine((text, ctx) => {
-    let url: URL;
-    try {
-      url = new URL(text);
-    } catch {
-      return; // .url() has said so already
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') ctx.addIssue({ code: 'custom', message: `must be an http or https URL, not ${url.protocol}` });
-    // URLs appear in logs and metrics; credentials belong in username + passwordFile/passwordEnv.
-    if (url.username || url.password) ctx.addIssue({ code: 'custom', message: 'must not carry credentials: use username with passwordFile or passwordEnv' });
-    if (url.search || url.hash)
-      ctx.addIssue({ code: 'custom', message: 'must not have a query or fragment (give the registry base URL, e.g. https://registry-1.docker.io)' });
-  });
+// URLs appear in logs and metrics; credentials belong in username + passwordFile/passwordEnv.
+const upstreamUrl = outboundUrl({
+  credentials: 'use username with passwordFile or passwordEnv',
+  bare: 'give the registry base URL, e.g. https://registry-1.docker.io',
+});
 
 export const upstreamConfigSchema = z
   .object({

@@ -300,6 +300,12 @@ export class Upstream {
     const challenge = this.challenges.get(base);
     if (challenge === undefined) return undefined;
     if (challenge.scheme === 'basic') return this.basicCredentials();
+    // An https registry naming a plain-http token service would have the credentials sent in the clear.
+    if (this.config.username !== undefined && base.startsWith('https:') && challenge.realm.startsWith('http:'))
+      throw new UpstreamInvalidError(
+        this.namespace,
+        `upstream ${this.namespace} (${base}) named a plain-http token realm (${challenge.realm.slice(0, 200)}): credentials are not sent in the clear`,
+      );
     if (refused !== undefined) this.tokens.forget(challenge, scope, refused.slice('Bearer '.length));
     return `Bearer ${await this.tokens.get(challenge, scope)}`;
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../config.js';
 import type { ProxyConfig, UpstreamConfig } from './config.js';
+import { fileProblem, readCaFile } from '../../config-sources.js';
 
 /*
  * The upstreams of the configuration, resolved once at start-up: the password read from its file or
@@ -33,14 +34,6 @@ export interface ResolveUpstreamOptions {
   readFile?: ((path: string) => string) | undefined;
 }
 
-function fileProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES') return 'permission denied';
-  if (code === 'EISDIR') return 'is a directory';
-  return (err as Error).message;
-}
-
 function resolveOne(
   config: UpstreamConfig,
   key: string,
@@ -62,15 +55,7 @@ function resolveOne(
     password = sources.env[config.passwordEnv];
     if (password === undefined || password === '') problems.push(`${where('passwordEnv')}: environment variable ${config.passwordEnv} is not set`);
   }
-  let ca: string | undefined;
-  if (config.caFile !== undefined) {
-    try {
-      ca = sources.readFile(config.caFile);
-      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`${where('caFile')}: ${config.caFile} holds no PEM certificate`);
-    } catch (err) {
-      problems.push(`${where('caFile')}: cannot read ${config.caFile}: ${fileProblem(err)}`);
-    }
-  }
+  const ca = config.caFile === undefined ? undefined : readCaFile(config.caFile, where('caFile'), sources.readFile, problems);
   if (problems.length > before) return undefined;
   const upstream = {
     namespace: config.namespace,
