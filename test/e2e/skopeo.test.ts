@@ -1,25 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { OciLayout } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-
-const run = promisify(execFile);
-
-async function skopeo(...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run('skopeo', args, { timeout: 120_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`skopeo ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
-  }
-}
+import { skopeo } from '../helpers/clients.js';
 
 describe('skopeo end to end (filesystem + embedded)', () => {
   let reg: TestRegistry;

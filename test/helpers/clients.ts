@@ -1,13 +1,14 @@
 // Real registry clients (podman, buildah, containerd's ctr, the docker CLI, umoci) run as child
 // processes in a sandbox of scratch directories: each gets its own HOME, config files, storage and
 // credentials, so nothing reads or writes the machine's ~/.docker, /etc/containers or /var/lib.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 import type { ScratchDir } from './scratch.js';
 
 /** Every client call is bounded: a hung client fails its test instead of the whole run. */
@@ -220,4 +221,17 @@ export async function startContainerd(dir: string): Promise<Containerd> {
       clearTimeout(timer);
     },
   };
+}
+
+const execFileAsync = promisify(execFile);
+
+/** Runs skopeo (it needs no sandbox: no daemon, no storage) and returns its stdout; a failure throws with its stderr. */
+export async function skopeo(...args: string[]): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync('skopeo', args, { timeout: 120_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`skopeo ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
+  }
 }

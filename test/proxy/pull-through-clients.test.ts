@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { distributionAvailable, startDistribution, type Target } from '../../bench/targets.js';
 import type { BerthConfigInput } from '../../server/config.js';
 import { OCI_MANIFEST, RegistryClient, sha256, type Blob } from '../helpers/oci.js';
@@ -11,18 +9,7 @@ import { OciLayout } from '../helpers/oci-layout.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 import { pushToDistribution } from './helpers.js';
-
-const run = promisify(execFile);
-
-async function skopeo(...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run('skopeo', args, { timeout: 120_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as { stderr?: string; message: string };
-    throw new Error(`skopeo ${args.join(' ')} failed: ${e.stderr ?? e.message}`);
-  }
-}
+import { skopeo } from '../helpers/clients.js';
 
 function proxyTo(namespace: string, url: string, extra: Record<string, unknown> = {}): BerthConfigInput {
   return { proxy: { upstreams: [{ namespace, urls: [url], timeoutSeconds: 5, ...extra }] } } as BerthConfigInput;
