@@ -218,7 +218,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     usage,
     quotas,
   );
-  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, observers: proxyObservers });
+  const authorizer = deps.authorizer ?? openAccess;
+  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, authorizer, observers: proxyObservers });
   const ctx: RouteContext = {
     config,
     metadata,
@@ -230,7 +231,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     proxy,
     repositories: new RepositoryService(metadata),
     uploads,
-    authorizer: deps.authorizer ?? openAccess,
+    authorizer,
     pulls: pullCounter ?? NO_PULL_COUNTING,
     pullEvents: pullEvents ?? NO_PULL_EVENTS,
     origin: requestOrigin,

@@ -2,10 +2,10 @@
 // app, since the URL rewrite needs them for containerd's `?ns=`), the fills and the two caches the
 // manifest and blob routes consult, and the hook that keeps proxy namespaces read-only.
 import type { FastifyInstance } from 'fastify';
+import type { Authorizer } from '../../../auth/types.js';
 import type { BlobDriver } from '../../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import type { BerthConfig } from '../../config.js';
-import { sendError } from '../../errors.js';
 import { REPO_PREFIX } from '../../routes/url-rewrite.js';
 import type { ManifestService } from '../manifests.js';
 import type { Quotas } from '../quotas/service.js';
@@ -43,6 +43,8 @@ export interface ProxySetup {
   metadata: MetadataStore;
   manifests: ManifestService;
   quotas: Quotas;
+  /** Decides a push into a proxy namespace before it is refused as read-only. */
+  authorizer: Authorizer;
   observers?: ProxyObservers | undefined;
 }
 
@@ -58,11 +60,15 @@ export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntim
     blobs: new BlobCache({ metadata, fills, quotas: setup.quotas, log: app.log }),
   };
   // Every change to a repository (manifest PUT/DELETE, blob DELETE, uploads, mounts) is a method other
-  // than GET and HEAD under /v2/_r/<name>/: one hook refuses them all, before any body is read.
-  app.addHook('onRequest', async (request, reply) => {
+  // than GET and HEAD under /v2/_r/<name>/: one hook refuses them all, before any body is read. Access
+  // is decided first, as for any push, so an anonymous client is challenged (401) and only a caller
+  // allowed to push (or delete) hears that the namespace is a read-only cache.
+  app.addHook('onRequest', async (request) => {
     if (request.method === 'GET' || request.method === 'HEAD') return;
-    const target = targetOfUrl(namespaces, request.url);
-    if (target) return sendError(reply, readOnlyRefusal(target));
+    const found = targetOfUrl(namespaces, request.url);
+    if (!found) return;
+    await setup.authorizer.authorize(request, [{ type: 'repository', name: found.name, actions: [request.method === 'DELETE' ? 'delete' : 'push'] }]);
+    throw readOnlyRefusal(found.target);
   });
   // What killed fills left under fills/ goes with the upload sweep, by the same idle rule: untouched for
   // uploads.idleTimeoutSeconds and no process holding the fill's lease.
@@ -78,7 +84,7 @@ export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntim
   return runtime;
 }
 
-function targetOfUrl(namespaces: ProxyNamespaces, url: string): ProxyTarget | undefined {
+function targetOfUrl(namespaces: ProxyNamespaces, url: string): { name: string; target: ProxyTarget } | undefined {
   if (!url.startsWith(REPO_PREFIX)) return undefined;
   const encoded = url.slice(REPO_PREFIX.length).split('/')[0] ?? '';
   let name: string;
@@ -87,5 +93,6 @@ function targetOfUrl(namespaces: ProxyNamespaces, url: string): ProxyTarget | un
   } catch {
     return undefined;
   }
-  return namespaces.resolve(name);
+  const target = namespaces.resolve(name);
+  return target && { name, target };
 }
