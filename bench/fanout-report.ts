@@ -19,10 +19,10 @@ export function fanoutTable(rows: FanoutRow[]): string {
     );
     for (const c of row.cases) {
       if (c.error !== undefined || c.wallSeconds === undefined) {
-        lines.push(`| ${c.label} | no | – | – | – | ${c.error ?? 'no figures'} | – |`);
+        lines.push(`| ${c.label} | no | – | – | – | ${(c.error ?? 'no figures').replace(/\s+/g, ' ').slice(0, 300)} | – |`);
         continue;
       }
-      const gets = (c.blobs ?? []).map((b) => `${b.what} (${size(b.bytes)}): ${b.s3Gets}`).join('; ');
+      const gets = c.blobs === undefined ? 'n/a (filesystem)' : c.blobs.map((b) => `${b.what} (${size(b.bytes)}): ${b.s3Gets}`).join('; ');
       const requests = Object.entries(c.s3Requests ?? {})
         .map(([m, n]) => `${m} ${n}`)
         .join(', ');

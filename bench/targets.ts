@@ -29,7 +29,7 @@ const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
 
 /** Spawns a server with its output in `logFile`; resolves once GET /v2/ answers 200. */
-export async function spawnServer(
+async function spawnServer(
   command: string,
   args: string[],
   dir: string,
@@ -61,7 +61,7 @@ export async function spawnServer(
   return { child, url };
 }
 
-export async function stopChild(child: ChildProcess): Promise<void> {
+async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
