@@ -12,6 +12,8 @@ import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { eventsWorkloads, type EventsRow } from './events.js';
 import { eventsTable } from './events-report.js';
+import { fanoutWorkloads, type FanoutRow } from './fanout.js';
+import { fanoutTable } from './fanout-report.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { retentionWorkloads } from './retention-preview.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
@@ -183,6 +185,7 @@ async function main(): Promise<void> {
   const selected = all.filter((w) => wanted(w.key));
   const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads()].filter((w) => wanted(w.key));
   const eventsSelected = eventsWorkloads(options.quick).filter((w) => wanted(w.key));
+  const fanoutSelected = fanoutWorkloads(options.quick).filter((w) => wanted(w.key));
   if (options.install) install();
   if (selected.length > 0) {
     for (const [bin, pkg] of [
@@ -212,6 +215,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const gcRows: GcRow[] = [];
   const eventsRows: EventsRow[] = [];
+  const fanoutRows: FanoutRow[] = [];
   let ceilings: Ceilings | undefined;
   try {
     if (selected.length > 0) await runSharedTargets();
@@ -236,6 +240,17 @@ async function main(): Promise<void> {
         log(`${w.key}: ${row.ok ? 'checks passed' : `CHECKS FAILED: ${row.problems.join('; ')}`}`);
       } catch (err) {
         eventsRows.push({ key: w.key, title: w.title, store: w.store, ok: false, problems: [], cases: [], error: (err as Error).message });
+        log(`${w.key}: FAILED ${(err as Error).message}`);
+      }
+    }
+    for (const w of fanoutSelected) {
+      log(`${w.key}: starting`);
+      try {
+        const row = await withTimeout(w.run(scratch, log), ROW_TIMEOUT_MS, w.key);
+        fanoutRows.push(row);
+        log(`${w.key}: ${row.ok ? 'checks passed' : 'CHECKS FAILED'}`);
+      } catch (err) {
+        fanoutRows.push({ key: w.key, title: w.title, ok: false, clients: 0, cases: [], error: (err as Error).message });
         log(`${w.key}: FAILED ${(err as Error).message}`);
       }
     }
@@ -330,6 +345,8 @@ async function main(): Promise<void> {
     gcRows.length > 0 ? gcTable(gcRows) : '',
     '',
     eventsRows.length > 0 ? eventsTable(eventsRows) : '',
+    '',
+    fanoutRows.length > 0 ? fanoutTable(fanoutRows) : '',
   ].join('\n');
   console.log(text);
   await mkdir(options.outDir, { recursive: true });
@@ -343,6 +360,7 @@ async function main(): Promise<void> {
     rows,
     gcRows,
     eventsRows,
+    fanoutRows,
   };
   await writeFile(join(options.outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2) + '\n');
   await writeFile(join(options.outDir, `bench-${stamp}.md`), text + '\n');
@@ -350,6 +368,8 @@ async function main(): Promise<void> {
   log(`results: ${join(options.outDir, `bench-${stamp}.json`)} and .md`);
   if (options.keepScratch) log(`scratch kept: ${scratch}`);
   else await rm(scratch, { recursive: true, force: true });
+  // A client that got wrong bytes (or a setup that never ran) must not pass silently.
+  if (fanoutRows.some((r) => !r.ok)) process.exitCode = 1;
 }
 
 main().then(

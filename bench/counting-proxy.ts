@@ -1,0 +1,54 @@
+// A counting HTTP forward proxy on loopback, put between a registry and its S3 server: every request is
+// streamed through untouched and counted by method and path, so storage reads are counted at the S3
+// side of the wire rather than trusted from the registry's own metrics.
+import { Agent, createServer, request, type Server } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+
+export interface CountingProxy {
+  url: string;
+  /** Requests seen since the last reset, as `METHOD path` (query string dropped) → count. */
+  counts(): Map<string, number>;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+  const target = new URL(upstream);
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  let counts = new Map<string, number>();
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const key = `${req.method ?? 'GET'} ${decodeURIComponent(path)}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    const out = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }, (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      upstreamRes.pipe(res);
+    });
+    out.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502).end(err.message);
+      else res.destroy(err);
+    });
+    res.on('close', () => {
+      if (!res.writableFinished) out.destroy();
+    });
+    req.pipe(out);
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts: () => counts,
+    reset: () => {
+      counts = new Map();
+    },
+    close: async () => {
+      server.closeAllConnections();
+      server.close();
+      agent.destroy();
+      await once(server, 'close').catch(() => undefined);
+    },
+  };
+}
