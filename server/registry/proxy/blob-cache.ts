@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
+import type { GcUsage } from '../gc/usage.js';
 import type { Quotas } from '../quotas/service.js';
 import type { ParsedDigest } from '../references.js';
 import type { BlobFills, ServedBlob } from './fills.js';
@@ -16,6 +17,8 @@ export interface BlobCacheOptions {
   metadata: MetadataStore;
   fills: BlobFills;
   quotas: Quotas;
+  /** Garbage collection's queue: a filled blob no manifest references goes like an unused upload. */
+  usage: GcUsage;
   log: FastifyBaseLogger;
 }
 
@@ -31,11 +34,24 @@ export class BlobCache {
       throw upstreamFailure(err, 'BLOB_UNKNOWN');
     }
     served.whenCommitted.then(
-      () => this.link(repo, digest, served.size),
+      async () => {
+        await this.link(repo, digest, served.size);
+        await this.queue(digest);
+      },
       // The fill's failure reaches the client as a cut-short body; the filler logs it.
       () => undefined,
     );
     return served;
+  }
+
+  // A blob pulled by digest with no manifest of it cached would otherwise stay forever; one that a
+  // cached manifest references is kept by GC's own rule.
+  private async queue(digest: ParsedDigest): Promise<void> {
+    try {
+      await this.options.usage.queueBlobs([digest.value]);
+    } catch (err) {
+      this.options.log.warn({ err, digest: digest.value }, 'a filled blob could not be queued for garbage collection');
+    }
   }
 
   private async link(repo: string, digest: ParsedDigest, size: number): Promise<void> {

@@ -7,6 +7,7 @@ import type { BlobDriver } from '../../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import type { BerthConfig } from '../../config.js';
 import { REPO_PREFIX } from '../../routes/url-rewrite.js';
+import type { GcUsage } from '../gc/usage.js';
 import type { ManifestService } from '../manifests.js';
 import type { Quotas } from '../quotas/service.js';
 import { BlobCache } from './blob-cache.js';
@@ -43,6 +44,7 @@ export interface ProxySetup {
   metadata: MetadataStore;
   manifests: ManifestService;
   quotas: Quotas;
+  usage: GcUsage;
   /** Decides a push into a proxy namespace before it is refused as read-only. */
   authorizer: Authorizer;
   observers?: ProxyObservers | undefined;
@@ -57,7 +59,7 @@ export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntim
     namespaces,
     fills,
     manifests: new ManifestCache({ metadata, manifests: setup.manifests, onStale: setup.observers?.stale }),
-    blobs: new BlobCache({ metadata, fills, quotas: setup.quotas, log: app.log }),
+    blobs: new BlobCache({ metadata, fills, quotas: setup.quotas, usage: setup.usage, log: app.log }),
   };
   // Every change to a repository (manifest PUT/DELETE, blob DELETE, uploads, mounts) is a method other
   // than GET and HEAD under /v2/_r/<name>/: one hook refuses them all, before any body is read. Access
