@@ -50,6 +50,7 @@ import type { LaneObservation } from './registry/events/lane.js';
 import { NO_PULL_EVENTS, PullEvents } from './registry/events/pull-events.js';
 import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
 import { buildProxyNamespaces, setupProxy, type ProxyRuntime } from './registry/proxy/setup.js';
+import type { FillObserver } from './registry/proxy/fills.js';
 import type { UpstreamEvent } from './registry/proxy/upstream.js';
 
 export interface AppDeps {
@@ -91,6 +92,8 @@ export interface AppDeps {
   /** Requests to proxy upstreams, and cached manifests served stale because an upstream was unavailable (metrics). */
   onProxyUpstream?: (event: UpstreamEvent) => void;
   onProxyStale?: (upstream: string) => void;
+  /** Blob fills started and ended, requests served from them, bytes spooled (metrics). */
+  onProxyFill?: FillObserver;
 }
 
 export type BlobReadEvent = 'storage_read' | 'shared_join';
@@ -129,7 +132,7 @@ declare module 'fastify' {
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
   const { driver, metadata } = deps.storage;
-  const proxyObservers = { upstream: deps.onProxyUpstream, stale: deps.onProxyStale };
+  const proxyObservers = { upstream: deps.onProxyUpstream, stale: deps.onProxyStale, fills: deps.onProxyFill };
   const namespaces = buildProxyNamespaces(config, proxyObservers);
   const app = Fastify({
     logger: { level: config.log.level },

@@ -14,6 +14,7 @@ import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.j
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
 import { ProxyMetrics } from './proxy-metrics.js';
+import type { FillEvent } from '../registry/proxy/fills.js';
 import type { UpstreamEvent } from '../registry/proxy/upstream.js';
 import { EventMetrics } from './event-metrics.js';
 import type { LaneObservation } from '../registry/events/lane.js';
@@ -76,6 +77,8 @@ export interface Operations {
   /** For buildApp's `onProxyUpstream` and `onProxyStale`: upstream requests by status, stale answers. */
   onProxyUpstream(event: UpstreamEvent): void;
   onProxyStale(upstream: string): void;
+  /** For buildApp's `onProxyFill`: fills started and finished, requests by how they were served, spool bytes. */
+  onProxyFill(event: FillEvent): void;
   /** For buildApp's `onRetention`: runs, deletions and refusals counted; deletions and refusals audited. */
   onRetention(event: RetentionRunEvent): void;
   /** For buildApp's `onEventDelivery`: deliveries, failures, dead letters and backlog per endpoint. */
@@ -144,6 +147,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onQuotaRefused: (stage, ns) => quotaMetrics.recordRefusal(stage, ns),
     onProxyUpstream: (event) => proxyMetrics.recordUpstream(event),
     onProxyStale: (upstream) => proxyMetrics.recordStale(upstream),
+    onProxyFill: (event) => proxyMetrics.recordFill(event),
     onRetention: retentionEventRecorder({ audit, metrics }),
     onEventDelivery: (observation) => eventMetrics.record(observation),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),

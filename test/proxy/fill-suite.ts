@@ -12,7 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { BlobNotFoundError, type BlobDriver } from '../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { blobKey, FILLS_ROOT } from '../../server/registry/keys.js';
-import { BlobFills, type BlobFillsOptions, type OpenFillSource, type ServedBlob } from '../../server/registry/proxy/fills.js';
+import { BlobFills, type BlobFillsOptions, type FillEvent, type OpenFillSource, type ServedBlob } from '../../server/registry/proxy/fills.js';
 import type { ParsedDigest } from '../../server/registry/references.js';
 
 const MiB = 1024 * 1024;
@@ -143,6 +143,18 @@ async function keysUnder(driver: BlobDriver, prefix: string): Promise<string[]> 
 
 const OPTIONS: BlobFillsOptions = { chunkBytes: 8 * MiB, leaseMs: 3000, pollMs: { min: 5, max: 50 } };
 
+/** What a BlobFills observer saw, in a form a test can compare whole. */
+function summarize(events: FillEvent[]): { started: string[]; finished: string[]; served: Partial<Record<string, number>>; spool: number } {
+  const summary = { started: [] as string[], finished: [] as string[], served: {} as Partial<Record<string, number>>, spool: 0 };
+  for (const event of events) {
+    if (event.kind === 'started') summary.started.push(event.how);
+    else if (event.kind === 'finished') summary.finished.push(`${event.outcome} ${event.fetchedBytes}`);
+    else if (event.kind === 'served') summary.served[event.from] = (summary.served[event.from] ?? 0) + 1;
+    else summary.spool += event.deltaBytes;
+  }
+  return summary;
+}
+
 export function runFillSuite(title: string, setup: () => Promise<FillEnvironment>): void {
   describe(`blob fills: ${title}`, () => {
     let env: FillEnvironment;
@@ -213,8 +225,9 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
 
     it('fails every waiter in both processes and commits nothing when the source sends wrong bytes', async () => {
       await clean();
-      const a = new BlobFills(env.a.driver, env.a.metadata, OPTIONS);
-      const b = new BlobFills(env.b.driver, env.b.metadata, OPTIONS);
+      const events: FillEvent[] = [];
+      const a = new BlobFills(env.a.driver, env.a.metadata, { ...OPTIONS, observer: (event) => events.push(event) });
+      const b = new BlobFills(env.b.driver, env.b.metadata, { ...OPTIONS, observer: (event) => events.push(event) });
       const opens = { count: 0 };
       const control = newControl();
       control.corruptAt = 40 * MiB + 17;
@@ -234,6 +247,7 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
       }
       assert.equal(opens.count, 1);
       await settled(a, b);
+      assert.deepEqual(summarize(events), { started: ['fresh'], finished: [`failed ${BLOB_BYTES}`], served: { started: 1, local: 4, remote: 5 }, spool: 0 });
       assert.equal(await exists(env.a.driver, blobKey(digest)), false, 'nothing at the blob key');
       assert.deepEqual(
         (await keysUnder(env.a.driver, FILLS_ROOT)).filter((k) => !k.endsWith('/state')),
@@ -308,7 +322,8 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
       });
       const short: BlobFillsOptions = { ...OPTIONS, leaseMs: 600 };
       const a = new BlobFills(env.a.driver, frozen, short);
-      const b = new BlobFills(env.b.driver, env.b.metadata, short);
+      const bEvents: FillEvent[] = [];
+      const b = new BlobFills(env.b.driver, env.b.metadata, { ...short, observer: (event) => bEvents.push(event) });
       const opensA = { count: 0 };
       const controlA = newControl();
       release(controlA, 0);
@@ -332,6 +347,8 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
       assert.equal(await exists(env.b.driver, blobKey(digest)), true);
       await settled(b);
       assert.deepEqual(await keysUnder(env.b.driver, FILLS_ROOT), []);
+      // B's source sends the whole blob; the fill skips the three chunks it had.
+      assert.deepEqual(summarize(bEvents), { started: ['resumed'], finished: [`committed ${BLOB_BYTES}`], served: { remote: 5 }, spool: 0 });
       // A's requests died with A; unblocking its source lets nothing complete there.
       void aWaiters;
     });

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
 import { buildApp } from '../../server/app.js';
 import { parseConfig } from '../../server/config.js';
+import { ProxyMetrics } from '../../server/operations/proxy-metrics.js';
 import { assembleStorageStack, type StorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
@@ -25,6 +27,7 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
   let storage: StorageStack;
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
+  const registries: Registry[] = [];
 
   before(async () => {
     upstream = await startTestRegistry({
@@ -46,7 +49,10 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
     });
     storage = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata') }) });
     for (let i = 0; i < 2; i++) {
-      const app = await buildApp({ config, storage });
+      const registry = new Registry();
+      const metrics = new ProxyMetrics(registry, ['hub']);
+      registries.push(registry);
+      const app = await buildApp({ config, storage, onProxyFill: (event) => metrics.recordFill(event) });
       await app.listen({ host: '127.0.0.1', port: 0 });
       const address = app.server.address();
       if (!address || typeof address === 'string') throw new Error('no address');
@@ -84,4 +90,45 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
     assert.equal(head.headers.get('content-length'), String(big.data.length));
     assert.equal(blobGets.length, 1);
   });
+
+  it('counts one fill started and committed, every other request joined, in the metrics of both processes', async () => {
+    // The fill ends (lease released, in-flight gauge down) just after its last follower's bytes.
+    let totals = await fillTotals(registries);
+    for (let polls = 0; totals.inFlight !== 0 && polls < 2000; polls++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      totals = await fillTotals(registries);
+    }
+    assert.deepEqual(totals, {
+      started: 1,
+      resumed: 0,
+      committed: 1,
+      failed: 0,
+      requestsStarted: 1,
+      // The 19 others joined this process's fill, the other's, or (late) found the blob stored.
+      requestsJoined: 19,
+      fetchedBytes: big.data.length,
+      inFlight: 0,
+      spoolBytes: 0,
+    });
+  });
 });
+
+/** The fill metrics of several processes, summed. */
+async function fillTotals(registries: Registry[]): Promise<Record<string, number>> {
+  const totals = { started: 0, resumed: 0, committed: 0, failed: 0, requestsStarted: 0, requestsJoined: 0, fetchedBytes: 0, inFlight: 0, spoolBytes: 0 };
+  for (const registry of registries) {
+    for (const metric of await registry.getMetricsAsJSON()) {
+      for (const { labels, value } of metric.values) {
+        if (metric.name === 'berth_proxy_fills_started_total') totals[labels['how'] === 'fresh' ? 'started' : 'resumed'] += value;
+        else if (metric.name === 'berth_proxy_fills_finished_total') {
+          if (labels['outcome'] === 'committed') totals.committed += value;
+          else totals.failed += value;
+        } else if (metric.name === 'berth_proxy_fill_requests_total') totals[labels['from'] === 'started' ? 'requestsStarted' : 'requestsJoined'] += value;
+        else if (metric.name === 'berth_proxy_fill_fetched_bytes_total') totals.fetchedBytes += value;
+        else if (metric.name === 'berth_proxy_fills_in_flight') totals.inFlight += value;
+        else if (metric.name === 'berth_proxy_fill_spool_bytes') totals.spoolBytes += value;
+      }
+    }
+  }
+  return totals;
+}

@@ -50,6 +50,9 @@ export function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+/** How a fill ended: its blob committed, failed (source, digest, storage), or given up to a process that took it over. */
+export type FillOutcome = 'committed' | 'failed' | 'lease_lost';
+
 /** Another process holds the fill's lease now: this one stops writing and leaves the fill's files alone. */
 class LeaseLostError extends OciError {
   constructor(digest: ParsedDigest) {
@@ -77,6 +80,8 @@ export class Fill {
   error: Error | undefined;
   /** The blob is committed at its key. */
   done = false;
+  /** Bytes this fill read from its source, including those a resumed fill skips. */
+  fetchedBytes = 0;
 
   private readonly sizeKnown = deferred<number>();
   private readonly commit = deferred<void>();
@@ -97,6 +102,12 @@ export class Fill {
   /** The blob's size, once known; rejects if the fill fails before. */
   get sized(): Promise<number> {
     return this.sizeKnown.promise;
+  }
+
+  /** How the fill ended; meaningful once `run` has returned. */
+  get outcome(): FillOutcome {
+    if (this.done) return 'committed';
+    return this.leaseLost ? 'lease_lost' : 'failed';
   }
 
   /** Resolves once the blob is committed at its key; rejects with the fill's failure. */
@@ -277,6 +288,7 @@ export class Fill {
       for await (const raw of stream) {
         idle.refresh();
         let piece = Buffer.isBuffer(raw) ? raw : Buffer.from(raw as Uint8Array);
+        this.fetchedBytes += piece.length;
         if (skip > 0) {
           const skipped = Math.min(skip, piece.length);
           skip -= skipped;

@@ -6,7 +6,7 @@ import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import { OciError } from '../../errors.js';
 import { blobKey, fillChunkKey, fillDirOfKey, FILLS_ROOT } from '../keys.js';
 import type { DigestAlgorithm, ParsedDigest } from '../references.js';
-import { deferred, Fill, fillLeaseName, type FillContext, type OpenFillSource } from './fill-run.js';
+import { deferred, Fill, fillLeaseName, type FillContext, type FillOutcome, type OpenFillSource } from './fill-run.js';
 import { readFillState, type FillState } from './fill-state.js';
 
 export type { FillSource, OpenFillSource } from './fill-run.js';
@@ -37,7 +37,23 @@ export interface BlobFillsOptions {
   pollMs?: { min: number; max: number };
   /** This process's name in fill leases. Default: a random one. */
   holder?: string;
+  /** Told of fills starting and ending, requests served and spool changes (metrics); must not throw. */
+  observer?: FillObserver | undefined;
 }
+
+/** How a request for a blob was served: it started the fill, joined one here or in another process, or found it stored. */
+export type FillServedFrom = 'started' | 'local' | 'remote' | 'storage';
+
+export type FillEvent =
+  /** A fill began in this process: 'fresh', or 'resumed' from a dead holder's committed chunks. */
+  | { kind: 'started'; how: 'fresh' | 'resumed' }
+  /** A fill of this process ended; `fetchedBytes` came from its source. */
+  | { kind: 'finished'; outcome: FillOutcome; fetchedBytes: number }
+  | { kind: 'served'; from: FillServedFrom }
+  /** Bytes counted against maxFillBytes went up (positive) or down. */
+  | { kind: 'spool'; deltaBytes: number };
+
+export type FillObserver = (event: FillEvent) => void;
 
 /** What `serve` hands the route: the whole blob's bytes, as they arrive. */
 export interface ServedBlob {
@@ -69,6 +85,7 @@ export class BlobFills {
   private readonly stallMs: number;
   private readonly pollMs: { min: number; max: number };
   private readonly ctx: FillContext;
+  private readonly observer: FillObserver;
 
   constructor(
     private readonly driver: BlobDriver,
@@ -80,6 +97,16 @@ export class BlobFills {
     this.maxFillBytes = options.maxFillBytes ?? Number.POSITIVE_INFINITY;
     this.stallMs = options.stallMs ?? 60_000;
     this.pollMs = options.pollMs ?? { min: 10, max: 250 };
+    const observer = options.observer;
+    this.observer = observer
+      ? (event) => {
+          try {
+            observer(event);
+          } catch {
+            // Metrics never fail a fill.
+          }
+        }
+      : () => undefined;
     if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`chunkBytes must be a positive integer, not ${this.chunkBytes}`);
     this.ctx = {
       driver,
@@ -111,15 +138,16 @@ export class BlobFills {
     let wait = this.pollMs.min;
     for (;;) {
       const local = this.active.get(digest.value);
-      if (local) return this.followLocal(local, expectedSize, open);
+      if (local) return this.followLocal(local, expectedSize, open, 'local');
       const stored = await this.storedSize(digest);
       if (stored !== undefined) return this.fromStorage(digest, stored, expectedSize);
       const started = await this.startIfFree(digest, expectedSize, open);
       if (started === 'retry') continue;
-      if (started) return this.followLocal(started, expectedSize, open);
+      if (started) return this.followLocal(started, expectedSize, open, 'started');
       const state = await readFillState(this.driver, digest);
       if (state?.status === 'filling' && state.size !== undefined) {
         assertSize(digest, state.size, expectedSize);
+        this.observer({ kind: 'served', from: 'remote' });
         return this.served(digest, state, state.size, undefined, open);
       }
       if (Date.now() > deadline) throw stalled(digest, this.stallMs);
@@ -187,8 +215,10 @@ export class BlobFills {
       ? new Fill(this.ctx, digest, resume.attempt, resume.chunkBytes, resume.size, true)
       : new Fill(this.ctx, digest, randomUUID(), this.chunkBytes, expectedSize, false);
     this.active.set(digest.value, fill);
+    this.observer({ kind: 'started', how: resume ? 'resumed' : 'fresh' });
     void fill.run(open).finally(() => {
       if (this.active.get(digest.value) === fill) this.active.delete(digest.value);
+      this.observer({ kind: 'finished', outcome: fill.outcome, fetchedBytes: fill.fetchedBytes });
     });
     return fill;
   }
@@ -201,15 +231,18 @@ export class BlobFills {
       );
     }
     this.inFlightBytes += size;
+    this.observer({ kind: 'spool', deltaBytes: size });
     let released = false;
     return () => {
       if (released) return;
       released = true;
       this.inFlightBytes -= size;
+      this.observer({ kind: 'spool', deltaBytes: -size });
     };
   }
 
-  private async followLocal(fill: Fill, expectedSize: number | undefined, open: OpenFillSource): Promise<ServedBlob> {
+  private async followLocal(fill: Fill, expectedSize: number | undefined, open: OpenFillSource, from: 'started' | 'local'): Promise<ServedBlob> {
+    this.observer({ kind: 'served', from });
     const size = await fill.sized;
     assertSize(fill.digest, size, expectedSize);
     return this.served(fill.digest, { attempt: fill.attempt, chunkBytes: fill.chunkBytes }, size, fill, open);
@@ -217,6 +250,7 @@ export class BlobFills {
 
   private async fromStorage(digest: ParsedDigest, size: number, expectedSize: number | undefined): Promise<ServedBlob> {
     assertSize(digest, size, expectedSize);
+    this.observer({ kind: 'served', from: 'storage' });
     const whenCommitted = Promise.resolve();
     return { size, stream: await this.driver.reader(blobKey(digest)), from: 'storage', whenCommitted };
   }

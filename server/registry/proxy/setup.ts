@@ -11,7 +11,7 @@ import type { GcUsage } from '../gc/usage.js';
 import type { ManifestService } from '../manifests.js';
 import type { Quotas } from '../quotas/service.js';
 import { BlobCache } from './blob-cache.js';
-import { BlobFills } from './fills.js';
+import { BlobFills, type FillObserver } from './fills.js';
 import { ManifestCache } from './manifest-cache.js';
 import { ProxyNamespaces, type ProxyTarget } from './namespaces.js';
 import { readOnlyRefusal } from './refusals.js';
@@ -29,6 +29,7 @@ export interface ProxyObservers {
   upstream?: UpstreamObserver | undefined;
   /** A cached manifest served because its upstream was unavailable. */
   stale?: ((upstream: string) => void) | undefined;
+  fills?: FillObserver | undefined;
 }
 
 /** The configured upstreams (passwords and CA files read now: a ConfigError names what is missing). */
@@ -54,7 +55,7 @@ export interface ProxySetup {
 export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntime | undefined {
   const { namespaces, metadata } = setup;
   if (namespaces.size === 0) return undefined;
-  const fills = new BlobFills(setup.driver, metadata, { maxFillBytes: setup.config.proxy.maxFillBytes });
+  const fills = new BlobFills(setup.driver, metadata, { maxFillBytes: setup.config.proxy.maxFillBytes, observer: setup.observers?.fills });
   const runtime: ProxyRuntime = {
     namespaces,
     fills,
