@@ -26,11 +26,20 @@ export const replicationRegistrySchema = z
 
 export type ReplicationRegistryConfig = z.output<typeof replicationRegistrySchema>;
 
-const repositoryGlob = z.string().min(1);
+// A glob whose fixed characters no name can hold matches nothing: a typo (an upper-case letter) would
+// otherwise make a rule silently copy nothing.
+const repositoryGlob = z
+  .string()
+  .min(1)
+  .refine((text) => /^[a-z0-9._/-]*$/.test(text.replace(/[*?]/g, '')), {
+    message: 'a repository glob holds lowercase letters, digits, ".", "_", "-" and "/" besides * and ?',
+  });
 const tagGlob = z
   .string()
   .min(1)
-  .refine((text) => !text.includes('/'), { message: 'a tag has no "/": a tag glob uses * and ? only' });
+  .refine((text) => /^[A-Za-z0-9._-]*$/.test(text.replace(/[*?]/g, '')), {
+    message: 'a tag glob holds letters, digits, ".", "_" and "-" besides * and ? (a tag has no "/")',
+  });
 
 const prefix = z
   .string()
