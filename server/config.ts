@@ -10,6 +10,7 @@ import { eventsConfigSchema } from './registry/events/config.js';
 import { immutableTagsConfigSchema } from './registry/immutable/config-schema.js';
 import { proxyConfigSchema } from './registry/proxy/config.js';
 import { quotaConfigSchema } from './registry/quotas/config.js';
+import { replicationConfigSchema } from './registry/replication/config.js';
 import { retentionPoliciesSchema } from './registry/retention/policy.js';
 
 const MiB = 1024 * 1024;
@@ -240,6 +241,7 @@ export const configSchema = z
       .prefault({}),
     events: eventsConfigSchema,
     proxy: proxyConfigSchema,
+    replication: replicationConfigSchema,
     uploads: z
       .object({
         idleTimeoutSeconds: z.number().int().min(1).default(3600).describe('An upload untouched this long is cancelled and its data removed.'),
