@@ -9,6 +9,7 @@ import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
+import { runMetadataReplicationContract } from '../contract/metadata-replication.contract.js';
 import { embeddedStores } from '../helpers/metadata-stores.js';
 import { advanceUpload } from '../helpers/upload-cas-loop.js';
 
@@ -24,6 +25,7 @@ const contractStore = embeddedStores(() => scratch);
 runMetadataStoreContract('embedded', contractStore);
 runMetadataGcContract('embedded', contractStore);
 runMetadataRetentionContract('embedded', contractStore);
+runMetadataReplicationContract('embedded', contractStore);
 
 const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
 const casLoopModule = new URL('../helpers/upload-cas-loop.js', import.meta.url).href;

@@ -8,6 +8,7 @@ import type { EventOrigin, LoggedRecord } from '../../storage-drivers/metadata/e
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
+import { runMetadataReplicationContract } from '../contract/metadata-replication.contract.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { openRedisStore, redisStores } from '../helpers/metadata-stores.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
@@ -46,6 +47,7 @@ const redisStore = () => redisStores({ url: shared.url }, 't');
 runMetadataStoreContract('redis', redisStore);
 runMetadataGcContract('redis', redisStore);
 runMetadataRetentionContract('redis', redisStore);
+runMetadataReplicationContract('redis', redisStore);
 
 // The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
 let cluster: RedisCluster;
@@ -59,6 +61,7 @@ const clusterStore = () => redisStores({ cluster: { nodes: cluster.urls } }, 'c'
 runMetadataStoreContract('redis cluster', clusterStore);
 runMetadataGcContract('redis cluster', clusterStore);
 runMetadataRetentionContract('redis cluster', clusterStore);
+runMetadataReplicationContract('redis cluster', clusterStore);
 
 describe('redis store specifics', () => {
   it('keeps every key under the prefix, with a per-repository, per-digest or gc hash tag', async () => {
