@@ -152,6 +152,39 @@ describe('redis store specifics', () => {
     }
   });
 
+  it('lets one of several processes win a replication rule compare-and-set', async () => {
+    const prefix = `race${randomUUID().slice(0, 8)}:`;
+    const stores = await Promise.all([1, 2, 3].map(() => openStore(shared, { keyPrefix: prefix })));
+    try {
+      const attempts = stores.flatMap((store, s) => Array.from({ length: 10 }, (_, i) => store.replication.updateRuleState('mirror', 0, `${s}.${i}`)));
+      const results = await Promise.all(attempts);
+      assert.equal(results.filter(Boolean).length, 1);
+      const winner = results.indexOf(true);
+      assert.deepEqual(await stores[2]?.replication.getRuleState('mirror'), { revision: 1, state: `${Math.floor(winner / 10)}.${winner % 10}` });
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it("keeps a replication rule's keys under the prefix, in its own {repl:<rule>} slot", async () => {
+    const store = await openStore(shared, { keyPrefix: 'repl-check:' });
+    try {
+      await store.replication.updateRuleState('hub/mirror', 0, '{}');
+      await store.replication.putArtifact('hub/mirror', 'team/app:v1', '{}');
+      await store.replication.updateRuleState('other', 0, '{}');
+      const keys = (await store.client.keys('repl-check:*')).sort();
+      assert.deepEqual(
+        keys,
+        ['{repl:hub/mirror}:order', '{repl:hub/mirror}:records', '{repl:hub/mirror}:state', '{repl:other}:state'].map((k) => `repl-check:${k}`),
+      );
+      assert.equal(await store.replication.clearRule('hub/mirror'), 1);
+      assert.deepEqual(await store.client.keys('repl-check:*'), ['repl-check:{repl:other}:state']);
+    } finally {
+      await store.client.del(...(await store.client.keys('repl-check:*')));
+      await store.close();
+    }
+  });
+
   it('skips catalog entries and blob index entries whose repository keys are missing', async () => {
     const prefix = `t${randomUUID().slice(0, 8)}:`;
     const store = await openStore(shared, { keyPrefix: prefix });
