@@ -7,10 +7,13 @@ import type { MetadataObservation } from './metrics.js';
  * run with the real store as `this`, so stores using private fields keep working.
  */
 export function instrumentMetadata(store: MetadataStore, observe: (o: MetadataObservation) => void): MetadataStore {
-  // The sub-interfaces (garbage collection, pull statistics, quotas, retention, events) are objects of
-  // their own: their calls are reported as `gc.<method>`, `pulls.<method>`, …, `events.<method>`.
+  // The sub-interfaces (garbage collection, pull statistics, quotas, retention, replication, events) are
+  // objects of their own: their calls are reported as `gc.<method>`, `pulls.<method>`, …, `events.<method>`.
   const parts = new Map<PropertyKey, unknown>(
-    (['gc', 'pulls', 'quotas', 'retention', 'events'] as const).map((name) => [name, timedMethods(store[name], store.name, `${name}.`, observe)]),
+    (['gc', 'pulls', 'quotas', 'retention', 'replication', 'events'] as const).map((name) => [
+      name,
+      timedMethods(store[name], store.name, `${name}.`, observe),
+    ]),
   );
   return timedMethods(store, store.name, '', observe, (property) => parts.get(property));
 }

@@ -4,6 +4,7 @@ import type { EventMetadata } from '../../storage-drivers/metadata/event-types.j
 import type { GcMetadata, UnusedManifestRule } from '../../storage-drivers/metadata/gc-types.js';
 import type { PullMetadata } from '../../storage-drivers/metadata/pull-types.js';
 import type { QuotaMetadata } from '../../storage-drivers/metadata/quota-types.js';
+import type { ReplicationMetadata } from '../../storage-drivers/metadata/replication-types.js';
 import type { RetentionMetadata } from '../../storage-drivers/metadata/retention-types.js';
 import {
   ImmutableTagError,
@@ -77,6 +78,7 @@ export class JournaledStore implements MetadataStore {
   /** Namespace records are recounted from the links by a rebuild, so they need no journal of their own. */
   readonly quotas: QuotaMetadata;
   readonly retention: RetentionMetadata;
+  readonly replication: ReplicationMetadata;
   /** The event log is not journaled: a rebuild restores content, and events already delivered stay delivered. */
   readonly events: EventMetadata;
   constructor(
@@ -89,6 +91,8 @@ export class JournaledStore implements MetadataStore {
     this.quotas = inner.quotas;
     // Retention's state is its own bookkeeping, not registry content: nothing to journal.
     this.retention = inner.retention;
+    // Replication's records are its own bookkeeping too: not journaled, so a rebuilt store starts rules afresh.
+    this.replication = inner.replication;
     this.events = inner.events;
   }
 

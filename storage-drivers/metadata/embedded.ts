@@ -7,6 +7,7 @@ import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-g
 import { EmbeddedPulls, type EmbeddedPullsDbs } from './embedded-pulls.js';
 import { EmbeddedQuotas } from './embedded-quotas.js';
 import { EmbeddedEvents } from './embedded-events.js';
+import { EmbeddedReplication } from './embedded-replication.js';
 import { blobLinkedDraft, blobUnlinkedDraft, eventLogMaxLength, manifestDeletedDraft, manifestPutDraft, tagDeletedDraft } from './event-records.js';
 import type { EventOrigin } from './event-types.js';
 import {
@@ -70,7 +71,8 @@ export interface EmbeddedStoreOptions {
  *   leases      name                    → { holder, until }
  *   retention   'state'                 → the retention runner's state (embedded-retention.ts)
  * and garbage collection's records, listed in embedded-gc.ts (blobRepos doubles as its holders), pull
- * statistics, listed in embedded-pulls.ts, the quota records, listed in embedded-quotas.ts, and the
+ * statistics, listed in embedded-pulls.ts, the quota records, listed in embedded-quotas.ts, replication's
+ * rule states and artifact records, listed in embedded-replication.ts, and the
 event log with its delivery state, listed in embedded-events.ts (a change with an event origin logs its
 record in its own write action).
  */
@@ -130,6 +132,7 @@ export class EmbeddedStore implements MetadataStore {
   readonly pulls: EmbeddedPulls;
   readonly quotas: EmbeddedQuotas;
   readonly events: EmbeddedEvents;
+  readonly replication: EmbeddedReplication;
   private readonly retentionDb: Db<string>;
   readonly retention: EmbeddedRetention;
   private readonly flush: boolean;
@@ -194,6 +197,11 @@ export class EmbeddedStore implements MetadataStore {
         write: (what, action) => this.write(what, action),
         read: (what, action) => this.read(what, action),
         maxLength,
+      });
+      this.replication = new EmbeddedReplication({
+        dbs: { replState: sub('replState'), replArtifacts: sub('replArtifacts') },
+        write: (what, action) => this.write(what, action),
+        read: (what, action) => this.read(what, action),
       });
     } catch (err) {
       throw new MetadataUnavailableError(`cannot open the embedded metadata store at ${options.path}`, { cause: err });

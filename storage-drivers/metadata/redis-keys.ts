@@ -4,7 +4,7 @@ import type { Digest } from './types.js';
 /**
  * Every key name of the Redis store, built in one place (the layout is drawn in redis.ts). Keys that a
  * script changes together share a Cluster hash tag: `{repo:<name>}`, `{blob:<digest>}`, `{uploads}`, `{gc}`,
- * `{ns:<namespace>}`, `{quotas}`, `{retention}`, `{events}`. Pull statistics are the repository's own keys
+ * `{ns:<namespace>}`, `{quotas}`, `{retention}`, `{repl:<rule>}`, `{events}`. Pull statistics are the repository's own keys
  * (`{repo:<name>}`), so one flush script reads its tags too. So is the event outbox (`{repo:<name>}:outbox`):
  * a change's script XADDs its record there; relay moves records to the `{events}` log in a second step
  * (redis-events.ts), guided by the `{events}:pending` index that writers join before their script.
@@ -90,5 +90,10 @@ export class RedisKeys {
   /** The retention runner's shared state (redis-retention.ts). */
   retention(kind: 'state'): string {
     return `${this.prefix}{retention}:${kind}`;
+  }
+
+  /** A replication rule's status document and artifact records (redis-replication.ts). */
+  replication(rule: string, kind: 'state' | 'records' | 'order'): string {
+    return `${this.prefix}{repl:${rule}}:${kind}`;
   }
 }

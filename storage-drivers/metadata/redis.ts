@@ -6,6 +6,7 @@ import { RedisKeys } from './redis-keys.js';
 import { RedisPulls } from './redis-pulls.js';
 import { CHANGED_MARK, IMMUTABLE_MARK, MISSING_MARK, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import { RedisQuotas } from './redis-quotas.js';
+import { RedisReplication } from './redis-replication.js';
 import { DEFAULT_PENDING_GRACE_MS, markPending, RedisEvents } from './redis-events.js';
 import { blobLinkedDraft, blobUnlinkedDraft, eventLogMaxLength, manifestDeletedDraft, manifestPutDraft, tagDeletedDraft } from './event-records.js';
 import {
@@ -54,6 +55,7 @@ import {
  *   P{gc}:queue, :tokens, :complete      garbage collection's queue and completeness marker
  *   P{ns:<namespace>}:…, P{quotas}:namespaces   storage quotas' per-namespace records (redis-quotas.ts)
  *   P{retention}:state                   the retention runner's cursor and last runs (redis-retention.ts)
+ *   P{repl:<rule>}:state, :records, :order   a replication rule's status and artifact records (redis-replication.ts)
  *   P{events}:pending, :log, :seq, :relayed, :endpoints, :dead:<e>, :letters:<e>   the event log (redis-events.ts)
  *   P{lease:<name>}           holder, with a PX expiry
  *
@@ -88,6 +90,7 @@ export class RedisStore implements MetadataStore {
   readonly pulls: RedisPulls;
   readonly quotas: RedisQuotas;
   readonly retention: RedisRetention;
+  readonly replication: RedisReplication;
   readonly events: RedisEvents;
   private readonly keys: RedisKeys;
   private closed = false;
@@ -102,6 +105,7 @@ export class RedisStore implements MetadataStore {
     this.pulls = new RedisPulls({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.quotas = new RedisQuotas({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.retention = new RedisRetention({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
+    this.replication = new RedisReplication({ client: this.client, keys: this.keys, run: (what, action) => this.run(what, action) });
     this.events = new RedisEvents({
       client: this.client,
       keys: this.keys,

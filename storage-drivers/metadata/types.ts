@@ -2,6 +2,7 @@ import type { EventMetadata, EventOrigin } from './event-types.js';
 import type { GcMetadata } from './gc-types.js';
 import type { PullMetadata } from './pull-types.js';
 import type { QuotaMetadata } from './quota-types.js';
+import type { ReplicationMetadata } from './replication-types.js';
 import type { RetentionMetadata } from './retention-types.js';
 
 /** A content digest, `algorithm:hex`, already validated by the caller. */
@@ -257,6 +258,8 @@ export interface MetadataStore {
   readonly quotas: QuotaMetadata;
   /** The retention runner's shared state and the untagged listing its untagged rule reads (retention-types.ts). */
   readonly retention: RetentionMetadata;
+  /** Replication's per-rule status (compare-and-set) and per-artifact records (replication-types.ts). */
+  readonly replication: ReplicationMetadata;
   /** The event log the mutations' `event` option writes to, endpoints' delivery state, dead letters (event-types.ts). */
   readonly events: EventMetadata;
 

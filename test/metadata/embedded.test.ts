@@ -9,8 +9,10 @@ import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
+import { runMetadataReplicationContract } from '../contract/metadata-replication.contract.js';
 import { embeddedStores } from '../helpers/metadata-stores.js';
 import { advanceUpload } from '../helpers/upload-cas-loop.js';
+import { advanceRuleState } from '../helpers/rule-state-cas-loop.js';
 
 let scratch: string;
 before(async () => {
@@ -24,9 +26,11 @@ const contractStore = embeddedStores(() => scratch);
 runMetadataStoreContract('embedded', contractStore);
 runMetadataGcContract('embedded', contractStore);
 runMetadataRetentionContract('embedded', contractStore);
+runMetadataReplicationContract('embedded', contractStore);
 
 const embeddedModule = new URL('../../storage-drivers/metadata/embedded.js', import.meta.url).href;
 const casLoopModule = new URL('../helpers/upload-cas-loop.js', import.meta.url).href;
+const ruleLoopModule = new URL('../helpers/rule-state-cas-loop.js', import.meta.url).href;
 
 /** Runs `body` in a child node process with `store` open on `path`; resolves with the child once it printed `marker`. */
 async function childWriting(path: string, body: string, marker: string) {
@@ -133,6 +137,40 @@ describe('embedded store durability', () => {
       const final = await mine.getUpload('u');
       assert.equal(final?.revision, myWins + childWins);
       assert.equal(final?.offset, myWins + childWins);
+      assert.ok(myWins > 0 && childWins > 0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await mine.close();
+    }
+  });
+
+  it('loses no replication rule update when two processes compare-and-set the same rule', async () => {
+    const path = join(scratch, 'rule-cas');
+    const mine = new EmbeddedStore({ path });
+    // Both sides start from nothing stored (revision 0), so the very first write is raced too.
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { EmbeddedStore } from ${JSON.stringify(embeddedModule)};
+         import { advanceRuleState } from ${JSON.stringify(ruleLoopModule)};
+         const store = new EmbeddedStore({ path: ${JSON.stringify(path)} });
+         const wins = await advanceRuleState(store, 'mirror', 300);
+         await store.close();
+         console.log('wins=' + wins);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    const exited = once(child, 'exit');
+    try {
+      const myWins = await advanceRuleState(mine, 'mirror', 300);
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0);
+      const childWins = Number(/wins=(\d+)/.exec(out)?.[1]);
+      assert.deepEqual(await mine.replication.getRuleState('mirror'), { revision: myWins + childWins, state: String(myWins + childWins) });
       assert.ok(myWins > 0 && childWins > 0);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');

@@ -14,6 +14,7 @@ import { redisConfigSchema } from '../../storage-drivers/metadata/redis-config.j
 import { RedisStore } from '../../storage-drivers/metadata/redis.js';
 import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { runMetadataEventsContract } from '../contract/metadata-events.contract.js';
+import { runMetadataReplicationContract } from '../contract/metadata-replication.contract.js';
 import { runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
@@ -66,5 +67,12 @@ for (const [inner, journal] of [
 runMetadataEventsContract('assembled embedded stack', async (tuning = {}) => {
   const dir = join(scratch.path, randomUUID());
   const stack = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata'), ...tuning }) });
+  return { store: stack.metadata, cleanup: () => stack.close() };
+});
+
+// So do replication's records, through every layer including the one that drops event origins.
+runMetadataReplicationContract('assembled embedded stack, events off', async () => {
+  const dir = join(scratch.path, randomUUID());
+  const stack = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata') }) }, {}, { recordEvents: false });
   return { store: stack.metadata, cleanup: () => stack.close() };
 });

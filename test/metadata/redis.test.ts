@@ -8,6 +8,7 @@ import type { EventOrigin, LoggedRecord } from '../../storage-drivers/metadata/e
 import { MetadataUnavailableError, type ManifestRecord } from '../../storage-drivers/metadata/types.js';
 import { runMetadataGcContract } from '../contract/metadata-gc.contract.js';
 import { runMetadataRetentionContract } from '../contract/metadata-retention.contract.js';
+import { runMetadataReplicationContract } from '../contract/metadata-replication.contract.js';
 import { digestOf, runMetadataStoreContract } from '../contract/metadata-store.contract.js';
 import { openRedisStore, redisStores } from '../helpers/metadata-stores.js';
 import { startRedisCluster, startRedisSentinel, startRedisServer, type RedisCluster, type RedisServer } from '../helpers/redis-server.js';
@@ -46,6 +47,7 @@ const redisStore = () => redisStores({ url: shared.url }, 't');
 runMetadataStoreContract('redis', redisStore);
 runMetadataGcContract('redis', redisStore);
 runMetadataRetentionContract('redis', redisStore);
+runMetadataReplicationContract('redis', redisStore);
 
 // The same suite on a real three-node Redis Cluster: every script and MULTI must stay within one slot.
 let cluster: RedisCluster;
@@ -59,6 +61,7 @@ const clusterStore = () => redisStores({ cluster: { nodes: cluster.urls } }, 'c'
 runMetadataStoreContract('redis cluster', clusterStore);
 runMetadataGcContract('redis cluster', clusterStore);
 runMetadataRetentionContract('redis cluster', clusterStore);
+runMetadataReplicationContract('redis cluster', clusterStore);
 
 describe('redis store specifics', () => {
   it('keeps every key under the prefix, with a per-repository, per-digest or gc hash tag', async () => {
@@ -146,6 +149,39 @@ describe('redis store specifics', () => {
       assert.equal(stored?.revision, 1);
     } finally {
       await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it('lets one of several processes win a replication rule compare-and-set', async () => {
+    const prefix = `race${randomUUID().slice(0, 8)}:`;
+    const stores = await Promise.all([1, 2, 3].map(() => openStore(shared, { keyPrefix: prefix })));
+    try {
+      const attempts = stores.flatMap((store, s) => Array.from({ length: 10 }, (_, i) => store.replication.updateRuleState('mirror', 0, `${s}.${i}`)));
+      const results = await Promise.all(attempts);
+      assert.equal(results.filter(Boolean).length, 1);
+      const winner = results.indexOf(true);
+      assert.deepEqual(await stores[2]?.replication.getRuleState('mirror'), { revision: 1, state: `${Math.floor(winner / 10)}.${winner % 10}` });
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it("keeps a replication rule's keys under the prefix, in its own {repl:<rule>} slot", async () => {
+    const store = await openStore(shared, { keyPrefix: 'repl-check:' });
+    try {
+      await store.replication.updateRuleState('hub/mirror', 0, '{}');
+      await store.replication.putArtifact('hub/mirror', 'team/app:v1', '{}');
+      await store.replication.updateRuleState('other', 0, '{}');
+      const keys = (await store.client.keys('repl-check:*')).sort();
+      assert.deepEqual(
+        keys,
+        ['{repl:hub/mirror}:order', '{repl:hub/mirror}:records', '{repl:hub/mirror}:state', '{repl:other}:state'].map((k) => `repl-check:${k}`),
+      );
+      assert.equal(await store.replication.clearRule('hub/mirror'), 1);
+      assert.deepEqual(await store.client.keys('repl-check:*'), ['repl-check:{repl:other}:state']);
+    } finally {
+      await store.client.del(...(await store.client.keys('repl-check:*')));
+      await store.close();
     }
   });
 

@@ -39,6 +39,7 @@ describe('storage and metadata instrumentation feed the metrics', () => {
       assert.equal(await store.resolveTag('lib/a', 'v1'), undefined);
       assert.deepEqual(await store.listTags('lib/a', {}), []);
       assert.equal(await store.events.head(), undefined);
+      assert.equal(await store.replication.getRuleState('mirror'), undefined);
       assert.equal(store.name, inner.name);
     } finally {
       await store.close();
@@ -50,6 +51,7 @@ describe('storage and metadata instrumentation feed the metrics', () => {
     assert.equal(count(text, new RegExp(`^berth_metadata_operation_duration_seconds_count\\{${label},op="resolveTag"\\} (\\d+)$`, 'm')), 3);
     assert.equal(count(text, new RegExp(`^berth_metadata_operation_duration_seconds_count\\{${label},op="close"\\} (\\d+)$`, 'm')), 1);
     assert.equal(count(text, new RegExp(`^berth_metadata_operation_duration_seconds_count\\{${label},op="events.head"\\} (\\d+)$`, 'm')), 1);
+    assert.equal(count(text, new RegExp(`^berth_metadata_operation_duration_seconds_count\\{${label},op="replication.getRuleState"\\} (\\d+)$`, 'm')), 1);
     assert.equal(count(text, new RegExp(`^berth_metadata_operation_errors_total\\{${label},op="resolveTag",error="[^"]+"\\} (\\d+)$`, 'm')), 1);
   });
 });
