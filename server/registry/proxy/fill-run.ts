@@ -301,6 +301,13 @@ export class Fill {
         hash.update(piece);
         await this.append(piece, signal);
       }
+    } catch (err) {
+      // The source's own errors (a reset, a silent upstream) reach every follower: as 503, not 500.
+      if (err instanceof OciError || signal.aborted) throw err;
+      throw new OciError(
+        'UNAVAILABLE',
+        `the source of ${this.digest.value} broke off after ${this.received} bytes: ${err instanceof Error ? err.message : String(err)}; retry the request`,
+      );
     } finally {
       clearTimeout(idle);
       signal.removeEventListener('abort', onAbort);
