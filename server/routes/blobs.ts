@@ -5,6 +5,7 @@ import { assertName, parseDigest, type ParsedDigest } from '../registry/referenc
 import { assertDeletable, authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
 import { refuseDeeperPaths } from './deeper-paths.js';
+import { fillRange } from './fill-range.js';
 import { byteRange, notModified, repoPath } from './http.js';
 import { sendBlob } from './send.js';
 import { REPO_PREFIX } from './url-rewrite.js';
@@ -49,12 +50,24 @@ export async function blobRoutes(app: FastifyInstance, ctx: RouteContext): Promi
   app.get<{ Params: { name: string; digest: string } }>(path, { exposeHeadRoute: false }, async (request, reply) => {
     const { digest, size, filling } = await prepare(request, reply, ['pull']);
     if (filling) {
-      // The whole blob as it arrives (a Range is ignored, as HTTP allows): the ordinary path serves ranges once it is cached.
       if (notModified(request, digest.value)) {
         filling.stream.destroy();
         return reply.code(304).send();
       }
-      return reply.code(200).type('application/octet-stream').header('Content-Length', size).send(filling.stream);
+      let range;
+      try {
+        range = byteRange(request, size);
+      } catch (err) {
+        filling.stream.destroy();
+        throw err;
+      }
+      reply.type('application/octet-stream');
+      if (!range) return reply.code(200).header('Content-Length', size).send(filling.stream);
+      return reply
+        .code(206)
+        .header('Content-Range', `bytes ${range.start}-${range.end}/${size}`)
+        .header('Content-Length', range.end - range.start + 1)
+        .send(fillRange(filling, range.start, range.end));
     }
     if (notModified(request, digest.value)) return reply.code(304).send();
     const range = byteRange(request, size);
