@@ -6,7 +6,7 @@ import type { ManifestService } from '../manifests.js';
 import { parseDigest, type Reference } from '../references.js';
 import { UpstreamUnavailableError } from './errors.js';
 import type { ProxyTarget } from './namespaces.js';
-import { upstreamFailure } from './refusals.js';
+import { staleWarning, upstreamFailure } from './refusals.js';
 
 /*
  * Manifests of a proxy namespace. A digest names immutable content: once cached it is served from
@@ -99,7 +99,7 @@ export class ManifestCache {
   private staleOr(cached: ManifestRecord | undefined, upstream: string, err: unknown): CachedManifest {
     if (cached && err instanceof UpstreamUnavailableError) {
       this.options.onStale?.(upstream);
-      return { record: cached, stale: `110 - "Response is stale: upstream ${upstream} unavailable: ${oneLine(err.message)}"` };
+      return { record: cached, stale: staleWarning(upstream, err) };
     }
     throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
   }
@@ -112,9 +112,4 @@ export class ManifestCache {
     if (!record) throw new OciError('UNAVAILABLE', `manifest ${fetched.digest} was cached but is gone again (garbage collection?); retry`);
     return record;
   }
-}
-
-/** Header values must not hold line breaks or quotes that would end the warning text. */
-function oneLine(text: string): string {
-  return text.replace(/[\r\n"]+/g, ' ').slice(0, 300);
 }

@@ -9,7 +9,7 @@ import type { ProxyTarget } from './namespaces.js';
  */
 
 /** An upstream failure as the OCI error a client gets; anything else is passed through unchanged. */
-export function upstreamFailure(err: unknown, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN'): unknown {
+export function upstreamFailure(err: unknown, notFound: 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'NAME_UNKNOWN'): unknown {
   if (err instanceof UpstreamNotFoundError) return new OciError(notFound, err.message);
   if (err instanceof UpstreamUnavailableError) {
     const headers: Record<string, string> = err.retryAfter !== undefined ? { 'Retry-After': String(Math.ceil(err.retryAfter)) } : {};
@@ -24,4 +24,14 @@ export function upstreamFailure(err: unknown, notFound: 'MANIFEST_UNKNOWN' | 'BL
 /** The answer to a push, delete, upload or mount into a proxy namespace. */
 export function readOnlyRefusal(target: ProxyTarget): OciError {
   return new OciError('DENIED', `${target.upstream.namespace}/ is a pull-through cache of ${target.upstream.url}: push to another namespace`);
+}
+
+/** The Warning a cached answer carries when it is served because the upstream could not be asked. */
+export function staleWarning(upstream: string, err: UpstreamUnavailableError): string {
+  return `110 - "Response is stale: upstream ${upstream} unavailable: ${oneLine(err.message)}"`;
+}
+
+/** Header values must not hold line breaks or quotes that would end the warning text. */
+function oneLine(text: string): string {
+  return text.replace(/[\r\n"]+/g, ' ').slice(0, 300);
 }

@@ -1,6 +1,7 @@
 // The pull-through cache in a server process: one Upstream per configured upstream (built before the
 // app, since the URL rewrite needs them for containerd's `?ns=`), the fills and the two caches the
-// manifest and blob routes consult, and the hook that keeps proxy namespaces read-only.
+// manifest and blob routes consult, the upstream lists the tags and referrers routes ask, and the hook
+// that keeps proxy namespaces read-only.
 import type { FastifyInstance } from 'fastify';
 import type { Authorizer } from '../../../auth/types.js';
 import type { BlobDriver } from '../../../storage-drivers/blob/types.js';
@@ -12,6 +13,7 @@ import type { ManifestService } from '../manifests.js';
 import type { Quotas } from '../quotas/service.js';
 import { BlobCache } from './blob-cache.js';
 import { BlobFills, type FillObserver } from './fills.js';
+import { ProxyLists } from './lists.js';
 import { ManifestCache } from './manifest-cache.js';
 import { ProxyNamespaces, type ProxyTarget } from './namespaces.js';
 import { readOnlyRefusal } from './refusals.js';
@@ -23,6 +25,7 @@ export interface ProxyRuntime {
   readonly manifests: ManifestCache;
   readonly blobs: BlobCache;
   readonly fills: BlobFills;
+  readonly lists: ProxyLists;
 }
 
 export interface ProxyObservers {
@@ -61,6 +64,7 @@ export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntim
     fills,
     manifests: new ManifestCache({ metadata, manifests: setup.manifests, onStale: setup.observers?.stale }),
     blobs: new BlobCache({ metadata, fills, quotas: setup.quotas, usage: setup.usage, log: app.log }),
+    lists: new ProxyLists({ onStale: setup.observers?.stale }),
   };
   // Every change to a repository (manifest PUT/DELETE, blob DELETE, uploads, mounts) is a method other
   // than GET and HEAD under /v2/_r/<name>/: one hook refuses them all, before any body is read. Access

@@ -13,12 +13,14 @@ import type { ResolvedUpstream } from './upstreams.js';
 
 /*
  * One configured upstream registry, as the pull-through cache talks to it: manifests by tag or digest,
- * blobs as streams. Every operation holds one slot of the upstream's limiter from its first request
+ * blobs as streams, tag lists and referrers as small JSON documents. Every operation holds one slot of the upstream's limiter from its first request
  * until its body is read (a blob: until the stream closes), authenticates the way the Docker token spec
  * says, and tries the upstream's URLs in order while they are unavailable.
  */
 
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** A tag list or referrers index: Docker Hub's longest unpaginated tag lists are a few hundred KiB. */
+const MAX_LISTING_BYTES = 4 * 1024 * 1024;
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 
@@ -50,6 +52,11 @@ export interface FetchedManifest {
   mediaType: string;
 }
 
+export interface UpstreamListing {
+  body: unknown;
+  headers: http.IncomingHttpHeaders;
+}
+
 export interface OpenedBlob {
   size: number;
   /** The body as it arrives; the caller verifies the digest. Destroy it to stop early. */
@@ -58,7 +65,7 @@ export interface OpenedBlob {
 
 interface Target {
   repo: string;
-  /** `manifests/<ref>` or `blobs/<digest>`. */
+  /** `manifests/<ref>`, `blobs/<digest>`, `tags/list?…` or `referrers/<digest>?…`. */
   path: string;
   method: 'GET' | 'HEAD';
   accept?: string | undefined;
@@ -186,6 +193,33 @@ export class Upstream {
       if (mediaType === undefined)
         throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} sent a manifest for ${what} with no Content-Type and no mediaType field`);
       return { bytes, digest, mediaType };
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * GET of a small JSON document of the repository (`tags/list?…`, `referrers/<digest>?…`), read whole
+   * (at most 4 MiB) and parsed; the caller checks its shape. `path` may carry a query string.
+   */
+  async getListing(repo: string, path: string, accept: string, signal?: AbortSignal): Promise<UpstreamListing> {
+    const what = `${repo}/${path}`;
+    const release = await this.slot(signal);
+    try {
+      const res = await this.exchange({ repo, path, method: 'GET', accept }, signal);
+      let bytes: Buffer;
+      try {
+        bytes = await readBody(res, MAX_LISTING_BYTES);
+      } catch (err) {
+        if (err instanceof BodyLimitError)
+          throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} sent more than ${MAX_LISTING_BYTES} bytes for ${what}`);
+        throw this.bodyError(err, what);
+      }
+      try {
+        return { body: JSON.parse(bytes.toString('utf8')) as unknown, headers: res.headers };
+      } catch {
+        throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} sent no JSON for ${what}`);
+      }
     } finally {
       release();
     }
