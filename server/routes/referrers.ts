@@ -11,7 +11,13 @@ export async function referrerRoutes(app: FastifyInstance, ctx: RouteContext): P
     const subject = parseDigest(request.params.digest);
     await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull'] }]);
     const artifactType = queryParam(request, 'artifactType');
-    const manifests = await ctx.manifests.referrers(name, subject, artifactType || undefined);
+    const cached = () => ctx.manifests.referrers(name, subject, artifactType || undefined);
+    const target = ctx.proxy?.namespaces.resolve(name);
+    const { manifests, stale } =
+      target && ctx.proxy
+        ? await ctx.proxy.lists.referrers(target, subject, artifactType || undefined, cached)
+        : { manifests: await cached(), stale: undefined };
+    if (stale !== undefined) reply.header('Warning', stale);
     if (artifactType) reply.header('OCI-Filters-Applied', 'artifactType');
     // A Buffer, so Fastify adds no charset parameter: the spec wants the bare index media type.
     return reply.type(MEDIA_TYPES.ociIndex).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests })));

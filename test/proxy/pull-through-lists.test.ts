@@ -13,6 +13,7 @@ import { json, startFakeServer, type FakeServer } from './helpers.js';
 
 const ACCEPT = { accept: OCI_MANIFEST };
 const SIGNATURE = 'application/vnd.example.signature';
+const SBOM = 'application/vnd.example.sbom';
 
 function proxyConfig(upstreamUrl: string): BerthConfigInput {
   return { proxy: { upstreams: [{ namespace: 'hub', urls: [upstreamUrl], tagTtlSeconds: 0, timeoutSeconds: 2, maxWaitSeconds: 2 }] } } as BerthConfigInput;
@@ -52,6 +53,7 @@ describe('proxy namespaces: tags/list and referrers from the upstream', () => {
   const stale: string[] = [];
   let image: { manifest: Blob };
   let signature: Blob;
+  let sbom: Blob;
 
   before(async () => {
     up = await startCountedUpstream();
@@ -59,6 +61,7 @@ describe('proxy namespaces: tags/list and referrers from the upstream', () => {
     image = await pusher.pushImage('team/app', 'v1', [100]);
     for (const tag of ['v2', 'v3']) await pusher.pushManifest('team/app', tag, image.manifest);
     signature = await pushReferrer(pusher, 'team/app', image.manifest, SIGNATURE);
+    sbom = await pushReferrer(pusher, 'team/app', image.manifest, SBOM);
     proxy = await startTestRegistry({ config: proxyConfig(up.reg.url), deps: { onProxyStale: (name) => stale.push(name) } });
     client = new RegistryClient(proxy.url);
   });
@@ -98,6 +101,20 @@ describe('proxy namespaces: tags/list and referrers from the upstream', () => {
     assert.equal(((await res.json()) as ErrorBody).errors[0]?.code, 'NAME_UNKNOWN');
   });
 
+  it("lists the upstream's referrers, filtered by artifactType", async () => {
+    const res = await client.fetch(`/v2/hub/team/app/referrers/${image.manifest.digest}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'application/vnd.oci.image.index.v1+json');
+    const index = (await res.json()) as { manifests: Array<{ digest: string; artifactType?: string }> };
+    assert.deepEqual(index.manifests.map((m) => m.digest).sort(), [signature.digest, sbom.digest].sort());
+    const filtered = await client.fetch(`/v2/hub/team/app/referrers/${image.manifest.digest}?artifactType=${encodeURIComponent(SBOM)}`);
+    assert.equal(filtered.headers.get('oci-filters-applied'), 'artifactType');
+    assert.deepEqual(
+      ((await filtered.json()) as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest),
+      [sbom.digest],
+    );
+  });
+
   it('answers from the cache with a Warning while the upstream is down; an uncached name is a 503', async () => {
     // What gets cached: tag v1 and the signature (pulled by digest).
     assert.equal((await client.fetch('/v2/hub/team/app/manifests/v1', { headers: ACCEPT })).status, 200);
@@ -109,7 +126,14 @@ describe('proxy namespaces: tags/list and referrers from the upstream', () => {
     assert.deepEqual(await tags.json(), { name: 'hub/team/app', tags: ['v1'] });
     assert.match(tags.headers.get('warning') ?? '', /^110 - "Response is stale: upstream hub unavailable: .+"$/);
 
-    assert.deepEqual(stale, ['hub']);
+    const referrers = await client.fetch(`/v2/hub/team/app/referrers/${image.manifest.digest}`);
+    assert.equal(referrers.status, 200);
+    assert.match(referrers.headers.get('warning') ?? '', /^110 - "Response is stale: upstream hub unavailable: .+"$/);
+    assert.deepEqual(
+      ((await referrers.json()) as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest),
+      [signature.digest],
+    );
+    assert.deepEqual(stale, ['hub', 'hub']);
 
     const uncached = await client.fetch('/v2/hub/team/other/tags/list');
     assert.equal(uncached.status, 503);
@@ -148,5 +172,13 @@ describe('proxy namespaces: an upstream that has lost a name, and one without a 
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { name: 'hub/team/old', tags: ['v1'] });
     assert.equal(res.headers.get('warning'), null);
+  });
+
+  it('falls back to the cached referrers when the upstream answers 404 for the referrers API', async () => {
+    const res = await new RegistryClient(proxy.url).fetch(`/v2/hub/team/old/referrers/${manifest.digest}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('warning'), null);
+    assert.deepEqual(((await res.json()) as { manifests: unknown[] }).manifests, []);
+    assert.ok(upstream.requests.some((r) => r.url === `/v2/team/old/referrers/${manifest.digest}`));
   });
 });

@@ -1,4 +1,7 @@
 import { OciError } from '../../errors.js';
+import { MEDIA_TYPES } from '../manifest-parse.js';
+import type { Referrer } from '../manifests.js';
+import { parseDigest, type ParsedDigest } from '../references.js';
 import type { ListPage } from '../repositories.js';
 import { UpstreamInvalidError, UpstreamNotFoundError, UpstreamUnavailableError } from './errors.js';
 import type { ProxyTarget } from './namespaces.js';
@@ -15,6 +18,11 @@ import { staleWarning, upstreamFailure } from './refusals.js';
 export type TagListing =
   /** `next`: the query (`?n=…&last=…`) of the upstream's next page, for the local Link header. */
   { from: 'upstream'; tags: string[]; next: string | undefined } | { from: 'cache'; page: ListPage; stale?: string | undefined };
+
+export interface ReferrerListing {
+  manifests: Referrer[];
+  stale?: string | undefined;
+}
 
 export interface ProxyListsOptions {
   /** A cached answer served because the upstream is unavailable (metrics). */
@@ -46,6 +54,36 @@ export class ProxyLists {
         'NAME_UNKNOWN',
       );
     return { from: 'upstream', tags: (tags ?? []) as string[], next: nextQuery(listing.headers.link) };
+  }
+
+  /**
+   * Referrers of `subject`: the upstream's, else the cached ones when it is unavailable or has no
+   * referrers API (a 404 for the endpoint; a registry with the API answers an empty index).
+   */
+  async referrers(target: ProxyTarget, subject: ParsedDigest, artifactType: string | undefined, cached: () => Promise<Referrer[]>): Promise<ReferrerListing> {
+    const { upstream, remoteRepo } = target;
+    const path = `referrers/${subject.value}${artifactType ? `?${new URLSearchParams({ artifactType })}` : ''}`;
+    let listing;
+    try {
+      listing = await upstream.getListing(remoteRepo, path, MEDIA_TYPES.ociIndex);
+    } catch (err) {
+      if (err instanceof UpstreamUnavailableError) return { manifests: await cached(), stale: this.stale(upstream.namespace, err) };
+      if (err instanceof UpstreamNotFoundError) return { manifests: await cached() };
+      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+    }
+    const manifests = (listing.body as { manifests?: unknown } | null)?.manifests;
+    const referrers = Array.isArray(manifests) ? manifests.map(descriptor) : undefined;
+    if (!referrers || referrers.includes(undefined))
+      throw upstreamFailure(
+        new UpstreamInvalidError(
+          upstream.namespace,
+          `upstream ${upstream.namespace} sent referrers of ${remoteRepo}@${subject.value} that are not an index of descriptors`,
+        ),
+        'MANIFEST_UNKNOWN',
+      );
+    // An upstream that ignored the filter is filtered here: the client is told it was applied.
+    const all = referrers as Referrer[];
+    return { manifests: artifactType ? all.filter((r) => r.artifactType === artifactType) : all };
   }
 
   private stale(upstream: string, err: UpstreamUnavailableError): string {
@@ -82,4 +120,21 @@ function nextQuery(header: string | string[] | undefined): string | undefined {
   if (n !== null && /^\d{1,15}$/.test(n)) next.set('n', n);
   next.set('last', last);
   return `?${next}`;
+}
+
+function descriptor(value: unknown): Referrer | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const d = value as Record<string, unknown>;
+  if (typeof d.mediaType !== 'string' || typeof d.digest !== 'string' || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0)
+    return undefined;
+  try {
+    parseDigest(d.digest);
+  } catch {
+    return undefined;
+  }
+  const referrer: Referrer = { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  if (typeof d.artifactType === 'string') referrer.artifactType = d.artifactType;
+  if (typeof d.annotations === 'object' && d.annotations !== null && Object.values(d.annotations).every((v) => typeof v === 'string'))
+    referrer.annotations = d.annotations as Record<string, string>;
+  return referrer;
 }
