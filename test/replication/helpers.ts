@@ -21,7 +21,8 @@ export function makeRemote(
   );
   if (resolved === undefined) throw new Error(problems.join('\n'));
   const events: SessionEvent[] = [];
-  return { remote: new RemoteEndpoint(resolved, { observer: (event) => events.push(event) }), events };
+  // Retries after 10 ms, so a test of giving up does not wait out the real backoff.
+  return { remote: new RemoteEndpoint(resolved, { observer: (event) => events.push(event), backoffMs: 10 }), events };
 }
 
 /** A source for putBlob over `data`, recording the offsets it is opened at; it yields 7000-byte pieces so chunks cross them. */

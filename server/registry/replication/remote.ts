@@ -42,13 +42,20 @@ const push = (repo: string) => `repository:${repo}:pull,push`;
 /** The registry lost the upload or disagrees on where it stands: start a new one. */
 class UploadRestart extends Error {}
 
+export interface RemoteOptions extends SessionOptions {
+  /** The first wait before a failed chunk is retried (doubling, at most 8 s); default 250 ms. */
+  backoffMs?: number | undefined;
+}
+
 export class RemoteEndpoint implements ReplicationEndpoint {
   readonly name: string;
   private readonly session: RegistrySession;
+  private readonly backoffMs: number;
 
-  constructor(config: ResolvedRegistry, options: SessionOptions = {}) {
+  constructor(config: ResolvedRegistry, options: RemoteOptions = {}) {
     this.name = config.name;
     this.session = new RegistrySession(config, options);
+    this.backoffMs = options.backoffMs ?? BACKOFF_MS;
   }
 
   async *repositories(signal: AbortSignal): AsyncIterable<string> {
@@ -325,7 +332,7 @@ export class RemoteEndpoint implements ReplicationEndpoint {
             continue;
           }
           if (!isRetryable(err) || ++failures > MAX_CHUNK_RETRIES) throw err;
-          await sleep(Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** (failures - 1)), undefined, { signal });
+          await sleep(Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** (failures - 1)), undefined, { signal });
           const status = await this.uploadStatus(repo, digest, location, signal);
           if (status === undefined) {
             if (++restarts > MAX_RESTARTS) throw err;
