@@ -64,6 +64,19 @@ describe('replication remote: edge cases against local servers', () => {
     assert.equal(await remote.deleteTag('a/b', 'v1', signal()), 'unsupported');
   });
 
+  it('hands a long Retry-After to the caller instead of waiting in line', async () => {
+    const { remote, server } = await remoteOn((_req, res) =>
+      json(res, 429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'later' }] }, { 'Retry-After': '120' }),
+    );
+    const err = await remote.tags('a/b', signal()).then(
+      () => assert.fail('listed through a 429'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ReplicationError && err.retryable, String(err));
+    assert.equal(err.retryAfterMs, 120_000);
+    assert.equal(server.requests.length, 1);
+  });
+
   it('marks a 503 retryable and quotes the registry', async () => {
     const { remote } = await remoteOn((_req, res) => json(res, 503, { errors: [{ code: 'UNAVAILABLE', message: 'maintenance' }] }));
     const err = await remote.hasBlob('a/b', DIGEST, signal()).then(

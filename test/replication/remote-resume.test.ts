@@ -54,6 +54,31 @@ describe('replication remote: resume and rate limits', () => {
     }
   });
 
+  it('finds the blob stored when the answer to the finishing PUT is lost', async () => {
+    const proxy = await startInterposer(reg.url, (req) => {
+      if (req.method !== 'PUT' || !(req.url ?? '').includes('digest=')) return { handled: false };
+      return {
+        handled: false,
+        afterwards: (res) => {
+          res.socket?.destroy();
+          return true;
+        },
+      };
+    });
+    open.push(proxy);
+    const { remote } = makeRemote({ urls: [proxy.url] });
+    const layer = randomBlob(20_000);
+    const source = bufferSource(layer.data);
+    try {
+      assert.equal(await remote.putBlob('team/lost', layer.digest, layer.size, source.open, { chunkBytes: 8192, signal: signal() }), 'uploaded');
+      // Sent once: the lost upload was found finished, not started over.
+      assert.deepEqual(source.opened, [0]);
+      assert.equal(proxy.seen.filter((line) => line.startsWith('PUT')).length, 1);
+    } finally {
+      remote.close();
+    }
+  });
+
   it('gives up with a retryable ReplicationError when every PATCH fails', async () => {
     const proxy = await startInterposer(reg.url, (req) => {
       if (req.method !== 'PATCH') return { handled: false };

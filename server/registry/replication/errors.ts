@@ -15,6 +15,8 @@ export interface ReplicationErrorDetails {
   /** What the registry said (its error body, shortened), or the transport failure. */
   said?: string | undefined;
   retryable: boolean;
+  /** How long the registry asked to be left alone (Retry-After of a 429 or 503), when it said. */
+  retryAfterMs?: number | undefined;
 }
 
 export class ReplicationError extends Error {
@@ -23,6 +25,7 @@ export class ReplicationError extends Error {
   readonly operation: string;
   readonly status: number | undefined;
   readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
 
   constructor(details: ReplicationErrorDetails) {
     const where = details.repo === undefined ? `registry ${details.registry}` : `registry ${details.registry}, ${details.repo}`;
@@ -35,6 +38,7 @@ export class ReplicationError extends Error {
     this.operation = details.operation;
     this.status = details.status;
     this.retryable = details.retryable;
+    this.retryAfterMs = details.retryAfterMs;
   }
 }
 

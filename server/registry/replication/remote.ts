@@ -332,9 +332,19 @@ export class RemoteEndpoint implements ReplicationEndpoint {
             continue;
           }
           if (!isRetryable(err) || ++failures > MAX_CHUNK_RETRIES) throw err;
-          await sleep(Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** (failures - 1)), undefined, { signal });
-          const status = await this.uploadStatus(repo, digest, location, signal);
+          let status: { location: URL; offset: number } | undefined;
+          for (;;) {
+            await sleep(Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** (failures - 1)), undefined, { signal });
+            try {
+              status = await this.uploadStatus(repo, digest, location, signal);
+              break;
+            } catch (again) {
+              if (signal.aborted || !isRetryable(again) || ++failures > MAX_CHUNK_RETRIES) throw again;
+            }
+          }
           if (status === undefined) {
+            // The upload is gone: finished after all (the answer to the last PUT was lost), or dropped.
+            if (offset >= size && (await this.hasBlob(repo, digest, signal))) return;
             if (++restarts > MAX_RESTARTS) throw err;
             location = await this.startUpload(repo, digest, signal);
             offset = 0;

@@ -113,7 +113,16 @@ export class RegistrySession {
       const who = this.config.username === undefined ? 'anonymous access' : `the credentials of ${JSON.stringify(this.config.username)}`;
       said = `refused ${who}${said}`;
     }
-    return new ReplicationError({ registry: this.config.name, repo: req.repo, operation: req.operation, status, said, retryable: retryableStatus(status) });
+    const retryAfterMs = retryableStatus(status) ? parseRetryAfter(firstHeader(res.headers['retry-after']), this.now()) : undefined;
+    return new ReplicationError({
+      registry: this.config.name,
+      repo: req.repo,
+      operation: req.operation,
+      status,
+      said,
+      retryable: retryableStatus(status),
+      retryAfterMs,
+    });
   }
 
   /** Closes kept connections and fails requests still waiting in line. */
