@@ -9,7 +9,7 @@ import { blob, imageManifest, OCI_INDEX, OCI_MANIFEST, randomBlob, RegistryClien
 import { type TestRegistry, startTestRegistry } from '../helpers/registry.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
 import { collect } from '../proxy/helpers.js';
-import { asFetched, bufferSource, makeRemote, referrerOf, signal } from './helpers.js';
+import { asFetched, bufferSource, makeRemote, referrerOf, signal, startInterposer } from './helpers.js';
 
 /**
  * A real Berth with token auth as the remote side: the endpoint logs in with the scopes each
@@ -93,6 +93,23 @@ describe('replication remote: a Berth with token auth', () => {
     assert.equal(result, 'mounted');
     assert.deepEqual(none.opened, []);
     assert.equal(await remote.hasBlob('team/copy', layer.digest, signal()), true);
+  });
+
+  it('asks the token service for push on the target and pull on the mount source', async () => {
+    const proxy = await startInterposer(reg.url, () => ({ handled: false }));
+    const through = makeRemote({ urls: [proxy.url], username: 'alice', passwordEnv: 'PW' }, { PW: PASSWORDS.alice }).remote;
+    try {
+      const none = bufferSource(Buffer.alloc(0));
+      const options = { mountFrom: ['team/app'], chunkBytes: 64 * 1024, signal: signal() };
+      assert.equal(await through.putBlob('team/copy2', layer.digest, layer.size, none.open, options), 'mounted');
+      const scopes = proxy.seen
+        .filter((line) => line.startsWith('GET /auth/token?'))
+        .map((line) => new URL(line.slice('GET '.length), proxy.url).searchParams.getAll('scope'));
+      assert.deepEqual(scopes, [['repository:team/copy2:pull'], ['repository:team/copy2:pull,push', 'repository:team/app:pull']]);
+    } finally {
+      through.close();
+      await proxy.close();
+    }
   });
 
   it('lists referrers of a subject', async () => {
