@@ -18,9 +18,13 @@ export class TransportError extends Error {
   }
 }
 
+export type SendMethod = 'GET' | 'HEAD' | 'PUT' | 'PATCH' | 'POST' | 'DELETE';
+
 export interface SendOptions {
-  method: 'GET' | 'HEAD';
+  method: SendMethod;
   headers: Record<string, string>;
+  /** Sent whole with its Content-Length; the timeout for headers starts once it is written. */
+  body?: Buffer | undefined;
   timeoutMs: number;
   agent: http.Agent;
   signal?: AbortSignal | undefined;
@@ -77,12 +81,17 @@ export function send(url: URL, options: SendOptions): Promise<http.IncomingMessa
       else req.destroy();
       fail(reason);
     };
-    const req = transport.request(url, { method: options.method, headers: options.headers, agent: options.agent });
-    const headersTimer = setTimeout(() => {
-      const err = new TransportError('timeout', `no response from ${url.host} within ${options.timeoutMs} ms (timeoutSeconds)`);
-      req.destroy(err);
-      fail(err);
-    }, options.timeoutMs);
+    const headers = options.body === undefined ? options.headers : { ...options.headers, 'Content-Length': String(options.body.length) };
+    const req = transport.request(url, { method: options.method, headers, agent: options.agent });
+    let headersTimer: NodeJS.Timeout | undefined;
+    const startHeadersTimer = () => {
+      if (settled) return;
+      headersTimer = setTimeout(() => {
+        const err = new TransportError('timeout', `no response from ${url.host} within ${options.timeoutMs} ms (timeoutSeconds)`);
+        req.destroy(err);
+        fail(err);
+      }, options.timeoutMs);
+    };
     req.setTimeout(options.timeoutMs, () => {
       const err = new TransportError('timeout', `${url.host} sent nothing for ${options.timeoutMs} ms (timeoutSeconds)`);
       if (response) response.destroy(err);
@@ -103,7 +112,11 @@ export function send(url: URL, options: SendOptions): Promise<http.IncomingMessa
       resolve(res);
     });
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    req.end();
+    // A large body takes its own time to send (bounded by the idle timeout); the wait for an answer starts after it.
+    if (options.body === undefined) {
+      startHeadersTimer();
+      req.end();
+    } else req.end(options.body, startHeadersTimer);
   });
 }
 

@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../config.js';
+import { fileProblem, readCaFile } from '../../config-sources.js';
+
+/*
+ * The registries replication rules name (`replication.registries[]`), resolved once at start-up the
+ * way proxy upstreams are: the password read from its file or variable and kept off the enumerable
+ * properties (so logging or JSON.stringify of a registry never shows it), the CA file read.
+ */
+
+/** One `replication.registries[]` entry as the config schema outputs it (defaults applied). */
+export interface RegistryEntry {
+  name: string;
+  urls: readonly string[];
+  username?: string | undefined;
+  passwordFile?: string | undefined;
+  passwordEnv?: string | undefined;
+  timeoutSeconds: number;
+  maxConcurrent: number;
+  requestsPerSecond: number;
+  maxWaitSeconds: number;
+  caFile?: string | undefined;
+}
+
+export interface ResolvedRegistry {
+  readonly name: string;
+  /** Base URLs without a trailing slash, in fail-over order. */
+  readonly urls: readonly string[];
+  readonly username: string | undefined;
+  readonly timeoutMs: number;
+  readonly maxConcurrent: number;
+  readonly requestsPerSecond: number;
+  readonly maxWaitMs: number;
+  /** The password (non-enumerable). Never log it. */
+  readonly password: string | undefined;
+  /** PEM text of caFile (non-enumerable, only because it is long). */
+  readonly ca: string | undefined;
+}
+
+export interface ResolveRegistryOptions {
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Reads password and CA files; tests may read from elsewhere. */
+  readFile?: ((path: string) => string) | undefined;
+}
+
+/** One entry resolved, or undefined with its problems pushed onto `problems` (`key` is where it sits in the config). */
+export function resolveRegistry(entry: RegistryEntry, key: string, options: ResolveRegistryOptions, problems: string[]): ResolvedRegistry | undefined {
+  const env = options.env ?? process.env;
+  const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const where = (field: string) => `${key}.${field} (registry ${JSON.stringify(entry.name)})`;
+  const before = problems.length;
+  let password: string | undefined;
+  if (entry.passwordFile !== undefined) {
+    try {
+      // A file written by `echo` ends in a line break that is not part of the password.
+      password = readFile(entry.passwordFile).replace(/\r?\n$/, '');
+      if (password === '') problems.push(`${where('passwordFile')}: ${entry.passwordFile} is empty`);
+    } catch (err) {
+      problems.push(`${where('passwordFile')}: cannot read ${entry.passwordFile}: ${fileProblem(err)}`);
+    }
+  } else if (entry.passwordEnv !== undefined) {
+    password = env[entry.passwordEnv];
+    if (password === undefined || password === '') problems.push(`${where('passwordEnv')}: environment variable ${entry.passwordEnv} is not set`);
+  }
+  const ca = entry.caFile === undefined ? undefined : readCaFile(entry.caFile, where('caFile'), readFile, problems);
+  if (problems.length > before) return undefined;
+  const registry = {
+    name: entry.name,
+    urls: Object.freeze(entry.urls.map((url) => url.replace(/\/+$/, ''))),
+    username: entry.username,
+    timeoutMs: Math.round(entry.timeoutSeconds * 1000),
+    maxConcurrent: entry.maxConcurrent,
+    requestsPerSecond: entry.requestsPerSecond,
+    maxWaitMs: Math.round(entry.maxWaitSeconds * 1000),
+  };
+  Object.defineProperties(registry, {
+    password: { value: password, enumerable: false },
+    ca: { value: ca, enumerable: false },
+  });
+  return Object.freeze(registry) as unknown as ResolvedRegistry;
+}
+
+/** Resolves every entry; throws a ConfigError with one line per problem (naming the file or variable, never a password). */
+export function resolveRegistries(entries: readonly RegistryEntry[], options: ResolveRegistryOptions = {}): ResolvedRegistry[] {
+  const problems: string[] = [];
+  const out: ResolvedRegistry[] = [];
+  entries.forEach((entry, i) => {
+    const registry = resolveRegistry(entry, `replication.registries.${i}`, options, problems);
+    if (registry) out.push(registry);
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out;
+}
