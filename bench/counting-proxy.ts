@@ -9,6 +9,8 @@ export interface CountingProxy {
   url: string;
   /** Requests seen since the last reset, as `METHOD path` (query string dropped) → count. */
   counts(): Map<string, number>;
+  /** Response body bytes sent back since the last reset, by the same keys. */
+  bytes(): Map<string, number>;
   reset(): void;
   close(): Promise<void>;
 }
@@ -17,12 +19,15 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   const target = new URL(upstream);
   const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
   let counts = new Map<string, number>();
+  let bytes = new Map<string, number>();
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const key = `${req.method ?? 'GET'} ${decodeURIComponent(path)}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
     const out = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }, (upstreamRes) => {
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      // Into the map current when the bytes arrive: a reset in mid-response starts the count afresh.
+      upstreamRes.on('data', (chunk: Buffer) => bytes.set(key, (bytes.get(key) ?? 0) + chunk.length));
       upstreamRes.pipe(res);
     });
     out.on('error', (err) => {
@@ -41,8 +46,10 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   return {
     url: `http://127.0.0.1:${port}`,
     counts: () => counts,
+    bytes: () => bytes,
     reset: () => {
       counts = new Map();
+      bytes = new Map();
     },
     close: async () => {
       server.closeAllConnections();
