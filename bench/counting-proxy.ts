@@ -11,15 +11,21 @@ export interface CountingProxy {
   counts(): Map<string, number>;
   /** Response body bytes sent back since the last reset, by the same keys. */
   bytes(): Map<string, number>;
+  /** Why forwarding failed (answered 502 or cut), `METHOD path: message`, since the last reset. */
+  failures(): string[];
   reset(): void;
   close(): Promise<void>;
 }
 
 export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
   const target = new URL(upstream);
-  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  // A fresh connection per request: s3rver closes idle keep-alive sockets after 5 s, and a burst of
+  // requests reusing sockets just as it does so fails with "socket hang up" (the cold fan-out's
+  // followers wake together when a fill chunk lands), which would be charged to the registry.
+  const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   let counts = new Map<string, number>();
   let bytes = new Map<string, number>();
+  let failures: string[] = [];
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const key = `${req.method ?? 'GET'} ${decodeURIComponent(path)}`;
@@ -31,6 +37,7 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
       upstreamRes.pipe(res);
     });
     out.on('error', (err) => {
+      failures.push(`${key}: ${err.message}`);
       if (!res.headersSent) res.writeHead(502).end(err.message);
       else res.destroy(err);
     });
@@ -47,9 +54,11 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     url: `http://127.0.0.1:${port}`,
     counts: () => counts,
     bytes: () => bytes,
+    failures: () => failures,
     reset: () => {
       counts = new Map();
       bytes = new Map();
+      failures = [];
     },
     close: async () => {
       server.closeAllConnections();

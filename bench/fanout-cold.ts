@@ -173,13 +173,21 @@ async function runCase(spec: (typeof CASES)[number], plan: FanoutPlan, up: Upstr
           }
         : {}),
     });
+    // A failure between the cache and S3 or the upstream explains the clients' failures: the first few.
+    for (const [what, counter] of [
+      ['S3', s3Counter],
+      ['upstream', up.counter],
+    ] as const) {
+      const failures = counter?.failures() ?? [];
+      if (failures.length > 0) result.problems.unshift(`${failures.length} ${what} requests failed at the wire, first: ${failures.slice(0, 3).join('; ')}`);
+    }
     // The point of the fills: Berth's cache fetches every blob from the upstream exactly once.
     if (berth) {
       for (const b of result.blobs ?? []) {
         if (b.what !== 'manifest' && b.upstreamGets !== 1) result.problems.push(`${b.what}: ${b.upstreamGets ?? 0} upstream GETs, expected 1`);
       }
     }
-    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and more`);
+    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and ${result.problems.length - 10} more`);
     result.ok = result.problems.length === 0;
     log(
       `fanout-cold ${spec.id}: ${m.wallSeconds.toFixed(1)} s wall, ${m.serverCpuSeconds.toFixed(1)} s server CPU, ` +

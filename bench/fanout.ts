@@ -99,8 +99,10 @@ export interface Running {
 function hashedGet(agent: Agent, url: string, accept?: string): Promise<{ status: number; digest: string; bytes: number; body?: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent, timeout: REQUEST_TIMEOUT_MS, headers: accept ? { accept } : {} });
-    req.once('timeout', () => req.destroy(new Error(`GET ${url}: no progress for ${REQUEST_TIMEOUT_MS} ms`)));
-    req.once('error', reject);
+    req.once('timeout', () => req.destroy(new Error(`no progress for ${REQUEST_TIMEOUT_MS} ms`)));
+    // Which request failed matters when 200 clients fail at once: name it.
+    const fail = (err: Error) => reject(new Error(`GET ${url}: ${err.message}`));
+    req.once('error', fail);
     req.once('response', (res) => {
       const hash = createHash('sha256');
       const keep: Buffer[] | undefined = accept ? [] : undefined;
@@ -110,9 +112,9 @@ function hashedGet(agent: Agent, url: string, accept?: string): Promise<{ status
         bytes += chunk.length;
         keep?.push(chunk);
       });
-      res.once('error', reject);
+      res.once('error', fail);
       res.once('close', () => {
-        if (!res.complete) reject(new Error(`GET ${url}: the connection closed mid-response`));
+        if (!res.complete) fail(new Error('the connection closed mid-response'));
       });
       res.once('end', () =>
         resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, ...(keep ? { body: Buffer.concat(keep) } : {}) }),
@@ -272,7 +274,7 @@ async function runCase(spec: (typeof CASES)[number], plan: FanoutPlan, scratch: 
       ...(spec.id === 'distribution' ? {} : { blobs: readsPerBlob(image, proxy.counts()), s3Requests: byMethod }),
     });
     // Keep the report readable: the first few problems tell the story.
-    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and more`);
+    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and ${result.problems.length - 10} more`);
     result.ok = result.problems.length === 0;
     log(`fanout ${spec.id}: ${m.wallSeconds.toFixed(1)} s wall, ${m.serverCpuSeconds.toFixed(1)} s server CPU, S3 ${JSON.stringify(byMethod)}`);
   } catch (err) {
