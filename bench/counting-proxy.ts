@@ -9,23 +9,35 @@ export interface CountingProxy {
   url: string;
   /** Requests seen since the last reset, as `METHOD path` (query string dropped) → count. */
   counts(): Map<string, number>;
+  /** Response body bytes sent back since the last reset, by the same keys. */
+  bytes(): Map<string, number>;
+  /** Why forwarding failed (answered 502 or cut), `METHOD path: message`, since the last reset. */
+  failures(): string[];
   reset(): void;
   close(): Promise<void>;
 }
 
 export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
   const target = new URL(upstream);
-  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  // A fresh connection per request: s3rver closes idle keep-alive sockets after 5 s, and a burst of
+  // requests reusing sockets just as it does so fails with "socket hang up" (the cold fan-out's
+  // followers wake together when a fill chunk lands), which would be charged to the registry.
+  const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   let counts = new Map<string, number>();
+  let bytes = new Map<string, number>();
+  let failures: string[] = [];
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const key = `${req.method ?? 'GET'} ${decodeURIComponent(path)}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
     const out = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }, (upstreamRes) => {
       res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      // Into the map current when the bytes arrive: a reset in mid-response starts the count afresh.
+      upstreamRes.on('data', (chunk: Buffer) => bytes.set(key, (bytes.get(key) ?? 0) + chunk.length));
       upstreamRes.pipe(res);
     });
     out.on('error', (err) => {
+      failures.push(`${key}: ${err.message}`);
       if (!res.headersSent) res.writeHead(502).end(err.message);
       else res.destroy(err);
     });
@@ -41,8 +53,12 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   return {
     url: `http://127.0.0.1:${port}`,
     counts: () => counts,
+    bytes: () => bytes,
+    failures: () => failures,
     reset: () => {
       counts = new Map();
+      bytes = new Map();
+      failures = [];
     },
     close: async () => {
       server.closeAllConnections();

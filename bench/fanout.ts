@@ -15,7 +15,7 @@ import { measure } from './proc.js';
 import { berthBase, DISTRIBUTION_BINARY, distributionAvailable, launchBerth, startDistribution } from './targets.js';
 import { MiB, percentile } from './workloads.js';
 
-export type FanoutCaseId = 'berth-shared' | 'berth-unshared' | 'distribution';
+export type FanoutCaseId = 'berth-shared' | 'berth-unshared' | 'distribution' | 'berth-proxy' | 'distribution-proxy';
 
 export interface FanoutPlan {
   clients: number;
@@ -28,8 +28,10 @@ export const FANOUT_QUICK: FanoutPlan = { clients: 200, layerSizes: [8 * MiB, 2 
 export interface BlobReads {
   what: string;
   bytes: number;
-  /** GETs of this object's key that reached the S3 server during the pull phase. */
-  s3Gets: number;
+  /** GETs of this object's key that reached the S3 server during the pull phase (absent: no S3). */
+  s3Gets?: number;
+  /** Cold row only: GETs of this blob that reached the upstream registry during the pull phase. */
+  upstreamGets?: number;
 }
 
 export interface FanoutCase {
@@ -47,6 +49,16 @@ export interface FanoutCase {
   blobs?: BlobReads[];
   /** Every request the S3 server saw during the pull phase, by method. */
   s3Requests?: Record<string, number>;
+  /** Cold row only: the S3 requests as `METHOD area` (blob data, fill chunks, fill state, journal …). */
+  s3RequestAreas?: Record<string, number>;
+  /** Cold row only: MiB of S3 response bodies by `METHOD area` (GETs: what the cache read from S3). */
+  s3MiBByArea?: Record<string, number>;
+  /** Cold row only: MiB of response bodies the upstream sent the cache. */
+  upstreamMiB?: number;
+  /** Cold row only: every request the upstream saw during the pull phase, as `METHOD kind`. */
+  upstreamRequests?: Record<string, number>;
+  /** Cold row only: CPU of the upstream registry during the pull phase (not in serverCpuSeconds). */
+  upstreamCpuSeconds?: number;
   error?: string;
 }
 
@@ -55,6 +67,8 @@ export interface FanoutRow {
   title: string;
   ok: boolean;
   clients: number;
+  /** The cold row: pulls through a pull-through cache with an empty cache, upstream requests counted. */
+  cold?: boolean;
   cases: FanoutCase[];
   error?: string;
 }
@@ -69,13 +83,13 @@ const REPO = 'bench/fanout-s3';
 const TAG = 'latest';
 const REQUEST_TIMEOUT_MS = 300_000;
 
-interface Image {
+export interface Image {
   layers: SyntheticBlob[];
   config: SmallBlob;
   manifest: SmallBlob;
 }
 
-interface Running {
+export interface Running {
   urls: string[];
   pids: number[];
   stop(): Promise<void>;
@@ -85,8 +99,10 @@ interface Running {
 function hashedGet(agent: Agent, url: string, accept?: string): Promise<{ status: number; digest: string; bytes: number; body?: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { agent, timeout: REQUEST_TIMEOUT_MS, headers: accept ? { accept } : {} });
-    req.once('timeout', () => req.destroy(new Error(`GET ${url}: no progress for ${REQUEST_TIMEOUT_MS} ms`)));
-    req.once('error', reject);
+    req.once('timeout', () => req.destroy(new Error(`no progress for ${REQUEST_TIMEOUT_MS} ms`)));
+    // Which request failed matters when 200 clients fail at once: name it.
+    const fail = (err: Error) => reject(new Error(`GET ${url}: ${err.message}`));
+    req.once('error', fail);
     req.once('response', (res) => {
       const hash = createHash('sha256');
       const keep: Buffer[] | undefined = accept ? [] : undefined;
@@ -96,9 +112,9 @@ function hashedGet(agent: Agent, url: string, accept?: string): Promise<{ status
         bytes += chunk.length;
         keep?.push(chunk);
       });
-      res.once('error', reject);
+      res.once('error', fail);
       res.once('close', () => {
-        if (!res.complete) reject(new Error(`GET ${url}: the connection closed mid-response`));
+        if (!res.complete) fail(new Error('the connection closed mid-response'));
       });
       res.once('end', () =>
         resolve({ status: res.statusCode ?? 0, digest: `sha256:${hash.digest('hex')}`, bytes, ...(keep ? { body: Buffer.concat(keep) } : {}) }),
@@ -109,20 +125,28 @@ function hashedGet(agent: Agent, url: string, accept?: string): Promise<{ status
 }
 
 /** One client: the manifest by tag, then every blob it names, each checked against its digest. */
-async function pullVerified(agent: Agent, base: string, image: Image, problems: string[]): Promise<void> {
-  const got = await hashedGet(agent, `${base}/v2/${REPO}/manifests/${TAG}`, OCI_MANIFEST);
+export async function pullVerified(agent: Agent, base: string, image: Image, problems: string[], repo = REPO): Promise<void> {
+  const got = await hashedGet(agent, `${base}/v2/${repo}/manifests/${TAG}`, OCI_MANIFEST);
   if (got.status !== 200 || got.digest !== image.manifest.digest) {
     problems.push(`manifest: HTTP ${got.status}, digest ${got.digest}`);
     return;
   }
   const manifest = JSON.parse((got.body as Buffer).toString('utf8')) as { config: { digest: string }; layers: { digest: string }[] };
   for (const { digest } of [manifest.config, ...manifest.layers]) {
-    const blob = await hashedGet(agent, `${base}/v2/${REPO}/blobs/${digest}`);
+    const blob = await hashedGet(agent, `${base}/v2/${repo}/blobs/${digest}`);
     if (blob.status !== 200 || blob.digest !== digest) problems.push(`blob ${digest}: HTTP ${blob.status}, got ${blob.digest} (${blob.bytes} bytes)`);
   }
 }
 
-async function startBerthPair(dir: string, s3: S3rverHandle, proxy: CountingProxy, redis: RedisServer, shared: boolean): Promise<Running> {
+/** Two Berth processes on one s3rver (through the counting proxy) and one Redis; `extra` is merged into both configs. */
+export async function startBerthPair(
+  dir: string,
+  s3: S3rverHandle,
+  proxy: CountingProxy,
+  redis: RedisServer,
+  shared: boolean,
+  extra: Record<string, unknown> = {},
+): Promise<Running> {
   const started: Awaited<ReturnType<typeof launchBerth>>[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -137,6 +161,7 @@ async function startBerthPair(dir: string, s3: S3rverHandle, proxy: CountingProx
           sharedReads: { enabled: shared, spoolDir: join(own, 'spool') },
         },
         metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: 'fanout:' } },
+        ...extra,
       };
       started.push(await launchBerth(own, config, port));
     }
@@ -157,14 +182,14 @@ async function startDistributionFs(dir: string): Promise<Running> {
   return { urls: [target.url], pids: [target.pid], stop: () => target.stop() };
 }
 
-function makeImage(plan: FanoutPlan): Image {
+export function makeImage(plan: FanoutPlan, nonce = 'fanout-s3'): Image {
   const layers = plan.layerSizes.map((size) => makeBlob(size));
-  const config = imageConfig('fanout-s3');
+  const config = imageConfig(nonce);
   return { layers, config, manifest: imageManifest(config, layers) };
 }
 
 /** GETs per object, matched by the digest's hex in the S3 key (both registries key blobs by it). */
-function readsPerBlob(image: Image, counts: Map<string, number>): BlobReads[] {
+export function readsPerBlob(image: Image, counts: Map<string, number>): BlobReads[] {
   const objects = [
     { what: 'manifest', digest: image.manifest.digest, bytes: image.manifest.size },
     { what: 'config', digest: image.config.digest, bytes: image.config.size },
@@ -176,6 +201,16 @@ function readsPerBlob(image: Image, counts: Map<string, number>): BlobReads[] {
     for (const [key, n] of counts) if (key.startsWith('GET ') && key.includes(hex)) s3Gets += n;
     return { what, bytes, s3Gets };
   });
+}
+
+/** A counting proxy's `METHOD path` counts summed per method. */
+export function requestsByMethod(counts: Map<string, number>): Record<string, number> {
+  const byMethod: Record<string, number> = {};
+  for (const [key, n] of counts) {
+    const method = key.split(' ')[0] as string;
+    byMethod[method] = (byMethod[method] ?? 0) + n;
+  }
+  return byMethod;
 }
 
 const CASES: { id: FanoutCaseId; label: string }[] = [
@@ -229,11 +264,7 @@ async function runCase(spec: (typeof CASES)[number], plan: FanoutPlan, scratch: 
       ),
     );
     durations.sort((a, b) => a - b);
-    const byMethod: Record<string, number> = {};
-    for (const [key, n] of proxy.counts()) {
-      const method = key.split(' ')[0] as string;
-      byMethod[method] = (byMethod[method] ?? 0) + n;
-    }
+    const byMethod = requestsByMethod(proxy.counts());
     Object.assign(result, {
       wallSeconds: m.wallSeconds,
       p50Ms: percentile(durations, 50),
@@ -243,7 +274,7 @@ async function runCase(spec: (typeof CASES)[number], plan: FanoutPlan, scratch: 
       ...(spec.id === 'distribution' ? {} : { blobs: readsPerBlob(image, proxy.counts()), s3Requests: byMethod }),
     });
     // Keep the report readable: the first few problems tell the story.
-    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and more`);
+    if (result.problems.length > 10) result.problems.splice(10, result.problems.length - 10, `… and ${result.problems.length - 10} more`);
     result.ok = result.problems.length === 0;
     log(`fanout ${spec.id}: ${m.wallSeconds.toFixed(1)} s wall, ${m.serverCpuSeconds.toFixed(1)} s server CPU, S3 ${JSON.stringify(byMethod)}`);
   } catch (err) {

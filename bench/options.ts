@@ -21,7 +21,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--install] [--repeat N] [--onl
   --quick    small sizes and short durations (a smoke run, under two minutes)
   --install  apt-get install docker-registry and wrk when they are missing
   --repeat   run every workload N times per target (alternating) and report the median (default 1)
-  --only     run only workloads whose key contains one of these substrings (e.g. push-,pull-; gc: the GC race soak and the 100,000-blob mark pass; retention: the 30,000-tag preview; events: small-image pushes with events off, on, and a fast, slow and down webhook endpoint; fanout-s3: 200 clients pulling one image from Berth on S3 + Redis, 2 processes, shared reads on and off, and from distribution on S3, S3 GETs per blob counted; fanout alone also runs the shared-target fanout-N row)
+  --only     run only workloads whose key contains one of these substrings (e.g. push-,pull-; gc: the GC race soak and the 100,000-blob mark pass; retention: the 30,000-tag preview; events: small-image pushes with events off, on, and a fast, slow and down webhook endpoint; fanout-s3: 200 clients pulling one image from Berth on S3 + Redis, 2 processes, shared reads on and off, and from distribution on S3, S3 GETs per blob counted; fanout-cold: the same 200 clients through a pull-through cache with an empty cache (Berth on S3 + Redis, 2 processes, and distribution with proxy.remoteurl), upstream GETs per blob counted; fanout alone also runs the shared-target fanout-N row)
   --targets  which setups to run (default: all; distribution only where /usr/bin/docker-registry exists)
   --out      where results go (default .bench-results)
   --keep     keep the scratch directory (registry data and logs)

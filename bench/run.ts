@@ -13,6 +13,7 @@ import { parseOptions, type BenchOptions } from './options.js';
 import { eventsWorkloads, type EventsRow } from './events.js';
 import { eventsTable } from './events-report.js';
 import { fanoutWorkloads, type FanoutRow } from './fanout.js';
+import { fanoutColdWorkload } from './fanout-cold.js';
 import { fanoutTable } from './fanout-report.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { retentionWorkloads } from './retention-preview.js';
@@ -185,7 +186,7 @@ async function main(): Promise<void> {
   const selected = all.filter((w) => wanted(w.key));
   const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads()].filter((w) => wanted(w.key));
   const eventsSelected = eventsWorkloads(options.quick).filter((w) => wanted(w.key));
-  const fanoutSelected = fanoutWorkloads(options.quick).filter((w) => wanted(w.key));
+  const fanoutSelected = [...fanoutWorkloads(options.quick), fanoutColdWorkload(options.quick)].filter((w) => wanted(w.key));
   if (options.install) install();
   if (selected.length > 0) {
     for (const [bin, pkg] of [

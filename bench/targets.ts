@@ -161,8 +161,11 @@ export function distributionAvailable(): boolean {
   return existsSync(DISTRIBUTION_BINARY);
 }
 
-/** distribution 2.8 as Debian ships it, filesystem storage, the package's default in-memory blob descriptor cache. */
-export async function startDistribution(dir: string): Promise<Target> {
+/**
+ * distribution 2.8 as Debian ships it, filesystem storage, the package's default in-memory blob
+ * descriptor cache; with `proxyRemoteUrl`, a pull-through cache of that registry.
+ */
+export async function startDistribution(dir: string, options: { proxyRemoteUrl?: string } = {}): Promise<Target> {
   await mkdir(join(dir, 'storage'), { recursive: true });
   const port = await freePort();
   const config = {
@@ -175,6 +178,7 @@ export async function startDistribution(dir: string): Promise<Target> {
       maintenance: { uploadpurging: { enabled: false } },
     },
     http: { addr: `127.0.0.1:${port}`, secret: 'berth-bench-not-a-secret' },
+    ...(options.proxyRemoteUrl ? { proxy: { remoteurl: options.proxyRemoteUrl } } : {}),
   };
   const file = join(dir, 'config.yml');
   await writeFile(file, stringify(config));
