@@ -22,6 +22,7 @@ import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 describe('proxy namespaces: a cold blob pulled by many clients through two Berths', () => {
   let upstream: TestRegistry;
   const blobGets: string[] = [];
+  const manifestRequests: string[] = [];
   let big: Blob;
   let dir: string;
   let storage: StorageStack;
@@ -35,6 +36,7 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
         plugins: async (app: FastifyInstance) => {
           app.addHook('onRequest', async (request) => {
             if (request.method === 'GET' && request.url.includes('/blobs/')) blobGets.push(request.url);
+            if (request.url.includes('/manifests/')) manifestRequests.push(`${request.method} ${request.url}`);
           });
         },
       },
@@ -89,6 +91,30 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
     assert.equal(head.status, 200);
     assert.equal(head.headers.get('content-length'), String(big.data.length));
     assert.equal(blobGets.length, 1);
+  });
+
+  it('asks the upstream once for a tag not cached yet, however many clients on both processes pull it', async () => {
+    const { manifest } = await new RegistryClient(upstream.url).pushImage('team/tagged', 'v1', [1000]);
+    manifestRequests.length = 0;
+    const pulls = Array.from({ length: 40 }, async (_, i) => {
+      const res = await fetch(`${urls[i % 2] ?? ''}/v2/hub/team/tagged/manifests/v1`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(res.status, 200);
+      return res.headers.get('docker-content-digest');
+    });
+    assert.deepEqual(new Set(await Promise.all(pulls)), new Set([manifest.digest]));
+    assert.deepEqual(manifestRequests.sort(), [`GET /v2/_r/team%2Ftagged/manifests/${manifest.digest}`, 'HEAD /v2/_r/team%2Ftagged/manifests/v1']);
+    // By digest, cold: one fetch too.
+    const other = await new RegistryClient(upstream.url).pushImage('team/tagged', 'v2', [1000]);
+    manifestRequests.length = 0;
+    const byDigest = Array.from({ length: 40 }, async (_, i) => {
+      const res = await fetch(`${urls[i % 2] ?? ''}/v2/hub/team/tagged/manifests/${other.manifest.digest}`, {
+        headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+    });
+    await Promise.all(byDigest);
+    assert.deepEqual(manifestRequests, [`GET /v2/_r/team%2Ftagged/manifests/${other.manifest.digest}`]);
   });
 
   it('counts one fill started and committed, every other request joined, in the metrics of both processes', async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestRecord, MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import { OciError } from '../../errors.js';
 import { MEDIA_TYPES } from '../manifest-parse.js';
@@ -31,27 +32,81 @@ export interface ManifestCacheOptions {
   manifests: ManifestService;
   /** A cached copy served because the upstream is unavailable (metrics). */
   onStale?: ((upstream: string) => void) | undefined;
+  /** How a request waits for another process's first fetch of a manifest (backoff bounds, the most in all). */
+  waitMs?: { min: number; max: number; total: number } | undefined;
 }
 
 export function tagCheckLease(repo: string, tag: string): string {
   return `proxy-tag-checked:${repo}:${tag}`;
 }
 
+/** The lease a first fetch of a manifest by digest holds (released when done): past it, waiters ask the upstream themselves. */
+const FETCH_LEASE_MS = 60_000;
+
+export function manifestFetchLease(repo: string, digest: string): string {
+  return `proxy-manifest-fetch:${repo}:${digest}`;
+}
+
 export class ManifestCache {
-  constructor(private readonly options: ManifestCacheOptions) {}
+  /** Resolutions in flight in this process: concurrent pulls of one reference share one. */
+  private readonly inFlight = new Map<string, Promise<CachedManifest>>();
+  private readonly waitMs: { min: number; max: number; total: number };
+
+  constructor(private readonly options: ManifestCacheOptions) {
+    this.waitMs = options.waitMs ?? { min: 10, max: 250, total: 10_000 };
+  }
 
   /** The manifest `reference` names in the proxy repository `repo`, from the cache or fetched into it. */
-  async resolve(repo: string, target: ProxyTarget, reference: Reference): Promise<CachedManifest> {
-    if (reference.kind === 'digest') {
-      const cached = await this.options.metadata.getManifest(repo, reference.digest.value);
-      if (cached) return { record: cached };
-      try {
-        return { record: await this.fetch(repo, target, reference.digest.value, []) };
-      } catch (err) {
-        throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
-      }
+  resolve(repo: string, target: ProxyTarget, reference: Reference): Promise<CachedManifest> {
+    const key = `${repo}\0${reference.kind === 'tag' ? `tag:${reference.tag}` : reference.digest.value}`;
+    let going = this.inFlight.get(key);
+    if (!going) {
+      going = (reference.kind === 'digest' ? this.resolveDigest(repo, target, reference.digest.value) : this.resolveTag(repo, target, reference.tag)).finally(
+        () => this.inFlight.delete(key),
+      );
+      this.inFlight.set(key, going);
     }
-    return this.resolveTag(repo, target, reference.tag);
+    return going;
+  }
+
+  private async resolveDigest(repo: string, target: ProxyTarget, digest: string): Promise<CachedManifest> {
+    const { metadata } = this.options;
+    const cached = await metadata.getManifest(repo, digest);
+    if (cached) return { record: cached };
+    // Another process fetching it now: its copy, once stored, is this request's too.
+    const lease = manifestFetchLease(repo, digest);
+    const holder = randomUUID();
+    const ttl = FETCH_LEASE_MS;
+    if (!(await metadata.acquireLease(lease, holder, ttl))) {
+      const theirs = await this.waitForOther(
+        () => metadata.getManifest(repo, digest),
+        () => metadata.acquireLease(lease, holder, ttl),
+      );
+      if (theirs) return { record: theirs };
+    }
+    try {
+      return { record: await this.fetch(repo, target, digest, []) };
+    } catch (err) {
+      throw upstreamFailure(err, 'MANIFEST_UNKNOWN');
+    } finally {
+      await metadata.releaseLease(lease, holder).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Waits, backing off, for another process to store what this request wants: `found` once it is
+   * there; undefined (ask the upstream itself) once `take` wins the other's lease (it failed or gave
+   * up) or the wait runs out.
+   */
+  private async waitForOther(found: () => Promise<ManifestRecord | undefined>, take: () => Promise<boolean>): Promise<ManifestRecord | undefined> {
+    const deadline = Date.now() + this.waitMs.total;
+    for (let wait = this.waitMs.min; Date.now() < deadline; wait = Math.min(wait * 2, this.waitMs.max)) {
+      await sleep(wait);
+      const record = await found();
+      if (record) return record;
+      if (await take()) return undefined;
+    }
+    return undefined;
   }
 
   private async resolveTag(repo: string, target: ProxyTarget, tag: string): Promise<CachedManifest> {
@@ -62,8 +117,17 @@ export class ManifestCache {
     const holder = randomUUID();
     // Not taking the mark means another request checked within the TTL (or is checking now). Without a
     // cached copy there is nothing to serve but the upstream's answer, so the upstream is asked anyway.
-    const held = upstream.tagTtlMs > 0 && (await metadata.acquireLease(lease, holder, upstream.tagTtlMs));
+    let held = upstream.tagTtlMs > 0 && (await metadata.acquireLease(lease, holder, upstream.tagTtlMs));
     if (cached && upstream.tagTtlMs > 0 && !held) return { record: cached };
+    if (!cached && upstream.tagTtlMs > 0 && !held) {
+      // Another process is checking this tag for the first time now: its answer, once cached, is ours.
+      const theirs = await this.waitForOther(
+        () => metadata.getTaggedManifest(repo, tag),
+        () => metadata.acquireLease(lease, holder, upstream.tagTtlMs),
+      );
+      if (theirs) return { record: theirs };
+      held = await metadata.acquireLease(lease, holder, upstream.tagTtlMs);
+    }
     // A check that failed must not count as one: the next request asks again.
     const forget = async () => {
       if (held) await metadata.releaseLease(lease, holder);
