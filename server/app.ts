@@ -50,6 +50,7 @@ import type { LaneObservation } from './registry/events/lane.js';
 import { NO_PULL_EVENTS, PullEvents } from './registry/events/pull-events.js';
 import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
 import { buildProxyNamespaces, setupProxy, type ProxyRuntime } from './registry/proxy/setup.js';
+import { setupReplication, type ReplicationRuntime } from './registry/replication/setup.js';
 import type { FillObserver } from './registry/proxy/fills.js';
 import type { UpstreamEvent } from './registry/proxy/upstream.js';
 
@@ -125,6 +126,8 @@ declare module 'fastify' {
     pullEvents: PullEvents | undefined;
     /** The pull-through cache; undefined when no upstream is configured. */
     proxy: ProxyRuntime | undefined;
+    /** Replication rules and this Berth's side of them. */
+    replication: ReplicationRuntime;
   }
 }
 
@@ -223,13 +226,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   const authorizer = deps.authorizer ?? openAccess;
   const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, usage, authorizer, observers: proxyObservers });
+  const blobs = new BlobService(driver, metadata, integrity, usage, quotas, {
+    ...(sharedReads ? { shared: sharedReads, sharedMinBytes: sharedConfig.minBytes } : {}),
+    onStorageRead: () => deps.onBlobRead?.('storage_read'),
+  });
+  const replication = setupReplication({ metadata, manifests, blobs, uploads });
   const ctx: RouteContext = {
     config,
     metadata,
-    blobs: new BlobService(driver, metadata, integrity, usage, quotas, {
-      ...(sharedReads ? { shared: sharedReads, sharedMinBytes: sharedConfig.minBytes } : {}),
-      onStorageRead: () => deps.onBlobRead?.('storage_read'),
-    }),
+    blobs,
     manifests,
     proxy,
     repositories: new RepositoryService(metadata),
@@ -329,6 +334,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('events', events);
   app.decorate('pullEvents', pullEvents);
   app.decorate('proxy', proxy);
+  app.decorate('replication', replication);
   return app;
 }
 

@@ -20,6 +20,8 @@ export interface EventServiceOptions<E extends LaneEvent> {
   pollMs: number;
   /** Records the relay moves per call. */
   relayBatch: number;
+  /** Whether this service runs the relay (default true); replication's lanes leave it to the events service. */
+  relay?: boolean;
   now(): number;
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   log: FastifyBaseLogger;
@@ -49,7 +51,7 @@ export class EventService<E extends LaneEvent> {
   }
 
   start(): void {
-    this.loops.push(this.loop('relay', () => this.relayOnce()));
+    if (this.options.relay !== false) this.loops.push(this.loop('relay', () => this.relayOnce()));
     for (const { name, lane } of this.lanes) this.loops.push(this.loop(`endpoint ${name}`, async () => (await lane.runOnce(this.stop.signal)) === 'worked'));
   }
 

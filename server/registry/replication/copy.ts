@@ -61,6 +61,25 @@ export class ArtifactCopier {
     for (const tag of tags) await this.target.putManifest(targetRepo, tag, manifest, this.options.signal);
   }
 
+  /** The referrers of `digest` (which the target has) the target lacks, and theirs. */
+  async copyReferrers(sourceRepo: string, targetRepo: string, digest: string): Promise<void> {
+    if (this.options.referrers) await this.followReferrers(sourceRepo, targetRepo, digest, 0);
+  }
+
+  private async followReferrers(sourceRepo: string, targetRepo: string, digest: string, depth: number): Promise<void> {
+    if (depth >= MAX_REFERRER_DEPTH) return;
+    const { signal } = this.options;
+    for (const referrer of await this.source.referrers(sourceRepo, digest, signal)) {
+      if (await this.target.headManifest(targetRepo, referrer.digest, signal)) {
+        await this.followReferrers(sourceRepo, targetRepo, referrer.digest, depth + 1);
+        continue;
+      }
+      const fetched = await this.source.getManifest(sourceRepo, referrer.digest, signal);
+      // Deleted on the source since it was listed: nothing to follow.
+      if (fetched) await this.copyManifest(sourceRepo, targetRepo, fetched, depth + 1);
+    }
+  }
+
   private async copyManifest(sourceRepo: string, targetRepo: string, manifest: FetchedManifest, depth: number): Promise<void> {
     const { signal } = this.options;
     if (!(await this.target.headManifest(targetRepo, manifest.digest, signal))) {
@@ -79,13 +98,7 @@ export class ArtifactCopier {
       await this.target.putManifest(targetRepo, manifest.digest, manifest, signal);
       this.counts.manifests++;
     }
-    if (this.options.referrers && depth < MAX_REFERRER_DEPTH) {
-      for (const referrer of await this.source.referrers(sourceRepo, manifest.digest, signal)) {
-        const fetched = await this.source.getManifest(sourceRepo, referrer.digest, signal);
-        // Deleted on the source since it was listed: nothing to follow.
-        if (fetched) await this.copyManifest(sourceRepo, targetRepo, fetched, depth + 1);
-      }
-    }
+    if (this.options.referrers) await this.followReferrers(sourceRepo, targetRepo, manifest.digest, depth);
   }
 
   /** An index's children, less those the rule's platform filter leaves out. */
