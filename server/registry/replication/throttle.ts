@@ -38,10 +38,10 @@ export class BandwidthLimit {
 
   /** `stream`, read no faster than the limit allows. */
   wrap(stream: Readable): Readable {
-    const limit = this;
+    const take = (bytes: number) => this.take(bytes);
     const paced = new Transform({
       transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-        limit.take(chunk.length).then(
+        take(chunk.length).then(
           () => callback(null, chunk),
           (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
         );
