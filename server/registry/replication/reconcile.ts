@@ -139,7 +139,7 @@ async function sourceRepositories(rule: ReconcileRule, signal: AbortSignal): Pro
     if (signal.aborted || rule.exactRepositories.length === 0) throw err;
   }
   for (const repo of rule.exactRepositories) found.add(repo);
-  if (rule.scope.deletes) {
+  if (rule.scope.config.deletes) {
     try {
       for await (const repo of rule.target.repositories(signal)) {
         const source = rule.sourceName(repo);

@@ -7,18 +7,12 @@ import type { ReplicationMetadata } from '../../../storage-drivers/metadata/repl
 import { OciError } from '../../errors.js';
 import { ArtifactCopier, type CopyOptions } from './copy.js';
 import type { ManifestRef, ReplicationEndpoint } from './endpoint.js';
+import type { ReplicationRule } from './rules.js';
 
 /** What syncing needs of a compiled rule. */
-export interface RuleScope {
-  readonly name: string;
-  readonly conflict: 'skip' | 'overwrite' | 'backup';
-  readonly deletes: boolean;
-  coversRepository(name: string): boolean;
-  coversTag(tag: string): boolean;
-  /** The target repository for a source repository the rule covers. */
-  targetName(sourceRepo: string): string;
-  backupTagFor(tag: string, digest: string): string;
-}
+export type RuleScope = Pick<ReplicationRule, 'name' | 'coversRepository' | 'coversTag' | 'targetName' | 'backupTagFor'> & {
+  readonly config: Pick<ReplicationRule['config'], 'conflict' | 'deletes'>;
+};
 
 export type ArtifactState = 'synced' | 'copying' | 'failed' | 'conflict';
 
@@ -80,7 +74,7 @@ export class RuleSync {
   /** Makes the target's tag match the source's (or go, when the rule deletes); the record says how it went. */
   async syncTag(sourceRepo: string, tag: string, signal: AbortSignal): Promise<TagResult> {
     const { rule, source, target } = this.deps;
-    const targetRepo = rule.targetName(sourceRepo);
+    const targetRepo = this.targetOf(sourceRepo);
     const key = artifactKey(targetRepo, tag);
     const base = { sourceRepository: sourceRepo, targetRepository: targetRepo, tag, bytes: 0 };
     const record = await this.read(key);
@@ -102,20 +96,24 @@ export class RuleSync {
         return { ...base, outcome: 'in_sync', digest: sourceHead.digest };
       }
       const ours = targetHead === undefined || targetHead.digest === record?.syncedDigest || targetHead.digest === record?.pendingDigest;
-      if (!ours && rule.conflict === 'skip') {
+      const backupTag = !ours && rule.config.conflict === 'backup' ? rule.backupTagFor(tag, targetHead.digest) : undefined;
+      if (!ours && (rule.config.conflict === 'skip' || (rule.config.conflict === 'backup' && backupTag === undefined))) {
         await this.write(key, {
           ...record,
           state: 'conflict',
           sourceRepository: sourceRepo,
           sourceDigest: sourceHead.digest,
           behindSince: record?.behindSince ?? this.deps.now(),
-          error: `the target's tag points at ${targetHead.digest}, which this rule did not put there; the rule's conflict policy is skip`,
+          error:
+            rule.config.conflict === 'skip'
+              ? `the target's tag points at ${targetHead.digest}, which this rule did not put there; the rule's conflict policy is skip`
+              : `the target's tag points at ${targetHead.digest}, which this rule did not put there, and its backup tag would be longer than 128 characters; not overwritten`,
         });
         return { ...base, outcome: 'conflict_skipped', digest: sourceHead.digest };
       }
-      if (!ours && rule.conflict === 'backup') await this.backUp(targetRepo, tag, targetHead, signal);
+      if (backupTag !== undefined && targetHead) await this.backUp(targetRepo, backupTag, targetHead, signal);
       const bytes = await this.copyTag(sourceRepo, targetRepo, tag, key, record, sourceHead, signal);
-      const outcome: TagOutcome = ours ? 'copied' : rule.conflict === 'backup' ? 'backed_up' : 'overwritten';
+      const outcome: TagOutcome = ours ? 'copied' : rule.config.conflict === 'backup' ? 'backed_up' : 'overwritten';
       return { ...base, outcome, digest: sourceHead.digest, bytes };
     } catch (err) {
       await this.write(key, {
@@ -135,7 +133,7 @@ export class RuleSync {
    * target has `requires` (its subject), since the subject's own copy brings its referrers otherwise.
    */
   async syncDigest(sourceRepo: string, digest: string, requires: string | undefined, signal: AbortSignal): Promise<boolean> {
-    const targetRepo = this.deps.rule.targetName(sourceRepo);
+    const targetRepo = this.targetOf(sourceRepo);
     if (requires !== undefined && !(await this.deps.target.headManifest(targetRepo, requires, signal))) return false;
     const manifest = await this.deps.source.getManifest(sourceRepo, digest, signal);
     if (!manifest) return false;
@@ -156,8 +154,8 @@ export class RuleSync {
     const { signal } = options;
     const sourceTags = ((await source.tags(sourceRepo, signal)) ?? []).filter((t) => rule.coversTag(t));
     const tags = new Set(sourceTags);
-    if (rule.deletes) {
-      const targetTags = (await target.tags(rule.targetName(sourceRepo), signal)) ?? [];
+    if (rule.config.deletes) {
+      const targetTags = (await target.tags(this.targetOf(sourceRepo), signal)) ?? [];
       for (const t of targetTags) if (rule.coversTag(t)) tags.add(t);
     }
     const queue = [...tags].sort();
@@ -211,10 +209,10 @@ export class RuleSync {
   }
 
   /** The target's current manifest goes under the backup tag before the rule overwrites the tag. */
-  private async backUp(targetRepo: string, tag: string, head: ManifestRef, signal: AbortSignal): Promise<void> {
+  private async backUp(targetRepo: string, backupTag: string, head: ManifestRef, signal: AbortSignal): Promise<void> {
     const current = await this.deps.target.getManifest(targetRepo, head.digest, signal);
     if (!current) return;
-    await this.deps.target.putManifest(targetRepo, this.deps.rule.backupTagFor(tag, head.digest), current, signal);
+    await this.deps.target.putManifest(targetRepo, backupTag, current, signal);
   }
 
   private async sourceTagGone(
@@ -226,7 +224,7 @@ export class RuleSync {
     signal: AbortSignal,
   ): Promise<TagOutcome> {
     const { rule, target } = this.deps;
-    if (!rule.deletes || !targetHead) {
+    if (!rule.config.deletes || !targetHead) {
       if (!targetHead && record) await this.deps.records.putArtifact(rule.name, key, undefined);
       return 'not_on_source';
     }
@@ -261,6 +259,12 @@ export class RuleSync {
       );
     }
     await target.deleteManifest(targetRepo, digest, signal);
+  }
+
+  private targetOf(sourceRepo: string): string {
+    const target = this.deps.rule.targetName(sourceRepo);
+    if (target === undefined) throw new OciError('NAME_INVALID', `rule ${this.deps.rule.name} does not cover repository ${sourceRepo}`);
+    return target;
   }
 
   private copier(signal: AbortSignal): ArtifactCopier {
