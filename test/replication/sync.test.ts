@@ -4,7 +4,7 @@ import type { ReplicationMetadata } from '../../storage-drivers/metadata/replica
 import type { ReplicationEndpoint } from '../../server/registry/replication/endpoint.js';
 import { parseConfig } from '../../server/config.js';
 import { compileRule, type ReplicationRule } from '../../server/registry/replication/rules.js';
-import { RuleSync } from '../../server/registry/replication/sync.js';
+import { copyOptionsOf, RuleSync } from '../../server/registry/replication/sync.js';
 import { blob, imageManifest, OCI_INDEX, OCI_MANIFEST, RegistryClient, type Blob } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -38,15 +38,9 @@ describe('replication: a rule syncing tags between two Berths', () => {
     return b.metadata.replication;
   }
 
-  function sync(overrides: Record<string, unknown> = {}, copy: { platforms?: (p: { os: string; architecture: string }) => boolean } = {}): RuleSync {
-    return new RuleSync({
-      rule: scope(overrides),
-      source,
-      target,
-      records: records(),
-      copy: { referrers: true, chunkBytes: 5 * 1024 * 1024, ...copy },
-      now: Date.now,
-    });
+  function sync(overrides: Record<string, unknown> = {}): RuleSync {
+    const rule = scope(overrides);
+    return new RuleSync({ rule, source, target, records: records(), copy: copyOptionsOf(rule), now: Date.now });
   }
 
   async function tagOn(client: RegistryClient, repo: string, tag: string): Promise<string | undefined> {
@@ -185,6 +179,12 @@ describe('replication: a rule syncing tags between two Berths', () => {
     assert.equal(all.outcome, 'copied');
     assert.equal(await tagOn(clientB, 'mirror/team/multi', 'latest'), index.digest);
     assert.equal(await tagOn(clientB, 'mirror/team/multi', arm.manifest.digest), arm.manifest.digest);
+
+    const amdOnly = sync({ platforms: ['linux/amd64'], destination: { addPrefix: 'amd' } });
+    assert.equal((await amdOnly.syncTag('team/multi', 'latest', signal)).outcome, 'copied');
+    assert.equal(await tagOn(clientB, 'amd/team/multi', 'latest'), index.digest, 'the index keeps its digest');
+    assert.equal(await tagOn(clientB, 'amd/team/multi', amd.manifest.digest), amd.manifest.digest);
+    assert.equal(await tagOn(clientB, 'amd/team/multi', arm.manifest.digest), undefined, 'arm64 is left out');
     void imageManifest;
   });
 });

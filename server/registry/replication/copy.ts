@@ -45,6 +45,8 @@ export class ArtifactCopier {
   readonly counts = emptyCounts();
   /** Target repositories known (from this copier's work) to hold a blob: mount sources. */
   private readonly holders = new Map<string, string[]>();
+  /** Indexes this copier stored without some children (the platform filter). */
+  private readonly partial = new Map<string, boolean>();
 
   constructor(
     private readonly source: ReplicationEndpoint,
@@ -58,7 +60,8 @@ export class ArtifactCopier {
    */
   async copy(sourceRepo: string, targetRepo: string, manifest: FetchedManifest, tags: readonly string[]): Promise<void> {
     await this.copyManifest(sourceRepo, targetRepo, manifest, 0);
-    for (const tag of tags) await this.target.putManifest(targetRepo, tag, manifest, this.options.signal);
+    const partial = this.partial.get(manifest.digest) ?? this.leavesOutChildren(manifest);
+    for (const tag of tags) await this.target.putManifest(targetRepo, tag, manifest, this.options.signal, partial);
   }
 
   /** The referrers of `digest` (which the target has) the target lacks, and theirs. */
@@ -89,16 +92,24 @@ export class ArtifactCopier {
         targetRepo,
         parsed.blobs.filter((b) => !isExternal(b)),
       );
-      for (const child of this.childrenToCopy(manifest, parsed.children)) {
+      const children = this.childrenToCopy(manifest, parsed.children);
+      for (const child of children) {
         const fetched = await this.source.getManifest(sourceRepo, child.digest, signal);
         if (!fetched)
           throw new OciError('MANIFEST_UNKNOWN', `child manifest ${child.digest} of ${manifest.digest} is not in ${this.source.name}:${sourceRepo}`);
         await this.copyManifest(sourceRepo, targetRepo, fetched, depth);
       }
-      await this.target.putManifest(targetRepo, manifest.digest, manifest, signal);
+      const partial = children.length < parsed.children.length;
+      this.partial.set(manifest.digest, partial);
+      await this.target.putManifest(targetRepo, manifest.digest, manifest, signal, partial);
       this.counts.manifests++;
     }
     if (this.options.referrers) await this.followReferrers(sourceRepo, targetRepo, manifest.digest, depth);
+  }
+
+  private leavesOutChildren(manifest: FetchedManifest): boolean {
+    const { children } = parseManifest(manifest.bytes, manifest.mediaType);
+    return this.childrenToCopy(manifest, children).length < children.length;
   }
 
   /** An index's children, less those the rule's platform filter leaves out. */

@@ -64,8 +64,12 @@ export interface ReplicationEndpoint {
 
   /** Stores blob `digest` of `size` bytes in `repo`, unless it is there; mounts when it can. Verified by digest on arrival. */
   putBlob(repo: string, digest: string, size: number, open: OpenBlobAt, options: PutBlobOptions): Promise<PutBlobResult>;
-  /** Stores the manifest under `reference` (a tag, or its digest), byte for byte. */
-  putManifest(repo: string, reference: string, manifest: FetchedManifest, signal: AbortSignal): Promise<void>;
+  /**
+   * Stores the manifest under `reference` (a tag, or its digest), byte for byte. `partial`: an index
+   * some of whose children were left out on purpose (the rule's platform filter); an endpoint that can
+   * store it anyway does (this Berth, as its pull-through cache does), another refuses it with a clear error.
+   */
+  putManifest(repo: string, reference: string, manifest: FetchedManifest, signal: AbortSignal, partial?: boolean): Promise<void>;
   deleteTag(repo: string, tag: string, signal: AbortSignal): Promise<DeleteTagResult>;
   /** Deletes the manifest and so every tag pointing at it; false when it was not there. */
   deleteManifest(repo: string, digest: string, signal: AbortSignal): Promise<boolean>;

@@ -138,8 +138,14 @@ export class LocalEndpoint implements ReplicationEndpoint {
     }
   }
 
-  async putManifest(repo: string, reference: string, manifest: FetchedManifest): Promise<void> {
-    await this.deps.manifests.put(repo, parseReference(reference), [], manifest.bytes, manifest.mediaType, undefined, this.deps.origin);
+  async putManifest(repo: string, reference: string, manifest: FetchedManifest, _signal?: AbortSignal, partial = false): Promise<void> {
+    const ref = parseReference(reference);
+    if (partial) {
+      // The children the platform filter left out are not here; stored as the proxy stores an upstream's index.
+      await this.deps.manifests.cache(repo, ref.kind === 'tag' ? [ref.tag] : [], manifest.bytes, manifest.mediaType);
+      return;
+    }
+    await this.deps.manifests.put(repo, ref, [], manifest.bytes, manifest.mediaType, undefined, this.deps.origin);
   }
 
   async deleteTag(repo: string, tag: string): Promise<DeleteTagResult> {

@@ -64,6 +64,16 @@ export interface RuleSyncDeps {
 /** A tag delete by digest is refused when the target repository has more tags than this to check. */
 const MAX_TAGS_CHECKED_FOR_DELETE = 10_000;
 
+/** How the rule copies: its platform filter, referrers, chunk size and (when given) bandwidth cap. */
+export function copyOptionsOf(rule: ReplicationRule, throttle?: CopyOptions['throttle']): Omit<CopyOptions, 'signal'> {
+  return {
+    platforms: rule.config.platforms.length > 0 ? (platform) => rule.matchesPlatform(platform) : undefined,
+    referrers: rule.config.referrers,
+    chunkBytes: rule.config.chunkBytes,
+    throttle,
+  };
+}
+
 export function artifactKey(targetRepo: string, tag: string): string {
   return `${targetRepo}:${tag}`;
 }
