@@ -50,6 +50,7 @@ import type { LaneObservation } from './registry/events/lane.js';
 import { NO_PULL_EVENTS, PullEvents } from './registry/events/pull-events.js';
 import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
 import { buildProxyNamespaces, setupProxy, type ProxyRuntime } from './registry/proxy/setup.js';
+import type { ReplicationObservation } from './registry/replication/service.js';
 import { setupReplication, type ReplicationRuntime } from './registry/replication/setup.js';
 import type { FillObserver } from './registry/proxy/fills.js';
 import type { UpstreamEvent } from './registry/proxy/upstream.js';
@@ -95,6 +96,8 @@ export interface AppDeps {
   onProxyStale?: (upstream: string) => void;
   /** Blob fills started and ended, requests served from them, bytes spooled (metrics). */
   onProxyFill?: FillObserver;
+  /** Tags replicated, failures, passes and lag (metrics, audit). */
+  onReplication?: (observation: ReplicationObservation) => void;
 }
 
 export type BlobReadEvent = 'storage_read' | 'shared_join';
@@ -230,7 +233,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(sharedReads ? { shared: sharedReads, sharedMinBytes: sharedConfig.minBytes } : {}),
     onStorageRead: () => deps.onBlobRead?.('storage_read'),
   });
-  const replication = setupReplication({ metadata, manifests, blobs, uploads });
+  const replication = setupReplication(app, { config, metadata, manifests, blobs, uploads, holder: events.holder, now, observe: deps.onReplication });
   const ctx: RouteContext = {
     config,
     metadata,

@@ -129,10 +129,6 @@ export class ReplicationService {
     this.stop.abort();
     for (const timer of this.timers) clearInterval(timer);
     await Promise.allSettled([...this.running.values()]);
-    for (const rule of this.options.rules) {
-      rule.source.close();
-      rule.target.close();
-    }
   }
 
   /** For the trigger lane: a tag synced because of an event. */
