@@ -67,7 +67,6 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
   for (const registry of resolveRegistries(section.registries.filter((r) => enabled.some((rule) => rule.registry === r.name)))) {
     remotes.set(registry.name, new RemoteEndpoint(registry));
   }
-  let service: ReplicationService | undefined;
   const observe = (observation: ReplicationObservation) => setup.observe?.(observation);
   const runtimes: RuleRuntime[] = enabled.map((rule) => {
     const remote = remotes.get(rule.registry) as ReplicationEndpoint;
@@ -95,7 +94,7 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
       reconcileMs: rule.config.reconcileSeconds * 1000,
     };
   });
-  service = new ReplicationService({
+  const service = new ReplicationService({
     rules: runtimes,
     metadata,
     records: metadata.replication,
@@ -155,12 +154,12 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
         })
       : undefined;
   app.addHook('onReady', async () => {
-    service?.start();
+    service.start();
     lanes?.start();
   });
   app.addHook('onClose', async () => {
     await lanes?.close();
-    await service?.close();
+    await service.close();
     for (const remote of remotes.values()) remote.close();
   });
   return { localEndpoint, service, rules };
