@@ -107,7 +107,9 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
   });
   const triggered = runtimes.filter((r) => (r.scope as ReplicationRule).onPush);
   if (triggered.length > 0 && !config.events.enabled) {
-    app.log.warn(`replication: events are off (events.enabled: false), so ${triggered.map((r) => r.scope.name).join(', ')} react only on their reconcile schedule`);
+    app.log.warn(
+      `replication: events are off (events.enabled: false), so ${triggered.map((r) => r.scope.name).join(', ')} react only on their reconcile schedule`,
+    );
   }
   const lanes =
     config.events.enabled && triggered.length > 0
