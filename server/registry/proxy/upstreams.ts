@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../config.js';
 import type { ProxyConfig, UpstreamConfig } from './config.js';
-import { fileProblem, readCaFile } from '../../config-sources.js';
+import { readSecrets, withSecrets } from '../remote-registry-secrets.js';
 
 /*
  * The upstreams of the configuration, resolved once at start-up: the password read from its file or
@@ -41,22 +41,8 @@ function resolveOne(
   problems: string[],
 ): ResolvedUpstream | undefined {
   const where = (field: string) => `${key}.${field} (upstream ${JSON.stringify(config.namespace)})`;
-  const before = problems.length;
-  let password: string | undefined;
-  if (config.passwordFile !== undefined) {
-    try {
-      // A file written by `echo` ends in a line break that is not part of the password.
-      password = sources.readFile(config.passwordFile).replace(/\r?\n$/, '');
-      if (password === '') problems.push(`${where('passwordFile')}: ${config.passwordFile} is empty`);
-    } catch (err) {
-      problems.push(`${where('passwordFile')}: cannot read ${config.passwordFile}: ${fileProblem(err)}`);
-    }
-  } else if (config.passwordEnv !== undefined) {
-    password = sources.env[config.passwordEnv];
-    if (password === undefined || password === '') problems.push(`${where('passwordEnv')}: environment variable ${config.passwordEnv} is not set`);
-  }
-  const ca = config.caFile === undefined ? undefined : readCaFile(config.caFile, where('caFile'), sources.readFile, problems);
-  if (problems.length > before) return undefined;
+  const secrets = readSecrets(config, where, sources, problems);
+  if (!secrets) return undefined;
   const upstream = {
     namespace: config.namespace,
     urls: Object.freeze(config.urls.map((url) => url.replace(/\/+$/, ''))),
@@ -69,11 +55,7 @@ function resolveOne(
     requestsPerSecond: config.requestsPerSecond,
     maxWaitMs: Math.round(config.maxWaitSeconds * 1000),
   };
-  Object.defineProperties(upstream, {
-    password: { value: password, enumerable: false },
-    ca: { value: ca, enumerable: false },
-  });
-  return Object.freeze(upstream) as unknown as ResolvedUpstream;
+  return withSecrets<typeof upstream, ResolvedUpstream>(upstream, secrets);
 }
 
 /**

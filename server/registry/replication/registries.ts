@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../config.js';
-import { fileProblem, readCaFile } from '../../config-sources.js';
+import { readSecrets, withSecrets } from '../remote-registry-secrets.js';
 
 /*
  * The registries replication rules name (`replication.registries[]`), resolved once at start-up the
@@ -48,22 +48,8 @@ export function resolveRegistry(entry: RegistryEntry, key: string, options: Reso
   const env = options.env ?? process.env;
   const readFile = options.readFile ?? ((path: string) => readFileSync(path, 'utf8'));
   const where = (field: string) => `${key}.${field} (registry ${JSON.stringify(entry.name)})`;
-  const before = problems.length;
-  let password: string | undefined;
-  if (entry.passwordFile !== undefined) {
-    try {
-      // A file written by `echo` ends in a line break that is not part of the password.
-      password = readFile(entry.passwordFile).replace(/\r?\n$/, '');
-      if (password === '') problems.push(`${where('passwordFile')}: ${entry.passwordFile} is empty`);
-    } catch (err) {
-      problems.push(`${where('passwordFile')}: cannot read ${entry.passwordFile}: ${fileProblem(err)}`);
-    }
-  } else if (entry.passwordEnv !== undefined) {
-    password = env[entry.passwordEnv];
-    if (password === undefined || password === '') problems.push(`${where('passwordEnv')}: environment variable ${entry.passwordEnv} is not set`);
-  }
-  const ca = entry.caFile === undefined ? undefined : readCaFile(entry.caFile, where('caFile'), readFile, problems);
-  if (problems.length > before) return undefined;
+  const secrets = readSecrets(entry, where, { env, readFile }, problems);
+  if (!secrets) return undefined;
   const registry = {
     name: entry.name,
     urls: Object.freeze(entry.urls.map((url) => url.replace(/\/+$/, ''))),
@@ -73,11 +59,7 @@ export function resolveRegistry(entry: RegistryEntry, key: string, options: Reso
     requestsPerSecond: entry.requestsPerSecond,
     maxWaitMs: Math.round(entry.maxWaitSeconds * 1000),
   };
-  Object.defineProperties(registry, {
-    password: { value: password, enumerable: false },
-    ca: { value: ca, enumerable: false },
-  });
-  return Object.freeze(registry) as unknown as ResolvedRegistry;
+  return withSecrets<typeof registry, ResolvedRegistry>(registry, secrets);
 }
 
 /** Resolves every entry; throws a ConfigError with one line per problem (naming the file or variable, never a password). */
