@@ -222,7 +222,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     quotas,
   );
   const authorizer = deps.authorizer ?? openAccess;
-  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, usage, authorizer, observers: proxyObservers });
+  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, usage, authorizer, sharedReads, observers: proxyObservers });
   const ctx: RouteContext = {
     config,
     metadata,
