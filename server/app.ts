@@ -228,7 +228,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     quotas,
   );
   const authorizer = deps.authorizer ?? openAccess;
-  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, usage, authorizer, observers: proxyObservers });
+  const proxy = setupProxy(app, { config, namespaces, driver, metadata, manifests, quotas, usage, authorizer, sharedReads, observers: proxyObservers });
   const blobs = new BlobService(driver, metadata, integrity, usage, quotas, {
     ...(sharedReads ? { shared: sharedReads, sharedMinBytes: sharedConfig.minBytes } : {}),
     onStorageRead: () => deps.onBlobRead?.('storage_read'),

@@ -4,6 +4,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +17,8 @@ import type { MetadataStore } from '../../storage-drivers/metadata/types.js';
 import { blobKey, FILLS_ROOT } from '../../server/registry/keys.js';
 import { BlobFills, type BlobFillsOptions, type FillEvent, type OpenFillSource, type ServedBlob } from '../../server/registry/proxy/fills.js';
 import type { ParsedDigest } from '../../server/registry/references.js';
+import { SharedReads } from '../../server/registry/shared-reads.js';
+import { chunkReads, countingReads } from '../helpers/counting-reads.js';
 
 const MiB = 1024 * 1024;
 const BLOB_BYTES = 64 * MiB;
@@ -221,6 +226,44 @@ export function runFillSuite(title: string, setup: () => Promise<FillEnvironment
       const again = await drain(b.serve(digest, BLOB_BYTES, open));
       assert.equal(again.digest, digest.value);
       assert.equal(opens.count, 1);
+    });
+
+    it("shares one storage read per committed chunk among the followers of another process's fill", async () => {
+      await clean();
+      const spoolDir = await mkdtemp(join(tmpdir(), 'fill-spool-'));
+      const shared = new SharedReads({ spoolDir, maxSpoolBytes: 256 * MiB });
+      const counted = countingReads(env.b.driver);
+      const bEvents: FillEvent[] = [];
+      const a = new BlobFills(env.a.driver, env.a.metadata, OPTIONS);
+      const b = new BlobFills(counted.driver, env.b.metadata, { ...OPTIONS, sharedReads: shared, observer: (event) => bEvents.push(event) });
+      const opens = { count: 0 };
+      const control = newControl();
+      release(control, 0);
+      const open = slowSource(opens, control);
+      try {
+        const aWaiter = drain(a.serve(digest, BLOB_BYTES, open));
+        await until('the source to open', () => opens.count >= 1);
+        const followers = Array.from({ length: 10 }, () => drain(b.serve(digest, BLOB_BYTES, open)));
+        await until('B to join', () => summarize(bEvents).served.remote === 10);
+        release(control);
+        const results = await Promise.all([aWaiter, ...followers]);
+        for (const [i, r] of results.entries()) {
+          assert.equal(r.error, undefined, `consumer ${i}: ${r.error?.message}`);
+          assert.equal(r.digest, digest.value, `consumer ${i}`);
+        }
+        assert.equal(opens.count, 1);
+        const chunks = BLOB_BYTES / OPTIONS.chunkBytes!;
+        const chunksRead = chunkReads(counted.reads);
+        assert.equal(chunksRead.length, chunks, `every chunk read by B: ${JSON.stringify([...counted.reads])}`);
+        // A follower that fell a whole chunk behind the rest may start a read of its own; ten is one each.
+        for (const [key, count] of chunksRead) assert.ok(count <= 2, `${key} read ${count} times by B's 10 followers`);
+        assert.equal(counted.reads.get(blobKey(digest)), 1, "the committed blob's tail read once for B's followers");
+        await settled(a, b);
+        assert.equal(shared.inFlight, 0, 'no shared read left');
+      } finally {
+        await shared.close();
+        await rm(spoolDir, { recursive: true, force: true });
+      }
     });
 
     it('fails every waiter in both processes and commits nothing when the source sends wrong bytes', async () => {

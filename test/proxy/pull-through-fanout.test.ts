@@ -12,6 +12,7 @@ import { ProxyMetrics } from '../../server/operations/proxy-metrics.js';
 import { assembleStorageStack, type StorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
+import { chunkReads, countingReads } from '../helpers/counting-reads.js';
 import { RegistryClient, randomBlob, type Blob } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 
@@ -26,6 +27,7 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
   let big: Blob;
   let dir: string;
   let storage: StorageStack;
+  let reads: Map<string, number>;
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
   const registries: Registry[] = [];
@@ -48,8 +50,12 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
       dataDir: dir,
       log: { level: 'silent' },
       proxy: { upstreams: [{ namespace: 'hub', urls: [upstream.url], timeoutSeconds: 10 }] },
+      // Off by default on the memory driver; on, so the fills' followers share their chunk reads.
+      storage: { sharedReads: { enabled: true, spoolDir: join(dir, 'spool') } },
     });
-    storage = assembleStorageStack({ driver: new MemoryDriver(), metadata: new EmbeddedStore({ path: join(dir, 'metadata') }) });
+    const counted = countingReads(new MemoryDriver());
+    reads = counted.reads;
+    storage = assembleStorageStack({ driver: counted.driver, metadata: new EmbeddedStore({ path: join(dir, 'metadata') }) });
     for (let i = 0; i < 2; i++) {
       const registry = new Registry();
       const metrics = new ProxyMetrics(registry, ['hub']);
@@ -80,6 +86,8 @@ describe('proxy namespaces: a cold blob pulled by many clients through two Berth
     const digests = await Promise.all(pulls);
     assert.deepEqual(new Set(digests), new Set([big.digest]));
     assert.equal(blobGets.length, 1, blobGets.join('\n'));
+    // Each process's followers share one read of a committed chunk (a straggler may read it again).
+    for (const [key, count] of chunkReads(reads)) assert.ok(count <= 4, `${key} read ${count} times by the followers of two processes`);
 
     // Once committed it is linked, ordinary content: HEAD answers from the link, no upstream request.
     const deadline = Date.now() + 10_000;

@@ -4,8 +4,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BlobNotFoundError, type BlobDriver } from '../../../storage-drivers/blob/types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import { OciError } from '../../errors.js';
+import type { SharedReads } from '../shared-reads.js';
 import { blobKey, fillChunkKey, fillDirOfKey, FILLS_ROOT } from '../keys.js';
 import type { DigestAlgorithm, ParsedDigest } from '../references.js';
+import { FillReads, type Span } from './fill-reads.js';
 import { deferred, Fill, fillLeaseName, type FillContext, type FillOutcome, type OpenFillSource } from './fill-run.js';
 import { readFillState, type FillState } from './fill-state.js';
 
@@ -37,6 +39,11 @@ export interface BlobFillsOptions {
   pollMs?: { min: number; max: number };
   /** This process's name in fill leases. Default: a random one. */
   holder?: string;
+  /**
+   * The app's shared reads (storage.sharedReads): followers here reading the same committed chunk, or
+   * the committed blob's tail, share one storage read of it. Without them each follower reads alone.
+   */
+  sharedReads?: SharedReads | undefined;
   /** Told of fills starting and ending, requests served and spool changes (metrics); must not throw. */
   observer?: FillObserver | undefined;
 }
@@ -86,6 +93,7 @@ export class BlobFills {
   private readonly pollMs: { min: number; max: number };
   private readonly ctx: FillContext;
   private readonly observer: FillObserver;
+  private readonly reads: FillReads;
 
   constructor(
     private readonly driver: BlobDriver,
@@ -97,6 +105,7 @@ export class BlobFills {
     this.maxFillBytes = options.maxFillBytes ?? Number.POSITIVE_INFINITY;
     this.stallMs = options.stallMs ?? 60_000;
     this.pollMs = options.pollMs ?? { min: 10, max: 250 };
+    this.reads = new FillReads(driver, options.sharedReads);
     const observer = options.observer;
     this.observer = observer
       ? (event) => {
@@ -297,14 +306,12 @@ export class BlobFills {
     }
   }
 
-  /** @internal for Follower: bytes [start, end) of `key`, or undefined when it is not (or no longer) committed. */
-  async openRange(key: string, start: number, end: number): Promise<Readable | undefined> {
-    try {
-      return await this.driver.reader(key, { start, end: end - 1 });
-    } catch (err) {
-      if (err instanceof BlobNotFoundError) return undefined;
-      throw err;
-    }
+  /**
+   * @internal for Follower: bytes [from, to) of `key`, within `span` (the part of it read once for every
+   * follower here reading it meanwhile), or undefined when it is not (or no longer) committed.
+   */
+  openRange(key: string, span: Span, from: number, to: number): Promise<AsyncIterable<Buffer> | undefined> {
+    return this.reads.open(key, span, from, to);
   }
 
   /**
@@ -377,18 +384,20 @@ class Follower {
         const next = await this.next(tailStart);
         if (next === 'committed') break;
         if (next === undefined) continue;
-        // Buffers are the fill's memory; a Readable is a committed chunk's range, streamed.
+        // Buffers are the fill's memory; an iterable is a committed chunk's range, streamed.
         for await (const piece of Buffer.isBuffer(next) ? [next] : next) {
-          this.position += (piece as Buffer).length;
-          yield piece as Buffer;
+          this.position += piece.length;
+          yield piece;
         }
       }
       await this.untilCommitted();
       commit.resolve();
       if (this.position < this.size) {
-        const rest = await this.fills.openRange(blobKey(this.digest), this.position, this.size);
+        // Every follower that got here at the tail shares one read of it.
+        const span = { start: Math.min(this.position, tailStart), end: this.size };
+        const rest = await this.fills.openRange(blobKey(this.digest), span, this.position, this.size);
         if (!rest) throw abandoned(this.digest);
-        for await (const piece of rest) yield piece as Buffer;
+        for await (const piece of rest) yield piece;
       }
     } catch (err) {
       commit.reject(err instanceof Error ? err : new Error(String(err)));
@@ -400,7 +409,7 @@ class Follower {
   }
 
   /** The next bytes before `limit`, 'committed' when the rest can come from the blob, or undefined after a wait. */
-  private async next(limit: number): Promise<Buffer | Readable | 'committed' | undefined> {
+  private async next(limit: number): Promise<Buffer | AsyncIterable<Buffer> | 'committed' | undefined> {
     this.fill ??= this.fills.localFill(this.digest, this.attempt);
     const fill = this.fill;
     const index = Math.floor(this.position / this.chunkBytes);
@@ -417,8 +426,9 @@ class Follower {
       }
     }
     const chunkStart = index * this.chunkBytes;
-    const chunkEnd = Math.min(this.size, chunkStart + this.chunkBytes, limit);
-    const chunk = await this.fills.openRange(fillChunkKey(this.digest, this.attempt, index), this.position - chunkStart, chunkEnd - chunkStart);
+    const whole = { start: 0, end: Math.min(this.size, chunkStart + this.chunkBytes) - chunkStart };
+    const chunkEnd = Math.min(chunkStart + whole.end, limit);
+    const chunk = await this.fills.openRange(fillChunkKey(this.digest, this.attempt, index), whole, this.position - chunkStart, chunkEnd - chunkStart);
     if (chunk) return chunk;
     if (fill) return undefined; // composed and deleted just now: `done` says so next time
     const seen = await this.fills.watch(this.digest, this.attempt, index, this.open);

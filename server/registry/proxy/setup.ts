@@ -11,6 +11,7 @@ import { REPO_PREFIX } from '../../routes/url-rewrite.js';
 import type { GcUsage } from '../gc/usage.js';
 import type { ManifestService } from '../manifests.js';
 import type { Quotas } from '../quotas/service.js';
+import type { SharedReads } from '../shared-reads.js';
 import { BlobCache } from './blob-cache.js';
 import { BlobFills, type FillObserver } from './fills.js';
 import { ProxyLists } from './lists.js';
@@ -51,6 +52,8 @@ export interface ProxySetup {
   usage: GcUsage;
   /** Decides a push into a proxy namespace before it is refused as read-only. */
   authorizer: Authorizer;
+  /** The app's shared reads (storage.sharedReads), when on: followers of another process's fill read its chunks through them. */
+  sharedReads?: SharedReads | undefined;
   observers?: ProxyObservers | undefined;
 }
 
@@ -58,7 +61,11 @@ export interface ProxySetup {
 export function setupProxy(app: FastifyInstance, setup: ProxySetup): ProxyRuntime | undefined {
   const { namespaces, metadata } = setup;
   if (namespaces.size === 0) return undefined;
-  const fills = new BlobFills(setup.driver, metadata, { maxFillBytes: setup.config.proxy.maxFillBytes, observer: setup.observers?.fills });
+  const fills = new BlobFills(setup.driver, metadata, {
+    maxFillBytes: setup.config.proxy.maxFillBytes,
+    sharedReads: setup.sharedReads,
+    observer: setup.observers?.fills,
+  });
   const runtime: ProxyRuntime = {
     namespaces,
     fills,
