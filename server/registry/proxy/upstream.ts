@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { Readable } from 'node:stream';
-import { berthVersion } from '../../operations/version.js';
 import { parseRetryAfter } from '../events/sender.js';
 import { parseDigest, parseReference, type ParsedDigest } from '../references.js';
-import { parseChallenge, type Challenge } from './challenge.js';
+import { describeCredentials, firstHeader, MAX_REDIRECTS, RemoteRegistryHttp, type SendErrors, type TokenErrors } from '../remote-registry-http.js';
+import { parseChallenge } from './challenge.js';
 import { UpstreamDeniedError, UpstreamInvalidError, UpstreamNotFoundError, UpstreamUnavailableError } from './errors.js';
 import { LimiterWaitExceededError, UpstreamLimiter, type Release } from './limiter.js';
-import { TokenCache } from './token-cache.js';
-import { BodyLimitError, discard, errorSnippet, makeAgents, readBody, send, TransportError } from './upstream-http.js';
+import { BodyLimitError, discard, errorSnippet, readBody, TransportError } from './upstream-http.js';
 import type { ResolvedUpstream } from './upstreams.js';
 
 /*
@@ -21,8 +20,6 @@ import type { ResolvedUpstream } from './upstreams.js';
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** A tag list or referrers index: Docker Hub's longest unpaginated tag lists are a few hundred KiB. */
 const MAX_LISTING_BYTES = 4 * 1024 * 1024;
-const MAX_REDIRECTS = 5;
-const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
 
 export interface UpstreamEvent {
   upstream: string;
@@ -87,14 +84,10 @@ export class Upstream {
   /** The first configured URL, for messages. */
   readonly url: string;
   private readonly limiter: UpstreamLimiter;
-  private readonly tokens: TokenCache;
-  /** The last challenge each base URL sent, so later requests send credentials at once. */
-  private readonly challenges = new Map<string, Challenge>();
-  private readonly ownAgents: ReturnType<typeof makeAgents>;
-  private readonly foreignAgents: ReturnType<typeof makeAgents>;
-  private readonly origins: Set<string>;
+  /** Challenges (by base URL), tokens, Basic, redirects: shared with replication, worded here. */
+  private readonly http: RemoteRegistryHttp;
+  private readonly errors: SendErrors;
   private readonly now: () => number;
-  private readonly userAgent = `Berth/${berthVersion()}`;
 
   constructor(
     private readonly config: ResolvedUpstream,
@@ -110,14 +103,20 @@ export class Upstream {
       requestsPerSecond: config.requestsPerSecond,
       maxWaitMs: config.maxWaitMs,
     });
-    this.tokens = new TokenCache({
+    this.errors = this.sendErrors();
+    this.http = new RemoteRegistryHttp({
+      urls: config.urls,
+      ca: config.ca,
+      username: config.username,
+      password: config.password,
+      timeoutMs: config.timeoutMs,
+      maxConcurrent: config.maxConcurrent,
       now: this.now,
-      fetch: (challenge, scope) => this.fetchToken(challenge, scope),
+      observe: (event) => this.observe(event),
+      tokenErrors: this.tokenErrors(),
+      // The scope may be the upstream's own (its challenge's), sent back as it came.
+      oneScopeParam: true,
     });
-    // Two sockets more than the cap: token fetches and redirects happen while an operation holds its slot.
-    this.ownAgents = makeAgents({ ca: config.ca, maxSockets: config.maxConcurrent + 2 });
-    this.foreignAgents = makeAgents({ maxSockets: config.maxConcurrent + 2 });
-    this.origins = new Set(config.urls.map((url) => new URL(url).origin));
   }
 
   /** The upstream's name for a local repository below the namespace (`nginx` → `library/nginx` with libraryPrefix). */
@@ -248,10 +247,7 @@ export class Upstream {
   /** Closes kept connections and fails requests still waiting in line. */
   close(): void {
     this.limiter.close(new UpstreamUnavailableError(this.namespace, 'unreachable', `upstream ${this.namespace} is closing`));
-    for (const agents of [this.ownAgents, this.foreignAgents]) {
-      agents.http.destroy();
-      agents.https.destroy();
-    }
+    this.http.close();
   }
 
   private async slot(signal: AbortSignal | undefined): Promise<Release> {
@@ -294,18 +290,20 @@ export class Upstream {
     const url = new URL(`${base}/v2/${target.repo}/${target.path}`);
     const what = `${target.method} ${url.pathname}`;
     const scope = `repository:${target.repo}:pull`;
-    let authorization = await this.authorization(base, scope, undefined);
-    let res = await this.follow(url, target, authorization, signal);
+    const request = { method: target.method, headers: target.accept ? { Accept: target.accept } : undefined };
+    let authorization = await this.http.authorization(base, scope, undefined, this.errors);
+    let { res } = await this.http.follow(url, request, authorization, signal, this.errors);
     if (res.statusCode === 401) {
       const challenge = parseChallenge(res.headers['www-authenticate']);
       const said = await errorSnippet(res);
       if (challenge === undefined) throw this.denied(base, what, 401, `without a challenge Berth can answer${said}`);
-      this.challenges.set(base, challenge);
-      const retry = await this.authorization(base, challenge.scheme === 'bearer' ? (challenge.scope ?? scope) : scope, authorization);
+      this.http.remember(base, challenge);
+      const retryScope = challenge.scheme === 'bearer' ? (challenge.scope ?? scope) : scope;
+      const retry = await this.http.authorization(base, retryScope, authorization, this.errors);
       // Basic credentials already refused, or none to send: asking again cannot help.
       if (retry === undefined || retry === authorization) throw this.denied(base, what, 401, said);
       authorization = retry;
-      res = await this.follow(url, target, authorization, signal);
+      ({ res } = await this.http.follow(url, request, authorization, signal, this.errors));
     }
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return res;
@@ -326,149 +324,60 @@ export class Upstream {
     throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} (${base}) answered ${status} to ${what}${said}`);
   }
 
-  /**
-   * The Authorization header for a base URL, from the challenge it last sent. `refused` is what the
-   * upstream just turned down: a cached token equal to it is dropped and a new one fetched.
-   */
-  private async authorization(base: string, scope: string, refused: string | undefined): Promise<string | undefined> {
-    const challenge = this.challenges.get(base);
-    if (challenge === undefined) return undefined;
-    if (challenge.scheme === 'basic') return this.basicCredentials();
-    // An https registry naming a plain-http token service would have the credentials sent in the clear.
-    if (this.config.username !== undefined && base.startsWith('https:') && challenge.realm.startsWith('http:'))
-      throw new UpstreamInvalidError(
-        this.namespace,
-        `upstream ${this.namespace} (${base}) named a plain-http token realm (${challenge.realm.slice(0, 200)}): credentials are not sent in the clear`,
-      );
-    if (refused !== undefined) this.tokens.forget(challenge, scope, refused.slice('Bearer '.length));
-    return `Bearer ${await this.tokens.get(challenge, scope)}`;
+  /** The proxy's words for what can go wrong sending one request (redirects included). */
+  private sendErrors(): SendErrors {
+    const ns = this.namespace;
+    return {
+      transport: (err, url, own) => this.transportError(err, url, own),
+      redirect: (problem, start) => {
+        if (problem.kind === 'too-many') return new UpstreamInvalidError(ns, `upstream ${ns} redirected ${start.pathname} more than ${MAX_REDIRECTS} times`);
+        if (problem.kind === 'invalid-url') return new UpstreamInvalidError(ns, `upstream ${ns} redirected to an invalid URL`);
+        return new UpstreamInvalidError(ns, `upstream ${ns} redirected to a ${problem.protocol} URL`);
+      },
+      plainHttpRealm: (base, realm) =>
+        new UpstreamInvalidError(ns, `upstream ${ns} (${base}) named a plain-http token realm (${realm.slice(0, 200)}): credentials are not sent in the clear`),
+    };
   }
 
-  private basicCredentials(): string | undefined {
-    if (this.config.username === undefined) return undefined;
-    return `Basic ${Buffer.from(`${this.config.username}:${this.config.password ?? ''}`).toString('base64')}`;
+  /** …and for a token login, whose unreachable token service is `token-endpoint`. */
+  private tokenErrors(): TokenErrors {
+    const ns = this.namespace;
+    return {
+      ...this.sendErrors(),
+      transport: (err, url, own) =>
+        new UpstreamUnavailableError(ns, 'token-endpoint', `token service of upstream ${ns} unavailable: ${this.transportError(err, url, own).message}`),
+      realm: (problem) =>
+        problem.kind === 'invalid'
+          ? new UpstreamInvalidError(ns, `upstream ${ns} named an invalid token realm ${JSON.stringify(problem.realm.slice(0, 200))}`)
+          : new UpstreamInvalidError(ns, `upstream ${ns} named a token realm that is not http(s): ${problem.protocol}`),
+      refused: ({ status, origin, said, retryAfterMs }) => {
+        if (status === 401 || status === 403)
+          return new UpstreamDeniedError(
+            ns,
+            `token service of upstream ${ns} (${origin}) refused ${describeCredentials(this.config.username)} (${status})${said}`,
+            status,
+          );
+        if (status === 429 || status >= 500)
+          return new UpstreamUnavailableError(
+            ns,
+            'token-endpoint',
+            `token service of upstream ${ns} (${origin}) answered ${status}${said}`,
+            retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000),
+            status,
+          );
+        return new UpstreamInvalidError(ns, `token service of upstream ${ns} (${origin}) answered ${status}${said}`);
+      },
+      noToken: (origin, problem) => new UpstreamInvalidError(ns, `token service of upstream ${ns} (${origin}) ${problem}`),
+    };
   }
 
-  /** Sends one request and follows its redirects, dropping Authorization once they leave the upstream's origins. */
-  private async follow(
-    start: URL,
-    target: { method: 'GET' | 'HEAD'; accept?: string | undefined },
-    authorization: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<http.IncomingMessage> {
-    let url = start;
-    let credentials = authorization;
-    for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = { 'User-Agent': this.userAgent };
-      if (target.accept) headers.Accept = target.accept;
-      if (credentials !== undefined) headers.Authorization = credentials;
-      const own = this.origins.has(url.origin);
-      const agents = own ? this.ownAgents : this.foreignAgents;
-      const started = this.now();
-      let message: http.IncomingMessage;
-      try {
-        message = await send(url, {
-          method: target.method,
-          headers,
-          timeoutMs: this.config.timeoutMs,
-          agent: url.protocol === 'https:' ? agents.https : agents.http,
-          signal,
-        });
-      } catch (err) {
-        throw this.transportError(err, url);
-      }
-      const status = message.statusCode ?? 0;
-      this.observe({ kind: 'request', status, ms: this.now() - started });
-      const location = message.headers.location;
-      if (!REDIRECT_STATUS.has(status) || location === undefined) return message;
-      discard(message);
-      if (hop >= MAX_REDIRECTS)
-        throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} redirected ${start.pathname} more than ${MAX_REDIRECTS} times`);
-      let next: URL;
-      try {
-        next = new URL(location, url);
-      } catch {
-        throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} redirected to an invalid URL`);
-      }
-      if (next.protocol !== 'http:' && next.protocol !== 'https:')
-        throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} redirected to a ${next.protocol} URL`);
-      // Credentials are for the registry, not for the storage or CDN it sends blobs from.
-      if (next.origin !== url.origin) credentials = undefined;
-      url = next;
-    }
-  }
-
-  private async fetchToken(
-    challenge: Extract<Challenge, { scheme: 'bearer' }>,
-    scope: string,
-  ): Promise<{ token: string; expiresInSeconds: number | undefined }> {
-    let realm: URL;
-    try {
-      realm = new URL(challenge.realm);
-    } catch {
-      throw new UpstreamInvalidError(
-        this.namespace,
-        `upstream ${this.namespace} named an invalid token realm ${JSON.stringify(challenge.realm.slice(0, 200))}`,
-      );
-    }
-    if (realm.protocol !== 'http:' && realm.protocol !== 'https:')
-      throw new UpstreamInvalidError(this.namespace, `upstream ${this.namespace} named a token realm that is not http(s): ${realm.protocol}`);
-    if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
-    if (scope !== '') realm.searchParams.append('scope', scope);
-    const started = this.now();
-    let res: http.IncomingMessage;
-    try {
-      res = await this.follow(realm, { method: 'GET', accept: 'application/json' }, this.basicCredentials(), undefined);
-    } catch (err) {
-      if (err instanceof UpstreamUnavailableError)
-        throw new UpstreamUnavailableError(this.namespace, 'token-endpoint', `token service of upstream ${this.namespace} unavailable: ${err.message}`);
-      throw err;
-    }
-    const status = res.statusCode ?? 0;
-    this.observe({ kind: 'token', status, ms: this.now() - started });
-    if (status !== 200) {
-      const said = await errorSnippet(res);
-      const who = this.config.username === undefined ? 'anonymous access' : `the credentials of ${JSON.stringify(this.config.username)}`;
-      if (status === 401 || status === 403)
-        throw new UpstreamDeniedError(
-          this.namespace,
-          `token service of upstream ${this.namespace} (${realm.origin}) refused ${who} (${status})${said}`,
-          status,
-        );
-      if (status === 429 || status >= 500) {
-        const retryAfterMs = parseRetryAfter(firstHeader(res.headers['retry-after']), this.now());
-        throw new UpstreamUnavailableError(
-          this.namespace,
-          'token-endpoint',
-          `token service of upstream ${this.namespace} (${realm.origin}) answered ${status}${said}`,
-          retryAfterMs === undefined ? undefined : Math.ceil(retryAfterMs / 1000),
-          status,
-        );
-      }
-      throw new UpstreamInvalidError(this.namespace, `token service of upstream ${this.namespace} (${realm.origin}) answered ${status}${said}`);
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8'));
-    } catch {
-      throw new UpstreamInvalidError(this.namespace, `token service of upstream ${this.namespace} (${realm.origin}) sent no JSON token`);
-    }
-    const fields = (typeof body === 'object' && body !== null ? body : {}) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    const token = typeof fields.token === 'string' && fields.token !== '' ? fields.token : fields.access_token;
-    if (typeof token !== 'string' || token === '' || /[\r\n]/.test(token))
-      throw new UpstreamInvalidError(this.namespace, `token service of upstream ${this.namespace} (${realm.origin}) sent no token`);
-    const expires = typeof fields.expires_in === 'number' && fields.expires_in > 0 ? fields.expires_in : undefined;
-    return { token, expiresInSeconds: expires };
-  }
-
-  private transportError(err: unknown, url: URL): unknown {
-    if (!(err instanceof TransportError)) return err;
-    const origin = this.origins.has(url.origin) ? url.origin : `${url.origin}, redirected to`;
+  private transportError(err: TransportError, url: URL, own: boolean): UpstreamUnavailableError {
+    const origin = own ? url.origin : `${url.origin}, redirected to`;
     return new UpstreamUnavailableError(this.namespace, err.kind, `upstream ${this.namespace} (${origin}): ${err.message}`);
   }
 
   private denied(base: string, what: string, status: number, said: string): UpstreamDeniedError {
-    const who = this.config.username === undefined ? 'anonymous access' : `the credentials of ${JSON.stringify(this.config.username)}`;
+    const who = describeCredentials(this.config.username);
     return new UpstreamDeniedError(this.namespace, `upstream ${this.namespace} (${base}) refused ${who} for ${what} (${status})${said}`, status);
   }
 
@@ -504,10 +413,6 @@ function parseDigestOrUndefined(value: string): ParsedDigest | undefined {
   } catch {
     return undefined;
   }
-}
-
-function firstHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
 
 function embeddedMediaType(bytes: Buffer): string | undefined {

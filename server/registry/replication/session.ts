@@ -1,11 +1,10 @@
 import type http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { berthVersion } from '../../operations/version.js';
 import { parseRetryAfter } from '../events/sender.js';
-import { parseChallenge, type Challenge } from '../proxy/challenge.js';
+import { parseChallenge } from '../proxy/challenge.js';
 import { LimiterWaitExceededError, UpstreamLimiter, type Release } from '../proxy/limiter.js';
-import { TokenCache, type BearerChallenge } from '../proxy/token-cache.js';
-import { discard, errorSnippet, makeAgents, readBody, send, TransportError, type SendMethod } from '../proxy/upstream-http.js';
+import { discard, errorSnippet, type SendMethod } from '../proxy/upstream-http.js';
+import { describeCredentials, firstHeader, MAX_REDIRECTS, RemoteRegistryHttp, type SendErrors, type TokenErrors } from '../remote-registry-http.js';
 import { ReplicationError, retryableStatus } from './errors.js';
 import type { ResolvedRegistry } from './registries.js';
 
@@ -14,12 +13,13 @@ import type { ResolvedRegistry } from './registries.js';
  * with the scopes each request names (several for a cross-repository mount), Basic, Berth's own limiter,
  * fail-over across the registry's URLs, redirects of reads followed without credentials once they leave
  * the registry, and a 429 waited out as its Retry-After says (a few times) before it is the caller's.
- * Built from the proxy's pieces (send, challenge, token cache, limiter); the answer's status is the
- * caller's to judge, except transport failures, which become a retryable ReplicationError.
+ * Built from the proxy's pieces (challenge, limiter) and the sender both share (remote-registry-http);
+ * the answer's status is the caller's to judge, except transport failures, which become a retryable
+ * ReplicationError.
  */
 
-const MAX_REDIRECTS = 5;
-const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+export { firstHeader };
+
 /** 429s waited out per request before the caller sees one. */
 const MAX_THROTTLED = 3;
 /** A Retry-After longer than this is not waited in-line: the run fails retryable and tries later. */
@@ -59,14 +59,9 @@ export interface SessionOptions {
 
 export class RegistrySession {
   private readonly limiter: UpstreamLimiter;
-  private readonly tokens: TokenCache;
-  /** The last challenge each origin sent, so later requests send credentials at once. */
-  private readonly challenges = new Map<string, Challenge>();
-  private readonly ownAgents: ReturnType<typeof makeAgents>;
-  private readonly foreignAgents: ReturnType<typeof makeAgents>;
-  private readonly origins: Set<string>;
+  /** Challenges (by origin), tokens, Basic, redirects: shared with the proxy, worded here. */
+  private readonly http: RemoteRegistryHttp;
   private readonly now: () => number;
-  private readonly userAgent = `Berth/${berthVersion()}`;
 
   constructor(
     readonly config: ResolvedRegistry,
@@ -78,11 +73,17 @@ export class RegistrySession {
       requestsPerSecond: config.requestsPerSecond,
       maxWaitMs: config.maxWaitMs,
     });
-    this.tokens = new TokenCache({ now: this.now, fetch: (challenge, scope) => this.fetchToken(challenge, scope) });
-    // Two sockets more than the cap: token fetches happen while a request holds its slot.
-    this.ownAgents = makeAgents({ ca: config.ca, maxSockets: config.maxConcurrent + 2 });
-    this.foreignAgents = makeAgents({ maxSockets: config.maxConcurrent + 2 });
-    this.origins = new Set(config.urls.map((url) => new URL(url).origin));
+    this.http = new RemoteRegistryHttp({
+      urls: config.urls,
+      ca: config.ca,
+      username: config.username,
+      password: config.password,
+      timeoutMs: config.timeoutMs,
+      maxConcurrent: config.maxConcurrent,
+      now: this.now,
+      observe: (event) => this.observe(event),
+      tokenErrors: this.tokenErrors(),
+    });
   }
 
   /**
@@ -110,8 +111,7 @@ export class RegistrySession {
       said = '';
     } else said = await errorSnippet(res);
     if (status === 401 || status === 403) {
-      const who = this.config.username === undefined ? 'anonymous access' : `the credentials of ${JSON.stringify(this.config.username)}`;
-      said = `refused ${who}${said}`;
+      said = `refused ${describeCredentials(this.config.username)}${said}`;
     }
     const retryAfterMs = retryableStatus(status) ? parseRetryAfter(firstHeader(res.headers['retry-after']), this.now()) : undefined;
     return new ReplicationError({
@@ -128,10 +128,7 @@ export class RegistrySession {
   /** Closes kept connections and fails requests still waiting in line. */
   close(): void {
     this.limiter.close(new ReplicationError({ registry: this.config.name, repo: undefined, operation: 'close', said: 'closing', retryable: true }));
-    for (const agents of [this.ownAgents, this.foreignAgents]) {
-      agents.http.destroy();
-      agents.https.destroy();
-    }
+    this.http.close();
   }
 
   /** A path goes to each base URL while the previous one fails to connect or answers 5xx; the last answer or error wins. */
@@ -158,19 +155,20 @@ export class RegistrySession {
   /** One exchange with its 401 retry; the slot is held from the first byte sent until the answer closes. */
   private async exchange(url: URL, req: SessionRequest, signal: AbortSignal): Promise<SessionAnswer> {
     const release = await this.slot(req, signal);
+    const errors = this.sendErrors(req.repo, req.operation);
     try {
-      let authorization = await this.authorization(url.origin, req.scope, undefined, req);
-      let answer = await this.follow(url, req, authorization, signal);
+      let authorization = await this.http.authorization(url.origin, req.scope, undefined, errors);
+      let answer = await this.http.follow(url, req, authorization, signal, errors);
       if (answer.res.statusCode === 401) {
         const challenge = parseChallenge(answer.res.headers['www-authenticate']);
         if (challenge !== undefined) {
-          this.challenges.set(url.origin, challenge);
-          const retry = await this.authorization(url.origin, req.scope, authorization, req);
+          this.http.remember(url.origin, challenge);
+          const retry = await this.http.authorization(url.origin, req.scope, authorization, errors);
           // Basic credentials already refused, or none to send: asking again cannot help.
           if (retry !== undefined && retry !== authorization) {
             discard(answer.res);
             authorization = retry;
-            answer = await this.follow(url, req, authorization, signal);
+            answer = await this.http.follow(url, req, authorization, signal, errors);
           }
         }
       }
@@ -203,125 +201,35 @@ export class RegistrySession {
     this.options.observer?.(event);
   }
 
-  /** The Authorization header for an origin, from the challenge it last sent; `refused` is what it just turned down. */
-  private async authorization(origin: string, scope: string, refused: string | undefined, req: SessionRequest): Promise<string | undefined> {
-    const challenge = this.challenges.get(origin);
-    if (challenge === undefined) return undefined;
-    if (challenge.scheme === 'basic') return this.basicCredentials();
-    // An https registry naming a plain-http token service would have the credentials sent in the clear.
-    if (this.config.username !== undefined && origin.startsWith('https:') && challenge.realm.startsWith('http:'))
-      throw new ReplicationError({
-        registry: this.config.name,
-        repo: req.repo,
-        operation: req.operation,
-        said: `the registry named a plain-http token realm (${challenge.realm.slice(0, 200)}): credentials are not sent in the clear`,
-        retryable: false,
-      });
-    if (refused !== undefined) this.tokens.forget(challenge, scope, refused.slice('Bearer '.length));
-    return `Bearer ${await this.tokens.get(challenge, scope)}`;
+  /** Replication's words for what can go wrong sending one request of `operation`. */
+  private sendErrors(repo: string | undefined, operation: string): SendErrors {
+    const fail = (said: string, retryable: boolean, status?: number) =>
+      new ReplicationError({ registry: this.config.name, repo, operation, status, said, retryable });
+    return {
+      transport: (err, url) => fail(`${url.origin}: ${err.message}`, true),
+      redirect: (problem, _start, status) => {
+        if (problem.kind === 'too-many') return fail(`redirected more than ${MAX_REDIRECTS} times`, false, status);
+        if (problem.kind === 'invalid-url') return fail('redirected to an invalid URL', false, status);
+        return fail(`redirected to a ${problem.protocol} URL`, false, status);
+      },
+      plainHttpRealm: (_origin, realm) =>
+        fail(`the registry named a plain-http token realm (${realm.slice(0, 200)}): credentials are not sent in the clear`, false),
+    };
   }
 
-  private basicCredentials(): string | undefined {
-    if (this.config.username === undefined) return undefined;
-    return `Basic ${Buffer.from(`${this.config.username}:${this.config.password ?? ''}`).toString('base64')}`;
-  }
-
-  /** Sends one request; a read follows redirects, dropping Authorization once they leave the registry's origins. */
-  private async follow(
-    start: URL,
-    req: Pick<SessionRequest, 'method' | 'headers' | 'body' | 'repo' | 'operation'>,
-    authorization: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<SessionAnswer> {
-    let url = start;
-    let credentials = authorization;
-    for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...req.headers };
-      if (credentials !== undefined) headers.Authorization = credentials;
-      const agents = this.origins.has(url.origin) ? this.ownAgents : this.foreignAgents;
-      const started = this.now();
-      let res: http.IncomingMessage;
-      try {
-        res = await send(url, {
-          method: req.method,
-          headers,
-          body: req.body,
-          timeoutMs: this.config.timeoutMs,
-          agent: url.protocol === 'https:' ? agents.https : agents.http,
-          signal,
-        });
-      } catch (err) {
-        if (!(err instanceof TransportError)) throw err;
-        throw new ReplicationError({
-          registry: this.config.name,
-          repo: req.repo,
-          operation: req.operation,
-          said: `${url.origin}: ${err.message}`,
-          retryable: true,
-        });
-      }
-      const status = res.statusCode ?? 0;
-      this.observe({ kind: 'request', status, ms: this.now() - started });
-      const location = res.headers.location;
-      const isRead = req.method === 'GET' || req.method === 'HEAD';
-      if (!isRead || !REDIRECT_STATUS.has(status) || location === undefined) return { res, url };
-      discard(res);
-      const invalid = (said: string) =>
-        new ReplicationError({ registry: this.config.name, repo: req.repo, operation: req.operation, status, said, retryable: false });
-      if (hop >= MAX_REDIRECTS) throw invalid(`redirected more than ${MAX_REDIRECTS} times`);
-      let next: URL;
-      try {
-        next = new URL(location, url);
-      } catch {
-        throw invalid('redirected to an invalid URL');
-      }
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw invalid(`redirected to a ${next.protocol} URL`);
-      // Credentials are for the registry, not for the storage or CDN it sends blobs from.
-      if (next.origin !== url.origin) credentials = undefined;
-      url = next;
-    }
-  }
-
-  private async fetchToken(challenge: BearerChallenge, scope: string): Promise<{ token: string; expiresInSeconds: number | undefined }> {
+  /** …and for a token login, which belongs to no repository. */
+  private tokenErrors(): TokenErrors {
     const fail = (said: string, retryable: boolean, status?: number) =>
       new ReplicationError({ registry: this.config.name, repo: undefined, operation: 'token login', status, said, retryable });
-    let realm: URL;
-    try {
-      realm = new URL(challenge.realm);
-    } catch {
-      throw fail(`the registry named an invalid token realm ${JSON.stringify(challenge.realm.slice(0, 200))}`, false);
-    }
-    if (realm.protocol !== 'http:' && realm.protocol !== 'https:') throw fail(`the registry named a token realm that is not http(s): ${realm.protocol}`, false);
-    if (challenge.service !== undefined) realm.searchParams.set('service', challenge.service);
-    for (const one of scope.split(' ')) if (one !== '') realm.searchParams.append('scope', one);
-    const started = this.now();
-    const { res } = await this.follow(
-      realm,
-      { method: 'GET', headers: { Accept: 'application/json' }, repo: undefined, operation: 'token login' },
-      this.basicCredentials(),
-      undefined,
-    );
-    const status = res.statusCode ?? 0;
-    this.observe({ kind: 'token', status, ms: this.now() - started });
-    if (status !== 200) {
-      const said = await errorSnippet(res);
-      const who = this.config.username === undefined ? 'anonymous access' : `the credentials of ${JSON.stringify(this.config.username)}`;
-      throw fail(`token service ${realm.origin} refused ${who} for ${scope}${said}`, retryableStatus(status), status);
-    }
-    let body: unknown;
-    try {
-      body = JSON.parse((await readBody(res, 1024 * 1024)).toString('utf8'));
-    } catch {
-      throw fail(`token service ${realm.origin} sent no JSON token`, false);
-    }
-    const fields = (typeof body === 'object' && body !== null ? body : {}) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    const token = typeof fields.token === 'string' && fields.token !== '' ? fields.token : fields.access_token;
-    if (typeof token !== 'string' || token === '' || /[\r\n]/.test(token)) throw fail(`token service ${realm.origin} sent no token`, false);
-    const expires = typeof fields.expires_in === 'number' && fields.expires_in > 0 ? fields.expires_in : undefined;
-    return { token, expiresInSeconds: expires };
+    return {
+      ...this.sendErrors(undefined, 'token login'),
+      realm: (problem) =>
+        problem.kind === 'invalid'
+          ? fail(`the registry named an invalid token realm ${JSON.stringify(problem.realm.slice(0, 200))}`, false)
+          : fail(`the registry named a token realm that is not http(s): ${problem.protocol}`, false),
+      refused: ({ status, origin, scope, said }) =>
+        fail(`token service ${origin} refused ${describeCredentials(this.config.username)} for ${scope}${said}`, retryableStatus(status), status),
+      noToken: (origin, problem) => fail(`token service ${origin} ${problem}`, false),
+    };
   }
-}
-
-export function firstHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
