@@ -46,13 +46,17 @@ export interface TokenErrors extends SendErrors {
   noToken(origin: string, problem: 'sent no JSON token' | 'sent no token'): unknown;
 }
 
+/** What a proxy upstream and a replication registry both resolve to (the password read, non-enumerable). */
+export interface RemoteRegistryConnection {
+  readonly urls: readonly string[];
+  readonly ca: string | undefined;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly timeoutMs: number;
+  readonly maxConcurrent: number;
+}
+
 export interface RemoteRegistryHttpOptions {
-  urls: readonly string[];
-  ca: string | undefined;
-  username: string | undefined;
-  password: string | undefined;
-  timeoutMs: number;
-  maxConcurrent: number;
   now: () => number;
   observe: (event: { kind: 'request' | 'token'; status: number; ms: number }) => void;
   tokenErrors: TokenErrors;
@@ -75,12 +79,15 @@ export class RemoteRegistryHttp {
   private readonly origins: Set<string>;
   private readonly userAgent = `Berth/${berthVersion()}`;
 
-  constructor(private readonly options: RemoteRegistryHttpOptions) {
+  constructor(
+    private readonly connection: RemoteRegistryConnection,
+    private readonly options: RemoteRegistryHttpOptions,
+  ) {
     this.tokens = new TokenCache({ now: options.now, fetch: (challenge, scope) => this.fetchToken(challenge, scope) });
     // Two sockets more than the cap: token fetches and redirects happen while a request holds its slot.
-    this.ownAgents = makeAgents({ ca: options.ca, maxSockets: options.maxConcurrent + 2 });
-    this.foreignAgents = makeAgents({ maxSockets: options.maxConcurrent + 2 });
-    this.origins = new Set(options.urls.map((url) => new URL(url).origin));
+    this.ownAgents = makeAgents({ ca: connection.ca, maxSockets: connection.maxConcurrent + 2 });
+    this.foreignAgents = makeAgents({ maxSockets: connection.maxConcurrent + 2 });
+    this.origins = new Set(connection.urls.map((url) => new URL(url).origin));
   }
 
   /** Whether `url` is on one of the registry's own origins (not a storage or CDN it redirected to). */
@@ -99,7 +106,7 @@ export class RemoteRegistryHttp {
     if (challenge === undefined) return undefined;
     if (challenge.scheme === 'basic') return this.basicCredentials();
     // An https registry naming a plain-http token service would have the credentials sent in the clear.
-    if (this.options.username !== undefined && key.startsWith('https:') && challenge.realm.startsWith('http:'))
+    if (this.connection.username !== undefined && key.startsWith('https:') && challenge.realm.startsWith('http:'))
       throw errors.plainHttpRealm(key, challenge.realm);
     if (refused !== undefined) this.tokens.forget(challenge, scope, refused.slice('Bearer '.length));
     return `Bearer ${await this.tokens.get(challenge, scope)}`;
@@ -127,7 +134,7 @@ export class RemoteRegistryHttp {
           method: req.method,
           headers,
           body: req.body,
-          timeoutMs: this.options.timeoutMs,
+          timeoutMs: this.connection.timeoutMs,
           agent: url.protocol === 'https:' ? agents.https : agents.http,
           signal,
         });
@@ -164,8 +171,8 @@ export class RemoteRegistryHttp {
   }
 
   private basicCredentials(): string | undefined {
-    if (this.options.username === undefined) return undefined;
-    return `Basic ${Buffer.from(`${this.options.username}:${this.options.password ?? ''}`).toString('base64')}`;
+    if (this.connection.username === undefined) return undefined;
+    return `Basic ${Buffer.from(`${this.connection.username}:${this.connection.password ?? ''}`).toString('base64')}`;
   }
 
   private async fetchToken(challenge: BearerChallenge, scope: string): Promise<{ token: string; expiresInSeconds: number | undefined }> {

@@ -104,13 +104,7 @@ export class Upstream {
       maxWaitMs: config.maxWaitMs,
     });
     this.errors = this.sendErrors();
-    this.http = new RemoteRegistryHttp({
-      urls: config.urls,
-      ca: config.ca,
-      username: config.username,
-      password: config.password,
-      timeoutMs: config.timeoutMs,
-      maxConcurrent: config.maxConcurrent,
+    this.http = new RemoteRegistryHttp(config, {
       now: this.now,
       observe: (event) => this.observe(event),
       tokenErrors: this.tokenErrors(),
