@@ -6,7 +6,7 @@ import type { RunSummary } from '../../server/registry/replication/rule-state.js
 import { blob, imageManifest, OCI_INDEX, OCI_MANIFEST, randomBlob, RegistryClient, type Blob } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
-import { startInterposer, type Interposer } from './helpers.js';
+import { referrerOf, startInterposer, type Interposer } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const ACCEPT = `${OCI_MANIFEST}, ${OCI_INDEX}`;
@@ -150,6 +150,26 @@ describe('replication: a push rule from Berth to distribution', { skip: distribu
       manifests: unknown[];
     };
     assert.equal(relisted.manifests.length, 1);
+  });
+
+  it('lists a referrer again when the referrers tag on distribution lost it', async () => {
+    const { manifest } = await source.pushImage('team/signed', 'v1', [1000]);
+    const empty = blob('{}');
+    await source.pushBlob('team/signed', empty);
+    const sbom = referrerOf(manifest, empty);
+    await source.pushManifest('team/signed', sbom.digest, sbom);
+    await pass();
+    const tag = `sha256-${manifest.digest.slice('sha256:'.length)}`;
+    // Someone (another pusher racing this one, say) rewrote the index without it.
+    await target.pushManifest('mirror/team/signed', tag, blob(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] })), OCI_INDEX);
+    await pass();
+    const listed = (await (await target.fetch(`/v2/mirror/team/signed/manifests/${tag}`, { headers: { Accept: OCI_INDEX } })).json()) as {
+      manifests: { digest: string }[];
+    };
+    assert.deepEqual(
+      listed.manifests.map((m) => m.digest),
+      [sbom.digest],
+    );
   });
 
   it('moves a tag on distribution when it moves on Berth', async () => {
