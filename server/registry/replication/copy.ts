@@ -72,8 +72,16 @@ export class ArtifactCopier {
   private async followReferrers(sourceRepo: string, targetRepo: string, digest: string, depth: number): Promise<void> {
     if (depth >= MAX_REFERRER_DEPTH) return;
     const { signal } = this.options;
+    let listed: Set<string> | undefined;
     for (const referrer of await this.source.referrers(sourceRepo, digest, signal)) {
       if (await this.target.headManifest(targetRepo, referrer.digest, signal)) {
+        // On the target but not listed as a referrer there (a tag schema index lost or never kept,
+        // on a registry without the referrers API): putting it again lists it.
+        listed ??= new Set((await this.target.referrers(targetRepo, digest, signal)).map((r) => r.digest));
+        if (!listed.has(referrer.digest)) {
+          const fetched = await this.source.getManifest(sourceRepo, referrer.digest, signal);
+          if (fetched) await this.target.putManifest(targetRepo, referrer.digest, fetched, signal);
+        }
         await this.followReferrers(sourceRepo, targetRepo, referrer.digest, depth + 1);
         continue;
       }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MEDIA_TYPES } from '../manifest-parse.js';
+import { MEDIA_TYPES, parseManifest, type Descriptor } from '../manifest-parse.js';
 import { MAX_MANIFEST_BYTES } from '../proxy/upstream.js';
 import { BodyLimitError, discard, readBody, TransportError } from '../proxy/upstream-http.js';
 import { isDigest, parseDigest, type ParsedDigest } from '../references.js';
@@ -243,6 +243,41 @@ export class RemoteEndpoint implements ReplicationEndpoint {
     const header = firstHeader(res.headers['docker-content-digest']);
     if (header !== undefined && header.trim() !== manifest.digest)
       throw this.invalid(repo, req.operation, `the registry stored it as ${JSON.stringify(header.slice(0, 200))}, not ${manifest.digest}`);
+    const subject = subjectOf(manifest);
+    // A registry with the referrers API says so with OCI-Subject; without it, the pusher keeps the
+    // subject's `<alg>-<hex>` tag index (OCI distribution 1.1), or nobody finds the referrer there.
+    if (subject !== undefined && res.headers['oci-subject'] === undefined) await this.addToReferrersTag(repo, subject, manifest, signal);
+  }
+
+  /** Adds `referrer` to the tag schema's index of `subject` in `repo`, unless it is listed there. */
+  private async addToReferrersTag(repo: string, subject: ParsedDigest, referrer: FetchedManifest, signal: AbortSignal): Promise<void> {
+    const tag = `${subject.algorithm}-${subject.hex}`;
+    const operation = `update referrers tag ${tag}`;
+    const current = await this.getManifest(repo, tag, signal);
+    let index: { manifests?: unknown } & Record<string, unknown> = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] };
+    if (current !== undefined) {
+      try {
+        index = JSON.parse(current.bytes.toString('utf8')) as typeof index;
+      } catch {
+        throw this.invalid(repo, operation, 'the referrers tag is not JSON');
+      }
+      if (!Array.isArray(index.manifests)) throw this.invalid(repo, operation, 'the referrers tag is not an index');
+    }
+    const listed = index.manifests as unknown[];
+    if (listed.some((d) => typeof d === 'object' && d !== null && (d as { digest?: unknown }).digest === referrer.digest)) return;
+    const bytes = Buffer.from(JSON.stringify({ ...index, manifests: [...listed, referrerDescriptor(referrer)] }));
+    const req: SessionRequest = {
+      method: 'PUT',
+      path: `/v2/${repo}/manifests/${tag}`,
+      scope: push(repo),
+      headers: { 'Content-Type': MEDIA_TYPES.ociIndex },
+      body: bytes,
+      repo,
+      operation,
+    };
+    const { res } = await this.session.request(req, signal);
+    if (res.statusCode !== 201 && res.statusCode !== 200) throw await this.session.failure(req, res);
+    discard(res);
   }
 
   async deleteTag(repo: string, tag: string, signal: AbortSignal): Promise<DeleteTagResult> {
@@ -590,4 +625,23 @@ function embeddedMediaType(bytes: Buffer): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The subject a manifest refers to; undefined for one without (or one that does not parse: the registry judged it already). */
+function subjectOf(manifest: FetchedManifest): ParsedDigest | undefined {
+  try {
+    const subject = parseManifest(manifest.bytes, manifest.mediaType).subject;
+    return subject === undefined ? undefined : parseDigest(subject.digest);
+  } catch {
+    return undefined;
+  }
+}
+
+/** How the referrers API would list `referrer`: its artifactType (or config media type) and annotations. */
+function referrerDescriptor(referrer: FetchedManifest): Descriptor {
+  const parsed = parseManifest(referrer.bytes, referrer.mediaType);
+  const descriptor: Descriptor = { mediaType: referrer.mediaType, digest: referrer.digest, size: referrer.size };
+  if (parsed.artifactType !== undefined) descriptor.artifactType = parsed.artifactType;
+  if (parsed.annotations !== undefined) descriptor.annotations = parsed.annotations;
+  return descriptor;
 }

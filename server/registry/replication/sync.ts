@@ -90,7 +90,7 @@ export class RuleSync {
     const record = await this.read(key);
     const [sourceHead, targetHead] = await Promise.all([source.headManifest(sourceRepo, tag, signal), target.headManifest(targetRepo, tag, signal)]);
     try {
-      if (!sourceHead) return { ...base, outcome: await this.sourceTagGone(targetRepo, tag, key, record, targetHead, signal) };
+      if (!sourceHead) return { ...base, outcome: await this.sourceTagGone(sourceRepo, targetRepo, tag, key, record, targetHead, signal) };
       if (targetHead?.digest === sourceHead.digest) {
         // In step; referrers added since still follow.
         await this.copier(signal).copyReferrers(sourceRepo, targetRepo, sourceHead.digest);
@@ -226,6 +226,7 @@ export class RuleSync {
   }
 
   private async sourceTagGone(
+    sourceRepo: string,
     targetRepo: string,
     tag: string,
     key: string,
@@ -241,17 +242,19 @@ export class RuleSync {
     // Only a tag this rule put there: one made on the target by someone else is not the rule's to delete.
     if (targetHead.digest !== record?.syncedDigest && targetHead.digest !== record?.pendingDigest) return 'not_on_source';
     const result = await target.deleteTag(targetRepo, tag, signal);
-    if (result === 'unsupported') await this.deleteByDigest(targetRepo, tag, targetHead.digest, signal);
+    if (result === 'unsupported') await this.deleteByDigest(sourceRepo, targetRepo, tag, targetHead.digest, signal);
     await this.deps.records.putArtifact(rule.name, key, undefined);
     return 'deleted';
   }
 
   /**
    * A target that cannot delete a tag (distribution 2.x) deletes by digest, which drops every tag
-   * pointing there: done only when each of those is covered by the rule and gone from the source.
+   * pointing there: done only when each of those is the rule's (it put the digest there) and gone
+   * from the source, so two tags deleted together on the source go together instead of each
+   * waiting for the other forever.
    */
-  private async deleteByDigest(targetRepo: string, tag: string, digest: string, signal: AbortSignal): Promise<void> {
-    const { target, rule } = this.deps;
+  private async deleteByDigest(sourceRepo: string, targetRepo: string, tag: string, digest: string, signal: AbortSignal): Promise<void> {
+    const { target, source, rule } = this.deps;
     const tags = (await target.tags(targetRepo, signal)) ?? [];
     if (tags.length > MAX_TAGS_CHECKED_FOR_DELETE) {
       throw new OciError(
@@ -259,16 +262,27 @@ export class RuleSync {
         `${target.name}:${targetRepo} cannot delete tag ${tag} by itself and has too many tags (${tags.length}) to check a delete by digest is safe`,
       );
     }
+    const alsoGoing: string[] = [];
     for (const other of tags) {
       if (other === tag) continue;
       const head = await target.headManifest(targetRepo, other, signal);
       if (head?.digest !== digest) continue;
-      throw new OciError(
-        'UNSUPPORTED',
-        `${target.name}:${targetRepo} cannot delete tag ${tag} by itself, and deleting ${digest} would also drop tag ${other}${rule.coversTag(other) ? '' : ', which this rule does not cover'}`,
-      );
+      const why = !rule.coversTag(other)
+        ? 'which this rule does not cover'
+        : (await source.headManifest(sourceRepo, other, signal))
+          ? `which ${source.name}:${sourceRepo} still has`
+          : (await this.read(artifactKey(targetRepo, other)))?.syncedDigest !== digest
+            ? 'which this rule did not put there'
+            : undefined;
+      if (why !== undefined)
+        throw new OciError(
+          'UNSUPPORTED',
+          `${target.name}:${targetRepo} cannot delete tag ${tag} by itself, and deleting ${digest} would also drop tag ${other}, ${why}`,
+        );
+      alsoGoing.push(other);
     }
     await target.deleteManifest(targetRepo, digest, signal);
+    for (const other of alsoGoing) await this.deps.records.putArtifact(rule.name, artifactKey(targetRepo, other), undefined);
   }
 
   private targetOf(sourceRepo: string): string {
