@@ -27,7 +27,7 @@ export function configCheck(file: string, options: { env?: NodeJS.ProcessEnv } =
     collect(() => resolveUpstreams(config.proxy, { env }));
     // As setupReplication resolves them: only the registries an enabled rule uses.
     const { registries, rules } = config.replication;
-    collect(() => resolveRegistries(registries.filter((r) => rules.some((rule) => rule.enabled && rule.registry === r.name)), { env }));
+    collect(() => resolveRegistries(registries, { env }, (r) => rules.some((rule) => rule.enabled && rule.registry === r.name)));
     return { ok: problems.length === 0, problems };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, problems: err.problems };

@@ -61,7 +61,10 @@ export async function replicationRoutes(app: FastifyInstance, ctx: RouteContext,
     const page = await artifactPage(ctx.metadata.replication, rule.name, { state, n: n ?? DEFAULT_PAGE, last }, now);
     if (page.more && page.last !== undefined) {
       const filter = state ? `&state=${state}` : '';
-      reply.header('Link', `</api/v1/replication/rules/${encodeURIComponent(rule.name)}?n=${n ?? DEFAULT_PAGE}&last=${encodeURIComponent(page.last)}${filter}>; rel="next"`);
+      reply.header(
+        'Link',
+        `</api/v1/replication/rules/${encodeURIComponent(rule.name)}?n=${n ?? DEFAULT_PAGE}&last=${encodeURIComponent(page.last)}${filter}>; rel="next"`,
+      );
     }
     // The status's counts by state move to `counts`: `artifacts` is the page.
     return reply.send({ ...status, counts: status?.artifacts, running: service.isRunning(rule.name), artifacts: page.artifacts });

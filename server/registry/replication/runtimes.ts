@@ -32,7 +32,7 @@ export function buildRuleRuntimes(deps: {
   const rules = section.rules.map(compileRule);
   const enabled = rules.filter((rule) => rule.config.enabled);
   const remotes = new Map<string, RemoteEndpoint>();
-  for (const registry of resolveRegistries(section.registries.filter((r) => enabled.some((rule) => rule.registry === r.name)))) {
+  for (const registry of resolveRegistries(section.registries, {}, (r) => enabled.some((rule) => rule.registry === r.name))) {
     remotes.set(registry.name, new RemoteEndpoint(registry));
   }
   const runtimes: RuleRuntime[] = enabled.map((rule) => {

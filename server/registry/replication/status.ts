@@ -43,7 +43,7 @@ export async function ruleStatus(
   const behind: ArtifactStatus[] = [];
   let lagSeconds = 0;
   let after: string | undefined;
-  for (let scanned = 0; scanned < STATUS_SCAN_LIMIT; ) {
+  for (let scanned = 0; scanned < STATUS_SCAN_LIMIT;) {
     const page = await records.listArtifacts(name, { after, limit: STATUS_PAGE });
     for (const { key, value } of page) {
       const record = JSON.parse(value) as ArtifactRecord;
