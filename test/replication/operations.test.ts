@@ -5,10 +5,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import { parseConfig } from '../../server/config.js';
 import { AuditLog, MemoryAuditSink } from '../../server/operations/audit.js';
 import { Metrics } from '../../server/operations/metrics.js';
 import { createOperations, type Operations } from '../../server/operations/operations.js';
+import { ReplicationMetrics } from '../../server/operations/replication-metrics.js';
 import type { TagOutcome } from '../../server/registry/replication/sync.js';
 import { assembleStorageStack, type StorageStack } from '../../server/storage-stack.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
@@ -96,5 +98,17 @@ describe('replication in the operations wiring', () => {
     assert.match(text, /^berth_replication_failures_total\{rule="to-b",via="reconcile"\} 1$/m);
     assert.match(text, /^berth_replication_lag_seconds\{rule="to-b"\} 42$/m);
     assert.match(text, /^berth_replication_last_pass_timestamp_seconds\{rule="to-b"\} 3$/m);
+  });
+
+  it('gives the cluster primary the largest lag of its workers, not their sum', async () => {
+    const workers = [10, 30].map((seconds) => {
+      const registry = new Registry();
+      new ReplicationMetrics(registry, ['to-b']).record({ kind: 'lag', rule: 'to-b', seconds, behind: 2 });
+      return registry;
+    });
+    const merged = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+    const text = await merged.metrics();
+    assert.match(text, /^berth_replication_lag_seconds\{rule="to-b"\} 30$/m);
+    assert.match(text, /^berth_replication_behind_artifacts\{rule="to-b"\} 2$/m);
   });
 });
