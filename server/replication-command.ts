@@ -128,7 +128,9 @@ function localEndpoints(config: BerthConfig, storage: StorageStack, now: () => n
   const { driver, metadata } = storage;
   const usage = gcUsage(metadata, config, now);
   const quotas = new Quotas(metadata, config.quotas, { now });
-  const log = { warn: (m: unknown) => process.stderr.write(`berth replication: ${String(m)}\n`), error: () => undefined };
+  // Integrity's findings (a corrupt blob met while copying) are the operator's to see.
+  const say = (_details: object, message: string) => void process.stderr.write(`berth replication: ${message}\n`);
+  const log = { warn: say, error: say };
   const integrity = new Integrity(driver, metadata, {
     verifyReads: config.storage.verifyReads,
     smallBytes: config.storage.verifySmallBytes,
