@@ -29,6 +29,7 @@ import { NO_PULLS, type IsImmutable, type PullsOf } from './registry/retention/e
 import { retentionSources } from './registry/retention/sources.js';
 import { RetentionRunner, startBackgroundRetention, type RetentionRunEvent } from './registry/retention/background.js';
 import { Retention } from './registry/retention/retention.js';
+import { replicationRoutes } from './routes/replication.js';
 import { retentionRoutes } from './routes/retention.js';
 import { gcCollector, gcUsage } from './registry/gc/setup.js';
 import { markCompleteIfNew } from './registry/gc/completeness.js';
@@ -312,6 +313,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ...(deps.onRetention ? { onEvent: deps.onRetention } : {}),
   });
   await app.register(async (scope) => retentionRoutes(scope, ctx, retentionRunner));
+  await app.register(async (scope) => replicationRoutes(scope, ctx, replication, now));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;

@@ -7,6 +7,7 @@ import { eventsCommand } from './events-command.js';
 import { gcCommand } from './gc-command.js';
 import { pullsCommand } from './pulls-command.js';
 import { quotasCommand } from './quotas-command.js';
+import { replicationCommand } from './replication-command.js';
 import { retentionCommand } from './retention-command.js';
 import { rebuildFromConfig, scrubFromConfig, startServer } from './main.js';
 import { ScrubBusyError } from './registry/scrub.js';
@@ -31,6 +32,8 @@ Usage:
                                   storage used per namespace against its quota (docs/quotas.md)
   berth retention preview|run [--config FILE] [--repository R] [--policy-file F] [--dry-run] [--force] [--json]
                                   what the retention policies would delete and why; apply them now (docs/retention.md)
+  berth replication status|run [RULE] [--config FILE] [--rule R] [--json]
+                                  replication rules' state, lag and artifacts behind; a reconcile pass now (docs/replication.md)
   berth events list|status|dead-letters|replay|discard [--config FILE] [--json] …
                                   the event log, endpoints' progress and dead letters; replays (docs/events.md)
   berth help                      show this help
@@ -219,6 +222,8 @@ export async function main(argv: string[]): Promise<void> {
         return await retentionCommand(rest);
       case 'events':
         return await eventsCommand(rest);
+      case 'replication':
+        return await replicationCommand(rest);
       case 'user':
       case 'robot':
       case 'key':

@@ -81,6 +81,7 @@ export async function startServer(options: { configFile?: string | undefined } =
     onProxyUpstream: (event) => ops.onProxyUpstream(event),
     onProxyStale: (upstream) => ops.onProxyStale(upstream),
     onProxyFill: (event) => ops.onProxyFill(event),
+    onReplication: (observation) => ops.onReplication(observation),
   });
   auth.setLog({ info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) });
   await app.listen({ host: config.http.host, port: config.http.port });

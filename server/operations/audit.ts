@@ -29,6 +29,12 @@ export type AuditAction =
   | 'retention_manifest_deleted'
   | 'retention_refused'
   | 'retention_run'
+  | 'replication_tag_copied'
+  | 'replication_tag_overwritten'
+  | 'replication_tag_backed_up'
+  | 'replication_tag_deleted'
+  | 'replication_conflict_skipped'
+  | 'replication_pass'
   | 'events_replayed'
   | 'events_discarded';
 
@@ -55,7 +61,7 @@ export interface AuditEvent {
   requestId?: string | undefined;
   /** Short machine-friendly reason, e.g. for login_failed: 'bad_password', 'unknown_user'. */
   reason?: string | undefined;
-  /** For immutable_refused: the rule that made the tag immutable (reason is the operation refused). */
+  /** For immutable_refused: the rule that made the tag immutable (reason is the operation refused); for replication lines: the replication rule. */
   rule?: string | undefined;
   /** For user and robot changes: whose account changed. */
   subject?: string | undefined;
@@ -66,6 +72,18 @@ export interface AuditEvent {
   policy?: string | undefined;
   /** What a retention run (retention_run) did. */
   retention?: RetentionAuditCounts | undefined;
+  /** What a replication pass (replication_pass) did. */
+  replication?: ReplicationAuditCounts | undefined;
+}
+
+/** What a reconcile pass did, on its replication_pass line. */
+export interface ReplicationAuditCounts {
+  result: 'ok' | 'partial' | 'failed';
+  repositories: number;
+  /** Tags by outcome (copied, in_sync, conflict_skipped, …). */
+  tags: Partial<Record<string, number>>;
+  failures: number;
+  bytes: number;
 }
 
 /** What a retention run did, on its retention_run line. */

@@ -2,8 +2,12 @@ import type { GcEvent } from '../registry/gc/background.js';
 import type { RetentionRunEvent } from '../registry/retention/background.js';
 import type { RunSummary } from '../registry/retention/retention.js';
 import type { GcSummary } from '../registry/gc/collector.js';
-import type { AuditAction, AuditEvent, AuditLog, GcAuditCounts, RetentionAuditCounts } from './audit.js';
+import type { AuditAction, AuditEvent, AuditLog, GcAuditCounts, ReplicationAuditCounts, RetentionAuditCounts } from './audit.js';
 import type { ImmutableOperation } from '../registry/immutable/refusal.js';
+import type { ReplicationObservation } from '../registry/replication/service.js';
+import type { RunSummary as ReplicationRunSummary } from '../registry/replication/rule-state.js';
+import type { TagOutcome } from '../registry/replication/sync.js';
+import type { ReplicationMetrics } from './replication-metrics.js';
 import type { Metrics } from './metrics.js';
 
 /** The parts of a route's RegistryEvent (server/routes/context.ts) that operators are told about. */
@@ -156,5 +160,56 @@ export function retentionEventRecorder(deps: { audit: AuditLog; metrics?: Metric
     deps.metrics?.recordRetention(event);
     const line = retentionAuditEvent(event);
     if (line) deps.audit.emit({ ...line, actor: 'retention', actorKind: 'system' });
+  };
+}
+
+/** The audit action of each tag outcome that changed the target; the others (in_sync, not_on_source) changed nothing. */
+const REPLICATION_TAG_ACTIONS: Partial<Record<TagOutcome, AuditAction>> = {
+  copied: 'replication_tag_copied',
+  overwritten: 'replication_tag_overwritten',
+  backed_up: 'replication_tag_backed_up',
+  deleted: 'replication_tag_deleted',
+  conflict_skipped: 'replication_conflict_skipped',
+};
+
+/** The outcomes a pass line counts as changes: a pass with none, no failure and a good end is not worth a line. */
+const REPLICATION_CHANGES: readonly TagOutcome[] = ['copied', 'overwritten', 'backed_up', 'deleted', 'conflict_skipped'];
+
+export function replicationAuditCounts(summary: ReplicationRunSummary): ReplicationAuditCounts {
+  return { result: summary.result ?? 'failed', repositories: summary.repositories, tags: summary.tags, failures: summary.failures, bytes: summary.bytes };
+}
+
+/**
+ * The audit line of one replication observation, or undefined when it is not worth one: every tag a
+ * rule changed on its target (or left alone because someone else changed it there), and each pass
+ * that changed, skipped or failed anything. Like gc_pass, a pass that found everything in step gets
+ * no line: reconcile passes run every few minutes and would bury the lines that matter.
+ */
+export function replicationAuditEvent(observation: ReplicationObservation): Omit<AuditEvent, 'actor'> | undefined {
+  switch (observation.kind) {
+    case 'tag': {
+      const action = REPLICATION_TAG_ACTIONS[observation.result.outcome];
+      if (!action) return undefined;
+      const { result } = observation;
+      return { action, rule: observation.rule, repository: result.targetRepository, tag: result.tag, digest: result.digest, reason: observation.via };
+    }
+    case 'run': {
+      const { summary } = observation;
+      const changed = REPLICATION_CHANGES.some((outcome) => (summary.tags[outcome] ?? 0) > 0);
+      if (!changed && summary.failures === 0 && summary.result !== 'failed') return undefined;
+      return { action: 'replication_pass', rule: observation.rule, reason: summary.lastError, replication: replicationAuditCounts(summary) };
+    }
+    case 'failure':
+    case 'lag':
+      return undefined;
+  }
+}
+
+/** For buildApp's `onReplication`: counted, and audited as the rule's (the actor its changes are recorded under). */
+export function replicationRecorder(deps: { audit: AuditLog; metrics?: ReplicationMetrics }): (observation: ReplicationObservation) => void {
+  return (observation) => {
+    deps.metrics?.record(observation);
+    const line = replicationAuditEvent(observation);
+    if (line) deps.audit.emit({ ...line, actor: `replication:${observation.rule}`, actorKind: 'system' });
   };
 }

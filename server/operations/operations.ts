@@ -6,6 +6,7 @@ import {
   gcEventRecorder,
   operatorActionRecorder,
   registryEventRecorder,
+  replicationRecorder,
   retentionEventRecorder,
   type ObservedOperatorAction,
   type ObservedRegistryEvent,
@@ -14,6 +15,8 @@ import { accessLogPlugin, loggerOptions, type LogDestination } from './logging.j
 import { Metrics, metricsPlugin, startMetricsServer } from './metrics.js';
 import { QuotaMetrics } from './quota-metrics.js';
 import { ProxyMetrics } from './proxy-metrics.js';
+import { ReplicationMetrics } from './replication-metrics.js';
+import type { ReplicationObservation } from '../registry/replication/service.js';
 import type { FillEvent } from '../registry/proxy/fills.js';
 import type { UpstreamEvent } from '../registry/proxy/upstream.js';
 import { EventMetrics } from './event-metrics.js';
@@ -83,6 +86,8 @@ export interface Operations {
   onRetention(event: RetentionRunEvent): void;
   /** For buildApp's `onEventDelivery`: deliveries, failures, dead letters and backlog per endpoint. */
   onEventDelivery(observation: LaneObservation<RegistryEvent>): void;
+  /** For buildApp's `onReplication`: tags, failures, passes, bytes and lag per rule; changes on a target audited. */
+  onReplication(observation: ReplicationObservation): void;
   /** For the auth layer: a refused login or token. */
   onAuthFailure(failure: { actor: string; reason: string; request: { ip: string; id: string } }): void;
   /** Fails with one line per unreachable dependency. */
@@ -117,6 +122,10 @@ export function createOperations(options: OperationsOptions): Operations {
     metrics.registry,
     config.proxy.upstreams.map((u) => u.namespace),
   );
+  const replicationMetrics = new ReplicationMetrics(
+    metrics.registry,
+    config.replication.rules.filter((r) => r.enabled).map((r) => r.name),
+  );
   let draining = false;
   let metricsPort: number | undefined;
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -150,6 +159,7 @@ export function createOperations(options: OperationsOptions): Operations {
     onProxyFill: (event) => proxyMetrics.recordFill(event),
     onRetention: retentionEventRecorder({ audit, metrics }),
     onEventDelivery: (observation) => eventMetrics.record(observation),
+    onReplication: replicationRecorder({ audit, metrics: replicationMetrics }),
     assertReady: (timeoutMs) => assertReady(checks, timeoutMs),
     async started(app) {
       if (config.metrics.enabled && config.metrics.port !== undefined && !options.clusterWorker) {

@@ -41,18 +41,22 @@ export class ReplicationMetrics {
       name: 'berth_replication_lag_seconds',
       help: "The longest a covered artifact's target has not matched its source, as of this process's last pass.",
       labelNames: ['rule'] as const,
+      // Each cluster worker reports its own last pass: the primary's sum would mean nothing (here and below).
+      aggregator: 'max',
       registers: [registry],
     });
     this.behind = new Gauge({
       name: 'berth_replication_behind_artifacts',
       help: 'Artifacts not in step (failed, conflict, copying) as of this process’s last pass (at most the first 100 counted).',
       labelNames: ['rule'] as const,
+      aggregator: 'max',
       registers: [registry],
     });
     this.lastRun = new Gauge({
       name: 'berth_replication_last_pass_timestamp_seconds',
       help: 'When the last reconcile pass this process ran for the rule ended.',
       labelNames: ['rule'] as const,
+      aggregator: 'max',
       registers: [registry],
     });
     for (const rule of rules) {

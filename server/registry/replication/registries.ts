@@ -62,11 +62,19 @@ export function resolveRegistry(entry: RegistryEntry, key: string, options: Reso
   return withSecrets<typeof registry, ResolvedRegistry>(registry, secrets);
 }
 
-/** Resolves every entry; throws a ConfigError with one line per problem (naming the file or variable, never a password). */
-export function resolveRegistries(entries: readonly RegistryEntry[], options: ResolveRegistryOptions = {}): ResolvedRegistry[] {
+/**
+ * Resolves every entry (those `used` keeps, when given: the problems still name each by its place in
+ * the list); throws a ConfigError with one line per problem (naming the file or variable, never a password).
+ */
+export function resolveRegistries(
+  entries: readonly RegistryEntry[],
+  options: ResolveRegistryOptions = {},
+  used: (entry: RegistryEntry) => boolean = () => true,
+): ResolvedRegistry[] {
   const problems: string[] = [];
   const out: ResolvedRegistry[] = [];
   entries.forEach((entry, i) => {
+    if (!used(entry)) return;
     const registry = resolveRegistry(entry, `replication.registries.${i}`, options, problems);
     if (registry) out.push(registry);
   });

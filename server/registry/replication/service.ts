@@ -5,8 +5,11 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ReplicationMetadata } from '../../../storage-drivers/metadata/replication-types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import { reconcile, type ReconcileRule } from './reconcile.js';
-import { readRuleState, type RuleState, type RunSummary } from './rule-state.js';
-import type { ArtifactRecord, TagResult } from './sync.js';
+import type { RunSummary } from './rule-state.js';
+import { ruleStatus, type RuleStatus } from './status.js';
+import type { TagResult } from './sync.js';
+
+export type { ArtifactStatus, RuleStatus } from './status.js';
 
 export interface RuleRuntime extends ReconcileRule {
   direction: 'push' | 'pull';
@@ -33,30 +36,6 @@ export interface ReplicationServiceOptions {
   log: FastifyBaseLogger;
   observe?(observation: ReplicationObservation): void;
 }
-
-export interface ArtifactStatus extends ArtifactRecord {
-  key: string;
-  /** Seconds the target has not matched the source (0 when synced). */
-  lagSeconds: number;
-}
-
-export interface RuleStatus {
-  name: string;
-  direction: 'push' | 'pull';
-  registry: string;
-  state: RuleState;
-  /** Artifact records by state. */
-  artifacts: Partial<Record<ArtifactRecord['state'], number>>;
-  /** The longest any covered artifact has been behind, in seconds. */
-  lagSeconds: number;
-  /** Artifacts not in step (failed, conflict, copying), first ones by key. */
-  behind: ArtifactStatus[];
-}
-
-/** Records read per status scan; a rule with more artifacts reports on the first this many. */
-const STATUS_SCAN_LIMIT = 50_000;
-const STATUS_PAGE = 1000;
-const BEHIND_LISTED = 100;
 
 export class ReplicationService {
   private readonly stop = new AbortController();
@@ -103,26 +82,7 @@ export class ReplicationService {
   async status(name: string): Promise<RuleStatus | undefined> {
     const rule = this.byName.get(name);
     if (!rule) return undefined;
-    const { records, now } = this.options;
-    const artifacts: RuleStatus['artifacts'] = {};
-    const behind: ArtifactStatus[] = [];
-    let lagSeconds = 0;
-    let after: string | undefined;
-    for (let scanned = 0; scanned < STATUS_SCAN_LIMIT;) {
-      const page = await records.listArtifacts(name, { after, limit: STATUS_PAGE });
-      for (const { key, value } of page) {
-        const record = JSON.parse(value) as ArtifactRecord;
-        artifacts[record.state] = (artifacts[record.state] ?? 0) + 1;
-        if (record.state === 'synced') continue;
-        const lag = record.behindSince !== undefined ? Math.max(0, (now() - record.behindSince) / 1000) : 0;
-        lagSeconds = Math.max(lagSeconds, lag);
-        if (behind.length < BEHIND_LISTED) behind.push({ key, ...record, lagSeconds: lag });
-      }
-      scanned += page.length;
-      if (page.length < STATUS_PAGE) break;
-      after = page[page.length - 1]?.key;
-    }
-    return { name, direction: rule.direction, registry: rule.registry, state: await readRuleState(records, name), artifacts, lagSeconds, behind };
+    return ruleStatus(this.options.records, { name, direction: rule.direction, registry: rule.registry }, this.options.now);
   }
 
   async close(): Promise<void> {

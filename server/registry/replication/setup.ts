@@ -13,15 +13,11 @@ import type { LaneObservation } from '../events/lane.js';
 import { EventService } from '../events/service.js';
 import type { ManifestService } from '../manifests.js';
 import type { UploadService } from '../uploads.js';
-import type { ReplicationEndpoint } from './endpoint.js';
 import { ReplicationError } from './errors.js';
 import { LocalEndpoint } from './local.js';
-import { resolveRegistries } from './registries.js';
-import { RemoteEndpoint } from './remote.js';
-import { compileRule, type ReplicationRule } from './rules.js';
-import { ReplicationService, type ReplicationObservation, type RuleRuntime } from './service.js';
-import { copyOptionsOf, RuleSync } from './sync.js';
-import { BandwidthLimit } from './throttle.js';
+import type { ReplicationRule } from './rules.js';
+import { buildRuleRuntimes } from './runtimes.js';
+import { ReplicationService, type ReplicationObservation } from './service.js';
 import { ruleTransport, triggerLaneName } from './trigger.js';
 
 /** An event's sync is tried this many times before it is dead-lettered (the next reconcile repairs it anyway). */
@@ -61,39 +57,8 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
       uploads: setup.uploads,
       origin: { actor: `replication:${rule}`, actorKind: 'system' },
     });
-  const rules = section.rules.map(compileRule);
-  const enabled = rules.filter((rule) => rule.config.enabled);
-  const remotes = new Map<string, RemoteEndpoint>();
-  for (const registry of resolveRegistries(section.registries.filter((r) => enabled.some((rule) => rule.registry === r.name)))) {
-    remotes.set(registry.name, new RemoteEndpoint(registry));
-  }
+  const { rules, runtimes, remotes } = buildRuleRuntimes({ config, metadata, localEndpoint, now });
   const observe = (observation: ReplicationObservation) => setup.observe?.(observation);
-  const runtimes: RuleRuntime[] = enabled.map((rule) => {
-    const remote = remotes.get(rule.registry) as ReplicationEndpoint;
-    const local = localEndpoint(rule.name);
-    const [source, target] = rule.direction === 'push' ? [local, remote] : [remote, local];
-    const limit = rule.config.bandwidthBytesPerSecond > 0 ? new BandwidthLimit(rule.config.bandwidthBytesPerSecond) : undefined;
-    const sync = new RuleSync({
-      rule,
-      source,
-      target,
-      records: metadata.replication,
-      copy: copyOptionsOf(rule, limit ? (stream) => limit.wrap(stream) : undefined),
-      now,
-    });
-    return {
-      scope: rule,
-      sync,
-      source,
-      target,
-      exactRepositories: rule.exactRepositories(),
-      sourceName: (repo) => rule.sourceName(repo),
-      concurrency: rule.config.concurrency,
-      direction: rule.direction,
-      registry: rule.registry,
-      reconcileMs: rule.config.reconcileSeconds * 1000,
-    };
-  });
   const service = new ReplicationService({
     rules: runtimes,
     metadata,
@@ -162,7 +127,7 @@ export function setupReplication(app: FastifyInstance, setup: ReplicationSetup):
   app.addHook('onClose', async () => {
     await lanes?.close();
     await service.close();
-    for (const remote of remotes.values()) remote.close();
+    for (const remote of remotes) remote.close();
   });
   return { localEndpoint, service, rules };
 }
