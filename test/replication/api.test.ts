@@ -18,6 +18,7 @@ import type { ArtifactStatus } from '../../server/registry/replication/status.js
 import { PASSWORDS, addUsers, baseConfig } from '../auth/fixtures.js';
 import { RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ObservationLog } from './helpers.js';
 
 /** A loopback proxy to `target` that holds every request while closed, so a pass stays running until the test opens it. */
 async function gatedProxy(target: string): Promise<{ url: string; close(): void; open(): void; seen(): Promise<void>; stop(): Promise<void> }> {
@@ -63,14 +64,8 @@ describe('replication over the management API (auth on)', () => {
   let work: string;
   const sink = new MemoryAuditSink();
   const metrics = new Metrics({ processMetrics: false });
-  const observations: ReplicationObservation[] = [];
-  const waiters: { check: () => boolean; resolve: () => void }[] = [];
-
-  function seen(match: (o: ReplicationObservation) => boolean): Promise<void> {
-    const check = () => observations.some(match);
-    if (check()) return Promise.resolve();
-    return new Promise((resolve) => waiters.push({ check, resolve }));
-  }
+  const log = new ObservationLog();
+  const seen = (match: (o: ReplicationObservation) => boolean) => log.seen(match);
 
   async function tokenFor(user: keyof typeof PASSWORDS): Promise<string> {
     const res = await fetch(`${a.url}/auth/token?service=berth&scope=${encodeURIComponent('registry:replication:*')}`, {
@@ -108,8 +103,7 @@ describe('replication over the management API (auth on)', () => {
         plugins: async (app) => app.register(auth.tokenRoutes),
         onReplication: (o) => {
           record(o);
-          observations.push(o);
-          for (const w of waiters.splice(0)) (w.check() ? w.resolve : () => waiters.push(w))();
+          log.record(o);
         },
       },
     });

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import type { FetchedManifest, OpenBlobAt } from '../../server/registry/replication/endpoint.js';
 import { resolveRegistry, type RegistryEntry } from '../../server/registry/replication/registries.js';
 import { RemoteEndpoint } from '../../server/registry/replication/remote.js';
+import type { ReplicationObservation } from '../../server/registry/replication/service.js';
 import type { SessionEvent } from '../../server/registry/replication/session.js';
 import { blob, OCI_MANIFEST, type Blob } from '../helpers/oci.js';
 
@@ -112,4 +113,28 @@ export async function startInterposer(
         server.close(() => resolve());
       }),
   };
+}
+
+/** What a Berth's replication told its observer, and a wait for the observation a test expects next. */
+export class ObservationLog {
+  readonly all: ReplicationObservation[] = [];
+  private waiters: { check: () => boolean; resolve: () => void }[] = [];
+
+  /** For buildApp's `onReplication`. */
+  readonly record = (observation: ReplicationObservation): void => {
+    this.all.push(observation);
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (w.check()) w.resolve();
+      else this.waiters.push(w);
+    }
+  };
+
+  /** Resolves once an observation satisfying `match` has been seen (bounded by the test's timeout). */
+  seen(match: (o: ReplicationObservation) => boolean): Promise<void> {
+    const check = () => this.all.some(match);
+    if (check()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ check, resolve }));
+  }
 }

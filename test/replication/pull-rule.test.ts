@@ -9,6 +9,7 @@ import { PASSWORDS, addUsers, baseConfig } from '../auth/fixtures.js';
 import { OCI_MANIFEST, RegistryClient, sha256, type Blob } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
+import { ObservationLog } from './helpers.js';
 
 /**
  * A pull rule from a Berth with token auth into this Berth, on its schedule alone (reconcileSeconds: 1,
@@ -21,15 +22,9 @@ describe('replication: a pull rule from a Berth with token auth', () => {
   let local: TestRegistry;
   let source: RegistryClient;
   let client: RegistryClient;
-  const observations: ReplicationObservation[] = [];
-  const waiters: { check: () => boolean; resolve: () => void }[] = [];
-
-  /** Resolves once an observation satisfying `match` has been seen (bounded by the test's timeout). */
-  function seen(match: (o: ReplicationObservation) => boolean): Promise<void> {
-    const check = () => observations.some(match);
-    if (check()) return Promise.resolve();
-    return new Promise((resolve) => waiters.push({ check, resolve }));
-  }
+  const log = new ObservationLog();
+  const observations = log.all;
+  const seen = (match: (o: ReplicationObservation) => boolean) => log.seen(match);
 
   const copied = (tag: string, digest: string) => (o: ReplicationObservation) =>
     o.kind === 'tag' && o.via === 'reconcile' && o.result.tag === tag && o.result.outcome === 'copied' && o.result.digest === digest;
@@ -65,10 +60,7 @@ describe('replication: a pull rule from a Berth with token auth', () => {
         },
       },
       deps: {
-        onReplication: (o) => {
-          observations.push(o);
-          for (const w of waiters.splice(0)) (w.check() ? w.resolve : () => waiters.push(w))();
-        },
+        onReplication: log.record,
       },
     });
     client = new RegistryClient(local.url);

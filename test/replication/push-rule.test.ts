@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,31 +13,7 @@ import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { EmbeddedStore } from '../../storage-drivers/metadata/embedded.js';
 import { blob, OCI_INDEX, OCI_MANIFEST, RegistryClient, type Blob } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
-
-/** A loopback HTTP proxy to `target` that can be switched off (it answers 503, as a registry down behind a balancer). */
-async function switchableProxy(target: string): Promise<{ url: string; up: boolean; close(): Promise<void> }> {
-  const state = { up: true };
-  const upstream = new URL(target);
-  const server = http.createServer((req, res) => {
-    if (!state.up) {
-      req.resume();
-      res.writeHead(503, { 'Content-Type': 'text/plain' }).end('down for the test');
-      return;
-    }
-    const forward = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return Object.assign(state, {
-    url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  });
-}
+import { ObservationLog, startInterposer, type Interposer } from './helpers.js';
 
 /**
  * A push rule between two Berths over HTTP: A (two processes over one storage and metadata store, as
@@ -47,21 +22,17 @@ async function switchableProxy(target: string): Promise<{ url: string; up: boole
  */
 describe('replication: a push rule from A (two processes) to B', () => {
   let b: TestRegistry;
-  let proxy: Awaited<ReturnType<typeof switchableProxy>>;
+  let proxy: Interposer;
+  /** Off: the proxy in front of B answers 503, as a registry down behind a balancer. */
+  let up = true;
   let dir: string;
   let storage: StorageStack;
   const apps: FastifyInstance[] = [];
   let clientA: RegistryClient;
   let clientB: RegistryClient;
-  const observations: ReplicationObservation[] = [];
-  const waiters: { check: () => boolean; resolve: () => void }[] = [];
-
-  /** Resolves once an observation satisfying `match` has been seen (bounded by the test's timeout). */
-  function seen(match: (o: ReplicationObservation) => boolean): Promise<void> {
-    const check = () => observations.some(match);
-    if (check()) return Promise.resolve();
-    return new Promise((resolve) => waiters.push({ check, resolve }));
-  }
+  const log = new ObservationLog();
+  const observations = log.all;
+  const seen = (match: (o: ReplicationObservation) => boolean) => log.seen(match);
 
   function tagSynced(repo: string, tag: string, digest: string) {
     return (o: ReplicationObservation) =>
@@ -75,7 +46,12 @@ describe('replication: a push rule from A (two processes) to B', () => {
 
   before(async () => {
     b = await startTestRegistry();
-    proxy = await switchableProxy(b.url);
+    proxy = await startInterposer(b.url, (req, res) => {
+      if (up) return { handled: false };
+      req.resume();
+      res.writeHead(503, { 'Content-Type': 'text/plain' }).end('down for the test');
+      return { handled: true };
+    });
     dir = await mkdtemp(join(tmpdir(), 'berth-repl-'));
     const config = parseConfig({
       dataDir: dir,
@@ -91,10 +67,7 @@ describe('replication: a push rule from A (two processes) to B', () => {
       const app = await buildApp({
         config,
         storage,
-        onReplication: (o) => {
-          observations.push(o);
-          for (const w of waiters.splice(0)) (w.check() ? w.resolve : () => waiters.push(w))();
-        },
+        onReplication: log.record,
       });
       await app.listen({ host: '127.0.0.1', port: 0 });
       apps.push(app);
@@ -144,10 +117,10 @@ describe('replication: a push rule from A (two processes) to B', () => {
   });
 
   it('catches up on the next reconcile what was pushed while B was down, and one process runs it', async () => {
-    proxy.up = false;
+    up = false;
     const { manifest } = await clientA.pushImage('team/late', 'v1', [3000]);
     await seen((o) => o.kind === 'failure' && o.via === 'event' && o.repository === 'team/late');
-    proxy.up = true;
+    up = true;
     const runsBefore = observations.filter((o) => o.kind === 'run').length;
     // Both processes asked at once: the lease lets one pass run.
     await Promise.all(apps.map((app) => app.replication.service.runNow('to-b')));
