@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { berthVersion } from '../operations/version.js';
 import { parseRetryAfter } from './events/sender.js';
 import type { Challenge } from './proxy/challenge.js';
+import { parseDigest, type ParsedDigest } from './references.js';
 import { TokenCache, type BearerChallenge } from './proxy/token-cache.js';
 import { discard, errorSnippet, makeAgents, readBody, send, TransportError, type SendMethod } from './proxy/upstream-http.js';
 
@@ -218,4 +220,32 @@ export function describeCredentials(username: string | undefined): string {
 
 export function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
+}
+
+/** The media type of an answer's body, without parameters. */
+export function mediaTypeOf(res: http.IncomingMessage): string | undefined {
+  const type = res.headers['content-type']?.split(';')[0]?.trim();
+  return type === '' ? undefined : type;
+}
+
+export function digestOf(algorithm: ParsedDigest['algorithm'], bytes: Buffer): string {
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+}
+
+export function parseDigestOrUndefined(value: string): ParsedDigest | undefined {
+  try {
+    return parseDigest(value.trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export function embeddedMediaType(bytes: Buffer): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    const mediaType = (parsed as { mediaType?: unknown } | null)?.mediaType;
+    return typeof mediaType === 'string' && mediaType !== '' ? mediaType : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,9 +1,19 @@
-import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { Readable } from 'node:stream';
 import { parseRetryAfter } from '../events/sender.js';
-import { parseDigest, parseReference, type ParsedDigest } from '../references.js';
-import { describeCredentials, firstHeader, MAX_REDIRECTS, RemoteRegistryHttp, type SendErrors, type TokenErrors } from '../remote-registry-http.js';
+import { parseDigest, parseReference } from '../references.js';
+import {
+  describeCredentials,
+  digestOf,
+  embeddedMediaType,
+  firstHeader,
+  MAX_REDIRECTS,
+  mediaTypeOf,
+  parseDigestOrUndefined,
+  RemoteRegistryHttp,
+  type SendErrors,
+  type TokenErrors,
+} from '../remote-registry-http.js';
 import { parseChallenge } from './challenge.js';
 import { UpstreamDeniedError, UpstreamInvalidError, UpstreamNotFoundError, UpstreamUnavailableError } from './errors.js';
 import { LimiterWaitExceededError, UpstreamLimiter, type Release } from './limiter.js';
@@ -66,15 +76,6 @@ interface Target {
   path: string;
   method: 'GET' | 'HEAD';
   accept?: string | undefined;
-}
-
-function mediaTypeOf(res: http.IncomingMessage): string | undefined {
-  const type = res.headers['content-type']?.split(';')[0]?.trim();
-  return type === '' ? undefined : type;
-}
-
-function digestOf(algorithm: ParsedDigest['algorithm'], bytes: Buffer): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
 }
 
 export class Upstream {
@@ -398,23 +399,5 @@ export class Upstream {
         `upstream ${this.namespace} answered ${what} with an invalid Docker-Content-Digest ${JSON.stringify(header.slice(0, 200))}`,
       );
     return parsed.value;
-  }
-}
-
-function parseDigestOrUndefined(value: string): ParsedDigest | undefined {
-  try {
-    return parseDigest(value.trim());
-  } catch {
-    return undefined;
-  }
-}
-
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
-    const mediaType = (parsed as { mediaType?: unknown } | null)?.mediaType;
-    return typeof mediaType === 'string' && mediaType !== '' ? mediaType : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type http from 'node:http';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +19,7 @@ import type {
 import { ReplicationError } from './errors.js';
 import type { ResolvedRegistry } from './registries.js';
 import { firstHeader, RegistrySession, type SessionAnswer, type SessionOptions, type SessionRequest } from './session.js';
+import { digestOf, embeddedMediaType, mediaTypeOf, parseDigestOrUndefined } from '../remote-registry-http.js';
 
 /*
  * Another OCI registry (Berth, distribution, Harbor, ACR, …) as one side of a replication rule, over
@@ -109,7 +109,7 @@ export class RemoteEndpoint implements ReplicationEndpoint {
     const header = firstHeader(res.headers['docker-content-digest']);
     const mediaType = mediaTypeOf(res);
     const size = Number(res.headers['content-length'] ?? 'NaN');
-    const digest = header === undefined ? undefined : parsedOrUndefined(header)?.value;
+    const digest = header === undefined ? undefined : parseDigestOrUndefined(header)?.value;
     // Some registries leave these out of HEAD answers (or say them wrong); the manifest itself says them all.
     if (digest === undefined || mediaType === undefined || !Number.isSafeInteger(size) || (isDigest(reference) && digest !== reference)) {
       const manifest = await this.getManifest(repo, reference, signal);
@@ -134,7 +134,7 @@ export class RemoteEndpoint implements ReplicationEndpoint {
     if (asked !== undefined && digest !== asked.value) throw this.invalid(repo, operation, `the manifest sent has digest ${digest}`);
     const header = firstHeader(res.headers['docker-content-digest']);
     if (header !== undefined) {
-      const claimed = parsedOrUndefined(header);
+      const claimed = parseDigestOrUndefined(header);
       if (claimed === undefined || digestOf(claimed.algorithm, bytes) !== claimed.value)
         throw this.invalid(repo, operation, `the manifest sent does not match its Docker-Content-Digest ${JSON.stringify(header.slice(0, 200))}`);
     }
@@ -513,7 +513,7 @@ export class RemoteEndpoint implements ReplicationEndpoint {
     if (!Array.isArray(manifests)) throw this.invalid(repo, operation, 'the index has no manifests list');
     return manifests.map((entry: unknown) => {
       const d = (entry ?? {}) as { digest?: unknown; mediaType?: unknown; size?: unknown; artifactType?: unknown };
-      if (typeof d.digest !== 'string' || parsedOrUndefined(d.digest) === undefined || typeof d.mediaType !== 'string' || !Number.isSafeInteger(d.size))
+      if (typeof d.digest !== 'string' || parseDigestOrUndefined(d.digest) === undefined || typeof d.mediaType !== 'string' || !Number.isSafeInteger(d.size))
         throw this.invalid(repo, operation, 'the index lists a malformed descriptor');
       return {
         digest: d.digest,
@@ -599,32 +599,6 @@ function nextLink(header: string | undefined): string | undefined {
     if (match !== null && /(?:^|;)\s*rel="?next"?\s*(?:;|$)/i.test(match[2] ?? '')) return match[1];
   }
   return undefined;
-}
-
-function mediaTypeOf(res: http.IncomingMessage): string | undefined {
-  const type = res.headers['content-type']?.split(';')[0]?.trim();
-  return type === '' ? undefined : type;
-}
-
-function digestOf(algorithm: ParsedDigest['algorithm'], bytes: Buffer): string {
-  return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
-}
-
-function parsedOrUndefined(value: string): ParsedDigest | undefined {
-  try {
-    return parseDigest(value.trim());
-  } catch {
-    return undefined;
-  }
-}
-
-function embeddedMediaType(bytes: Buffer): string | undefined {
-  try {
-    const mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown } | null)?.mediaType;
-    return typeof mediaType === 'string' && mediaType !== '' ? mediaType : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The subject a manifest refers to; undefined for one without (or one that does not parse: the registry judged it already). */
