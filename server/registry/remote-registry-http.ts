@@ -49,13 +49,19 @@ export interface TokenErrors extends SendErrors {
 }
 
 /** What a proxy upstream and a replication registry both resolve to (the password read, non-enumerable). */
+/** A proxy upstream or a replication registry, resolved at start-up. */
 export interface RemoteRegistryConnection {
+  /** Base URLs without a trailing slash, in fail-over order. */
   readonly urls: readonly string[];
+  /** PEM text of caFile (non-enumerable, only because it is long). */
   readonly ca: string | undefined;
   readonly username: string | undefined;
+  /** The password (non-enumerable). Never log it. */
   readonly password: string | undefined;
   readonly timeoutMs: number;
   readonly maxConcurrent: number;
+  readonly requestsPerSecond: number;
+  readonly maxWaitMs: number;
 }
 
 export interface RemoteRegistryHttpOptions {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../config.js';
 import type { ProxyConfig, UpstreamConfig } from './config.js';
 import { readSecrets, withSecrets } from '../remote-registry-secrets.js';
+import type { RemoteRegistryConnection } from '../remote-registry-http.js';
 
 /*
  * The upstreams of the configuration, resolved once at start-up: the password read from its file or
@@ -9,23 +10,12 @@ import { readSecrets, withSecrets } from '../remote-registry-secrets.js';
  * JSON.stringify or util.inspect of an upstream never shows it.
  */
 
-export interface ResolvedUpstream {
+export interface ResolvedUpstream extends RemoteRegistryConnection {
   readonly namespace: string;
-  /** Base URLs without a trailing slash, in fail-over order. */
-  readonly urls: readonly string[];
   /** Lower-cased. */
   readonly hosts: readonly string[];
   readonly libraryPrefix: boolean;
-  readonly username: string | undefined;
   readonly tagTtlMs: number;
-  readonly timeoutMs: number;
-  readonly maxConcurrent: number;
-  readonly requestsPerSecond: number;
-  readonly maxWaitMs: number;
-  /** The password (non-enumerable). Never log it. */
-  readonly password: string | undefined;
-  /** PEM text of caFile (non-enumerable, only because it is long). */
-  readonly ca: string | undefined;
 }
 
 export interface ResolveUpstreamOptions {

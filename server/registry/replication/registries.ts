@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../config.js';
 import { readSecrets, withSecrets } from '../remote-registry-secrets.js';
+import type { RemoteRegistryConnection } from '../remote-registry-http.js';
 
 /*
  * The registries replication rules name (`replication.registries[]`), resolved once at start-up the
@@ -22,19 +23,8 @@ export interface RegistryEntry {
   caFile?: string | undefined;
 }
 
-export interface ResolvedRegistry {
+export interface ResolvedRegistry extends RemoteRegistryConnection {
   readonly name: string;
-  /** Base URLs without a trailing slash, in fail-over order. */
-  readonly urls: readonly string[];
-  readonly username: string | undefined;
-  readonly timeoutMs: number;
-  readonly maxConcurrent: number;
-  readonly requestsPerSecond: number;
-  readonly maxWaitMs: number;
-  /** The password (non-enumerable). Never log it. */
-  readonly password: string | undefined;
-  /** PEM text of caFile (non-enumerable, only because it is long). */
-  readonly ca: string | undefined;
 }
 
 export interface ResolveRegistryOptions {
