@@ -3,6 +3,7 @@
 // time across every process: the lease `replication:<rule>`, renewed while the pass makes progress.
 // A pass that stops making progress for runTimeoutMs stops renewing, so another process takes it
 // over and goes on from the cursor (the last source repository finished) in the rule's shared state.
+import { setMaxListeners } from 'node:events';
 import type { ReplicationMetadata } from '../../../storage-drivers/metadata/replication-types.js';
 import type { MetadataStore } from '../../../storage-drivers/metadata/types.js';
 import type { ReplicationEndpoint } from './endpoint.js';
@@ -34,6 +35,8 @@ export interface ReconcileDeps {
 
 export type ReconcileResult = { ran: false } | { ran: true; summary: RunSummary };
 
+const PASS_SIGNAL_LISTENERS = 1000;
+
 export function runLeaseName(rule: string): string {
   return `replication:${rule}`;
 }
@@ -50,6 +53,8 @@ export async function reconcile(rule: ReconcileRule, deps: ReconcileDeps, outer:
   const lease = runLeaseName(name);
   if (!(await deps.metadata.acquireLease(lease, deps.holder, deps.leaseMs))) return { ran: false };
   const controller = new AbortController();
+  // Every request of the pass listens on it: tags in parallel × blobs in parallel × a few each.
+  setMaxListeners(PASS_SIGNAL_LISTENERS, controller.signal);
   const onAbort = () => controller.abort(outer.reason);
   outer.addEventListener('abort', onAbort, { once: true });
   let progressAt = deps.now();

@@ -2,6 +2,7 @@
 // lane of the events service (claimed by one process at a time, its cursor moved only after a batch,
 // failures retried with backoff, then dead-lettered), whose "endpoint" is the rule's sync. Whatever an
 // event misses (the target down past the retries, events switched off) the next reconcile repairs.
+import { setMaxListeners } from 'node:events';
 import type { RegistryEvent } from '../events/event.js';
 import type { DeliveryOutcome, EndpointTransport } from '../events/lane.js';
 import type { RuleSync, TagResult, RuleScope } from './sync.js';
@@ -29,6 +30,8 @@ export function ruleTransport(deps: TriggerDeps): EndpointTransport<RegistryEven
     accepts: (event) => ACTIONS.has(event.action) && event.repository !== undefined && rule.coversRepository(event.repository),
     deliver: async (event, _attempt, signal): Promise<DeliveryOutcome> => {
       const repo = event.repository as string;
+      // The lane's signal, shared by the batch's parallel syncs and every request in them.
+      setMaxListeners(1000, signal);
       try {
         for (const tag of tagsOf(event).filter((t) => rule.coversTag(t))) deps.each(await sync.syncTag(repo, tag, signal));
         // An untagged manifest with a subject (a signature, an SBOM) follows a subject already replicated.
