@@ -25,6 +25,7 @@ import { GcRunner, startBackgroundGc, type GcEvent } from './registry/gc/backgro
 import { gcRoutes } from './routes/gc.js';
 import { NO_PULL_COUNTING, PullCounter, type PullCounterEvent } from './registry/stats/pull-counter.js';
 import { statsRoutes } from './routes/stats.js';
+import { repositoryApiRoutes } from './routes/repositories-api.js';
 import { NO_PULLS, type IsImmutable, type PullsOf } from './registry/retention/evaluate.js';
 import { retentionSources } from './registry/retention/sources.js';
 import { RetentionRunner, startBackgroundRetention, type RetentionRunEvent } from './registry/retention/background.js';
@@ -292,6 +293,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
+  await app.register(async (scope) => repositoryApiRoutes(scope, ctx, now));
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
   await app.register(async (scope) => eventRoutes(scope, ctx, now));

@@ -1,0 +1,116 @@
+import type { ManifestService } from './manifests.js';
+import type { Digest, MetadataStore } from '../../storage-drivers/metadata/types.js';
+
+/** What the management API's repository and tag listings read from the metadata store. */
+
+/** Repositories and tags a listing reads before sorting; beyond it the listing is cut (documented). */
+export const SCAN_LIMIT = 10_000;
+
+export interface RepositorySummary {
+  name: string;
+  tagCount: number;
+  /** Bytes of the tagged manifests and everything they reference, each digest once. */
+  sizeBytes: number;
+  lastPushedAt: string | null;
+  lastPulledAt: string | null;
+  pulls: number;
+}
+
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface TagSummary {
+  tag: string;
+  digest: Digest;
+  mediaType: string;
+  sizeBytes: number;
+  pushedAt: string;
+  pulls: number;
+  lastPulledAt: string | null;
+  immutable: boolean;
+  platforms: Platform[];
+}
+
+function iso(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
+
+/**
+ * Sums the manifest and what it references, skipping digests in `seen` (so a repository's layers
+ * shared by several tags count once). A child manifest of an index counts with its own references.
+ */
+async function addSize(metadata: MetadataStore, repo: string, digest: Digest, seen: Set<Digest>, depth = 0): Promise<number> {
+  if (seen.has(digest)) return 0;
+  seen.add(digest);
+  const manifest = await metadata.getManifest(repo, digest);
+  if (manifest === undefined) return (await metadata.getBlobLink(repo, digest))?.size ?? 0;
+  let size = manifest.size;
+  // Indexes nest at most a level or two in practice; the bound keeps a crafted cycle finite.
+  if (depth > 3) return size;
+  for (const ref of manifest.references) size += await addSize(metadata, repo, ref, seen, depth + 1);
+  return size;
+}
+
+export async function summarizeRepository(metadata: MetadataStore, repo: string, now: number): Promise<RepositorySummary> {
+  const tags = await metadata.listTagDetails(repo, { n: SCAN_LIMIT });
+  const seen = new Set<Digest>();
+  let sizeBytes = 0;
+  for (const digest of new Set(tags.map((t) => t.digest))) sizeBytes += await addSize(metadata, repo, digest, seen);
+  const lastPush = tags.reduce<number | undefined>((max, t) => (max === undefined || t.pushedAt > max ? t.pushedAt : max), undefined);
+  const pulls = await metadata.pulls.repositoryPulls(repo, { days: 1, now });
+  return { name: repo, tagCount: tags.length, sizeBytes, lastPushedAt: iso(lastPush), lastPulledAt: iso(pulls.last), pulls: pulls.count };
+}
+
+interface IndexJson {
+  manifests?: Array<{ platform?: { os?: unknown; architecture?: unknown; variant?: unknown } }>;
+}
+
+function platformsOf(bytes: Buffer): Platform[] {
+  let parsed: IndexJson;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8')) as IndexJson;
+  } catch {
+    return [];
+  }
+  const out: Platform[] = [];
+  for (const m of Array.isArray(parsed.manifests) ? parsed.manifests : []) {
+    const p = m.platform;
+    if (p === undefined || typeof p.os !== 'string' || typeof p.architecture !== 'string') continue;
+    out.push({ os: p.os, architecture: p.architecture, ...(typeof p.variant === 'string' ? { variant: p.variant } : {}) });
+  }
+  return out;
+}
+
+const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
+
+export async function summarizeTags(metadata: MetadataStore, manifests: ManifestService, repo: string): Promise<TagSummary[]> {
+  const details = await metadata.listTagDetails(repo, { n: SCAN_LIMIT });
+  const totals = await metadata.pulls.tagPulls(
+    repo,
+    details.map((d) => d.tag),
+  );
+  const out: TagSummary[] = [];
+  for (const d of details) {
+    const record = await metadata.getManifest(repo, d.digest);
+    // Deleted between the two reads: the tag is gone too.
+    if (record === undefined) continue;
+    const sizeBytes = await addSize(metadata, repo, d.digest, new Set());
+    const platforms = INDEX_TYPES.has(record.mediaType) ? platformsOf(await manifests.read(record)) : [];
+    const t = totals.get(d.tag);
+    out.push({
+      tag: d.tag,
+      digest: d.digest,
+      mediaType: record.mediaType,
+      sizeBytes,
+      pushedAt: new Date(d.pushedAt).toISOString(),
+      pulls: t?.count ?? 0,
+      lastPulledAt: iso(t?.last),
+      immutable: manifests.immutableTags.match(repo, d.tag) !== undefined,
+      platforms,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,136 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AccessNeed } from '../../auth/types.js';
+import { OciError } from '../errors.js';
+import { assertName } from '../registry/references.js';
+import { assertRepositoryKnown } from '../registry/repositories.js';
+import { SCAN_LIMIT, summarizeRepository, summarizeTags, type RepositorySummary, type TagSummary } from '../registry/repository-summary.js';
+import type { RouteContext } from './context.js';
+import { pageParams, queryParam } from './http.js';
+
+const CATALOG_ACCESS: AccessNeed = { type: 'registry', name: 'catalog', actions: ['*'] };
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+
+type Order = 'asc' | 'desc';
+
+function choice<T extends string>(request: FastifyRequest, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = queryParam(request, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new OciError('REQUEST_INVALID', `${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+  return raw as T;
+}
+
+/** Compares keys with nulls (never pushed or pulled) last in either order, then by `tie` ascending. */
+function sorter<T>(key: (x: T) => string | number | null, tie: (x: T) => string, order: Order): (a: T, b: T) => number {
+  return (a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    if (ka !== kb) {
+      if (ka === null) return 1;
+      if (kb === null) return -1;
+      const c = ka < kb ? -1 : 1;
+      return order === 'asc' ? c : -c;
+    }
+    const ta = tie(a);
+    const tb = tie(b);
+    return ta < tb ? -1 : ta > tb ? 1 : 0;
+  };
+}
+
+/**
+ * One page of a sorted list: `last` names the entry the previous page ended with (a name or tag, not a
+ * position), so the page after it is found in the list as sorted now.
+ */
+function pageOf<T>(sorted: T[], id: (x: T) => string, n: number, last: string | undefined): { page: T[]; nextLast?: string } {
+  let start = 0;
+  if (last !== undefined) {
+    const at = sorted.findIndex((x) => id(x) === last);
+    // The entry went away since the previous page: start over rather than skip or repeat silently.
+    start = at === -1 ? 0 : at + 1;
+  }
+  const page = sorted.slice(start, start + n);
+  const more = start + n < sorted.length && page.length > 0;
+  return more ? { page, nextLast: id(page[page.length - 1] as T) } : { page };
+}
+
+function nextLink(reply: FastifyReply, path: string, request: FastifyRequest, n: number, nextLast: string): void {
+  const query = new URLSearchParams();
+  for (const name of ['q', 'sort', 'order']) {
+    const v = queryParam(request, name);
+    if (v !== undefined) query.set(name, v);
+  }
+  query.set('n', String(n));
+  query.set('last', nextLast);
+  reply.header('Link', `<${path}?${query.toString()}>; rel="next"`);
+}
+
+const REPO_SORTS = ['name', 'size', 'lastPush', 'lastPull'] as const;
+const TAG_SORTS = ['name', 'pushedAt', 'pulls', 'lastPull'] as const;
+const ORDERS = ['asc', 'desc'] as const;
+
+const repoKeys: Record<(typeof REPO_SORTS)[number], (r: RepositorySummary) => string | number | null> = {
+  name: (r) => r.name,
+  size: (r) => r.sizeBytes,
+  lastPush: (r) => r.lastPushedAt,
+  lastPull: (r) => r.lastPulledAt,
+};
+const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagSummary) => string | number | null> = {
+  name: (t) => t.tag,
+  pushedAt: (t) => t.pushedAt,
+  pulls: (t) => t.pulls,
+  lastPull: (t) => t.lastPulledAt,
+};
+
+/**
+ * Repositories and their tags for the web UI (docs/management-api.md):
+ *   GET /api/v1/repositories[?q=&sort=&order=&n=&last=]
+ *   GET /api/v1/repositories/<name>/tags[?q=&sort=&order=&n=&last=]
+ * A caller sees the repositories it may pull. Sizes and sorting read every repository (up to
+ * SCAN_LIMIT) on each request: fine for the registries Berth is built for, not for huge ones.
+ */
+export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContext, now: () => number): Promise<void> {
+  app.get('/api/v1/repositories', async (request, reply) => {
+    const q = queryParam(request, 'q') ?? '';
+    const sort = choice(request, 'sort', REPO_SORTS, 'name');
+    const order = choice(request, 'order', ORDERS, 'asc');
+    const { n, last } = pageParams(request, MAX_PAGE, DEFAULT_PAGE);
+    const names = (await ctx.metadata.listRepositories({ n: SCAN_LIMIT })).filter((name) => name.includes(q));
+    // An operator who may read the whole catalog sees every repository without asking about each one.
+    const all = await ctx.authorizer.allows(request, CATALOG_ACCESS);
+    const visible: string[] = all ? names : [];
+    if (!all) {
+      for (const name of names) {
+        if (await ctx.authorizer.allows(request, { type: 'repository', name, actions: ['pull'] })) visible.push(name);
+      }
+    }
+    const at = now();
+    const summaries: RepositorySummary[] = [];
+    for (const name of visible) summaries.push(await summarizeRepository(ctx.metadata, name, at));
+    summaries.sort(sorter(repoKeys[sort], (r) => r.name, order));
+    const { page, nextLast } = pageOf(summaries, (r) => r.name, n ?? DEFAULT_PAGE, last);
+    if (nextLast !== undefined) nextLink(reply, '/api/v1/repositories', request, n ?? DEFAULT_PAGE, nextLast);
+    return reply.send(nextLast === undefined ? { repositories: page } : { repositories: page, next: nextLast });
+  });
+
+  // Repository names contain '/': a wildcard route, with the name parsed off the end.
+  app.get('/api/v1/repositories/*', async (request, reply) => {
+    const rest = (request.params as { '*': string })['*'];
+    const m = /^(.+)\/tags$/.exec(rest);
+    if (!m) throw new OciError('NOT_FOUND', 'no such endpoint: expected /api/v1/repositories/<name>/tags');
+    const repo = assertName(m[1] as string);
+    const q = queryParam(request, 'q') ?? '';
+    const sort = choice(request, 'sort', TAG_SORTS, 'name');
+    const order = choice(request, 'order', ORDERS, 'asc');
+    const { n, last } = pageParams(request, MAX_PAGE, DEFAULT_PAGE);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name: repo, actions: ['pull'] }]);
+    await assertRepositoryKnown(ctx.metadata, repo);
+    const tags = (await summarizeTags(ctx.metadata, ctx.manifests, repo)).filter((t) => t.tag.includes(q));
+    tags.sort(sorter(tagKeys[sort], (t) => t.tag, order));
+    const { page, nextLast } = pageOf(tags, (t) => t.tag, n ?? DEFAULT_PAGE, last);
+    const path = `/api/v1/repositories/${repo}/tags`;
+    if (nextLast !== undefined) nextLink(reply, path, request, n ?? DEFAULT_PAGE, nextLast);
+    return reply.send(nextLast === undefined ? { repository: repo, tags: page } : { repository: repo, tags: page, next: nextLast });
+  });
+}
