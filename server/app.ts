@@ -43,6 +43,7 @@ import { tagRoutes } from './routes/tags.js';
 import { uploadRoutes } from './routes/uploads.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { eventRoutes } from './routes/events.js';
+import { repositoryManifestRoutes } from './routes/repository-manifests.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -295,6 +296,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
   await app.register(async (scope) => eventRoutes(scope, ctx, now));
+  await app.register(async (scope) => repositoryManifestRoutes(scope, ctx));
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,
