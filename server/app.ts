@@ -44,6 +44,8 @@ import { tagRoutes } from './routes/tags.js';
 import { uploadRoutes } from './routes/uploads.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { eventRoutes } from './routes/events.js';
+import { repositoryManifestRoutes } from './routes/repository-manifests.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -297,6 +299,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
   await app.register(async (scope) => eventRoutes(scope, ctx, now));
+  await app.register(async (scope) => repositoryManifestRoutes(scope, ctx));
+  await app.register(openApiRoutes);
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,

@@ -36,7 +36,9 @@ export type AuditAction =
   | 'replication_conflict_skipped'
   | 'replication_pass'
   | 'events_replayed'
-  | 'events_discarded';
+  | 'events_discarded'
+  | 'api_tag_deleted'
+  | 'api_manifest_deleted';
 
 /** What a garbage-collection pass (gc_pass) or a `berth gc` run (gc_run, with its passes) did. */
 export type GcAuditCounts = Pick<

@@ -48,8 +48,11 @@ export function registryEventRecorder(deps: { audit: AuditLog; metrics?: Metrics
 
 /** The parts of a route's OperatorAction (server/routes/context.ts) the audit log keeps. */
 export interface ObservedOperatorAction {
-  action: 'events_replayed' | 'events_discarded';
-  endpoint: string;
+  action: 'events_replayed' | 'events_discarded' | 'api_tag_deleted' | 'api_manifest_deleted';
+  endpoint?: string;
+  repository?: string;
+  tag?: string;
+  digest?: string;
   reason: string;
   principal: { subject: string; kind: 'user' | 'robot' | 'anonymous' };
   request: { ip: string; id: string };
@@ -63,6 +66,9 @@ export function operatorActionRecorder(audit: AuditLog): (event: ObservedOperato
       actor: event.principal.subject || 'anonymous',
       actorKind: event.principal.kind,
       endpoint: event.endpoint,
+      repository: event.repository,
+      tag: event.tag,
+      digest: event.digest,
       reason: event.reason,
       clientAddress: event.request.ip,
       requestId: event.request.id,

@@ -26,10 +26,15 @@ export interface RegistryEvent {
   request: FastifyRequest;
 }
 
-/** A change an operator made through the management API (not to a repository): audited. */
+/** A change an operator made through the management API: audited. */
 export interface OperatorAction {
-  action: 'events_replayed' | 'events_discarded';
-  endpoint: string;
+  action: 'events_replayed' | 'events_discarded' | 'api_tag_deleted' | 'api_manifest_deleted';
+  /** The event endpoint acted on (events_*). */
+  endpoint?: string;
+  /** The repository acted on (api_*), with the tag or digest. */
+  repository?: string;
+  tag?: string;
+  digest?: string;
   /** What was done: since:<ISO time>, dead_letters, id:<id> or all. */
   reason: string;
   principal: Principal;

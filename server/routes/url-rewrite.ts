@@ -5,6 +5,9 @@
  */
 const REPO_PATH = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
 export const REPO_PREFIX = '/v2/_r/';
+/** The management API's per-repository routes, rewritten the same way. */
+const API_REPO_PATH = /^\/api\/v1\/repositories\/(.+)\/(manifests\/[^/]*|tags\/[^/]*|delete)$/;
+export const API_REPO_PREFIX = '/api/v1/repositories/_r/';
 
 /**
  * `namespaceFor` maps containerd's `?ns=<registry host>` to the local proxy namespace of that
@@ -15,6 +18,8 @@ export function rewriteRegistryUrl(url: string, namespaceFor?: (ns: string) => s
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
+  const api = API_REPO_PATH.exec(path);
+  if (api) return `${API_REPO_PREFIX}${encodeURIComponent(api[1] as string)}/${api[2] as string}${query}`;
   const m = REPO_PATH.exec(path);
   if (!m) return url;
   const [, name, kind, rest] = m as unknown as [string, string, string, string];

@@ -58,7 +58,7 @@ describe('events over the management API (auth off)', () => {
     // team/refused is refused for good (400: no retries) until a test says otherwise.
     receiver.answer((r) => (cloudEvent(r).data.repository === 'team/refused' ? { status: 400, body: 'no thanks' } : { status: 200 }));
     registry = await startTestRegistry({
-      deps: { onOperatorAction: (a) => actions.push({ action: a.action, endpoint: a.endpoint, reason: a.reason }) },
+      deps: { onOperatorAction: (a) => actions.push({ action: a.action, endpoint: a.endpoint ?? '', reason: a.reason }) },
       config: {
         events: {
           pollIntervalMs: 20,
