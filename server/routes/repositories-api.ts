@@ -6,6 +6,7 @@ import { assertRepositoryKnown } from '../registry/repositories.js';
 import { SCAN_LIMIT, summarizeRepository, summarizeTags, type RepositorySummary, type TagSummary } from '../registry/repository-summary.js';
 import type { RouteContext } from './context.js';
 import { pageParams, queryParam } from './http.js';
+import { API_REPO_PREFIX } from './url-rewrite.js';
 
 const CATALOG_ACCESS: AccessNeed = { type: 'registry', name: 'catalog', actions: ['*'] };
 const DEFAULT_PAGE = 100;
@@ -114,12 +115,9 @@ export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContex
     return reply.send(nextLast === undefined ? { repositories: page } : { repositories: page, next: nextLast });
   });
 
-  // Repository names contain '/': a wildcard route, with the name parsed off the end.
-  app.get('/api/v1/repositories/*', async (request, reply) => {
-    const rest = (request.params as { '*': string })['*'];
-    const m = /^(.+)\/tags$/.exec(rest);
-    if (!m) throw new OciError('NOT_FOUND', 'no such endpoint: expected /api/v1/repositories/<name>/tags');
-    const repo = assertName(m[1] as string);
+  // Repository names contain '/': the URL rewrite (url-rewrite.ts) moves the name into one segment.
+  app.get<{ Params: { name: string } }>(`${API_REPO_PREFIX}:name/tags`, async (request, reply) => {
+    const repo = assertName(request.params.name);
     const q = queryParam(request, 'q') ?? '';
     const sort = choice(request, 'sort', TAG_SORTS, 'name');
     const order = choice(request, 'order', ORDERS, 'asc');

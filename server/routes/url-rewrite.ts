@@ -6,7 +6,7 @@
 const REPO_PATH = /^\/v2\/(.+)\/(manifests|blobs|tags|referrers)\/(.*)$/;
 export const REPO_PREFIX = '/v2/_r/';
 /** The management API's per-repository routes, rewritten the same way. */
-const API_REPO_PATH = /^\/api\/v1\/repositories\/(.+)\/(manifests\/[^/]*|tags\/[^/]*|delete)$/;
+const API_REPO_PATH = /^\/api\/v1\/repositories\/(.+)\/(manifests\/[^/]*|tags(?:\/[^/]*)?|delete)$/;
 export const API_REPO_PREFIX = '/api/v1/repositories/_r/';
 
 /**
