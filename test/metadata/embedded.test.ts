@@ -107,20 +107,25 @@ describe('embedded store durability', () => {
     }
   });
 
-  it('loses no upload update when two processes compare-and-set the same session', async () => {
-    const path = join(scratch, 'cas');
-    const mine = new EmbeddedStore({ path });
-    await mine.createUpload({ id: 'u', repo: 'r', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
-    // Both sides read the session and try to advance it by one, many times; every win must count.
+  /**
+   * Runs `loop` (exported as `name` by `module`, taking a store, `key` and a count) 300 times here and
+   * in a child process on one store path at once; returns each side's wins.
+   */
+  async function raceWithChild(
+    mine: EmbeddedStore,
+    path: string,
+    race: { module: string; name: string; key: string },
+    loop: (store: EmbeddedStore, key: string, times: number) => Promise<number>,
+  ): Promise<{ myWins: number; childWins: number }> {
     const child = spawn(
       process.execPath,
       [
         '--input-type=module',
         '-e',
         `import { EmbeddedStore } from ${JSON.stringify(embeddedModule)};
-         import { advanceUpload } from ${JSON.stringify(casLoopModule)};
+         import { ${race.name} } from ${JSON.stringify(race.module)};
          const store = new EmbeddedStore({ path: ${JSON.stringify(path)} });
-         const wins = await advanceUpload(store, 'u', 300);
+         const wins = await ${race.name}(store, ${JSON.stringify(race.key)}, 300);
          await store.close();
          console.log('wins=' + wins);`,
       ],
@@ -130,16 +135,27 @@ describe('embedded store durability', () => {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
     const exited = once(child, 'exit');
     try {
-      const myWins = await advanceUpload(mine, 'u', 300);
+      const myWins = await loop(mine, race.key, 300);
       const [code] = (await exited) as [number | null];
       assert.equal(code, 0);
-      const childWins = Number(/wins=(\d+)/.exec(out)?.[1]);
+      return { myWins, childWins: Number(/wins=(\d+)/.exec(out)?.[1]) };
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }
+
+  it('loses no upload update when two processes compare-and-set the same session', async () => {
+    const path = join(scratch, 'cas');
+    const mine = new EmbeddedStore({ path });
+    await mine.createUpload({ id: 'u', repo: 'r', offset: 0, revision: 0, createdAt: 1, updatedAt: 1 });
+    // Both sides read the session and try to advance it by one, many times; every win must count.
+    try {
+      const { myWins, childWins } = await raceWithChild(mine, path, { module: casLoopModule, name: 'advanceUpload', key: 'u' }, advanceUpload);
       const final = await mine.getUpload('u');
       assert.equal(final?.revision, myWins + childWins);
       assert.equal(final?.offset, myWins + childWins);
       assert.ok(myWins > 0 && childWins > 0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
       await mine.close();
     }
   });
@@ -148,32 +164,11 @@ describe('embedded store durability', () => {
     const path = join(scratch, 'rule-cas');
     const mine = new EmbeddedStore({ path });
     // Both sides start from nothing stored (revision 0), so the very first write is raced too.
-    const child = spawn(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `import { EmbeddedStore } from ${JSON.stringify(embeddedModule)};
-         import { advanceRuleState } from ${JSON.stringify(ruleLoopModule)};
-         const store = new EmbeddedStore({ path: ${JSON.stringify(path)} });
-         const wins = await advanceRuleState(store, 'mirror', 300);
-         await store.close();
-         console.log('wins=' + wins);`,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    const exited = once(child, 'exit');
     try {
-      const myWins = await advanceRuleState(mine, 'mirror', 300);
-      const [code] = (await exited) as [number | null];
-      assert.equal(code, 0);
-      const childWins = Number(/wins=(\d+)/.exec(out)?.[1]);
+      const { myWins, childWins } = await raceWithChild(mine, path, { module: ruleLoopModule, name: 'advanceRuleState', key: 'mirror' }, advanceRuleState);
       assert.deepEqual(await mine.replication.getRuleState('mirror'), { revision: myWins + childWins, state: String(myWins + childWins) });
       assert.ok(myWins > 0 && childWins > 0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
       await mine.close();
     }
   });
