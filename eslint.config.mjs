@@ -10,4 +10,7 @@ export default tseslint.config({ ignores: ['dist/**', 'node_modules/**', 'docs/*
     // A leading underscore marks an argument a signature needs but the body does not.
     '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
   },
-});
+},
+  // The web UI runs in the browser.
+  { files: ['ui/**/*.ts'], languageOptions: { globals: { ...globals.browser } } },
+);

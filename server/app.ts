@@ -46,6 +46,7 @@ import { quotaRoutes } from './routes/quotas.js';
 import { eventRoutes } from './routes/events.js';
 import { repositoryManifestRoutes } from './routes/repository-manifests.js';
 import { openApiRoutes } from './routes/openapi.js';
+import { uiRoutes } from './routes/ui.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -301,6 +302,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => eventRoutes(scope, ctx, now));
   await app.register(async (scope) => repositoryManifestRoutes(scope, ctx));
   await app.register(openApiRoutes);
+  if (config.ui.enabled) await app.register(async (scope) => uiRoutes(scope, config));
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,

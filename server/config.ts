@@ -281,6 +281,12 @@ export const configSchema = z
       .strict()
       .prefault({}),
     readOnly: z.boolean().default(false).describe('Refuse every write with a clear error; pulls go on.'),
+    ui: z
+      .object({
+        enabled: z.boolean().default(true).describe('Serve the web UI at /ui/ (and send / there). It uses the management API with the caller\'s own rights.'),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('Minimum level of the JSON log on stdout.'),

@@ -1,0 +1,59 @@
+import { api } from '../api.js';
+import { h, shortDigest, table, when } from '../dom.js';
+import { Pager } from '../pager.js';
+import { current, errorBox, generationNow, link, type Page } from '../router.js';
+
+interface RecordView {
+  position: string;
+  time: string;
+  actions: string[];
+  record: {
+    kind: string;
+    repository?: string;
+    digest?: string;
+    tag?: string;
+    tags?: string[];
+    origin?: { actor?: string; address?: string };
+  };
+}
+
+function what(r: RecordView['record']): string {
+  const tags = r.tags?.length ? r.tags.join(', ') : r.tag;
+  return tags ? `${tags}` : r.digest ? shortDigest(r.digest) : '';
+}
+
+/** The activity feed: the registry's change log (pushes, tag moves, deletes), newest first. */
+export const activityPage: Page = async (view) => {
+  const gen = generationNow();
+  const results = h('div', {});
+  view.append(h('h1', {}, 'Activity'), h('p', { class: 'muted' }, 'What changed in the registry, newest first, from the event log.'), results);
+  const pager = new Pager(async (last) => {
+    const body = await api<{ records: RecordView[]; next?: string }>(`/api/v1/events?${new URLSearchParams({ n: '50', ...(last ? { last } : {}) }).toString()}`);
+    return body;
+  });
+  const show = async (move: 'first' | 'next' | 'previous') => {
+    try {
+      const page = await pager.load(move);
+      if (!current(gen)) return;
+      const rows = page.records.map((rec) => {
+        const r = rec.record;
+        return h(
+          'tr',
+          {},
+          h('td', {}, when(rec.time)),
+          h('td', {}, rec.actions.join(', ') || r.kind),
+          h('td', {}, r.repository ? h('a', { href: link('/repo', { name: r.repository }) }, r.repository) : '—'),
+          h('td', { class: 'mono' }, what(r)),
+          h('td', {}, r.origin?.actor ?? '—'),
+        );
+      });
+      results.replaceChildren(
+        rows.length === 0 ? h('p', {}, 'Nothing has happened yet.') : table('Recent changes', ['When', 'What', 'Repository', 'Tags or digest', 'Who'], rows, { captionHidden: true }),
+        pager.controls(() => void show('previous'), () => void show('next'), 'activity'),
+      );
+    } catch (err) {
+      if (current(gen)) results.replaceChildren(errorBox(err));
+    }
+  };
+  await show('first');
+};

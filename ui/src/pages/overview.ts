@@ -1,0 +1,21 @@
+import { api } from '../api.js';
+import { h } from '../dom.js';
+import { facts, words } from '../generic.js';
+import { current, generationNow, type Page } from '../router.js';
+
+/** The dashboard: one card per feature's status, as /api/v1/status gives what this caller may see. */
+export const overviewPage: Page = async (view) => {
+  const gen = generationNow();
+  const status = await api<Record<string, Record<string, unknown>>>('/api/v1/status');
+  if (!current(gen)) return;
+  view.append(h('h1', {}, 'Overview'));
+  const grid = h('div', { class: 'cards' });
+  for (const [section, body] of Object.entries(status)) {
+    let content: Node;
+    if (body.access === false) content = h('p', { class: 'muted' }, 'You may not see this.');
+    else if (body.enabled === false) content = h('p', { class: 'muted' }, 'Turned off in the configuration.');
+    else content = facts(body);
+    grid.append(h('section', { class: 'card', 'aria-labelledby': `card-${section}` }, h('h2', { id: `card-${section}` }, words(section)), content));
+  }
+  view.append(grid);
+};
