@@ -25,7 +25,13 @@ export function dailyChart(title: string, daily: DailyCount[]): HTMLElement {
   });
   const picture = svg(
     'svg',
-    { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${title}: ${total} in ${daily.length} days, at most ${max} a day`, class: 'chart', preserveAspectRatio: 'none' },
+    {
+      viewBox: `0 0 ${width} ${height}`,
+      role: 'img',
+      'aria-label': `${title}: ${total} in ${daily.length} days, at most ${max} a day`,
+      class: 'chart',
+      preserveAspectRatio: 'none',
+    },
     svg('line', { x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, class: 'axis' }),
     ...bars,
   );

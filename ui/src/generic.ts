@@ -25,8 +25,10 @@ export function facts(obj: Record<string, unknown>, skip: readonly string[] = []
   const nested: HTMLElement[] = [];
   for (const [k, v] of Object.entries(obj)) {
     if (skip.includes(k)) continue;
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) nested.push(h('div', { class: 'nested' }, h('h3', {}, words(k)), facts(v as Record<string, unknown>)));
-    else if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object')) nested.push(h('div', { class: 'nested' }, h('h3', {}, words(k)), records(words(k), v as Array<Record<string, unknown>>)));
+    if (v !== null && typeof v === 'object' && !Array.isArray(v))
+      nested.push(h('div', { class: 'nested' }, h('h3', {}, words(k)), facts(v as Record<string, unknown>)));
+    else if (Array.isArray(v) && v.some((x) => x !== null && typeof x === 'object'))
+      nested.push(h('div', { class: 'nested' }, h('h3', {}, words(k)), records(words(k), v as Array<Record<string, unknown>>)));
     else pairs.push([words(k), value(v)]);
   }
   return h('div', {}, pairs.length ? definitions(pairs) : null, ...nested);
@@ -36,5 +38,10 @@ export function facts(obj: Record<string, unknown>, skip: readonly string[] = []
 export function records(caption: string, list: Array<Record<string, unknown>>, columns?: string[]): HTMLElement {
   if (list.length === 0) return h('p', { class: 'muted' }, 'None.');
   const keys = columns ?? [...new Set(list.flatMap((x) => Object.keys(x)))];
-  return table(caption, keys.map(words), list.map((x) => row(...keys.map((k) => value(x[k])))), { captionHidden: true });
+  return table(
+    caption,
+    keys.map(words),
+    list.map((x) => row(...keys.map((k) => value(x[k])))),
+    { captionHidden: true },
+  );
 }

@@ -32,15 +32,19 @@ export function renderChrome(session: Session): void {
   } else if (session.user !== undefined && session.signedIn) {
     who.replaceChildren(
       h('span', {}, 'Signed in as ', h('strong', {}, session.user)),
-      h('button', {
-        type: 'button',
-        class: 'link',
-        onclick: () => {
-          session.signOut();
-          renderChrome(session);
-          location.hash = '#/signin';
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'link',
+          onclick: () => {
+            session.signOut();
+            renderChrome(session);
+            location.hash = '#/signin';
+          },
         },
-      }, 'Sign out'),
+        'Sign out',
+      ),
     );
   } else {
     who.replaceChildren(h('a', { href: '#/signin' }, 'Sign in'));
@@ -69,7 +73,11 @@ async function start(): Promise<void> {
   });
 
   route('/', 'Repositories', repositoriesPage);
-  route('/signin', 'Sign in', signInPage(session, () => renderChrome(session)));
+  route(
+    '/signin',
+    'Sign in',
+    signInPage(session, () => renderChrome(session)),
+  );
   route('/repo', 'Repository', repositoryPage(session));
   route('/image', 'Image', imagePage(session));
   route('/overview', 'Overview', overviewPage);

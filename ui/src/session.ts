@@ -109,7 +109,9 @@ export class Session {
     let body: Record<string, unknown>;
     if (refresh !== null) {
       try {
-        body = await this.post(new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, service: this.service, client_id: 'berth-ui', scope: key }));
+        body = await this.post(
+          new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refresh, service: this.service, client_id: 'berth-ui', scope: key }),
+        );
       } catch (err) {
         // The refresh token expired or was revoked (password changed, user removed): sign in again.
         this.signOut();

@@ -1,5 +1,5 @@
 import { api } from '../api.js';
-import { h, shortDigest, table, when } from '../dom.js';
+import { h, shortDigest, table, when, fill } from '../dom.js';
 import { Pager } from '../pager.js';
 import { current, errorBox, generationNow, link, type Page } from '../router.js';
 
@@ -28,7 +28,9 @@ export const activityPage: Page = async (view) => {
   const results = h('div', {});
   view.append(h('h1', {}, 'Activity'), h('p', { class: 'muted' }, 'What changed in the registry, newest first, from the event log.'), results);
   const pager = new Pager(async (last) => {
-    const body = await api<{ records: RecordView[]; next?: string }>(`/api/v1/events?${new URLSearchParams({ n: '50', ...(last ? { last } : {}) }).toString()}`);
+    const body = await api<{ records: RecordView[]; next?: string }>(
+      `/api/v1/events?${new URLSearchParams({ n: '50', ...(last ? { last } : {}) }).toString()}`,
+    );
     return body;
   });
   const show = async (move: 'first' | 'next' | 'previous') => {
@@ -47,12 +49,19 @@ export const activityPage: Page = async (view) => {
           h('td', {}, r.origin?.actor ?? '—'),
         );
       });
-      results.replaceChildren(
-        rows.length === 0 ? h('p', {}, 'Nothing has happened yet.') : table('Recent changes', ['When', 'What', 'Repository', 'Tags or digest', 'Who'], rows, { captionHidden: true }),
-        pager.controls(() => void show('previous'), () => void show('next'), 'activity'),
+      fill(
+        results,
+        rows.length === 0
+          ? h('p', {}, 'Nothing has happened yet.')
+          : table('Recent changes', ['When', 'What', 'Repository', 'Tags or digest', 'Who'], rows, { captionHidden: true }),
+        pager.controls(
+          () => void show('previous'),
+          () => void show('next'),
+          'activity',
+        ),
       );
     } catch (err) {
-      if (current(gen)) results.replaceChildren(errorBox(err));
+      if (current(gen)) fill(results, errorBox(err));
     }
   };
   await show('first');

@@ -74,7 +74,11 @@ export function imagePage(session: Session): Page {
         ['Platform', m.children ? `index of ${m.children.length}` : platformText(m.platform)],
         ['Size', bytes(m.totalSize)],
         ['Tags', m.tags.length ? m.tags.join(', ') : 'untagged'],
-        ...(m.subject ? ([['Refers to', h('a', { href: link('/image', { name, ref: m.subject.digest }), class: 'mono' }, shortDigest(m.subject.digest))]] as Array<[string, Node]>) : []),
+        ...(m.subject
+          ? ([['Refers to', h('a', { href: link('/image', { name, ref: m.subject.digest }), class: 'mono' }, shortDigest(m.subject.digest))]] as Array<
+              [string, Node]
+            >)
+          : []),
       ]),
     );
 
@@ -86,9 +90,21 @@ export function imagePage(session: Session): Page {
 
     if (m.children) {
       const rows = m.children.map((c) =>
-        row(h('a', { href: link('/image', { name, ref: c.digest }) }, platformText(c.platform)), h('span', { class: 'mono', title: c.digest }, shortDigest(c.digest)), bytes(c.size), c.mediaType),
+        row(
+          h('a', { href: link('/image', { name, ref: c.digest }) }, platformText(c.platform)),
+          h('span', { class: 'mono', title: c.digest }, shortDigest(c.digest)),
+          bytes(c.size),
+          c.mediaType,
+        ),
       );
-      view.append(h('section', {}, h('h2', {}, 'Platforms'), table('Platforms in this index', ['Platform', 'Digest', 'Size', 'Media type'], rows, { captionHidden: true })));
+      view.append(
+        h(
+          'section',
+          {},
+          h('h2', {}, 'Platforms'),
+          table('Platforms in this index', ['Platform', 'Digest', 'Size', 'Media type'], rows, { captionHidden: true }),
+        ),
+      );
     }
     if (m.layers) {
       const rows = m.layers.map((l, i) => row(i + 1, h('span', { class: 'mono', title: l.digest }, shortDigest(l.digest)), bytes(l.size), l.mediaType));
@@ -98,7 +114,14 @@ export function imagePage(session: Session): Page {
       const rows = m.history.map((step) =>
         row(when(step.created ?? null), h('code', { class: 'history' }, step.createdBy ?? ''), step.emptyLayer ? 'no layer' : 'layer', step.comment ?? ''),
       );
-      view.append(h('section', {}, h('h2', {}, 'History'), table('How the image was built, first step first', ['Created', 'Command', 'Layer', 'Comment'], rows, { captionHidden: true })));
+      view.append(
+        h(
+          'section',
+          {},
+          h('h2', {}, 'History'),
+          table('How the image was built, first step first', ['Created', 'Command', 'Layer', 'Comment'], rows, { captionHidden: true }),
+        ),
+      );
     }
     const referrers = m.referrers ?? [];
     view.append(
@@ -111,7 +134,13 @@ export function imagePage(session: Session): Page {
           : table(
               'Artifacts that refer to this manifest',
               ['Artifact type', 'Digest', 'Size'],
-              referrers.map((r) => row(r.artifactType ?? r.mediaType, h('a', { href: link('/image', { name, ref: r.digest }), class: 'mono' }, shortDigest(r.digest)), bytes(r.size))),
+              referrers.map((r) =>
+                row(
+                  r.artifactType ?? r.mediaType,
+                  h('a', { href: link('/image', { name, ref: r.digest }), class: 'mono' }, shortDigest(r.digest)),
+                  bytes(r.size),
+                ),
+              ),
               { captionHidden: true },
             ),
       ),
@@ -121,18 +150,20 @@ export function imagePage(session: Session): Page {
       const del = h('button', { type: 'button', class: 'danger' }, 'Delete this manifest');
       del.addEventListener('click', () => {
         const tags = m.tags.length ? ` and its tags ${m.tags.join(', ')}` : '';
-        void confirmAction('Delete this manifest?', `Deletes ${shortDigest(m.digest)}${tags} from ${name}. Anyone pulling it by digest gets “not found”.`, 'Delete manifest').then(
-          async (ok) => {
-            if (!ok) return;
-            try {
-              await api(repoPath(name, `/manifests/${encodeURIComponent(m.digest)}`), { method: 'DELETE', scopes });
-              announce(`Deleted ${shortDigest(m.digest)}`);
-              go('/repo', { name });
-            } catch (err) {
-              announce(`Not deleted: ${err instanceof Error ? err.message : String(err)}`);
-            }
-          },
-        );
+        void confirmAction(
+          'Delete this manifest?',
+          `Deletes ${shortDigest(m.digest)}${tags} from ${name}. Anyone pulling it by digest gets “not found”.`,
+          'Delete manifest',
+        ).then(async (ok) => {
+          if (!ok) return;
+          try {
+            await api(repoPath(name, `/manifests/${encodeURIComponent(m.digest)}`), { method: 'DELETE', scopes });
+            announce(`Deleted ${shortDigest(m.digest)}`);
+            go('/repo', { name });
+          } catch (err) {
+            announce(`Not deleted: ${err instanceof Error ? err.message : String(err)}`);
+          }
+        });
       });
       view.append(h('section', { class: 'danger-zone' }, h('h2', {}, 'Delete'), del));
     }

@@ -9,7 +9,11 @@ export const gcPage: Page = async (view) => {
   const gen = generationNow();
   const box = h('div', {});
   const start = (dryRun: boolean) => async () => {
-    if (!dryRun && !(await confirmAction('Start garbage collection?', 'Deletes blobs and manifests nothing references any more. Pushes keep working meanwhile.', 'Start'))) return;
+    if (
+      !dryRun &&
+      !(await confirmAction('Start garbage collection?', 'Deletes blobs and manifests nothing references any more. Pushes keep working meanwhile.', 'Start'))
+    )
+      return;
     try {
       await api(`/api/v1/gc${dryRun ? '?dryRun=1' : ''}`, { method: 'POST' });
       announce(dryRun ? 'Dry run started' : 'Garbage collection started');

@@ -1,5 +1,5 @@
 import { api } from '../api.js';
-import { bytes, debounce, h, when } from '../dom.js';
+import { bytes, debounce, h, when, fill } from '../dom.js';
 import { current, errorBox, generationNow, link, type Page } from '../router.js';
 import { Pager } from '../pager.js';
 
@@ -70,7 +70,8 @@ export const repositoriesPage: Page = async (view, params) => {
           h('td', { class: 'num' }, r.pulls),
         ),
       );
-      results.replaceChildren(
+      fill(
+        results,
         rows.length === 0
           ? h('p', {}, search.value.trim() === '' ? 'No repositories you may pull yet.' : `No repository name contains “${search.value.trim()}”.`)
           : h(
@@ -80,27 +81,26 @@ export const repositoriesPage: Page = async (view, params) => {
                 'table',
                 { id: 'repositories' },
                 h('caption', { class: 'visually-hidden' }, 'Repositories'),
-                h(
-                  'thead',
-                  {},
-                  h(
-                    'tr',
-                    {},
-                    ...['Name', 'Tags', 'Size', 'Last push', 'Last pull', 'Pulls (today)'].map((c) => h('th', { scope: 'col' }, c)),
-                  ),
-                ),
+                h('thead', {}, h('tr', {}, ...['Name', 'Tags', 'Size', 'Last push', 'Last pull', 'Pulls (today)'].map((c) => h('th', { scope: 'col' }, c)))),
                 h('tbody', {}, ...rows),
               ),
             ),
-        pager.controls(() => void show('previous'), () => void show('next'), 'repositories'),
+        pager.controls(
+          () => void show('previous'),
+          () => void show('next'),
+          'repositories',
+        ),
       );
     } catch (err) {
-      if (current(gen)) results.replaceChildren(errorBox(err));
+      if (current(gen)) fill(results, errorBox(err));
     } finally {
       results.setAttribute('aria-busy', 'false');
     }
   };
-  search.addEventListener('input', debounce(() => void show('first'), 250));
+  search.addEventListener(
+    'input',
+    debounce(() => void show('first'), 250),
+  );
   sort.addEventListener('change', () => void show('first'));
   order.addEventListener('change', () => void show('first'));
   await show('first');

@@ -1,7 +1,7 @@
 import { api, repoPath } from '../api.js';
 import { dailyChart, type DailyCount } from '../chart.js';
 import { confirmAction } from '../confirm.js';
-import { announce, bytes, debounce, definitions, h, shortDigest, when } from '../dom.js';
+import { announce, bytes, debounce, definitions, h, shortDigest, when, fill } from '../dom.js';
 import { registryInfo } from '../info.js';
 import { Pager } from '../pager.js';
 import { current, errorBox, generationNow, link, type Page } from '../router.js';
@@ -98,7 +98,11 @@ export function repositoryPage(session: Session): Page {
 
     const deleteTags = async (tags: string[]) => {
       const what = tags.length === 1 ? `tag ${tags[0]}` : `${tags.length} tags`;
-      const ok = await confirmAction(`Delete ${what}?`, `From ${name}: ${tags.join(', ')}. The manifests stay (other tags may point at them); garbage collection frees what nothing references.`, `Delete ${what}`);
+      const ok = await confirmAction(
+        `Delete ${what}?`,
+        `From ${name}: ${tags.join(', ')}. The manifests stay (other tags may point at them); garbage collection frees what nothing references.`,
+        `Delete ${what}`,
+      );
       if (!ok) return;
       try {
         if (tags.length === 1) {
@@ -175,12 +179,23 @@ export function repositoryPage(session: Session): Page {
               ? h(
                   'td',
                   {},
-                  h('button', { type: 'button', class: 'danger small', disabled: t.immutable, 'aria-label': `Delete tag ${t.tag}`, onclick: () => void deleteTags([t.tag]) }, 'Delete'),
+                  h(
+                    'button',
+                    {
+                      type: 'button',
+                      class: 'danger small',
+                      disabled: t.immutable,
+                      'aria-label': `Delete tag ${t.tag}`,
+                      onclick: () => void deleteTags([t.tag]),
+                    },
+                    'Delete',
+                  ),
                 )
               : null,
           );
         });
-        results.replaceChildren(
+        fill(
+          results,
           rows.length === 0
             ? h('p', {}, filter.value.trim() === '' ? 'This repository has no tags.' : `No tag contains “${filter.value.trim()}”.`)
             : h(
@@ -204,17 +219,24 @@ export function repositoryPage(session: Session): Page {
                   h('tbody', {}, ...rows),
                 ),
               ),
-          pager.controls(() => void show('previous'), () => void show('next'), 'tags'),
+          pager.controls(
+            () => void show('previous'),
+            () => void show('next'),
+            'tags',
+          ),
         );
         if (refocus !== undefined) (results.querySelector(`button[data-sort="${refocus}"]`) as HTMLElement | null)?.focus();
         refocus = undefined;
       } catch (err) {
-        if (current(gen)) results.replaceChildren(errorBox(err));
+        if (current(gen)) fill(results, errorBox(err));
       } finally {
         results.setAttribute('aria-busy', 'false');
       }
     }
-    filter.addEventListener('input', debounce(() => void show('first'), 250));
+    filter.addEventListener(
+      'input',
+      debounce(() => void show('first'), 250),
+    );
     size.addEventListener('change', () => void show('first'));
     await show('first');
   };

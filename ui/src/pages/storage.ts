@@ -1,5 +1,5 @@
 import { api } from '../api.js';
-import { bytes, h, table } from '../dom.js';
+import { bytes, h, table, fill } from '../dom.js';
 import { Pager } from '../pager.js';
 import { current, errorBox, generationNow, type Page } from '../router.js';
 
@@ -19,7 +19,11 @@ export const storagePage: Page = async (view) => {
   const results = h('div', {});
   view.append(
     h('h1', {}, 'Storage'),
-    h('p', { class: 'muted' }, 'Bytes each namespace (the first part of a repository name) holds. Exclusive bytes are freed if the namespace is deleted and garbage collection runs.'),
+    h(
+      'p',
+      { class: 'muted' },
+      'Bytes each namespace (the first part of a repository name) holds. Exclusive bytes are freed if the namespace is deleted and garbage collection runs.',
+    ),
     results,
   );
   const pager = new Pager(async (last) =>
@@ -38,19 +42,38 @@ export const storagePage: Page = async (view) => {
           'tr',
           {},
           h('th', { scope: 'row' }, n.namespace),
-          h('td', {}, h('meter', { min: 0, max: of, value: n.usedBytes, 'aria-label': `${n.namespace}: ${label}`, ...(n.limitBytes ? { high: n.limitBytes * 0.9 } : {}) }), ' ', label),
+          h(
+            'td',
+            {},
+            h('meter', {
+              min: 0,
+              max: of,
+              value: n.usedBytes,
+              'aria-label': `${n.namespace}: ${label}`,
+              ...(n.limitBytes ? { high: n.limitBytes * 0.9 } : {}),
+            }),
+            ' ',
+            label,
+          ),
           h('td', { class: 'num' }, bytes(n.exclusiveBytes)),
           h('td', { class: 'num' }, bytes(n.sharedBytes)),
           h('td', { class: 'num' }, n.digests),
           h('td', {}, n.rule ?? 'no limit'),
         );
       });
-      results.replaceChildren(
-        rows.length === 0 ? h('p', {}, 'Nothing stored yet.') : table('Storage per namespace', ['Namespace', 'Used', 'Exclusive', 'Shared', 'Objects', 'Quota rule'], rows, { captionHidden: true }),
-        pager.controls(() => void show('previous'), () => void show('next'), 'namespaces'),
+      fill(
+        results,
+        rows.length === 0
+          ? h('p', {}, 'Nothing stored yet.')
+          : table('Storage per namespace', ['Namespace', 'Used', 'Exclusive', 'Shared', 'Objects', 'Quota rule'], rows, { captionHidden: true }),
+        pager.controls(
+          () => void show('previous'),
+          () => void show('next'),
+          'namespaces',
+        ),
       );
     } catch (err) {
-      if (current(gen)) results.replaceChildren(errorBox(err));
+      if (current(gen)) fill(results, errorBox(err));
     }
   };
   await show('first');
