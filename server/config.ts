@@ -283,7 +283,7 @@ export const configSchema = z
     readOnly: z.boolean().default(false).describe('Refuse every write with a clear error; pulls go on.'),
     ui: z
       .object({
-        enabled: z.boolean().default(true).describe('Serve the web UI at /ui/ (and send / there). It uses the management API with the caller\'s own rights.'),
+        enabled: z.boolean().default(true).describe("Serve the web UI at /ui/ (and send / there). It uses the management API with the caller's own rights."),
       })
       .strict()
       .prefault({}),
