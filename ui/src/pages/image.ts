@@ -27,6 +27,8 @@ interface ManifestView {
   referrers?: Array<{ digest: string; artifactType?: string; mediaType: string; size: number }>;
 }
 
+const IMAGE_CONFIGS = new Set(['application/vnd.oci.image.config.v1+json', 'application/vnd.docker.container.image.v1+json']);
+
 function platformText(p: { os?: string; architecture?: string; variant?: string } | undefined): string {
   if (!p || !p.os) return 'unknown';
   return `${p.os}/${p.architecture ?? '?'}${p.variant ? `/${p.variant}` : ''}`;
@@ -63,6 +65,10 @@ export function imagePage(session: Session): Page {
     if (!current(gen)) return;
     const info = await registryInfo();
     const isDigest = ref.includes(':');
+    // Images answer an empty list; only an index has children.
+    const children = m.children && m.children.length > 0 ? m.children : undefined;
+    // The spec gives an image its config's media type as artifact type: only a real artifact's is worth showing.
+    const artifactType = m.artifactType && !IMAGE_CONFIGS.has(m.artifactType) ? m.artifactType : undefined;
     const title = isDigest ? `${name}@${shortDigest(ref)}` : `${name}:${ref}`;
     view.append(
       h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Repositories'), ' / ', h('a', { href: link('/repo', { name }) }, name), ' /'),
@@ -70,8 +76,8 @@ export function imagePage(session: Session): Page {
       definitions([
         ['Digest', h('span', { class: 'mono break' }, m.digest)],
         ['Media type', m.mediaType],
-        ...(m.artifactType ? ([['Artifact type', m.artifactType]] as Array<[string, string]>) : []),
-        ['Platform', m.children ? `index of ${m.children.length}` : platformText(m.platform)],
+        ...(artifactType ? ([['Artifact type', artifactType]] as Array<[string, string]>) : []),
+        ['Platform', children ? `index of ${children.length} platforms` : platformText(m.platform)],
         ['Size', bytes(m.totalSize)],
         ['Tags', m.tags.length ? m.tags.join(', ') : 'untagged'],
         ...(m.subject
@@ -88,8 +94,8 @@ export function imagePage(session: Session): Page {
     pulls.append(pullCommand('By digest (never changes)', `docker pull ${info.host}/${name}@${m.digest}`));
     view.append(pulls);
 
-    if (m.children) {
-      const rows = m.children.map((c) =>
+    if (children) {
+      const rows = children.map((c) =>
         row(
           h('a', { href: link('/image', { name, ref: c.digest }) }, platformText(c.platform)),
           h('span', { class: 'mono', title: c.digest }, shortDigest(c.digest)),

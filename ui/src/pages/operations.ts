@@ -56,6 +56,7 @@ interface PreviewEntry {
 /** Retention: the configured policies and what they would delete now (a preview changes nothing). */
 export const retentionPage: Page = async (view) => {
   const gen = generationNow();
+  view.append(h('h1', {}, 'Retention'));
   const status = await api<Record<string, unknown>>('/api/v1/retention');
   if (!current(gen)) return;
   const previewBox = h('div', { 'aria-live': 'polite' });
@@ -79,7 +80,6 @@ export const retentionPage: Page = async (view) => {
     }
   };
   view.append(
-    h('h1', {}, 'Retention'),
     facts(status, ['state']),
     h('h2', {}, 'Preview'),
     h(
@@ -105,9 +105,9 @@ interface RuleStatus {
 /** Replication rules and how far each has got. */
 export const replicationPage: Page = async (view) => {
   const gen = generationNow();
+  view.append(h('h1', {}, 'Replication'));
   const answer = await api<{ rules: RuleStatus[] }>('/api/v1/replication');
   if (!current(gen)) return;
-  view.append(h('h1', {}, 'Replication'));
   if (answer.rules.length === 0) view.append(h('p', {}, 'No replication rules are configured (see docs/replication.md).'));
   for (const rule of answer.rules) {
     view.append(

@@ -6,9 +6,9 @@ import { current, generationNow, type Page } from '../router.js';
 /** The dashboard: one card per feature's status, as /api/v1/status gives what this caller may see. */
 export const overviewPage: Page = async (view) => {
   const gen = generationNow();
+  view.append(h('h1', {}, 'Overview'));
   const status = await api<Record<string, Record<string, unknown>>>('/api/v1/status');
   if (!current(gen)) return;
-  view.append(h('h1', {}, 'Overview'));
   const grid = h('div', { class: 'cards' });
   for (const [section, body] of Object.entries(status)) {
     let content: Node;

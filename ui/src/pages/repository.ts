@@ -52,18 +52,26 @@ export function repositoryPage(session: Session): Page {
     const tagsBox = h('section', { 'aria-labelledby': 'tags-title' });
     view.append(summaryBox, chartBox, tagsBox);
 
-    const summary = await api<RepositorySummary>(repoPath(name), { scopes });
-    if (!current(gen)) return;
+    // The tag table and chart do not wait for the summary (sizes are the slow part of it).
+    api<RepositorySummary>(repoPath(name), { scopes })
+      .then(
+        (summary) =>
+          current(gen) &&
+          summaryBox.append(
+            definitions([
+              ['Tags', String(summary.tagCount)],
+              ['Size (tagged)', bytes(summary.sizeBytes)],
+              ['Last push', when(summary.lastPushedAt)],
+              ['Last pull', when(summary.lastPulledAt)],
+            ]),
+          ),
+      )
+      .catch((err: unknown) => current(gen) && summaryBox.append(errorBox(err)));
+    // The first call fetched the token for this repository: what it grants decides the delete buttons.
+    await session.token(scopes);
     const info = await registryInfo();
+    if (!current(gen)) return;
     const mayDelete = info.deleteEnabled && !info.readOnly && session.allowed('repository', name, 'delete');
-    summaryBox.append(
-      definitions([
-        ['Tags', String(summary.tagCount)],
-        ['Size (tagged)', bytes(summary.sizeBytes)],
-        ['Last push', when(summary.lastPushedAt)],
-        ['Last pull', when(summary.lastPulledAt)],
-      ]),
-    );
     api<{ daily: DailyCount[] }>(`/api/v1/pulls?${new URLSearchParams({ repository: name, days: '30', n: '1' }).toString()}`, { scopes })
       .then((report) => current(gen) && chartBox.append(dailyChart('Pulls per day', report.daily)))
       .catch((err: unknown) => current(gen) && chartBox.append(errorBox(err)));
