@@ -265,12 +265,12 @@ describe('web UI in chromium', () => {
     const { context, page } = await newPage();
     await signIn(page, 'alice');
     for (const [hash, heading, shot] of [
-      ['#/overview', 'Overview', 'overview'],
       ['#/storage', 'Storage', 'storage'],
       ['#/activity', 'Activity', 'activity'],
       ['#/gc', 'Garbage collection', 'gc'],
       ['#/retention', 'Retention', 'retention'],
       ['#/replication', 'Replication', 'replication'],
+      ['#/overview', 'Overview', 'overview'],
     ] as const) {
       await page.goto(`${reg.url}/ui/${hash}`);
       await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
@@ -282,6 +282,11 @@ describe('web UI in chromium', () => {
     await page.getByRole('row', { name: /team/ }).waitFor();
     await page.goto(`${reg.url}/ui/#/activity`);
     await page.getByRole('link', { name: 'team/app' }).first().waitFor();
+    // Blob uploads are hidden until asked for; tag pushes link to their image.
+    assert.equal(await page.getByRole('cell', { name: 'blob.pushed' }).count(), 0);
+    await page.getByRole('link', { name: 'release-1' }).waitFor();
+    await page.getByLabel('Show blob uploads').check();
+    await page.getByRole('cell', { name: 'blob.pushed' }).first().waitFor();
     assert.deepEqual(problemsOf(page), []);
     await context.close();
   });

@@ -15,6 +15,7 @@ export function value(v: unknown): Child {
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   if (typeof v === 'string') return ISO.test(v) ? when(v) : v;
   if (typeof v === 'number') return String(v);
+  if (Array.isArray(v) && v.length === 0) return 'none';
   if (Array.isArray(v)) return v.every((x) => typeof x !== 'object' || x === null) ? v.join(', ') : `${v.length} entries`;
   return h('code', {}, JSON.stringify(v));
 }
