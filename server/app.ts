@@ -46,6 +46,7 @@ import { quotaRoutes } from './routes/quotas.js';
 import { eventRoutes } from './routes/events.js';
 import { repositoryManifestRoutes } from './routes/repository-manifests.js';
 import { openApiRoutes } from './routes/openapi.js';
+import { infoRoutes } from './routes/info.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -301,6 +302,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => eventRoutes(scope, ctx, now));
   await app.register(async (scope) => repositoryManifestRoutes(scope, ctx));
   await app.register(openApiRoutes);
+  await app.register(async (scope) => infoRoutes(scope, config));
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,

@@ -43,6 +43,13 @@ export const OPENAPI_DOCUMENT = {
   security: [{ bearer: [] }, { basic: [] }],
   paths: {
     '/api/v1/openapi.json': { get: { summary: 'this document', security: [], responses: { '200': { description: 'the OpenAPI document', content: json } } } },
+    '/api/v1/info': {
+      get: {
+        summary: 'version, how to sign in, deletes and read-only mode, which features are on (public: nothing secret)',
+        security: [],
+        responses: { '200': { description: 'registry information', content: json } },
+      },
+    },
     '/api/v1/repositories': {
       get: op('repositories, paged', {
         parameters: [query('q', 'name substring'), query('sort', 'name, size, pushed or pulls'), query('order', 'asc or desc'), ...page],
