@@ -330,9 +330,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
-  if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
+  if (gcConfig.enabled) startBackgroundGc(gcRunner, gcConfig.intervalSeconds * 1000);
   app.addHook('onClose', async () => gcRunner.close());
-  if (config.retention.enabled) startBackgroundRetention(app, retentionRunner, config.retention.intervalSeconds * 1000);
+  if (config.retention.enabled) startBackgroundRetention(retentionRunner, config.retention.intervalSeconds * 1000);
   app.addHook('onClose', async () => retentionRunner.close());
   app.addHook('onClose', async () => integrity.settled());
   // After the server stopped taking requests, before main closes the store: the last counts go out.
