@@ -47,6 +47,7 @@ import { eventRoutes } from './routes/events.js';
 import { repositoryManifestRoutes } from './routes/repository-manifests.js';
 import { openApiRoutes } from './routes/openapi.js';
 import { infoRoutes } from './routes/info.js';
+import { statusRoutes } from './routes/status.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -322,6 +323,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(async (scope) => retentionRoutes(scope, ctx, retentionRunner));
   await app.register(async (scope) => replicationRoutes(scope, ctx, replication, now));
+  await app.register(async (scope) => statusRoutes(scope, ctx, { gc: gcRunner, retention: retentionRunner, replication, now }));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;

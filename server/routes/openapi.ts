@@ -50,6 +50,11 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': { description: 'registry information', content: json } },
       },
     },
+    '/api/v1/status': {
+      get: op(
+        "the dashboard: the caller and its registry-wide pages; gc, retention, quotas, events and replication, each section only if the caller may open that feature's route",
+      ),
+    },
     '/api/v1/repositories': {
       get: op('repositories, paged', {
         parameters: [query('q', 'name substring'), query('sort', 'name, size, pushed or pulls'), query('order', 'asc or desc'), ...page],
