@@ -58,7 +58,8 @@ export async function quotaOverview(metadata: MetadataStore, rules: readonly Quo
     });
     if (page.next === undefined) break;
     if (lines.length >= max) {
-      complete = false;
+      // The page's `next` only says there may be more: look once.
+      complete = (await namespacePage(metadata, rules, { n: 1, last: page.next })).namespaces.length === 0;
       break;
     }
     last = page.next;
