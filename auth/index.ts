@@ -4,6 +4,7 @@ import { TokenAuthorizer } from './authorizer.js';
 import { type AuthConfig, authConfigSchema, type AuthConfigInput } from './config.js';
 import { KeyStore } from './keys.js';
 import type { LoginCounterStore } from './login-counters.js';
+import { configuredRealm } from './realm.js';
 import { PasswordPool, type PasswordPoolStats } from './password-pool.js';
 import { LoginLimiter } from './rate-limit.js';
 import { RobotStore } from './robots.js';
@@ -16,6 +17,7 @@ import { UserStore } from './users.js';
 export { LOG_REDACT_PATHS, SENSITIVE_HEADERS } from './redact.js';
 export { isLoopbackHost, openAccessWarning } from './warnings.js';
 export { authConfigSchema, type AuthConfig } from './config.js';
+export { configuredRealm } from './realm.js';
 export { type LoginCounterStore, MemoryLoginCounters, RedisLoginCounters } from './login-counters.js';
 
 /** What auth needs to log; a pino/Fastify logger fits. */
@@ -138,7 +140,7 @@ export async function createAuth(input: AuthConfig | AuthConfigInput | undefined
   }
   const verifier = await AccessTokenVerifier.create(keys, settings, config.externalIssuers);
 
-  const fixedRealm = config.realm ?? (config.tokenService ? undefined : config.externalIssuers.find((e) => e.realm)?.realm);
+  const fixedRealm = configuredRealm(config);
   if (!config.tokenService && !fixedRealm) throw new Error('auth.realm (or an external issuer realm) is required when auth.tokenService is off');
   const publicBase = ctx.publicUrl?.replace(/\/+$/, '');
   const realm = (request: FastifyRequest): string => fixedRealm ?? `${publicBase ?? `${request.protocol}://${request.host}`}${config.tokenPath}`;

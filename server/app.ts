@@ -47,6 +47,8 @@ import { eventRoutes } from './routes/events.js';
 import { repositoryManifestRoutes } from './routes/repository-manifests.js';
 import { openApiRoutes } from './routes/openapi.js';
 import { uiRoutes } from './routes/ui.js';
+import { infoRoutes } from './routes/info.js';
+import { statusRoutes } from './routes/status.js';
 import { Quotas, type QuotaStage } from './registry/quotas/service.js';
 import { REPO_PREFIX, rewriteRegistryUrl } from './routes/url-rewrite.js';
 import { requestOrigin } from './routes/access.js';
@@ -303,6 +305,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(async (scope) => repositoryManifestRoutes(scope, ctx));
   await app.register(openApiRoutes);
   if (config.ui.enabled) await app.register(async (scope) => uiRoutes(scope, config));
+  await app.register(async (scope) => infoRoutes(scope, config));
   const retentionFrom = retentionSources(config, metadata);
   const retention = new Retention({
     metadata,
@@ -322,6 +325,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(async (scope) => retentionRoutes(scope, ctx, retentionRunner));
   await app.register(async (scope) => replicationRoutes(scope, ctx, replication, now));
+  await app.register(async (scope) => statusRoutes(scope, ctx, { gc: gcRunner, retention: retentionRunner, replication, now }));
 
   const sweep = setInterval(() => {
     const cutoff = (deps.now ?? Date.now)() - config.uploads.idleTimeoutSeconds * 1000;
@@ -330,9 +334,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   sweep.unref();
   app.addHook('onClose', async () => clearInterval(sweep));
   if (config.storage.scrub.enabled) startBackgroundScrub(app, driver, metadata, integrity, config);
-  if (gcConfig.enabled) startBackgroundGc(app, gcRunner, gcConfig.intervalSeconds * 1000);
+  if (gcConfig.enabled) startBackgroundGc(gcRunner, gcConfig.intervalSeconds * 1000);
   app.addHook('onClose', async () => gcRunner.close());
-  if (config.retention.enabled) startBackgroundRetention(app, retentionRunner, config.retention.intervalSeconds * 1000);
+  if (config.retention.enabled) startBackgroundRetention(retentionRunner, config.retention.intervalSeconds * 1000);
   app.addHook('onClose', async () => retentionRunner.close());
   app.addHook('onClose', async () => integrity.settled());
   // After the server stopped taking requests, before main closes the store: the last counts go out.

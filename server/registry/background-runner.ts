@@ -17,6 +17,13 @@ export interface RunStatus<Summary, Result extends string> {
   message?: string;
 }
 
+export interface RunnerStatus<Summary, Result extends string> {
+  running?: RunStatus<Summary, Result>;
+  last?: RunStatus<Summary, Result>;
+  /** ISO time the interval timer starts the next run; absent when the feature runs on request only. */
+  next?: string;
+}
+
 export interface BackgroundRunnerOptions<Event> {
   log: FastifyBaseLogger;
   now: () => number;
@@ -30,6 +37,8 @@ export class BackgroundRunner<Summary, Result extends string, Event> {
   private running: Promise<void> | undefined;
   private current: RunStatus<Summary, Result> | undefined;
   private last: RunStatus<Summary, Result> | undefined;
+  /** When the interval timer ticks next (by the runner's clock); undefined without one. */
+  private nextAt: number | undefined;
 
   constructor(private readonly options: BackgroundRunnerOptions<Event>) {}
 
@@ -55,8 +64,27 @@ export class BackgroundRunner<Summary, Result extends string, Event> {
     return true;
   }
 
-  status(): { running?: RunStatus<Summary, Result>; last?: RunStatus<Summary, Result> } {
-    return { ...(this.current ? { running: { ...this.current } } : {}), ...(this.last ? { last: { ...this.last } } : {}) };
+  /** `next`: when the interval timer starts the next run in this process (it skips a tick while one runs). */
+  status(): RunnerStatus<Summary, Result> {
+    return {
+      ...(this.current ? { running: { ...this.current } } : {}),
+      ...(this.last ? { last: { ...this.last } } : {}),
+      ...(this.nextAt === undefined ? {} : { next: new Date(this.nextAt).toISOString() }),
+    };
+  }
+
+  /** A tick every `intervalMs`, the first one interval after now; stopped when the app closes. */
+  every(app: FastifyInstance, intervalMs: number, tick: () => void): void {
+    this.nextAt = this.options.now() + intervalMs;
+    const timer = setInterval(() => {
+      this.nextAt = this.options.now() + intervalMs;
+      tick();
+    }, intervalMs);
+    timer.unref();
+    app.addHook('onClose', async () => {
+      clearInterval(timer);
+      this.nextAt = undefined;
+    });
   }
 
   /** Resolves once the run going now (if any) has ended. */
@@ -77,11 +105,4 @@ export class BackgroundRunner<Summary, Result extends string, Event> {
       this.options.log.warn({ err }, `${this.options.name} event sink failed`);
     }
   }
-}
-
-/** A tick every `intervalMs`, the first one interval after start-up; stopped when the app closes. */
-export function startInterval(app: FastifyInstance, intervalMs: number, tick: () => void): void {
-  const timer = setInterval(tick, intervalMs);
-  timer.unref();
-  app.addHook('onClose', async () => clearInterval(timer));
 }

@@ -8,10 +8,11 @@ import { parseReplayTime, ReplayTimeError } from '../registry/events/replay-time
 import { assertName } from '../registry/references.js';
 import { authorizeFirst, principalOf } from './access.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { pageParams, queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on (like `registry:gc:*`), in the rules and in tokens. */
-const EVENTS_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'events', actions: ['*'] }];
+const EVENTS_ACCESS: AccessNeed[] = [registryAccess('events')];
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;

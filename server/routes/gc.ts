@@ -3,10 +3,25 @@ import type { AccessNeed } from '../../auth/types.js';
 import type { GcRunner } from '../registry/gc/background.js';
 import { authorizeFirst } from './access.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on (like `catalog`), in the rules and in tokens. */
-const GC_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'gc', actions: ['*'] }];
+const GC_ACCESS: AccessNeed[] = [registryAccess('gc')];
+
+/** What GET /api/v1/gc answers, and the gc section of GET /api/v1/status. */
+export async function gcStatus(ctx: RouteContext, runner: GcRunner, now: number) {
+  const [queue, complete] = await Promise.all([ctx.metadata.gc.queueSize(now), ctx.metadata.gc.completeness()]);
+  return {
+    enabled: ctx.config.gc.enabled,
+    complete: complete !== undefined,
+    ...(complete === undefined
+      ? { refusal: 'the metadata store is not known to be complete: run `berth metadata rebuild` (docs/gc.md)' }
+      : { completeSince: complete }),
+    queue,
+    ...runner.status(),
+  };
+}
 
 /**
  * The garbage collector's part of the management API:
@@ -17,19 +32,7 @@ const GC_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'gc', actions: ['*'] 
 export async function gcRoutes(app: FastifyInstance, ctx: RouteContext, runner: GcRunner): Promise<void> {
   const access = authorizeFirst(ctx, { needs: () => GC_ACCESS });
 
-  app.get('/api/v1/gc', { onRequest: access }, async (_request, reply) => {
-    const now = Date.now();
-    const [queue, complete] = await Promise.all([ctx.metadata.gc.queueSize(now), ctx.metadata.gc.completeness()]);
-    return reply.send({
-      enabled: ctx.config.gc.enabled,
-      complete: complete !== undefined,
-      ...(complete === undefined
-        ? { refusal: 'the metadata store is not known to be complete: run `berth metadata rebuild` (docs/gc.md)' }
-        : { completeSince: complete }),
-      queue,
-      ...runner.status(),
-    });
-  });
+  app.get('/api/v1/gc', { onRequest: access }, async (_request, reply) => reply.send(await gcStatus(ctx, runner, Date.now())));
 
   app.post('/api/v1/gc', { onRequest: access }, async (request, reply) => {
     const raw = queryParam(request, 'dryRun');

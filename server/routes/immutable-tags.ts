@@ -4,10 +4,11 @@ import type { AccessNeed } from '../../auth/types.js';
 import { OciError } from '../errors.js';
 import { assertName, assertTag } from '../registry/references.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on to ask about any repository. */
-const ADMIN_ACCESS: AccessNeed = { type: 'registry', name: 'immutable', actions: ['*'] };
+const ADMIN_ACCESS: AccessNeed = registryAccess('immutable');
 
 /**
  * GET /api/v1/immutable-tags?repository=<name>[&tag=<tag>]: the immutable-tag rules that apply to a

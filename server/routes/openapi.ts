@@ -43,6 +43,18 @@ export const OPENAPI_DOCUMENT = {
   security: [{ bearer: [] }, { basic: [] }],
   paths: {
     '/api/v1/openapi.json': { get: { summary: 'this document', security: [], responses: { '200': { description: 'the OpenAPI document', content: json } } } },
+    '/api/v1/info': {
+      get: {
+        summary: 'version, how to sign in, deletes and read-only mode, which features are on (public: nothing secret)',
+        security: [],
+        responses: { '200': { description: 'registry information', content: json } },
+      },
+    },
+    '/api/v1/status': {
+      get: op(
+        "the dashboard: the caller and its registry-wide pages; gc, retention, quotas, events and replication, each section only if the caller may open that feature's route",
+      ),
+    },
     '/api/v1/repositories': {
       get: op('repositories, paged', {
         parameters: [query('q', 'name substring'), query('sort', 'name, size, pushed or pulls'), query('order', 'asc or desc'), ...page],

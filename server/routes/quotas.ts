@@ -4,10 +4,11 @@ import { namespaceReport, namespacePage } from '../registry/quotas/report.js';
 import { OciError } from '../errors.js';
 import { authorizeFirst } from './access.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { parseCount, queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on (like `registry:gc:*`), in the rules and in tokens. */
-const QUOTA_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'quotas', actions: ['*'] }];
+const QUOTA_ACCESS: AccessNeed[] = [registryAccess('quotas')];
 
 /** Namespaces per page when the caller gives no `n`, and at most. */
 const DEFAULT_PAGE = 50;

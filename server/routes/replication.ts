@@ -6,10 +6,11 @@ import { ARTIFACT_STATES, artifactPage } from '../registry/replication/status.js
 import type { ArtifactState } from '../registry/replication/sync.js';
 import { authorizeFirst } from './access.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { pageParams, queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on (like `retention`), in the rules and in tokens. */
-const REPLICATION_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'replication', actions: ['*'] }];
+const REPLICATION_ACCESS: AccessNeed[] = [registryAccess('replication')];
 
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;

@@ -5,10 +5,11 @@ import { assertName } from '../registry/references.js';
 import { assertRepositoryKnown } from '../registry/repositories.js';
 import { SCAN_LIMIT, summarizeRepository, summarizeTags, type RepositorySummary, type TagSummary } from '../registry/repository-summary.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { pageParams, queryParam } from './http.js';
 import { API_REPO_PREFIX } from './url-rewrite.js';
 
-const CATALOG_ACCESS: AccessNeed = { type: 'registry', name: 'catalog', actions: ['*'] };
+const CATALOG_ACCESS: AccessNeed = registryAccess('catalog');
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 

@@ -6,10 +6,11 @@ import { retentionPoliciesSchema, type RetentionPolicy } from '../registry/reten
 import { preview, type PreviewEntry } from '../registry/retention/preview.js';
 import { authorizeFirst } from './access.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on (like `gc`), in the rules and in tokens. */
-const RETENTION_ACCESS: AccessNeed[] = [{ type: 'registry', name: 'retention', actions: ['*'] }];
+const RETENTION_ACCESS: AccessNeed[] = [registryAccess('retention')];
 
 /** A previewed policy body: `{ "policies": [...] }`, a list of policies, or one policy. */
 export function policiesFromBody(body: unknown): RetentionPolicy[] {

@@ -4,10 +4,11 @@ import { OciError } from '../errors.js';
 import { assertName, assertTag } from '../registry/references.js';
 import { repositoryPullReport, tagPullReport } from '../registry/stats/pull-report.js';
 import type { RouteContext } from './context.js';
+import { registryAccess } from './registry-access.js';
 import { pageParams, queryParam } from './http.js';
 
 /** The registry-wide resource an operator needs `*` on to read every repository's statistics. */
-const STATS_ACCESS: AccessNeed = { type: 'registry', name: 'stats', actions: ['*'] };
+const STATS_ACCESS: AccessNeed = registryAccess('stats');
 
 const DEFAULT_DAYS = 30;
 const DEFAULT_TAGS_PAGE = 100;

@@ -3,7 +3,7 @@
 // each decision is a compare-and-set, so they only share the work. The runner keeps what the status
 // endpoint shows: the pass running now with its progress, and the last one.
 import type { FastifyInstance } from 'fastify';
-import { BackgroundRunner, startInterval, type RunStatus } from '../background-runner.js';
+import { BackgroundRunner, type RunnerStatus, type RunStatus } from '../background-runner.js';
 import { GcRefusedError, type Collector, type GcAction, type GcSummary } from './collector.js';
 
 export type GcEvent =
@@ -29,12 +29,17 @@ export class GcRunner {
     this.runner = new BackgroundRunner({ log: app.log, now: options.now, name: 'gc', ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
   }
 
+  /** Starts a run every `intervalMs` (skipped while one goes); status() says when the next is due. */
+  every(intervalMs: number): void {
+    this.runner.every(this.app, intervalMs, () => this.trigger('interval'));
+  }
+
   /** Starts a pass unless one runs in this process already; true when it started. */
   trigger(trigger: GcPassStatus['trigger'], dryRun = false): boolean {
     return this.runner.start(trigger, dryRun, (status) => this.pass(status, dryRun));
   }
 
-  status(): { running?: GcPassStatus; last?: GcPassStatus } {
+  status(): RunnerStatus<GcSummary, 'ok' | 'refused' | 'failed'> {
     return this.runner.status();
   }
 
@@ -86,6 +91,6 @@ export class GcRunner {
 }
 
 /** Background GC: a pass every `intervalMs`, starting one interval after start-up. */
-export function startBackgroundGc(app: FastifyInstance, runner: GcRunner, intervalMs: number): void {
-  startInterval(app, intervalMs, () => runner.trigger('interval'));
+export function startBackgroundGc(runner: GcRunner, intervalMs: number): void {
+  runner.every(intervalMs);
 }

@@ -2,7 +2,7 @@
 // (POST /api/v1/retention/run). One run at a time per process; runs in several processes share the
 // walk through the cursor and never handle one repository at once (the lease per repository).
 import type { FastifyInstance } from 'fastify';
-import { BackgroundRunner, startInterval, type RunStatus } from '../background-runner.js';
+import { BackgroundRunner, type RunnerStatus, type RunStatus } from '../background-runner.js';
 import type { RetentionPolicy } from './policy.js';
 import type { Retention, RetentionEvent, RunSummary } from './retention.js';
 
@@ -28,12 +28,17 @@ export class RetentionRunner {
     this.runner = new BackgroundRunner({ log: app.log, now: options.now, name: 'retention', ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
   }
 
+  /** Starts a run every `intervalMs` (skipped while one goes); status() says when the next is due. */
+  every(intervalMs: number): void {
+    this.runner.every(this.app, intervalMs, () => this.trigger('interval'));
+  }
+
   /** Starts a run unless one runs in this process already; true when it started. */
   trigger(trigger: RetentionRunStatus['trigger'], dryRun = false): boolean {
     return this.runner.start(trigger, dryRun, (status) => this.run(status, dryRun));
   }
 
-  status(): { running?: RetentionRunStatus; last?: RetentionRunStatus } {
+  status(): RunnerStatus<RunSummary, 'ok' | 'failed'> {
     return this.runner.status();
   }
 
@@ -80,6 +85,6 @@ export class RetentionRunner {
 }
 
 /** A run every `intervalMs`, the first one interval after start-up. */
-export function startBackgroundRetention(app: FastifyInstance, runner: RetentionRunner, intervalMs: number): void {
-  startInterval(app, intervalMs, () => runner.trigger('interval'));
+export function startBackgroundRetention(runner: RetentionRunner, intervalMs: number): void {
+  runner.every(intervalMs);
 }
