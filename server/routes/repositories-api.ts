@@ -3,7 +3,7 @@ import type { AccessNeed } from '../../auth/types.js';
 import { OciError } from '../errors.js';
 import { assertName } from '../registry/references.js';
 import { assertRepositoryKnown } from '../registry/repositories.js';
-import { SCAN_LIMIT, summarizeRepository, summarizeTags, type RepositorySummary, type TagSummary } from '../registry/repository-summary.js';
+import { SCAN_LIMIT, listTagListings, summarizeRepository, summarizeTags, type RepositorySummary, type TagListing } from '../registry/repository-summary.js';
 import type { RouteContext } from './context.js';
 import { pageParams, queryParam } from './http.js';
 import { API_REPO_PREFIX } from './url-rewrite.js';
@@ -77,7 +77,7 @@ const repoKeys: Record<(typeof REPO_SORTS)[number], (r: RepositorySummary) => st
   lastPush: (r) => r.lastPushedAt,
   lastPull: (r) => r.lastPulledAt,
 };
-const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagSummary) => string | number | null> = {
+const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagListing) => string | number | null> = {
   name: (t) => t.tag,
   pushedAt: (t) => t.pushedAt,
   pulls: (t) => t.pulls,
@@ -124,9 +124,11 @@ export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContex
     const { n, last } = pageParams(request, MAX_PAGE, DEFAULT_PAGE);
     await ctx.authorizer.authorize(request, [{ type: 'repository', name: repo, actions: ['pull'] }]);
     await assertRepositoryKnown(ctx.metadata, repo);
-    const tags = (await summarizeTags(ctx.metadata, ctx.manifests, repo)).filter((t) => t.tag.includes(q));
+    // Sorted and paged on what the tag list itself holds; manifests are read for the page only.
+    const tags = (await listTagListings(ctx.metadata, repo)).filter((t) => t.tag.includes(q));
     tags.sort(sorter(tagKeys[sort], (t) => t.tag, order));
-    const { page, nextLast } = pageOf(tags, (t) => t.tag, n ?? DEFAULT_PAGE, last);
+    const { page: listed, nextLast } = pageOf(tags, (t) => t.tag, n ?? DEFAULT_PAGE, last);
+    const page = await summarizeTags(ctx.metadata, ctx.manifests, repo, listed);
     const path = `/api/v1/repositories/${repo}/tags`;
     if (nextLast !== undefined) nextLink(reply, path, request, n ?? DEFAULT_PAGE, nextLast);
     return reply.send(nextLast === undefined ? { repository: repo, tags: page } : { repository: repo, tags: page, next: nextLast });
