@@ -98,6 +98,7 @@ async function visibleRepositories(ctx: RouteContext, request: FastifyRequest, n
 /**
  * Repositories and their tags for the web UI (docs/management-api.md):
  *   GET /api/v1/repositories[?q=&sort=&order=&n=&last=]
+ *   GET /api/v1/repositories/<name>                  one repository's entry
  *   GET /api/v1/repositories/<name>/tags[?q=&sort=&order=&n=&last=]
  * A caller sees the repositories it may pull. By name, only the page is summarized; the other sorts
  * need every visible repository's summary, which ctx.summaries keeps per process for a short while.
@@ -144,5 +145,12 @@ export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContex
     const path = `/api/v1/repositories/${repo}/tags`;
     if (nextLast !== undefined) nextLink(reply, path, request, n ?? DEFAULT_PAGE, nextLast);
     return reply.send(nextLast === undefined ? { repository: repo, tags: page } : { repository: repo, tags: page, next: nextLast });
+  });
+
+  app.get<{ Params: { name: string } }>(`${API_REPO_PREFIX}:name`, async (request, reply) => {
+    const repo = assertName(request.params.name);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name: repo, actions: ['pull'] }]);
+    await assertRepositoryKnown(ctx.metadata, repo);
+    return reply.send(await ctx.summaries.get(repo));
   });
 }
