@@ -88,11 +88,11 @@ const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagListing) => string | nu
 async function visibleRepositories(ctx: RouteContext, request: FastifyRequest, names: string[]): Promise<string[]> {
   // An operator who may read the whole catalog sees every repository without asking about each one.
   if (await ctx.authorizer.allows(request, CATALOG_ACCESS)) return names;
-  const visible: string[] = [];
-  for (const name of names) {
-    if (await ctx.authorizer.allows(request, { type: 'repository', name, actions: ['pull'] })) visible.push(name);
-  }
-  return visible;
+  const allowed = await ctx.authorizer.allowsEach(
+    request,
+    names.map((name) => ({ type: 'repository', name, actions: ['pull'] })),
+  );
+  return names.filter((_, i) => allowed[i]);
 }
 
 /**
