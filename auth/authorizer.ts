@@ -70,6 +70,19 @@ export class TokenAuthorizer implements Authorizer {
     return subject !== undefined && this.deps.policy.allows(subject, need);
   }
 
+  async allowsEach(request: FastifyRequest, needs: AccessNeed[]): Promise<boolean[]> {
+    const state = await this.state(request);
+    if (state.kind === 'invalid') return needs.map(() => false);
+    const covered = needs.map((need) => state.kind === 'valid' && covers(state.token.access, [need]));
+    if (state.kind === 'valid' && !state.token.local) return covered;
+    const subject = state.kind === 'none' ? ({ kind: 'anonymous' } as const) : await this.subject(request, state.principal.subject);
+    if (subject === undefined) return covered;
+    const open = needs.filter((_, i) => !covered[i]);
+    const live = open.length === 0 ? [] : await this.deps.policy.allowsEach(subject, open);
+    let next = 0;
+    return covered.map((c) => c || (live[next++] ?? false));
+  }
+
   /** Resolved once per request: catalog filtering may ask about many repositories. */
   private subject(request: FastifyRequest, sub: string): Promise<Subject | undefined> {
     let s = this.subjects.get(request);

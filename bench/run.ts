@@ -17,6 +17,7 @@ import { fanoutColdWorkload } from './fanout-cold.js';
 import { fanoutTable } from './fanout-report.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { retentionWorkloads } from './retention-preview.js';
+import { apiListWorkloads } from './api-list.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
 import {
   distributionAvailable,
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
   const wanted = (key: string) => options.only.length === 0 || options.only.some((s) => key.includes(s));
   const all = workloads(plan);
   const selected = all.filter((w) => wanted(w.key));
-  const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads()].filter((w) => wanted(w.key));
+  const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads(), ...apiListWorkloads()].filter((w) => wanted(w.key));
   const eventsSelected = eventsWorkloads(options.quick).filter((w) => wanted(w.key));
   const fanoutSelected = [...fanoutWorkloads(options.quick), fanoutColdWorkload(options.quick)].filter((w) => wanted(w.key));
   if (options.install) install();

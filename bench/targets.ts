@@ -28,7 +28,7 @@ const ROOT = new URL('../../', import.meta.url).pathname;
 const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-/** Spawns a server with its output in `logFile`; resolves once GET /v2/ answers 200. */
+/** Spawns a server with its output in `logFile`; resolves once GET `readyPath` (default /v2/) answers 200. */
 async function spawnServer(
   command: string,
   args: string[],
@@ -36,6 +36,7 @@ async function spawnServer(
   logFile: string,
   port: number,
   env: Record<string, string> = {},
+  readyPath = '/v2/',
 ): Promise<{ child: ChildProcess; url: string }> {
   const fd = openSync(logFile, 'a');
   const child = spawn(command, args, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
@@ -46,7 +47,7 @@ async function spawnServer(
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}) before it was ready; see ${logFile}`);
     try {
-      const res = await fetch(`${url}/v2/`);
+      const res = await fetch(`${url}${readyPath}`);
       await res.arrayBuffer();
       if (res.status === 200) break;
     } catch {
@@ -54,7 +55,7 @@ async function spawnServer(
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`${command} did not answer GET /v2/ within ${READY_TIMEOUT_MS} ms; see ${logFile}`);
+      throw new Error(`${command} did not answer GET ${readyPath} within ${READY_TIMEOUT_MS} ms; see ${logFile}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -83,6 +84,8 @@ export function berthBase(dir: string, port: number): Record<string, unknown> {
 export interface BerthLaunch {
   /** Extra `node` flags for Berth (e.g. --cpu-prof), never for the other processes. */
   nodeFlags?: string[];
+  /** Where readiness is polled: /readyz when auth is on (GET /v2/ then answers 401). */
+  readyPath?: string;
 }
 
 /** A `berth serve` process with `config` (written to dir/berth.yaml), once it answers GET /v2/. */
@@ -103,6 +106,7 @@ export async function launchBerth(
     logFile,
     port,
     { BERTH_CONFIG: '' },
+    launch.readyPath,
   );
   return {
     url,

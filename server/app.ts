@@ -59,6 +59,7 @@ import { setupEvents, type EventsRuntime } from './registry/events/setup.js';
 import { buildProxyNamespaces, setupProxy, type ProxyRuntime } from './registry/proxy/setup.js';
 import type { ReplicationObservation } from './registry/replication/service.js';
 import { setupReplication, type ReplicationRuntime } from './registry/replication/setup.js';
+import { RepositorySummaryCache } from './registry/summary-cache.js';
 import type { FillObserver } from './registry/proxy/fills.js';
 import type { UpstreamEvent } from './registry/proxy/upstream.js';
 
@@ -108,6 +109,14 @@ export interface AppDeps {
 }
 
 export type BlobReadEvent = 'storage_read' | 'shared_join';
+
+/**
+ * The management API's repository summaries (docs/management-api.md): enough entries for every
+ * repository of a large registry; the TTL bounds how stale another process's changes can look.
+ */
+const SUMMARY_CACHE_ENTRIES = 50_000;
+const SUMMARY_CACHE_TTL_MS = 30_000;
+const CHANGES_SUMMARY = new Set<RegistryEvent['action']>(['push', 'delete', 'tag_moved', 'blob_delete']);
 
 const KNOWN_PATHS = [
   new RegExp(`^${REPO_PREFIX}[^/]+/(manifests|blobs|referrers)/[^/]+$`),
@@ -241,9 +250,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onStorageRead: () => deps.onBlobRead?.('storage_read'),
   });
   const replication = setupReplication(app, { config, metadata, manifests, blobs, uploads, holder: events.holder, now, observe: deps.onReplication });
+  const summaries = new RepositorySummaryCache(metadata, { maxEntries: SUMMARY_CACHE_ENTRIES, ttlMs: SUMMARY_CACHE_TTL_MS, now });
   const ctx: RouteContext = {
     config,
     metadata,
+    summaries,
     blobs,
     manifests,
     proxy,
@@ -254,6 +265,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     pullEvents: pullEvents ?? NO_PULL_EVENTS,
     origin: requestOrigin,
     emit: (event) => {
+      if (CHANGES_SUMMARY.has(event.action)) summaries.invalidate(event.repository);
       try {
         deps.onEvent?.(event);
       } catch (err) {
@@ -298,7 +310,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const gcRunner = new GcRunner(app, collector, { limit: gcConfig.batch, now, ...(deps.onGc ? { onEvent: deps.onGc } : {}) });
   await app.register(async (scope) => gcRoutes(scope, ctx, gcRunner));
   await app.register(async (scope) => statsRoutes(scope, ctx, now));
-  await app.register(async (scope) => repositoryApiRoutes(scope, ctx, now));
+  await app.register(async (scope) => repositoryApiRoutes(scope, ctx));
   await app.register(async (scope) => immutableTagRoutes(scope, ctx));
   await app.register(async (scope) => quotaRoutes(scope, ctx));
   await app.register(async (scope) => eventRoutes(scope, ctx, now));

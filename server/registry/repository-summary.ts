@@ -3,8 +3,11 @@ import type { Digest, MetadataStore } from '../../storage-drivers/metadata/types
 
 /** What the management API's repository and tag listings read from the metadata store. */
 
-/** Repositories and tags a listing reads before sorting; beyond it the listing is cut (documented). */
-export const SCAN_LIMIT = 10_000;
+/**
+ * Repositories and tags a listing reads before sorting; beyond it the listing is cut (documented).
+ * Only names, push times and pull totals are read for all of them: sizes and platforms only for a page.
+ */
+export const SCAN_LIMIT = 100_000;
 
 export interface RepositorySummary {
   name: string;
@@ -86,28 +89,45 @@ function platformsOf(bytes: Buffer): Platform[] {
 
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 
-export async function summarizeTags(metadata: MetadataStore, manifests: ManifestService, repo: string): Promise<TagSummary[]> {
+/** What a tag listing sorts and filters on: read for every tag, without touching manifests. */
+export interface TagListing {
+  tag: string;
+  digest: Digest;
+  pushedAt: number;
+  pulls: number;
+  lastPulledAt: number | null;
+}
+
+/** Every tag of `repo` with its push time and pull totals: two store reads, whatever the tag count. */
+export async function listTagListings(metadata: MetadataStore, repo: string): Promise<TagListing[]> {
   const details = await metadata.listTagDetails(repo, { n: SCAN_LIMIT });
   const totals = await metadata.pulls.tagPulls(
     repo,
     details.map((d) => d.tag),
   );
+  return details.map((d) => {
+    const t = totals.get(d.tag);
+    return { tag: d.tag, digest: d.digest, pushedAt: d.pushedAt, pulls: t?.count ?? 0, lastPulledAt: t?.last ?? null };
+  });
+}
+
+/** The full entries of one page of tags: manifest, size and platforms are read here, per tag. */
+export async function summarizeTags(metadata: MetadataStore, manifests: ManifestService, repo: string, page: TagListing[]): Promise<TagSummary[]> {
   const out: TagSummary[] = [];
-  for (const d of details) {
+  for (const d of page) {
     const record = await metadata.getManifest(repo, d.digest);
     // Deleted between the two reads: the tag is gone too.
     if (record === undefined) continue;
     const sizeBytes = await addSize(metadata, repo, d.digest, new Set());
     const platforms = INDEX_TYPES.has(record.mediaType) ? platformsOf(await manifests.read(record)) : [];
-    const t = totals.get(d.tag);
     out.push({
       tag: d.tag,
       digest: d.digest,
       mediaType: record.mediaType,
       sizeBytes,
       pushedAt: new Date(d.pushedAt).toISOString(),
-      pulls: t?.count ?? 0,
-      lastPulledAt: iso(t?.last),
+      pulls: d.pulls,
+      lastPulledAt: iso(d.lastPulledAt ?? undefined),
       immutable: manifests.immutableTags.match(repo, d.tag) !== undefined,
       platforms,
     });

@@ -6,6 +6,7 @@ import type { ImmutableOperation } from '../registry/immutable/refusal.js';
 import type { BlobService } from '../registry/blobs.js';
 import type { ManifestService } from '../registry/manifests.js';
 import type { RepositoryService } from '../registry/repositories.js';
+import type { RepositorySummaryCache } from '../registry/summary-cache.js';
 import type { PullRecorder } from '../registry/stats/pull-counter.js';
 import type { PullEventRecorder } from '../registry/events/pull-events.js';
 import type { UploadService } from '../registry/uploads.js';
@@ -50,6 +51,8 @@ export interface RouteContext {
   /** The pull-through cache, consulted for repositories in a proxy namespace; undefined when none is configured. */
   proxy?: ProxyRuntime | undefined;
   repositories: RepositoryService;
+  /** The management API's repository summaries; `emit` drops a repository's entry on a change here. */
+  summaries: RepositorySummaryCache;
   metadata: MetadataStore;
   authorizer: Authorizer;
   /** Pull statistics: a manifest GET is counted here, in memory (stats.enabled). */

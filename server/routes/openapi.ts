@@ -57,12 +57,15 @@ export const OPENAPI_DOCUMENT = {
     },
     '/api/v1/repositories': {
       get: op('repositories, paged', {
-        parameters: [query('q', 'name substring'), query('sort', 'name, size, pushed or pulls'), query('order', 'asc or desc'), ...page],
+        parameters: [query('q', 'name substring'), query('sort', 'name, size, lastPush or lastPull'), query('order', 'asc or desc'), ...page],
       }),
+    },
+    '/api/v1/repositories/{name}': {
+      get: op("one repository's entry of the list: tag count, size, push and pull times (pull)", { parameters: [repository] }),
     },
     '/api/v1/repositories/{name}/tags': {
       get: op("a repository's tags with digest, size and push time, paged", {
-        parameters: [repository, query('q', 'tag substring'), query('sort', 'name or pushed'), query('order', 'asc or desc'), ...page],
+        parameters: [repository, query('q', 'tag substring'), query('sort', 'name, pushedAt, pulls or lastPull'), query('order', 'asc or desc'), ...page],
       }),
     },
     '/api/v1/repositories/{name}/manifests/{reference}': {

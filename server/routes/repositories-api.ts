@@ -3,7 +3,7 @@ import type { AccessNeed } from '../../auth/types.js';
 import { OciError } from '../errors.js';
 import { assertName } from '../registry/references.js';
 import { assertRepositoryKnown } from '../registry/repositories.js';
-import { SCAN_LIMIT, summarizeRepository, summarizeTags, type RepositorySummary, type TagSummary } from '../registry/repository-summary.js';
+import { SCAN_LIMIT, listTagListings, summarizeTags, type RepositorySummary, type TagListing } from '../registry/repository-summary.js';
 import type { RouteContext } from './context.js';
 import { registryAccess } from './registry-access.js';
 import { pageParams, queryParam } from './http.js';
@@ -78,41 +78,54 @@ const repoKeys: Record<(typeof REPO_SORTS)[number], (r: RepositorySummary) => st
   lastPush: (r) => r.lastPushedAt,
   lastPull: (r) => r.lastPulledAt,
 };
-const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagSummary) => string | number | null> = {
+const tagKeys: Record<(typeof TAG_SORTS)[number], (t: TagListing) => string | number | null> = {
   name: (t) => t.tag,
   pushedAt: (t) => t.pushedAt,
   pulls: (t) => t.pulls,
   lastPull: (t) => t.lastPulledAt,
 };
 
+/** The names (in the order given) the caller may pull. */
+async function visibleRepositories(ctx: RouteContext, request: FastifyRequest, names: string[]): Promise<string[]> {
+  // An operator who may read the whole catalog sees every repository without asking about each one.
+  if (await ctx.authorizer.allows(request, CATALOG_ACCESS)) return names;
+  const allowed = await ctx.authorizer.allowsEach(
+    request,
+    names.map((name) => ({ type: 'repository', name, actions: ['pull'] })),
+  );
+  return names.filter((_, i) => allowed[i]);
+}
+
 /**
  * Repositories and their tags for the web UI (docs/management-api.md):
  *   GET /api/v1/repositories[?q=&sort=&order=&n=&last=]
+ *   GET /api/v1/repositories/<name>                  one repository's entry
  *   GET /api/v1/repositories/<name>/tags[?q=&sort=&order=&n=&last=]
- * A caller sees the repositories it may pull. Sizes and sorting read every repository (up to
- * SCAN_LIMIT) on each request: fine for the registries Berth is built for, not for huge ones.
+ * A caller sees the repositories it may pull. By name, only the page is summarized; the other sorts
+ * need every visible repository's summary, which ctx.summaries keeps per process for a short while.
  */
-export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContext, now: () => number): Promise<void> {
+export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContext): Promise<void> {
   app.get('/api/v1/repositories', async (request, reply) => {
     const q = queryParam(request, 'q') ?? '';
     const sort = choice(request, 'sort', REPO_SORTS, 'name');
     const order = choice(request, 'order', ORDERS, 'asc');
     const { n, last } = pageParams(request, MAX_PAGE, DEFAULT_PAGE);
+    const size = n ?? DEFAULT_PAGE;
+    // In byte order, as the store lists them: by name, only the page needs a summary.
     const names = (await ctx.metadata.listRepositories({ n: SCAN_LIMIT })).filter((name) => name.includes(q));
-    // An operator who may read the whole catalog sees every repository without asking about each one.
-    const all = await ctx.authorizer.allows(request, CATALOG_ACCESS);
-    const visible: string[] = all ? names : [];
-    if (!all) {
-      for (const name of names) {
-        if (await ctx.authorizer.allows(request, { type: 'repository', name, actions: ['pull'] })) visible.push(name);
-      }
+    const visible = await visibleRepositories(ctx, request, names);
+    let page: RepositorySummary[];
+    let nextLast: string | undefined;
+    if (sort === 'name') {
+      const listed = pageOf(order === 'asc' ? visible : visible.reverse(), (name) => name, size, last);
+      page = await ctx.summaries.getMany(listed.page);
+      nextLast = listed.nextLast;
+    } else {
+      const summaries = await ctx.summaries.getMany(visible);
+      summaries.sort(sorter(repoKeys[sort], (r) => r.name, order));
+      ({ page, nextLast } = pageOf(summaries, (r) => r.name, size, last));
     }
-    const at = now();
-    const summaries: RepositorySummary[] = [];
-    for (const name of visible) summaries.push(await summarizeRepository(ctx.metadata, name, at));
-    summaries.sort(sorter(repoKeys[sort], (r) => r.name, order));
-    const { page, nextLast } = pageOf(summaries, (r) => r.name, n ?? DEFAULT_PAGE, last);
-    if (nextLast !== undefined) nextLink(reply, '/api/v1/repositories', request, n ?? DEFAULT_PAGE, nextLast);
+    if (nextLast !== undefined) nextLink(reply, '/api/v1/repositories', request, size, nextLast);
     return reply.send(nextLast === undefined ? { repositories: page } : { repositories: page, next: nextLast });
   });
 
@@ -125,11 +138,20 @@ export async function repositoryApiRoutes(app: FastifyInstance, ctx: RouteContex
     const { n, last } = pageParams(request, MAX_PAGE, DEFAULT_PAGE);
     await ctx.authorizer.authorize(request, [{ type: 'repository', name: repo, actions: ['pull'] }]);
     await assertRepositoryKnown(ctx.metadata, repo);
-    const tags = (await summarizeTags(ctx.metadata, ctx.manifests, repo)).filter((t) => t.tag.includes(q));
+    // Sorted and paged on what the tag list itself holds; manifests are read for the page only.
+    const tags = (await listTagListings(ctx.metadata, repo)).filter((t) => t.tag.includes(q));
     tags.sort(sorter(tagKeys[sort], (t) => t.tag, order));
-    const { page, nextLast } = pageOf(tags, (t) => t.tag, n ?? DEFAULT_PAGE, last);
+    const { page: listed, nextLast } = pageOf(tags, (t) => t.tag, n ?? DEFAULT_PAGE, last);
+    const page = await summarizeTags(ctx.metadata, ctx.manifests, repo, listed);
     const path = `/api/v1/repositories/${repo}/tags`;
     if (nextLast !== undefined) nextLink(reply, path, request, n ?? DEFAULT_PAGE, nextLast);
     return reply.send(nextLast === undefined ? { repository: repo, tags: page } : { repository: repo, tags: page, next: nextLast });
+  });
+
+  app.get<{ Params: { name: string } }>(`${API_REPO_PREFIX}:name`, async (request, reply) => {
+    const repo = assertName(request.params.name);
+    await ctx.authorizer.authorize(request, [{ type: 'repository', name: repo, actions: ['pull'] }]);
+    await assertRepositoryKnown(ctx.metadata, repo);
+    return reply.send(await ctx.summaries.get(repo));
   });
 }

@@ -8,6 +8,8 @@ export const REPO_PREFIX = '/v2/_r/';
 /** The management API's per-repository routes, rewritten the same way. */
 const API_REPO_PATH = /^\/api\/v1\/repositories\/(.+)\/(manifests\/[^/]*|tags(?:\/[^/]*)?|delete)$/;
 export const API_REPO_PREFIX = '/api/v1/repositories/_r/';
+/** A repository itself (`GET /api/v1/repositories/<name>`): whatever the suffix routes left. */
+const API_REPO_ITSELF = /^\/api\/v1\/repositories\/(.+)$/;
 
 /**
  * `namespaceFor` maps containerd's `?ns=<registry host>` to the local proxy namespace of that
@@ -20,6 +22,8 @@ export function rewriteRegistryUrl(url: string, namespaceFor?: (ns: string) => s
   const query = q === -1 ? '' : url.slice(q);
   const api = API_REPO_PATH.exec(path);
   if (api) return `${API_REPO_PREFIX}${encodeURIComponent(api[1] as string)}/${api[2] as string}${query}`;
+  const itself = API_REPO_ITSELF.exec(path);
+  if (itself) return `${API_REPO_PREFIX}${encodeURIComponent(itself[1] as string)}${query}`;
   const m = REPO_PATH.exec(path);
   if (!m) return url;
   const [, name, kind, rest] = m as unknown as [string, string, string, string];

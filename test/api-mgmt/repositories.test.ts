@@ -271,4 +271,14 @@ describe('management API: repositories with auth on', () => {
       ['latest'],
     );
   });
+
+  it('needs pull on the repository for its entry', async () => {
+    const carol = { authorization: `Bearer ${await tokenFor('carol')}` };
+    assert.equal((await fetch(`${reg.url}/api/v1/repositories/secret/vault`, { headers: carol })).status, 403);
+    assert.equal((await fetch(`${reg.url}/api/v1/repositories/secret/vault`)).status, 401);
+    const bob = { authorization: `Bearer ${await tokenFor('bob', 'repository:secret/vault:pull')}` };
+    const entry = await json<RepoEntry>(await fetch(`${reg.url}/api/v1/repositories/secret/vault`, { headers: bob }));
+    assert.equal(entry.name, 'secret/vault');
+    assert.equal(entry.tagCount, 1);
+  });
 });

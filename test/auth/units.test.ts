@@ -9,6 +9,7 @@ import { Policy } from '../../auth/rules.js';
 import { ruleSchema } from '../../auth/rules-schema.js';
 import { covers, missing, parseScope, parseScopes } from '../../auth/scope.js';
 import { parseHtpasswd } from '../../auth/users.js';
+import type { AccessNeed } from '../../auth/types.js';
 
 /** The principal of robot `ci`, limited to `ci/**` and `actions`. */
 function ciRobot(actions: string[]) {
@@ -116,6 +117,29 @@ describe('auth units: policy', () => {
     const robot = ciRobot(['pull']);
     assert.equal(await p.allows(robot, { type: 'repository', name: 'x/y', actions: ['push'] }), true, 'robots can be group members');
     assert.equal(await p.allows(robot, { type: 'repository', name: 'vault/k', actions: ['pull'] }), false);
+  });
+
+  it('allowsEach answers as allows does, need by need, in order', async () => {
+    const p = new Policy({
+      groups: { devs: ['ann', 'robot+ci'] },
+      rules: rules([
+        { repository: 'pub/*', anonymous: true, allow: ['pull'] },
+        { repository: '**', groups: ['devs'], allow: ['pull', 'push'] },
+        { repository: 'prod/**', users: ['ann'], deny: ['push'] },
+        { repository: 'vault/**', authenticated: true, deny: ['*'] },
+        { registry: 'catalog', users: ['ann'], allow: ['*'] },
+      ]),
+      userNamespaces: true,
+    });
+    const needs = ['pub/a', 'x/y', 'prod/db', 'vault/k', 'ann/own', 'zed/own'].flatMap((name) =>
+      ['pull', 'push', 'delete'].map((action): AccessNeed => ({ type: 'repository', name, actions: [action] })),
+    );
+    needs.push({ type: 'registry', name: 'catalog', actions: ['*'] });
+    for (const subject of [{ kind: 'anonymous' as const }, { kind: 'user' as const, name: 'ann' }, { kind: 'user' as const, name: 'zed' }, ciRobot(['pull'])]) {
+      const one = await Promise.all(needs.map((need) => p.allows(subject, need)));
+      assert.deepEqual(await p.allowsEach(subject, needs), one, JSON.stringify(subject));
+      assert.ok(one.includes(true) || subject.kind === 'anonymous', JSON.stringify(subject));
+    }
   });
 
   it('anonymous rules, user namespaces and robot grants', async () => {
