@@ -12,6 +12,7 @@ import { dayOf } from '../storage-drivers/metadata/pull-types.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { freePort } from '../test/helpers/berth-process.js';
 import { startRedisServer } from '../test/helpers/redis-server.js';
+import { launchBrowser } from '../test/helpers/browser.js';
 import { pool } from './client.js';
 import type { GcFigures, GcWorkload } from './gc.js';
 import { berthBase, launchBerth } from './targets.js';
@@ -23,6 +24,8 @@ const USER = 'ui';
 const PASSWORD = 'ui-bench-password';
 /** Requests per case: the first is left out of the figures (connection set-up, lazy loads). */
 const SAMPLES = 30;
+/** Page loads per UI case in the browser (the first is left out, like the API samples). */
+const UI_SAMPLES = 11;
 /** Fresh processes for the cold size sort: each answers it once with an empty summary cache. */
 const COLD_STARTS = 5;
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -108,6 +111,37 @@ async function samples(n: number, once: () => Promise<number>): Promise<number[]
   return out.slice(1);
 }
 
+/**
+ * What a person waits for in the web UI: chromium signs in through the UI's form, then each sample
+ * loads the page afresh (scripts, token, API calls) until its table is drawn.
+ */
+async function pageLoads(url: string): Promise<GcFigures> {
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}/ui/#/signin`);
+    await page.getByLabel('User name').fill(USER);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#repositories tbody tr').first().waitFor();
+    const load = async (hash: string, drawn: string[]): Promise<number> => {
+      await page.goto('about:blank');
+      const started = performance.now();
+      await page.goto(`${url}/ui/${hash}`);
+      for (const selector of drawn) await page.locator(selector).first().waitFor();
+      return performance.now() - started;
+    };
+    return {
+      'UI: repository list': latency(await samples(UI_SAMPLES, () => load('#/', ['#repositories tbody tr:nth-child(50)']))),
+      'UI: 30k-tag repository page': latency(
+        await samples(UI_SAMPLES, () => load(`#/repo?name=${BIG}`, ['#tags tbody tr:nth-child(50)', 'section[aria-label="Summary"] dl', 'figure.chart-box'])),
+      ),
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
 const listed = (count: number) => (body: unknown) => (body as { repositories?: unknown[] }).repositories?.length === count;
 const tagged = (count: number) => (body: unknown) => (body as { tags?: unknown[] }).tags?.length === count;
 
@@ -180,6 +214,7 @@ function apiListWorkload(store: 'embedded' | 'redis'): GcWorkload {
           figures['30k-tag repository'] = latency(
             await samples(10, () => timed(`${url}/api/v1/repositories/${BIG}`, big, (b) => (b as { tagCount?: number }).tagCount === BIG_TAGS)),
           );
+          Object.assign(figures, await pageLoads(url));
           log(`api-list ${store}: ${JSON.stringify(figures)}`);
           return { ok: true, figures };
         } finally {
