@@ -64,7 +64,7 @@ describe('web UI in chromium', () => {
 
   async function signIn(page: Page, user: keyof typeof PASSWORDS): Promise<void> {
     await page.goto(`${reg.url}/`);
-    await page.getByRole('link', { name: 'Sign in' }).click();
+    await page.locator('#who').getByRole('link', { name: 'Sign in' }).click();
     await page.getByLabel('User name').fill(user);
     await page.getByLabel('Password').fill(PASSWORDS[user]);
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -204,6 +204,7 @@ describe('web UI in chromium', () => {
     assert.equal(await page.evaluate('window.__xss'), undefined);
     assert.equal(await page.locator('main img').count(), 0);
     await page.getByText('application/spdx+json').waitFor();
+    await page.getByText('Pulls of v1 per day: 3 from').waitFor();
 
     const host = new URL(reg.url).host;
     await page.getByRole('button', { name: `Copy: docker pull ${host}/team/app:v1` }).click();

@@ -72,7 +72,11 @@ async function start(): Promise<void> {
     (document.getElementById('main') as HTMLElement).focus();
   });
 
-  route('/', 'Repositories', repositoriesPage);
+  route(
+    '/',
+    'Repositories',
+    repositoriesPage(() => session.signedIn),
+  );
   route(
     '/signin',
     'Sign in',

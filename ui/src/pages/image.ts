@@ -1,8 +1,9 @@
 import { api, repoPath } from '../api.js';
+import { dailyChart, type DailyCount } from '../chart.js';
 import { confirmAction } from '../confirm.js';
 import { announce, bytes, definitions, h, row, shortDigest, table, when } from '../dom.js';
 import { registryInfo } from '../info.js';
-import { current, generationNow, go, link, type Page } from '../router.js';
+import { current, errorBox, generationNow, go, link, type Page } from '../router.js';
 import type { Session } from '../session.js';
 
 interface Descriptor {
@@ -93,6 +94,13 @@ export function imagePage(session: Session): Page {
     for (const tag of tagsToShow) pulls.append(pullCommand(`By tag ${tag}`, `docker pull ${info.host}/${name}:${tag}`));
     pulls.append(pullCommand('By digest (never changes)', `docker pull ${info.host}/${name}@${m.digest}`));
     view.append(pulls);
+    if (!isDigest) {
+      const chartBox = h('section', { 'aria-label': 'Pulls of this tag per day' });
+      view.append(chartBox);
+      api<{ daily: DailyCount[] }>(`/api/v1/pulls?${new URLSearchParams({ repository: name, tag: ref, days: '30' }).toString()}`, { scopes })
+        .then((report) => current(gen) && chartBox.append(dailyChart(`Pulls of ${ref} per day`, report.daily)))
+        .catch((err: unknown) => current(gen) && chartBox.append(errorBox(err)));
+    }
 
     if (children) {
       const rows = children.map((c) =>
