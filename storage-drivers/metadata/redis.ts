@@ -199,6 +199,13 @@ export class RedisStore implements MetadataStore {
     });
   }
 
+  getManifests(repo: string, digests: Digest[]): Promise<(ManifestRecord | undefined)[]> {
+    return this.run('getManifests', async () => {
+      const json = await this.hmgetBatched(this.keys.repo(repo, 'manifests'), digests);
+      return json.map((j) => (j === null ? undefined : (JSON.parse(j) as ManifestRecord)));
+    });
+  }
+
   /** A tag's manifest record in one round trip (resolveTag + getManifest). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
     return this.run('getTaggedManifest', async () => {
@@ -298,6 +305,13 @@ export class RedisStore implements MetadataStore {
     return this.run('getBlobLink', async () => {
       const size = await this.client.hget(this.keys.repo(repo, 'blobs'), digest);
       return size === null ? undefined : { digest, size: Number(size) };
+    });
+  }
+
+  getBlobLinks(repo: string, digests: Digest[]): Promise<(BlobLink | undefined)[]> {
+    return this.run('getBlobLinks', async () => {
+      const sizes = await this.hmgetBatched(this.keys.repo(repo, 'blobs'), digests);
+      return sizes.map((size, i) => (size === null ? undefined : { digest: digests[i] as Digest, size: Number(size) }));
     });
   }
 
@@ -462,6 +476,13 @@ export class RedisStore implements MetadataStore {
     if (n === undefined) return this.client.zrangebylex(key, min, max);
     if (n <= 0) return [];
     return this.client.zrangebylex(key, min, max, 'LIMIT', 0, n);
+  }
+
+  /** HMGET of many fields, TAG_DETAIL_BATCH per command, sent at once (one key: one slot). */
+  private async hmgetBatched(key: string, fields: string[]): Promise<(string | null)[]> {
+    const batches: Promise<(string | null)[]>[] = [];
+    for (let i = 0; i < fields.length; i += TAG_DETAIL_BATCH) batches.push(this.client.hmget(key, ...fields.slice(i, i + TAG_DETAIL_BATCH)));
+    return (await Promise.all(batches)).flat();
   }
 
   private async exec(multi: ReturnType<RedisClient['multi']>): Promise<void> {
