@@ -93,6 +93,13 @@ export class RedisStore implements MetadataStore {
   readonly replication: RedisReplication;
   readonly events: RedisEvents;
   private readonly keys: RedisKeys;
+  /**
+   * Repositories whose `exists` key this process has seen set. No script ever deletes that key, so the
+   * answer cannot change: listRepositories asks Redis (one EXISTS per name, in separate slots) only about
+   * catalog entries not seen yet, instead of about all 10,000 on every listing. At most one entry per
+   * catalog entry.
+   */
+  private readonly existing = new Set<string>();
   private closed = false;
 
   constructor(config: RedisStoreOptions) {
@@ -381,7 +388,12 @@ export class RedisStore implements MetadataStore {
   }
 
   repositoryExists(repo: string): Promise<boolean> {
-    return this.run('repositoryExists', async () => (await this.client.exists(this.keys.repo(repo, 'exists'))) === 1);
+    return this.run('repositoryExists', async () => {
+      if (this.existing.has(repo)) return true;
+      const found = (await this.client.exists(this.keys.repo(repo, 'exists'))) === 1;
+      if (found) this.existing.add(repo);
+      return found;
+    });
   }
 
   listRepositories(page: Page): Promise<string[]> {
@@ -394,8 +406,10 @@ export class RedisStore implements MetadataStore {
       for (;;) {
         const batch = await this.rangeByLex(this.keys.catalog(), lexAfter(last), '+', want === undefined ? undefined : want - found.length);
         if (batch.length === 0) return found;
-        const exists = await Promise.all(batch.map((repo) => this.client.exists(this.keys.repo(repo, 'exists'))));
-        for (const [i, repo] of batch.entries()) if (exists[i] === 1) found.push(repo);
+        const unknown = batch.filter((repo) => !this.existing.has(repo));
+        const exists = await Promise.all(unknown.map((repo) => this.client.exists(this.keys.repo(repo, 'exists'))));
+        for (const [i, repo] of unknown.entries()) if (exists[i] === 1) this.existing.add(repo);
+        for (const repo of batch) if (this.existing.has(repo)) found.push(repo);
         if (want === undefined || found.length >= want) return found;
         last = batch[batch.length - 1];
       }
