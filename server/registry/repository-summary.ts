@@ -81,7 +81,8 @@ export async function summarizeRepository(metadata: MetadataStore, repo: string,
       repo,
       tags.map((t) => t.digest),
     ),
-    metadata.pulls.repositoryPulls(repo, { days: 1, now }),
+    // Totals only: no day of the series is read.
+    metadata.pulls.repositoryPulls(repo, { days: 0, now }),
   ]);
   const lastPush = tags.reduce<number | undefined>((max, t) => (max === undefined || t.pushedAt > max ? t.pushedAt : max), undefined);
   return { name: repo, tagCount: tags.length, sizeBytes, lastPushedAt: iso(lastPush), lastPulledAt: iso(pulls.last), pulls: pulls.count };
