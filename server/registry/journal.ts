@@ -148,6 +148,9 @@ export class JournaledStore implements MetadataStore {
   getManifest(repo: string, digest: Digest) {
     return this.inner.getManifest(repo, digest);
   }
+  getManifests(repo: string, digests: Digest[]) {
+    return this.inner.getManifests(repo, digests);
+  }
   resolveTag(repo: string, tag: string) {
     return this.inner.resolveTag(repo, tag);
   }
@@ -168,6 +171,9 @@ export class JournaledStore implements MetadataStore {
   }
   getBlobLink(repo: string, digest: Digest) {
     return this.inner.getBlobLink(repo, digest);
+  }
+  getBlobLinks(repo: string, digests: Digest[]) {
+    return this.inner.getBlobLinks(repo, digests);
   }
   getCheckedBlobLink(repo: string, digest: Digest) {
     return this.inner.getCheckedBlobLink(repo, digest);

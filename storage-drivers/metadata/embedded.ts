@@ -374,6 +374,10 @@ export class EmbeddedStore implements MetadataStore {
     return this.read('getManifest', () => this.manifests.get(key(repo, digest)));
   }
 
+  getManifests(repo: string, digests: Digest[]): Promise<(ManifestRecord | undefined)[]> {
+    return this.read('getManifests', () => digests.map((digest) => this.manifests.get(key(repo, digest))));
+  }
+
   /** A tag's manifest record (resolveTag + getManifest in one read). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
     return this.read('getTaggedManifest', () => {
@@ -498,6 +502,15 @@ export class EmbeddedStore implements MetadataStore {
       const size = this.blobs.get(key(repo, digest));
       return size === undefined ? undefined : { digest, size };
     });
+  }
+
+  getBlobLinks(repo: string, digests: Digest[]): Promise<(BlobLink | undefined)[]> {
+    return this.read('getBlobLinks', () =>
+      digests.map((digest) => {
+        const size = this.blobs.get(key(repo, digest));
+        return size === undefined ? undefined : { digest, size };
+      }),
+    );
   }
 
   unlinkBlob(repo: string, digest: Digest, options: UnlinkBlobOptions = {}): Promise<boolean> {

@@ -93,6 +93,13 @@ export class RedisStore implements MetadataStore {
   readonly replication: RedisReplication;
   readonly events: RedisEvents;
   private readonly keys: RedisKeys;
+  /**
+   * Repositories whose `exists` key this process has seen set. No script ever deletes that key, so the
+   * answer cannot change: listRepositories asks Redis (one EXISTS per name, in separate slots) only about
+   * catalog entries not seen yet, instead of about all 10,000 on every listing. At most one entry per
+   * catalog entry.
+   */
+  private readonly existing = new Set<string>();
   private closed = false;
 
   constructor(config: RedisStoreOptions) {
@@ -199,6 +206,13 @@ export class RedisStore implements MetadataStore {
     });
   }
 
+  getManifests(repo: string, digests: Digest[]): Promise<(ManifestRecord | undefined)[]> {
+    return this.run('getManifests', async () => {
+      const json = await this.hmgetBatched(this.keys.repo(repo, 'manifests'), digests);
+      return json.map((j) => (j === null ? undefined : (JSON.parse(j) as ManifestRecord)));
+    });
+  }
+
   /** A tag's manifest record in one round trip (resolveTag + getManifest). */
   getTaggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
     return this.run('getTaggedManifest', async () => {
@@ -301,6 +315,13 @@ export class RedisStore implements MetadataStore {
     });
   }
 
+  getBlobLinks(repo: string, digests: Digest[]): Promise<(BlobLink | undefined)[]> {
+    return this.run('getBlobLinks', async () => {
+      const sizes = await this.hmgetBatched(this.keys.repo(repo, 'blobs'), digests);
+      return sizes.map((size, i) => (size === null ? undefined : { digest: digests[i] as Digest, size: Number(size) }));
+    });
+  }
+
   unlinkBlob(repo: string, digest: Digest, options: UnlinkBlobOptions = {}): Promise<boolean> {
     const { event } = options;
     return this.run('unlinkBlob', async () => {
@@ -367,7 +388,12 @@ export class RedisStore implements MetadataStore {
   }
 
   repositoryExists(repo: string): Promise<boolean> {
-    return this.run('repositoryExists', async () => (await this.client.exists(this.keys.repo(repo, 'exists'))) === 1);
+    return this.run('repositoryExists', async () => {
+      if (this.existing.has(repo)) return true;
+      const found = (await this.client.exists(this.keys.repo(repo, 'exists'))) === 1;
+      if (found) this.existing.add(repo);
+      return found;
+    });
   }
 
   listRepositories(page: Page): Promise<string[]> {
@@ -380,8 +406,10 @@ export class RedisStore implements MetadataStore {
       for (;;) {
         const batch = await this.rangeByLex(this.keys.catalog(), lexAfter(last), '+', want === undefined ? undefined : want - found.length);
         if (batch.length === 0) return found;
-        const exists = await Promise.all(batch.map((repo) => this.client.exists(this.keys.repo(repo, 'exists'))));
-        for (const [i, repo] of batch.entries()) if (exists[i] === 1) found.push(repo);
+        const unknown = batch.filter((repo) => !this.existing.has(repo));
+        const exists = await Promise.all(unknown.map((repo) => this.client.exists(this.keys.repo(repo, 'exists'))));
+        for (const [i, repo] of unknown.entries()) if (exists[i] === 1) this.existing.add(repo);
+        for (const repo of batch) if (this.existing.has(repo)) found.push(repo);
         if (want === undefined || found.length >= want) return found;
         last = batch[batch.length - 1];
       }
@@ -462,6 +490,13 @@ export class RedisStore implements MetadataStore {
     if (n === undefined) return this.client.zrangebylex(key, min, max);
     if (n <= 0) return [];
     return this.client.zrangebylex(key, min, max, 'LIMIT', 0, n);
+  }
+
+  /** HMGET of many fields, TAG_DETAIL_BATCH per command, sent at once (one key: one slot). */
+  private async hmgetBatched(key: string, fields: string[]): Promise<(string | null)[]> {
+    const batches: Promise<(string | null)[]>[] = [];
+    for (let i = 0; i < fields.length; i += TAG_DETAIL_BATCH) batches.push(this.client.hmget(key, ...fields.slice(i, i + TAG_DETAIL_BATCH)));
+    return (await Promise.all(batches)).flat();
   }
 
   private async exec(multi: ReturnType<RedisClient['multi']>): Promise<void> {

@@ -175,6 +175,8 @@ export interface MetadataStore {
   putManifest(repo: string, manifest: ManifestRecord, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult>;
   /** The manifest, only if linked in `repo`. */
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined>;
+  /** getManifest for many digests in one batched read: the records in the order given, undefined where not linked. */
+  getManifests(repo: string, digests: Digest[]): Promise<(ManifestRecord | undefined)[]>;
   /**
    * Unlinks the manifest from `repo`, drops the tags pointing at it, its referrer entry and its count
    * on each reference. Returns the dropped tags, or undefined when it was not linked. With
@@ -207,6 +209,8 @@ export interface MetadataStore {
    */
   linkBlob(repo: string, link: BlobLink, options?: LinkBlobOptions): Promise<void>;
   getBlobLink(repo: string, digest: Digest): Promise<BlobLink | undefined>;
+  /** getBlobLink for many digests in one batched read: the links in the order given, undefined where not linked. */
+  getBlobLinks(repo: string, digests: Digest[]): Promise<(BlobLink | undefined)[]>;
   /** Removes the link; the holder entry stays for garbage collection to check. With `event`, a blob_unlinked record (when removed). */
   unlinkBlob(repo: string, digest: Digest, options?: UnlinkBlobOptions): Promise<boolean>;
   /** Repositories in which the blob is linked (verified against each repository's link; for automatic mounts), at most `limit`. */

@@ -394,6 +394,31 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         assert.equal(await store.getBlobLink('r', d), undefined);
       });
 
+      it('reads many manifests and blob links at once, in the order asked, past one batch', async () => {
+        const a = manifest('batch-a');
+        const b = manifest('batch-b');
+        await store.putManifest('r', a, []);
+        await store.putManifest('r', b, []);
+        await store.putManifest('other', manifest('batch-c'), []);
+        // More digests than one Redis HMGET carries (1000), the linked ones at both ends.
+        const unknown = Array.from({ length: 1500 }, (_, i) => digestOf(`unknown ${i}`));
+        const got = await store.getManifests('r', [b.digest, ...unknown, digestOf('batch-c'), a.digest]);
+        assert.equal(got.length, 1503);
+        assert.deepEqual(got[0], b);
+        assert.deepEqual(got[1502], a);
+        assert.ok(got.slice(1, 1502).every((m) => m === undefined));
+        assert.deepEqual(await store.getManifests('r', []), []);
+
+        const d = digestOf('batch-layer');
+        await store.linkBlob('r', { digest: d, size: 42 });
+        await store.linkBlob('other', { digest: digestOf('batch-other'), size: 7 });
+        const links = await store.getBlobLinks('r', [...unknown, digestOf('batch-other'), d]);
+        assert.equal(links.length, 1502);
+        assert.deepEqual(links[1501], { digest: d, size: 42 });
+        assert.ok(links.slice(0, 1501).every((l) => l === undefined));
+        assert.deepEqual(await store.getBlobLinks('r', []), []);
+      });
+
       it('knows the repositories a blob is linked in, bounded by limit', async () => {
         const d = digestOf('shared-layer');
         assert.deepEqual(await store.blobRepositories(d, 10), []);

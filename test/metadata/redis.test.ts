@@ -197,6 +197,15 @@ describe('redis store specifics', () => {
       assert.deepEqual(await store.listRepositories({ n: 1 }), ['real']);
       assert.deepEqual(await store.blobRepositories(digestOf('b'), 1), ['real']);
       assert.equal(await store.repositoryExists('phantom'), false);
+      // Names seen to exist are not asked about again (their `exists` key is never deleted); the
+      // phantom still is, on every listing, and shows once its repository script has run.
+      const existsCalls = async () => Number(/cmdstat_exists:calls=(\d+)/.exec(await store.client.info('commandstats'))?.[1] ?? 0);
+      const before = await existsCalls();
+      assert.deepEqual(await store.listRepositories({}), ['real']);
+      assert.equal((await existsCalls()) - before, 1);
+      await store.linkBlob('phantom', { digest: digestOf('b'), size: 1 });
+      assert.deepEqual(await store.listRepositories({}), ['phantom', 'real']);
+      assert.equal(await store.repositoryExists('phantom'), true);
     } finally {
       await store.close();
     }
