@@ -1,5 +1,9 @@
 import type { ManifestService } from './manifests.js';
 import type { Digest, MetadataStore } from '../../storage-drivers/metadata/types.js';
+// The answers' shapes are the UI's too: typed once, where both compilations read them.
+import type { Platform, RepositorySummary, TagSummary } from '../../ui/src/wire.js';
+
+export type { Platform, RepositorySummary, TagSummary };
 
 /** What the management API's repository and tag listings read from the metadata store. */
 
@@ -8,34 +12,6 @@ import type { Digest, MetadataStore } from '../../storage-drivers/metadata/types
  * Only names, push times and pull totals are read for all of them: sizes and platforms only for a page.
  */
 export const SCAN_LIMIT = 100_000;
-
-export interface RepositorySummary {
-  name: string;
-  tagCount: number;
-  /** Bytes of the tagged manifests and everything they reference, each digest once. */
-  sizeBytes: number;
-  lastPushedAt: string | null;
-  lastPulledAt: string | null;
-  pulls: number;
-}
-
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-export interface TagSummary {
-  tag: string;
-  digest: Digest;
-  mediaType: string;
-  sizeBytes: number;
-  pushedAt: string;
-  pulls: number;
-  lastPulledAt: string | null;
-  immutable: boolean;
-  platforms: Platform[];
-}
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();

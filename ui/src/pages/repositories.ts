@@ -2,15 +2,7 @@ import { api } from '../api.js';
 import { bytes, debounce, h, when, fill } from '../dom.js';
 import { current, errorBox, generationNow, link, type Page } from '../router.js';
 import { Pager } from '../pager.js';
-
-export interface RepositorySummary {
-  name: string;
-  tagCount: number;
-  sizeBytes: number;
-  lastPushedAt: string | null;
-  lastPulledAt: string | null;
-  pulls: number;
-}
+import type { RepositorySummary } from '../wire.js';
 
 const SORTS: Array<[string, string]> = [
   ['name', 'Name'],

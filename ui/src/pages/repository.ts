@@ -6,19 +6,7 @@ import { registryInfo } from '../info.js';
 import { Pager } from '../pager.js';
 import { current, errorBox, generationNow, link, type Page } from '../router.js';
 import type { Session } from '../session.js';
-import type { RepositorySummary } from './repositories.js';
-
-export interface TagSummary {
-  tag: string;
-  digest: string;
-  mediaType: string;
-  sizeBytes: number;
-  pushedAt: string;
-  pulls: number;
-  lastPulledAt: string | null;
-  immutable: boolean;
-  platforms: Array<{ os: string; architecture: string; variant?: string }>;
-}
+import type { RepositorySummary, TagSummary } from '../wire.js';
 
 interface TagPage {
   tags: TagSummary[];
