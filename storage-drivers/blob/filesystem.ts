@@ -25,6 +25,7 @@ import {
   type BlobWriter,
   type DeleteManyResult,
   type SendCheck,
+  type PutOptions,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
@@ -32,6 +33,7 @@ import {
 import { checkRange, type ByteRange } from './byte-range.js';
 import { combineSignals } from './signals.js';
 import { deleteEach } from './delete-each.js';
+import { keeps } from './put-keep.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -136,8 +138,14 @@ export class FilesystemDriver implements BlobDriver {
     };
   }
 
-  async put(key: string, data: Buffer): Promise<void> {
+  async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
     const path = this.pathOf(key);
+    if (options.keep !== undefined && (await holds(path, data, options))) {
+      // The object's data was synced before its rename, but a put() that renamed it may still be
+      // waiting for its directory sync: one started now covers that entry too.
+      await syncDir(dirname(path));
+      return;
+    }
     const tmpDir = join(this.root, TMP);
     await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
       throw outOfSpace(err, this.root) ?? err;
@@ -408,6 +416,20 @@ async function syncDir(dir: string): Promise<void> {
     if (!isCode(err, 'EINVAL', 'ENOTSUP', 'EISDIR')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+/** Whether the file at `path` already holds `data` by put()'s `keep` rule; a missing file does not. */
+async function holds(path: string, data: Buffer, options: PutOptions): Promise<boolean> {
+  try {
+    if (options.keep === 'same-size') {
+      const info = await stat(path);
+      return info.isFile() && info.size === data.length;
+    }
+    return keeps(options, await readFile(path), data);
+  } catch (err) {
+    if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG')) return false;
+    throw err;
   }
 }
 

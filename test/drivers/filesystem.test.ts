@@ -67,6 +67,19 @@ describe('FilesystemDriver', () => {
     await driver.delete('layout');
   });
 
+  it('does not write a kept object again: the file stays the one first written', async () => {
+    const path = join(root, 'kept', 'manifest');
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
+    const first = await stat(path);
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-bytes' });
+    assert.equal((await stat(path)).ino, first.ino, 'kept: no new file renamed over it');
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'));
+    assert.notEqual((await stat(path)).ino, first.ino, 'a plain put() writes a new file');
+    assert.deepEqual(await filesUnder(join(root, '@tmp')), []);
+    await driver.delete('kept');
+  });
+
   it('hides the data of a writer whose process was killed mid-write, and resumes from the last checkpoint', { timeout: 30_000 }, async () => {
     const chunk = 64 * 1024;
     const closed = 1024 * 1024;
