@@ -100,8 +100,13 @@ export class JournaledStore implements MetadataStore {
     const { inline: _inline, ...record } = manifest;
     // A record already journaled for this digest describes the same manifest (all of it follows from
     // the bytes but createdAt, so a rebuild restores the first push's time): kept, not written again.
-    await this.driver.put(journalManifestKey(repo, manifest.digest), json(record), { keep: 'same-size' });
-    for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest), { keep: 'same-bytes' });
+    // Written side by side, so their syncs overlap; should one fail, the others are extra valid entries.
+    const written = await Promise.allSettled([
+      this.driver.put(journalManifestKey(repo, manifest.digest), json(record), { keep: 'same-size' }),
+      ...tags.map((tag) => this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest), { keep: 'same-bytes' })),
+    ]);
+    const failed = written.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     try {
       return await this.inner.putManifest(repo, manifest, tags, options);
     } catch (err) {
