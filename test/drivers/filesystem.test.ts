@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -70,6 +70,8 @@ describe('FilesystemDriver', () => {
   it('does not write a kept object again: the file stays the one first written', async () => {
     const path = join(root, 'kept', 'manifest');
     await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
+    // A hard link holds the first file's inode, so a replaced file cannot get the same number back.
+    await link(path, join(scratch.path, 'kept-probe'));
     const first = await stat(path);
     await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
     await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-bytes' });
