@@ -98,8 +98,15 @@ export class JournaledStore implements MetadataStore {
 
   async putManifest(repo: string, manifest: ManifestRecord, tags: string[], options?: PutManifestOptions): Promise<PutManifestResult> {
     const { inline: _inline, ...record } = manifest;
-    await this.driver.put(journalManifestKey(repo, manifest.digest), json(record));
-    for (const tag of tags) await this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest));
+    // A record already journaled for this digest describes the same manifest (all of it follows from
+    // the bytes but createdAt, so a rebuild restores the first push's time): kept, not written again.
+    // Written side by side, so their syncs overlap; should one fail, the others are extra valid entries.
+    const written = await Promise.allSettled([
+      this.driver.put(journalManifestKey(repo, manifest.digest), json(record), { keep: 'same-size' }),
+      ...tags.map((tag) => this.driver.put(journalTagKey(repo, tag), Buffer.from(manifest.digest), { keep: 'same-bytes' })),
+    ]);
+    const failed = written.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     try {
       return await this.inner.putManifest(repo, manifest, tags, options);
     } catch (err) {
@@ -135,7 +142,7 @@ export class JournaledStore implements MetadataStore {
   }
 
   async linkBlob(repo: string, link: BlobLink, options?: LinkBlobOptions): Promise<void> {
-    await this.driver.put(journalBlobKey(repo, link.digest), json(link));
+    await this.driver.put(journalBlobKey(repo, link.digest), json(link), { keep: 'same-bytes' });
     await this.inner.linkBlob(repo, link, options);
   }
 

@@ -259,7 +259,8 @@ export class ManifestService {
     lazyReferences: boolean,
   ): Promise<PutResult> {
     const { digest } = record;
-    await this.driver.put(blobKey(parseDigest(digest)), bytes);
+    // Content-addressed: bytes already stored under the digest (a re-tag, a repeated push) are kept.
+    await this.driver.put(blobKey(parseDigest(digest)), bytes, { keep: 'same-size' });
     // The links checked above are checked again in the commit itself: garbage collection may remove a
     // repository's stale link to a blob in between, and then the client pushes the blob again.
     const required = lazyReferences

@@ -25,6 +25,7 @@ import {
   type BlobWriter,
   type DeleteManyResult,
   type SendCheck,
+  type PutOptions,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
@@ -32,6 +33,8 @@ import {
 import { checkRange, type ByteRange } from './byte-range.js';
 import { combineSignals } from './signals.js';
 import { deleteEach } from './delete-each.js';
+import { keeps } from './put-keep.js';
+import { SyncCoalescer } from './sync-coalescer.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -51,6 +54,11 @@ export class FilesystemDriver implements BlobDriver {
   readonly name = 'filesystem';
   readonly root: string;
   private readonly rootPrefix: string;
+  /**
+   * Directory fsyncs are group-committed: concurrent writers into one directory (journal records of
+   * one repository, a manifest pushed by many at once) share a sync that started after their renames.
+   */
+  private readonly dirSyncs = new SyncCoalescer(syncDir);
 
   constructor(options: FilesystemDriverOptions) {
     this.root = resolve(options.root);
@@ -136,8 +144,14 @@ export class FilesystemDriver implements BlobDriver {
     };
   }
 
-  async put(key: string, data: Buffer): Promise<void> {
+  async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
     const path = this.pathOf(key);
+    if (options.keep !== undefined && (await holds(path, data, options))) {
+      // The object's data was synced before its rename, but a put() that renamed it may still be
+      // waiting for its directory sync: one started now covers that entry too.
+      await this.syncDir(dirname(path));
+      return;
+    }
     const tmpDir = join(this.root, TMP);
     await mkdir(tmpDir, { recursive: true }).catch((err: unknown) => {
       throw outOfSpace(err, this.root) ?? err;
@@ -158,7 +172,7 @@ export class FilesystemDriver implements BlobDriver {
       if (isCode(err, 'ENAMETOOLONG')) throw new InvalidKeyError(key);
       throw outOfSpace(err, this.root) ?? err;
     }
-    await syncDir(dirname(path));
+    await this.syncDir(dirname(path));
   }
 
   async get(key: string): Promise<Buffer> {
@@ -191,7 +205,7 @@ export class FilesystemDriver implements BlobDriver {
       if ((await handle.stat()).size !== size) await handle.truncate(size);
       // A new in-progress file: make its directory entry durable, so data acknowledged after close()
       // survives a power loss too.
-      if (size === 0) await syncDir(dir);
+      if (size === 0) await this.syncDir(dir);
       return new FilesystemWriter(this, key, data, handle, size, options.signal);
     } catch (err) {
       await handle.close();
@@ -207,7 +221,7 @@ export class FilesystemDriver implements BlobDriver {
     if (source === target) return;
     await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to, this.root));
     await rename(source, target).catch((err: unknown) => rethrow(err, from, this.root));
-    await syncDir(dirname(target));
+    await this.syncDir(dirname(target));
   }
 
   async delete(key: string): Promise<void> {
@@ -268,6 +282,11 @@ export class FilesystemDriver implements BlobDriver {
       await removeEmptyDir(dirname(path));
     }
     return removed;
+  }
+
+  /** @internal Makes the entries of `dir` durable, sharing the sync with concurrent callers. */
+  syncDir(dir: string): Promise<void> {
+    return this.dirSyncs.sync(dir);
   }
 
   /** @internal The file a committed writer's data is renamed to. */
@@ -362,7 +381,7 @@ class FilesystemWriter implements BlobWriter {
     const target = this.driver.committedPath(this.key);
     await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
-    await syncDir(dirname(target));
+    await this.driver.syncDir(dirname(target));
     await removeEmptyDir(this.driver.inProgressDir(this.key));
   }
 
@@ -408,6 +427,20 @@ async function syncDir(dir: string): Promise<void> {
     if (!isCode(err, 'EINVAL', 'ENOTSUP', 'EISDIR')) throw err;
   } finally {
     await handle.close();
+  }
+}
+
+/** Whether the file at `path` already holds `data` by put()'s `keep` rule; a missing file does not. */
+async function holds(path: string, data: Buffer, options: PutOptions): Promise<boolean> {
+  try {
+    if (options.keep === 'same-size') {
+      const info = await stat(path);
+      return info.isFile() && info.size === data.length;
+    }
+    return keeps(options, await readFile(path), data);
+  } catch (err) {
+    if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG')) return false;
+    throw err;
   }
 }
 

@@ -10,6 +10,7 @@ import {
   type BlobInfo,
   type BlobWriter,
   type DeleteManyResult,
+  type PutOptions,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
@@ -67,8 +68,8 @@ class InstrumentedDriver implements BlobDriver {
     return this.run('reader', [key], () => this.inner.reader(key, options));
   }
 
-  put(key: string, data: Buffer): Promise<void> {
-    return this.run('put', [key], () => this.inner.put(key, data));
+  put(key: string, data: Buffer, options?: PutOptions): Promise<void> {
+    return this.run('put', [key], () => this.inner.put(key, data, options));
   }
 
   get(key: string): Promise<Buffer> {

@@ -10,10 +10,12 @@ import {
   type BlobInfo,
   type BlobWriter,
   type DeleteManyResult,
+  type PutOptions,
   type ReadOptions,
   type WriterCheckpoint,
   type WriterOptions,
 } from './types.js';
+import { keeps } from './put-keep.js';
 import { checkRange } from './byte-range.js';
 import { combineSignals } from './signals.js';
 import { deleteEach } from './delete-each.js';
@@ -51,7 +53,9 @@ export class MemoryDriver implements BlobDriver {
     return stream;
   }
 
-  async put(key: string, data: Buffer): Promise<void> {
+  async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
+    const held = this.objects.get(key)?.data;
+    if (held !== undefined && keeps(options, held, data)) return;
     this.objects.set(key, { data: Buffer.from(data), modifiedAt: new Date() });
   }
 

@@ -34,9 +34,11 @@ import {
   type BlobInfo,
   type BlobWriter,
   type DeleteManyResult,
+  type PutOptions,
   type ReadOptions,
   type WriterOptions,
 } from './types.js';
+import { keeps } from './put-keep.js';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -145,7 +147,9 @@ export class S3BlobDriver implements BlobDriver {
     return body;
   }
 
-  async put(key: string, data: Buffer): Promise<void> {
+  async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
+    // S3 reads after a write are strongly consistent, and a PutObject that answered is durable.
+    if (options.keep !== undefined && (await this.holds(key, data, options))) return;
     try {
       await this.client.send(
         new PutObjectCommand({
@@ -158,6 +162,16 @@ export class S3BlobDriver implements BlobDriver {
       );
     } catch (err) {
       throw this.mapError('PutObject', key, err);
+    }
+  }
+
+  private async holds(key: string, data: Buffer, options: PutOptions): Promise<boolean> {
+    try {
+      if (options.keep === 'same-size') return (await this.stat(key)).size === data.length;
+      return keeps(options, await this.get(key), data);
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) return false;
+      throw err;
     }
   }
 

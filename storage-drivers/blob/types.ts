@@ -15,6 +15,17 @@ export interface ReadOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** How put() treats an object already stored under the key. */
+export interface PutOptions {
+  /**
+   * 'same-size': the key names its content (a digest), so an object of the same size already there
+   * holds these bytes and is kept, not written again. 'same-bytes': kept when it holds exactly these
+   * bytes (read and compared; for small records). Either way put() resolves only once the kept object
+   * is as durable as a fresh write would have made it.
+   */
+  keep?: 'same-size' | 'same-bytes';
+}
+
 export interface WriterOptions {
   /**
    * Continue the in-progress object at `key` from this checkpoint, as an earlier `close()` returned it
@@ -94,7 +105,7 @@ export interface BlobDriver {
   /** Streams the object (or a byte range of it). Throws BlobNotFoundError, InvalidOffsetError. */
   reader(key: string, options?: ReadOptions): Promise<Readable>;
   /** Small whole-object write (manifests, links, journal records); atomic. */
-  put(key: string, data: Buffer): Promise<void>;
+  put(key: string, data: Buffer, options?: PutOptions): Promise<void>;
   /** Small whole-object read. Throws BlobNotFoundError. */
   get(key: string): Promise<Buffer>;
   writer(key: string, options: WriterOptions): Promise<BlobWriter>;

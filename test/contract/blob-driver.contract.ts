@@ -293,6 +293,26 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         await driver.delete(k('binary'));
       });
 
+      it('put() with keep leaves an object already stored under the key (content-addressed keys)', async () => {
+        const key = k('kept/object');
+        await driver.put(key, Buffer.from('first'), { keep: 'same-size' });
+        assert.deepEqual(await driver.get(key), Buffer.from('first'), 'nothing stored yet: written');
+        // Same size: taken to be the same content (the key names it), so not written again.
+        await driver.put(key, Buffer.from('other'), { keep: 'same-size' });
+        assert.deepEqual(await driver.get(key), Buffer.from('first'));
+        await driver.put(key, Buffer.from('longer'), { keep: 'same-size' });
+        assert.deepEqual(await driver.get(key), Buffer.from('longer'), 'a different size is written');
+        // Compared byte for byte: different bytes of the same size are written.
+        await driver.put(key, Buffer.from('LONGER'), { keep: 'same-bytes' });
+        assert.deepEqual(await driver.get(key), Buffer.from('LONGER'));
+        await driver.put(key, Buffer.from('LONGER'), { keep: 'same-bytes' });
+        assert.deepEqual(await other.get(key), Buffer.from('LONGER'));
+        await driver.put(k('kept/missing'), Buffer.from('new'), { keep: 'same-bytes' });
+        assert.deepEqual(await driver.get(k('kept/missing')), Buffer.from('new'));
+        await driver.delete(key);
+        await driver.delete(k('kept/missing'));
+      });
+
       it('throws BlobNotFoundError for missing objects', async () => {
         await rejectsWith(() => driver.get(k('missing')), BlobNotFoundError, 'get');
         await rejectsWith(() => driver.stat(k('missing')), BlobNotFoundError, 'stat');

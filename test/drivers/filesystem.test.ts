@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -65,6 +65,21 @@ describe('FilesystemDriver', () => {
     await driver.put('layout/small', Buffer.from('s'));
     assert.deepEqual((await filesUnder(root)).sort(), ['layout/blob', 'layout/small']);
     await driver.delete('layout');
+  });
+
+  it('does not write a kept object again: the file stays the one first written', async () => {
+    const path = join(root, 'kept', 'manifest');
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
+    // A hard link holds the first file's inode, so a replaced file cannot get the same number back.
+    await link(path, join(scratch.path, 'kept-probe'));
+    const first = await stat(path);
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-bytes' });
+    assert.equal((await stat(path)).ino, first.ino, 'kept: no new file renamed over it');
+    await driver.put('kept/manifest', Buffer.from('{"a":1}'));
+    assert.notEqual((await stat(path)).ino, first.ino, 'a plain put() writes a new file');
+    assert.deepEqual(await filesUnder(join(root, '@tmp')), []);
+    await driver.delete('kept');
   });
 
   it('hides the data of a writer whose process was killed mid-write, and resumes from the last checkpoint', { timeout: 30_000 }, async () => {

@@ -1,7 +1,7 @@
 // The storage stack tests run on is the one `berth serve` runs on: driver behind instrument, store
 // behind its instrumentation and the journal (server/storage-stack.ts).
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { link, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
@@ -21,6 +21,7 @@ import {
 import { parseDigest } from '../../server/registry/references.js';
 import { buildStorageStack } from '../../server/storage-stack.js';
 import type { BlobOperation } from '../../storage-drivers/blob/instrumented.js';
+import { FilesystemDriver } from '../../storage-drivers/blob/filesystem.js';
 import { BlobNotFoundError, InvalidKeyError } from '../../storage-drivers/blob/types.js';
 import { RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry } from '../helpers/registry.js';
@@ -57,6 +58,27 @@ describe('storage stack', () => {
       assert.equal((await reg.driver.get(journalTagKey('team/app', 'v1'))).toString(), manifest.digest);
       assert.ok(await reg.driver.get(journalBlobKey('team/app', layers[0]!.digest)));
       await assert.rejects(reg.storage.driver.stat('../escape'), InvalidKeyError);
+    } finally {
+      await reg.close();
+    }
+  });
+
+  it('a re-tag keeps the stored manifest bytes and journal record and writes only the new tag entry', async () => {
+    const reg = await startTestRegistry({ driver: async (dir) => new FilesystemDriver({ root: join(dir, 'storage') }) });
+    try {
+      const client = new RegistryClient(reg.url);
+      const { manifest, layers } = await client.pushImage('team/kept', 'v1');
+      const fileOf = (key: string) => join(reg.dir, 'storage', ...key.split('/'));
+      const kept = [blobKey(parseDigest(manifest.digest)), journalManifestKey('team/kept', manifest.digest), journalBlobKey('team/kept', layers[0]!.digest)];
+      // Hard links hold the first files' inodes, so a replaced file cannot get the same number back.
+      const probes = kept.map((_, i) => join(reg.dir, `probe-${i}`));
+      await Promise.all(kept.map((key, i) => link(fileOf(key), probes[i]!)));
+      const inodes = await Promise.all(probes.map(async (probe) => (await stat(probe)).ino));
+      assert.equal((await client.pushManifest('team/kept', 'v2', manifest)).status, 201);
+      assert.equal((await client.pushManifest('team/kept', 'v1', manifest)).status, 201);
+      await client.pushBlob('team/kept', layers[0]!);
+      assert.deepEqual(await Promise.all(kept.map(async (key) => (await stat(fileOf(key))).ino)), inodes, 'not written again');
+      assert.equal((await reg.driver.get(journalTagKey('team/kept', 'v2'))).toString(), manifest.digest);
     } finally {
       await reg.close();
     }
