@@ -11,26 +11,10 @@ import { dayOf } from '../../storage-drivers/metadata/pull-types.js';
 import { PASSWORDS, addUsers, baseConfig } from '../auth/fixtures.js';
 import { blob, OCI_INDEX, OCI_MANIFEST, RegistryClient } from '../helpers/oci.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { RepositorySummary, TagSummary } from '../../ui/src/wire.js';
 
-interface RepoEntry {
-  name: string;
-  tagCount: number;
-  sizeBytes: number;
-  lastPushedAt: string | null;
-  lastPulledAt: string | null;
-  pulls: number;
-}
-interface TagEntry {
-  tag: string;
-  digest: string;
-  mediaType: string;
-  sizeBytes: number;
-  pushedAt: string;
-  pulls: number;
-  lastPulledAt: string | null;
-  immutable: boolean;
-  platforms: Array<{ os: string; architecture: string }>;
-}
+type RepoEntry = RepositorySummary;
+type TagEntry = TagSummary;
 
 async function json<T>(res: Response): Promise<T> {
   assert.equal(res.status, 200, await res.clone().text());
