@@ -59,8 +59,6 @@ export class FilesystemDriver implements BlobDriver {
    * one repository, a manifest pushed by many at once) share a sync that started after their renames.
    */
   private readonly dirSyncs = new SyncCoalescer(syncDir);
-  /** Directories this process created whose entries in their parents are being made durable. */
-  private readonly creating = new Map<string, Promise<void>>();
 
   constructor(options: FilesystemDriverOptions) {
     this.root = resolve(options.root);
@@ -167,7 +165,7 @@ export class FilesystemDriver implements BlobDriver {
       } finally {
         await handle.close();
       }
-      await this.makeDirs(dirname(path));
+      await mkdir(dirname(path), { recursive: true });
       await rename(tmp, path);
     } catch (err) {
       await rm(tmp, { force: true });
@@ -198,7 +196,7 @@ export class FilesystemDriver implements BlobDriver {
       );
       if (held < resume.size) throw new InProgressLostError(key, `holds ${held} of the ${resume.size} bytes its checkpoint records`);
     }
-    await this.makeDirs(dir).catch((err: unknown) => rethrow(err, key, this.root));
+    await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key, this.root));
     // O_APPEND: every write lands at the end of what the checkpoint (or nothing) left there.
     const handle = await open(data, 'a').catch((err: unknown) => rethrow(err, key, this.root));
     try {
@@ -221,7 +219,7 @@ export class FilesystemDriver implements BlobDriver {
     const info = await stat(source).catch((err: unknown) => rethrow(err, from));
     if (!info.isFile()) throw new BlobNotFoundError(from);
     if (source === target) return;
-    await this.makeDirs(dirname(target)).catch((err: unknown) => rethrow(err, to, this.root));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, to, this.root));
     await rename(source, target).catch((err: unknown) => rethrow(err, from, this.root));
     await this.syncDir(dirname(target));
   }
@@ -284,32 +282,6 @@ export class FilesystemDriver implements BlobDriver {
       await removeEmptyDir(dirname(path));
     }
     return removed;
-  }
-
-  /**
-   * @internal Creates `dir` and any missing parents, and returns once each new directory's entry in
-   * its parent is durable: a file synced into a directory whose own entry was lost in a power cut is
-   * lost with it. A caller that finds the directories made by another request still in flight waits
-   * for that request's syncs.
-   */
-  async makeDirs(dir: string): Promise<void> {
-    const first = await mkdir(dir, { recursive: true });
-    if (first !== undefined) {
-      const made: string[] = [];
-      for (let d = dir; d.length >= first.length; d = dirname(d)) made.push(d);
-      const synced = Promise.all(made.map((d) => this.syncDir(dirname(d)))).then(() => undefined);
-      for (const d of made) this.creating.set(d, synced);
-      try {
-        await synced;
-      } finally {
-        for (const d of made) if (this.creating.get(d) === synced) this.creating.delete(d);
-      }
-      return;
-    }
-    for (let d = dir; d.length > this.root.length; d = dirname(d)) {
-      const pending = this.creating.get(d);
-      if (pending) await pending;
-    }
   }
 
   /** @internal Makes the entries of `dir` durable, sharing the sync with concurrent callers. */
@@ -407,7 +379,7 @@ class FilesystemWriter implements BlobWriter {
     await this.close();
     this.finished = true;
     const target = this.driver.committedPath(this.key);
-    await this.driver.makeDirs(dirname(target)).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+    await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     await rename(this.data, target).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
     await this.driver.syncDir(dirname(target));
     await removeEmptyDir(this.driver.inProgressDir(this.key));
