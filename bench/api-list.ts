@@ -2,12 +2,9 @@
 // store (embedded, or Redis) with 10,000 repositories of two images each and one repository of
 // 30,000 tags, starts `berth serve` on it with auth on (a rules file letting one user pull
 // everything), and times the management API's list, search, tag pages and one-repository entry.
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setUserPassword } from '../auth/users.js';
-import { parseConfig, resolvedPaths } from '../server/config.js';
-import { createMetadataStore } from '../storage-drivers/metadata/factory.js';
 import { dayOf } from '../storage-drivers/metadata/pull-types.js';
 import type { MetadataStore } from '../storage-drivers/metadata/types.js';
 import { freePort } from '../test/helpers/berth-process.js';
@@ -15,6 +12,7 @@ import { startRedisServer } from '../test/helpers/redis-server.js';
 import { launchBrowser } from '../test/helpers/browser.js';
 import { pool } from './client.js';
 import type { GcFigures, GcWorkload } from './gc.js';
+import { digestOf, OCI_MANIFEST_TYPE as MANIFEST, seedStore } from './seed.js';
 import { berthBase, launchBerth } from './targets.js';
 
 const REPOSITORIES = 10_000;
@@ -28,11 +26,6 @@ const SAMPLES = 30;
 const UI_SAMPLES = 11;
 /** Fresh processes for the cold size sort: each answers it once with an empty summary cache. */
 const COLD_STARTS = 5;
-const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-
-function digestOf(text: string): string {
-  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
-}
 
 /** Two images per repository sharing a base layer (config, base, own layer), and some pulls. */
 async function fill(store: MetadataStore): Promise<void> {
@@ -165,15 +158,7 @@ function apiListWorkload(store: 'embedded' | 'redis'): GcWorkload {
           auth: { enabled: true, rulesFile, htpasswdFile },
         });
         await mkdir(join(dir, 'data'), { recursive: true });
-        const parsed = parseConfig(config(0));
-        const started = performance.now();
-        const metadata = await createMetadataStore(parsed.metadata, resolvedPaths(parsed));
-        try {
-          await fill(metadata);
-        } finally {
-          await metadata.close();
-        }
-        const fillSeconds = (performance.now() - started) / 1000;
+        const fillSeconds = await seedStore(config(0), fill);
         log(`api-list ${store}: filled in ${fillSeconds.toFixed(1)} s`);
 
         const cold: number[] = [];

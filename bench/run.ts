@@ -18,6 +18,7 @@ import { fanoutTable } from './fanout-report.js';
 import { gcTable, gcWorkloads, type GcRow } from './gc.js';
 import { retentionWorkloads } from './retention-preview.js';
 import { apiListWorkloads } from './api-list.js';
+import { scaleWorkloads } from './scale.js';
 import { ceilingsTable, judge, markdownTable, medianRun, type Row } from './report.js';
 import {
   distributionAvailable,
@@ -185,7 +186,9 @@ async function main(): Promise<void> {
   const wanted = (key: string) => options.only.length === 0 || options.only.some((s) => key.includes(s));
   const all = workloads(plan);
   const selected = all.filter((w) => wanted(w.key));
-  const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads(), ...apiListWorkloads()].filter((w) => wanted(w.key));
+  const gcSelected = [...gcWorkloads(options.quick), ...retentionWorkloads(), ...apiListWorkloads(), ...scaleWorkloads(options.quick)].filter((w) =>
+    wanted(w.key),
+  );
   const eventsSelected = eventsWorkloads(options.quick).filter((w) => wanted(w.key));
   const fanoutSelected = [...fanoutWorkloads(options.quick), fanoutColdWorkload(options.quick)].filter((w) => wanted(w.key));
   if (options.install) install();

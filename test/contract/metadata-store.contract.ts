@@ -269,6 +269,18 @@ export function runMetadataStoreContract(name: string, setup: () => Promise<Meta
         assert.deepEqual(await store.listTags('r', { n: 0 }), []);
       });
 
+      it('pages tags in byte order from a last that prefixes other tags', async () => {
+        const tags = ['a', 'a-b', 'a.b', 'a_b', 'ab', 'A', 'B', '1.10', '1.9'];
+        await store.putManifest('r', manifest('m'), tags);
+        await store.putManifest('r-other', manifest('o'), ['a0']);
+        const sorted = [...tags].sort(byteOrder);
+        for (const [i, last] of sorted.entries()) {
+          assert.deepEqual(await store.listTags('r', { n: 3, last }), sorted.slice(i + 1, i + 4), `after ${last}`);
+        }
+        assert.deepEqual(await store.listTags('r', { n: 100 }), sorted);
+        assert.deepEqual(await store.listTags('r', { n: 2, last: 'a-' }), ['a-b', 'a.b']);
+      });
+
       it('keeps tags of different repositories apart', async () => {
         await store.putManifest('r1', manifest('a'), ['t1']);
         await store.putManifest('r2', manifest('b'), ['t2']);
