@@ -333,11 +333,19 @@ export class BlobFills {
   private async poll(digest: ParsedDigest, attempt: string, index: number | undefined, open: OpenFillSource): Promise<'chunk' | 'committed' | Fill> {
     const deadline = Date.now() + this.stallMs;
     let wait = this.pollMs.min;
+    let missing = false;
     for (;;) {
       if (index !== undefined && (await this.exists(fillChunkKey(digest, attempt, index)))) return 'chunk';
       // The record before the blob: a filler stores the blob before it removes the record.
       const state = await readFillState(this.driver, digest);
       if ((await this.storedSize(digest)) !== undefined) return 'committed';
+      if (!state && !missing) {
+        // A store may answer "no such key" while the record is being overwritten (s3rver does):
+        // gone only if it is still gone at the next look.
+        missing = true;
+        await sleep(wait);
+        continue;
+      }
       if (!state || state.attempt !== attempt) throw abandoned(digest);
       if (state.status === 'failed') throw new OciError('UNAVAILABLE', state.error ?? `the fill of ${digest.value} failed; retry the request`);
       const fill = await this.takeOver(digest, attempt, open);
