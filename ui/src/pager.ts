@@ -27,14 +27,14 @@ export class Pager<T extends { next?: string }> {
   }
 
   /** Previous / next buttons; none when everything fits on one page. */
-  controls(previous: () => void, next: () => void, what: string): HTMLElement | null {
+  controls(show: (move: 'previous' | 'next') => Promise<void>, what: string): HTMLElement | null {
     if (this.at === 0 && this.next === undefined) return null;
     return h(
       'nav',
       { class: 'pager', 'aria-label': `Pages of ${what}` },
-      h('button', { type: 'button', disabled: this.at === 0, onclick: previous }, '← Previous'),
+      h('button', { type: 'button', disabled: this.at === 0, onclick: () => void show('previous') }, '← Previous'),
       h('span', {}, `Page ${this.at + 1}`),
-      h('button', { type: 'button', disabled: this.next === undefined, onclick: next }, 'Next →'),
+      h('button', { type: 'button', disabled: this.next === undefined, onclick: () => void show('next') }, 'Next →'),
     );
   }
 }

@@ -68,11 +68,7 @@ export const activityPage: Page = async (view) => {
         rows.length === 0
           ? h('p', {}, 'Nothing has happened yet.')
           : table('Recent changes', ['When', 'What', 'Repository', 'Tags or digest', 'Who'], rows, { captionHidden: true }),
-        pager.controls(
-          () => void show('previous'),
-          () => void show('next'),
-          'activity',
-        ),
+        pager.controls(show, 'activity'),
       );
     } catch (err) {
       if (current(gen)) fill(results, errorBox(err));

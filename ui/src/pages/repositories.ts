@@ -87,11 +87,7 @@ export function repositoriesPage(signedIn: () => boolean): Page {
                   h('tbody', {}, ...rows),
                 ),
               ),
-          pager.controls(
-            () => void show('previous'),
-            () => void show('next'),
-            'repositories',
-          ),
+          pager.controls(show, 'repositories'),
         );
       } catch (err) {
         if (current(gen)) fill(results, errorBox(err));

@@ -215,11 +215,7 @@ export function repositoryPage(session: Session): Page {
                   h('tbody', {}, ...rows),
                 ),
               ),
-          pager.controls(
-            () => void show('previous'),
-            () => void show('next'),
-            'tags',
-          ),
+          pager.controls(show, 'tags'),
         );
         if (refocus !== undefined) (results.querySelector(`button[data-sort="${refocus}"]`) as HTMLElement | null)?.focus();
         refocus = undefined;

@@ -66,11 +66,7 @@ export const storagePage: Page = async (view) => {
         rows.length === 0
           ? h('p', {}, 'Nothing stored yet.')
           : table('Storage per namespace', ['Namespace', 'Used', 'Exclusive', 'Shared', 'Objects', 'Quota rule'], rows, { captionHidden: true }),
-        pager.controls(
-          () => void show('previous'),
-          () => void show('next'),
-          'namespaces',
-        ),
+        pager.controls(show, 'namespaces'),
       );
     } catch (err) {
       if (current(gen)) fill(results, errorBox(err));
