@@ -151,6 +151,8 @@ describe('web UI in chromium', () => {
     problemsOf(page).length = 0;
 
     await signIn(page, 'alice');
+    // The heading is drawn before the list arrives; the table appears whole, with its rows.
+    await page.locator('#repositories').waitFor();
     const names = await page.locator('#repositories tbody th').allTextContents();
     assert.deepEqual(names, ['other/secret', 'team/app', 'team/multi']);
     // The operator pages are offered because alice's token carries those scopes.
