@@ -12,6 +12,7 @@ import { makeFixtures, pushFixtures } from './fixtures.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { eventsWorkloads, type EventsRow } from './events.js';
 import { eventsTable } from './events-report.js';
+import { ceilingRatio } from './ceiling-ratio.js';
 import { fanoutWorkloads, type FanoutRow } from './fanout.js';
 import { fanoutColdWorkload } from './fanout-cold.js';
 import { fanoutTable } from './fanout-report.js';
@@ -323,6 +324,8 @@ async function main(): Promise<void> {
       const fs = row.results['berth-fs']?.median;
       const dist = row.results.distribution?.median;
       if (fs && dist && dist.value > 0) row.ratio = fs.value / dist.value;
+      const ceiling = ceilingRatio(row, ceilings);
+      if (ceiling) row.ceiling = ceiling;
       const bar = judge(row, largestPushSizes);
       if (bar) row.bar = bar;
       rows.push(row);
