@@ -1,6 +1,7 @@
 import { statfsSync } from 'node:fs';
 import { open, type RootDatabase } from 'lmdb';
 import { after, ageKey, key, lastPart, SEP, under, type Db } from './embedded-keys.js';
+import { SegmentedTagList } from './embedded-tag-list.js';
 import { StorageFullError } from '../blob/types.js';
 import { EmbeddedRetention } from './embedded-retention.js';
 import { distinctReferences, EmbeddedGc, type EmbeddedGcDbs } from './embedded-gc.js';
@@ -48,6 +49,8 @@ export interface EmbeddedStoreOptions {
   durability?: 'commit' | 'flush';
   /** The event log keeps at most this many records, dropping the oldest (default 100000). */
   eventLogMaxLength?: number;
+  /** Tags per segment of a repository's stored tag list before it is split (default 1024; small in tests). */
+  tagListSegment?: number;
 }
 
 /*
@@ -58,8 +61,8 @@ export interface EmbeddedStoreOptions {
  *   tags        repo \0 tag              → digest
  *   tagsOf      repo \0 digest \0 tag    → true   (which tags point at a manifest, for delete)
  *   tagTimes    repo \0 tag              → ms since epoch the tag was last pushed
- *   tagLists    repo                    → string[] (the repository's tags in byte order, so a listing is
- *                                          one read instead of a key walk: 1,000 tags cost ~1 ms walked)
+ *   tagLists    repo \0 first            → string[] (the repository's tags in byte order, in segments, so a
+ *                                          listing is a few reads instead of a key walk: embedded-tag-list.ts)
  *   manifests   repo \0 digest           → ManifestRecord  (presence = linked in repo)
  *   referrers   repo \0 subject \0 digest → true
  *   blobs       repo \0 digest           → size
@@ -87,22 +90,6 @@ function outOfSpace(err: unknown, path: string): StorageFullError | undefined {
   return new StorageFullError(`the embedded metadata store at ${path} is out of space (${name})`, { cause: err });
 }
 
-function byteCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
-/** Index of the first entry of the byte-ordered `list` that sorts after `value`. */
-function firstAfter(list: string[], value: string): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (byteCompare(list[mid] as string, value) <= 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
 interface PendingWrite {
   what: string;
   action: () => unknown;
@@ -116,7 +103,7 @@ export class EmbeddedStore implements MetadataStore {
   private readonly tags: Db<Digest>;
   private readonly tagsOf: Db<true>;
   private readonly tagTimes: Db<number>;
-  private readonly tagLists: Db<string[]>;
+  private readonly tagList: SegmentedTagList;
   private readonly manifests: Db<ManifestRecord>;
   private readonly referrers: Db<true>;
   private readonly blobs: Db<number>;
@@ -152,7 +139,7 @@ export class EmbeddedStore implements MetadataStore {
       this.tags = sub('tags');
       this.tagsOf = sub('tagsOf');
       this.tagTimes = sub('tagTimes');
-      this.tagLists = sub('tagLists');
+      this.tagList = new SegmentedTagList(sub('tagLists'), this.tags, options.tagListSegment ?? 1024);
       this.manifests = sub('manifests');
       this.referrers = sub('referrers');
       this.blobs = sub('blobs');
@@ -358,7 +345,7 @@ export class EmbeddedStore implements MetadataStore {
         this.tagsOf.put(key(repo, digest, tag), true);
         this.tagTimes.put(key(repo, tag), manifest.createdAt);
       }
-      if (tags.length > 0) this.changeTagList(repo, tags, []);
+      if (tags.length > 0) this.tagList.change(repo, tags, []);
       this.repos.put(key(repo), true);
       if (event !== undefined) {
         const draft = manifestPutDraft(event, repo, manifest, tags);
@@ -428,7 +415,7 @@ export class EmbeddedStore implements MetadataStore {
       this.tags.remove(key(repo, tag));
       this.tagTimes.remove(key(repo, tag));
     }
-    if (dropped.length > 0) this.changeTagList(repo, [], dropped);
+    if (dropped.length > 0) this.tagList.change(repo, [], dropped);
     if (event !== undefined) this.events.logInTransaction([{ ...manifestDeletedDraft(event, repo, digest), mediaType: record.mediaType, tags: dropped }]);
     return dropped;
   }
@@ -446,7 +433,7 @@ export class EmbeddedStore implements MetadataStore {
       this.tagTimes.remove(key(repo, tag));
       this.tagsOf.remove(key(repo, digest, tag));
       this.gcDbs.untagged.put(key(repo, digest), Date.now());
-      this.changeTagList(repo, [], [tag]);
+      this.tagList.change(repo, [], [tag]);
       if (event !== undefined) this.events.logInTransaction([{ ...tagDeletedDraft(event, repo, tag), digest }]);
       return true;
     });
@@ -462,8 +449,7 @@ export class EmbeddedStore implements MetadataStore {
         const start = page.last === undefined ? range.start : after(repo, page.last);
         return Array.from(this.tags.getKeys({ start, end: range.end, limit: page.n }), (k) => lastPart(k, range.start.length));
       }
-      const list = this.tagListOf(repo);
-      return page.last === undefined ? list : list.slice(firstAfter(list, page.last));
+      return this.tagList.list(repo, page.last);
     });
   }
 
@@ -652,26 +638,6 @@ export class EmbeddedStore implements MetadataStore {
     // Writes already accepted are committed, not dropped.
     this.commitPending();
     await this.root.close();
-  }
-
-  /** The repository's sorted tag list; built from the tag keys for stores written before it existed. */
-  private tagListOf(repo: string): string[] {
-    return this.tagLists.get(key(repo)) ?? Array.from(this.tags.getKeys(under(repo)), (k) => lastPart(k, under(repo).start.length));
-  }
-
-  /** Inside a write transaction: keeps the sorted tag list in step with the tag keys. */
-  private changeTagList(repo: string, added: string[], removed: string[]): void {
-    const list = this.tagListOf(repo);
-    for (const tag of removed) {
-      const i = firstAfter(list, tag) - 1;
-      if (i >= 0 && list[i] === tag) list.splice(i, 1);
-    }
-    for (const tag of added) {
-      const i = firstAfter(list, tag);
-      if (list[i - 1] !== tag) list.splice(i, 0, tag);
-    }
-    if (list.length === 0) this.tagLists.remove(key(repo));
-    else this.tagLists.put(key(repo), list);
   }
 }
 
