@@ -16,16 +16,31 @@ export function cpuSeconds(pid: number): number {
   return ticks / TICKS_PER_SECOND;
 }
 
+/** Resident memory in bytes: the total (VmRSS), anonymous pages (heap, buffers) and file-backed pages (mapped files such as lmdb's map). */
+export interface RssParts {
+  rss: number;
+  anon: number;
+  file: number;
+}
+
+export function rssParts(pid: number): RssParts {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
+    return match ? Number(match[1]) * 1024 : 0;
+  };
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+}
+
 /** Resident set size in bytes (VmRSS). */
 export function rssBytes(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  return match ? Number(match[1]) * 1024 : 0;
+  return rssParts(pid).rss;
 }
 
 /** Samples a process's RSS at a fixed interval until stopped; reports the largest value seen. */
 export class RssSampler {
-  private peak = 0;
+  private peak: RssParts = { rss: 0, anon: 0, file: 0 };
+  private peakAnon = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -38,16 +53,23 @@ export class RssSampler {
 
   private sample(): void {
     try {
-      this.peak = Math.max(this.peak, rssBytes(this.pid));
+      const now = rssParts(this.pid);
+      if (now.rss > this.peak.rss) this.peak = now;
+      this.peakAnon = Math.max(this.peakAnon, now.anon);
     } catch {
       // the process is gone; the peak so far stands
     }
   }
 
   stop(): number {
+    return this.stopWithParts().rss;
+  }
+
+  /** The sample with the largest RSS, and the largest anonymous share seen in any sample. */
+  stopWithParts(): RssParts & { peakAnon: number } {
     clearInterval(this.timer);
     this.sample();
-    return this.peak;
+    return { ...this.peak, peakAnon: this.peakAnon };
   }
 }
 

@@ -36,7 +36,7 @@ export function medianRun(runs: Measurement[]): Measurement | undefined {
 
 /** Server CPU: seconds per GB moved, or milliseconds per request. */
 export function serverCpu(row: Pick<Row, 'group'>, m: Measurement): number | undefined {
-  if (row.group === 'requests') return m.requests ? (m.serverCpuSeconds * 1000) / m.requests : undefined;
+  if (row.group === 'requests' || row.group === 'mixed') return m.requests ? (m.serverCpuSeconds * 1000) / m.requests : undefined;
   return m.bytes ? m.serverCpuSeconds / (m.bytes / 1e9) : undefined;
 }
 
@@ -47,6 +47,12 @@ export function judge(row: Row, largestPushSizes: number[]): Row['bar'] {
   if (row.group === 'big') {
     if (!fs?.peakRssBytes) return undefined;
     return { pass: fs.peakRssBytes < 200 * MiB, rule: 'Berth RSS < 200 MiB' };
+  }
+  if (row.group === 'mixed') {
+    // Every Berth storage counts here: the S3 path has buffers of its own.
+    const peaks = (['berth-fs', 'berth-s3'] as TargetId[]).map((id) => row.results[id]?.median?.peakRssBytes).filter((v): v is number => v !== undefined);
+    if (peaks.length === 0) return undefined;
+    return { pass: Math.max(...peaks) <= 200 * MiB, rule: 'Berth RSS ≤ 200 MiB' };
   }
   if (!fs || !dist || row.ratio === undefined) return undefined;
   if (row.group === 'push' && row.blobBytes !== undefined && largestPushSizes.includes(row.blobBytes)) {
@@ -81,7 +87,7 @@ function cell(row: Row, id: TargetId): string {
 }
 
 function latency(row: Row, ids: TargetId[]): string {
-  if (row.group !== 'requests' && row.group !== 'fanout') return '';
+  if (row.group !== 'requests' && row.group !== 'fanout' && row.group !== 'mixed') return '';
   return ids
     .map((id) => {
       const m = row.results[id]?.median;
@@ -95,7 +101,7 @@ function cpu(row: Row, ids: TargetId[]): string {
     .map((id) => {
       const m = row.results[id]?.median;
       const v = m ? serverCpu(row, m) : undefined;
-      return v === undefined ? '–' : v.toFixed(row.group === 'requests' ? 3 : 2);
+      return v === undefined ? '–' : v.toFixed(row.group === 'requests' || row.group === 'mixed' ? 3 : 2);
     })
     .join(' · ');
 }
@@ -110,11 +116,15 @@ function clientCpu(row: Row, ids: TargetId[]): string {
 }
 
 function rss(row: Row, ids: TargetId[]): string {
-  if (row.group !== 'big') return '';
+  if (row.group !== 'big' && row.group !== 'mixed') return '';
   return ids
     .map((id) => {
       const m = row.results[id]?.median;
-      return m?.peakRssBytes ? `${Math.round(m.peakRssBytes / MiB)}` : '–';
+      if (!m?.peakRssBytes) return '–';
+      // Anonymous (heap, buffers) and file-backed (mapped files: lmdb's map) shares, where sampled.
+      const parts =
+        m.peakRssAnonBytes === undefined ? '' : ` (anon ${Math.round(m.peakRssAnonBytes / MiB)}, file ${Math.round((m.peakRssFileBytes ?? 0) / MiB)})`;
+      return `${Math.round(m.peakRssBytes / MiB)}${parts}`;
     })
     .join(' · ');
 }

@@ -33,6 +33,7 @@ import {
 } from './targets.js';
 import { bigWorkloads, CURL_BINARY, fanoutWorkload, MiB, pullWorkload, pushWorkload, requestWorkloads, type Workload } from './workloads.js';
 import { WRK_BINARY } from './wrk.js';
+import { mixedWorkload } from './mixed.js';
 import { AB_BINARY } from './ab.js';
 
 interface Plan {
@@ -44,6 +45,7 @@ interface Plan {
   fanoutClients: number;
   fanoutLayerSizes: number[];
   bigBytes: number;
+  mixedSeconds: number;
 }
 
 const FULL: Plan = {
@@ -59,6 +61,7 @@ const FULL: Plan = {
   fanoutClients: 200,
   fanoutLayerSizes: [8 * MiB, 4 * MiB, 2 * MiB, 512 * 1024, 4096],
   bigBytes: 2048 * MiB,
+  mixedSeconds: 60,
 };
 
 const QUICK: Plan = {
@@ -74,6 +77,7 @@ const QUICK: Plan = {
   fanoutClients: 40,
   fanoutLayerSizes: [1 * MiB, 256 * 1024, 4096],
   bigBytes: 128 * MiB,
+  mixedSeconds: 10,
 };
 
 const CHUNK_BYTES = 8 * MiB;
@@ -90,6 +94,7 @@ function workloads(plan: Plan): Workload[] {
     }
   }
   list.push(...bigWorkloads(plan.bigBytes));
+  list.push(mixedWorkload(64, plan.mixedSeconds));
   return list;
 }
 
@@ -308,8 +313,9 @@ async function main(): Promise<void> {
           try {
             const m = await withTimeout(w.run(target, { scratch, agent, fixtures, repeat }), ROW_TIMEOUT_MS, `${w.key} on ${target.id}`);
             result.runs.push(m);
+            const rssNote = m.peakRssBytes ? ` peak RSS ${Math.round(m.peakRssBytes / MiB)} MiB` : '';
             log(
-              `${w.key} ${target.id}: ${m.value.toFixed(1)} ${w.unit}${m.p99Ms !== undefined ? ` p99 ${m.p99Ms.toFixed(2)} ms` : ''}${m.errors ? ` ${m.errors} errors` : ''}`,
+              `${w.key} ${target.id}: ${m.value.toFixed(1)} ${w.unit}${m.p99Ms !== undefined ? ` p99 ${m.p99Ms.toFixed(2)} ms` : ''}${m.errors ? ` ${m.errors} errors` : ''}${rssNote}`,
             );
           } catch (err) {
             result.error = (err as Error).message;

@@ -25,10 +25,13 @@ export interface Measurement {
   p50Ms?: number;
   p99Ms?: number;
   peakRssBytes?: number;
+  /** At the peak-RSS sample: anonymous pages (heap, buffers) and file-backed pages (mapped files). */
+  peakRssAnonBytes?: number;
+  peakRssFileBytes?: number;
   errors?: number;
 }
 
-export type Group = 'push' | 'pull' | 'requests' | 'fanout' | 'big';
+export type Group = 'push' | 'pull' | 'requests' | 'fanout' | 'big' | 'mixed';
 
 export interface RunContext {
   scratch: string;
@@ -131,7 +134,7 @@ export function pullWorkload(size: number, connections: number, durationSeconds:
   };
 }
 
-const ACCEPT = { Accept: `${OCI_MANIFEST}, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json` };
+export const ACCEPT = { Accept: `${OCI_MANIFEST}, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json` };
 
 /** The small-request workloads, as wrk specs relative to a target's URL. */
 export function requestWorkloads(connections: number, durationSeconds: number, warmupSeconds: number): Workload[] {
