@@ -54,7 +54,17 @@ export const configSchema = z
       .object({
         driver: z.enum(['filesystem', 's3', 'memory']).default('filesystem').describe('Where blobs are kept.'),
         filesystem: z
-          .object({ root: z.string().min(1).optional().describe('Defaults to `<dataDir>/storage`.') })
+          .object({
+            root: z.string().min(1).optional().describe('Defaults to `<dataDir>/storage`.'),
+            sendBufferBytes: z
+              .number()
+              .int()
+              .min(0)
+              .default(16 * MiB)
+              .describe(
+                'Memory all blob GETs of a process may hold in 1 MiB read buffers at once (two per GET of a blob over 1 MiB); GETs beyond it read 64 KiB at a time. Bounds RSS under many concurrent pulls.',
+              ),
+          })
           .strict()
           .prefault({}),
         s3: s3ConfigSchema.optional(),

@@ -8,6 +8,7 @@ import type { BlobDriver } from './types.js';
 export interface BlobStorageConfig {
   driver: 'filesystem' | 'memory' | 's3';
   s3?: S3Config | undefined;
+  filesystem?: { sendBufferBytes?: number | undefined } | undefined;
 }
 
 /**
@@ -17,7 +18,10 @@ export interface BlobStorageConfig {
 export function createBlobDriver(config: BlobStorageConfig, paths: { storageRoot: string }): BlobDriver {
   switch (config.driver) {
     case 'filesystem':
-      return new FilesystemDriver({ root: paths.storageRoot });
+      return new FilesystemDriver({
+        root: paths.storageRoot,
+        ...(config.filesystem?.sendBufferBytes === undefined ? {} : { sendBufferBytes: config.filesystem.sendBufferBytes }),
+      });
     case 'memory':
       return new MemoryDriver();
     case 's3':

@@ -35,14 +35,20 @@ import { combineSignals } from './signals.js';
 import { deleteEach } from './delete-each.js';
 import { keeps } from './put-keep.js';
 import { SyncCoalescer } from './sync-coalescer.js';
+import { IoBufferPool } from './io-buffers.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
   root: string;
+  /** Memory all blob senders of the driver may hold in 1 MiB buffers at once; default 16 MiB. */
+  sendBufferBytes?: number;
 }
 
 /** Large buffers keep syscalls few: one 1 MiB read or write instead of sixteen 64 KiB ones. */
 const IO_BUFFER = 1024 * 1024;
+/** A sender's buffers once the pool's budget is spent: the size Node's own file streams read in. */
+const SMALL_IO_BUFFER = 64 * 1024;
+export const DEFAULT_SEND_BUFFER_BYTES = 16 * IO_BUFFER;
 const IN_PROGRESS = '@inprogress';
 const TMP = '@tmp';
 const DATA = '@data';
@@ -59,9 +65,12 @@ export class FilesystemDriver implements BlobDriver {
    * one repository, a manifest pushed by many at once) share a sync that started after their renames.
    */
   private readonly dirSyncs = new SyncCoalescer(syncDir);
+  /** The senders' read buffers, shared so that many GETs at once do not each hold 2 MiB. */
+  readonly sendBuffers: IoBufferPool;
 
   constructor(options: FilesystemDriverOptions) {
     this.root = resolve(options.root);
+    this.sendBuffers = new IoBufferPool(IO_BUFFER, options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES, SMALL_IO_BUFFER);
     this.rootPrefix = this.root.endsWith(sep) ? this.root : this.root + sep;
   }
 
@@ -104,41 +113,58 @@ export class FilesystemDriver implements BlobDriver {
 
   /**
    * Sends from two reused buffers, reading the next while the socket writes the last: a read stream
-   * allocates a fresh 1 MiB buffer per read, and that garbage cost pulls a third of their speed.
+   * allocates a fresh 1 MiB buffer per read, and that garbage cost pulls a third of their speed. The
+   * buffers come from the driver's pool (bounded by bytes) and go back to it once the last write is done.
    */
   async openSender(key: string, options: ReadOptions = {}): Promise<BlobSender> {
     const { handle, range, size } = await this.openRange(key, options);
+    const pool = this.sendBuffers;
     return {
       size,
       async sendTo(dest: Writable, signal?: AbortSignal, check?: SendCheck): Promise<void> {
-        const buffers = [Buffer.allocUnsafeSlow(IO_BUFFER), Buffer.allocUnsafeSlow(IO_BUFFER)];
-        let position = range.start;
-        let left = range.length;
-        let writing: Promise<void> = Promise.resolve();
-        if (left === 0) check?.beforeLast();
-        for (let i = 0; left > 0; i ^= 1) {
-          signal?.throwIfAborted();
-          const buffer = buffers[i] as Buffer;
-          const { bytesRead } = await handle.read(buffer, 0, Math.min(IO_BUFFER, left), position);
-          if (bytesRead === 0) throw new InvalidOffsetError(key, position);
-          const chunk = buffer.subarray(0, bytesRead);
-          const last = bytesRead === left;
-          // The other buffer's write must finish before it is read into again, two turns from now.
-          await writing;
-          if (last && check) {
-            check.update(chunk);
-            check.beforeLast();
-          }
-          writing = writeChunk(dest, chunk);
-          // Awaited on the next turn; until then a failure must not count as unhandled.
-          writing.catch(() => undefined);
-          // Hashed while the socket drains the chunk: this buffer is not read into again before the
-          // write has finished (two turns from now), so the hash runs off the sending path.
-          if (!last) check?.update(chunk);
-          position += bytesRead;
-          left -= bytesRead;
+        const first = pool.acquire(range.length);
+        // A blob that fits in one buffer is read once: no second buffer to alternate with.
+        const buffers = range.length > first.length ? [first, pool.acquire(range.length - first.length)] : [first];
+        try {
+          await sendFrom(buffers);
+        } catch (err) {
+          // A write from these buffers may still be queued on the socket: they must not be lent again.
+          for (const b of buffers) pool.discard(b);
+          throw err;
         }
-        await writing;
+        for (const b of buffers) pool.release(b);
+
+        async function sendFrom(buffers: Buffer[]): Promise<void> {
+          let position = range.start;
+          let left = range.length;
+          let writing: Promise<void> = Promise.resolve();
+          if (left === 0) check?.beforeLast();
+          for (let i = 0; left > 0; i = (i + 1) % buffers.length) {
+            signal?.throwIfAborted();
+            // One buffer (a short read of a blob that fits it) is read into again only once its write is done.
+            if (buffers.length === 1) await writing;
+            const buffer = buffers[i] as Buffer;
+            const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, left), position);
+            if (bytesRead === 0) throw new InvalidOffsetError(key, position);
+            const chunk = buffer.subarray(0, bytesRead);
+            const last = bytesRead === left;
+            // The other buffer's write must finish before it is read into again, two turns from now.
+            await writing;
+            if (last && check) {
+              check.update(chunk);
+              check.beforeLast();
+            }
+            writing = writeChunk(dest, chunk);
+            // Awaited on the next turn; until then a failure must not count as unhandled.
+            writing.catch(() => undefined);
+            // Hashed while the socket drains the chunk: this buffer is not read into again before the
+            // write has finished (two turns from now), so the hash runs off the sending path.
+            if (!last) check?.update(chunk);
+            position += bytesRead;
+            left -= bytesRead;
+          }
+          await writing;
+        }
       },
       close: () => handle.close(),
     };
