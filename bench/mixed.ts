@@ -167,7 +167,9 @@ export function mixedWorkload(connections: number, durationSeconds: number): Wor
           const op = pick(ops, c.random());
           const start = process.hrtime.bigint();
           try {
-            bytes += await op.run(c);
+            // Not `bytes += await …`: that reads `bytes` before the await and loses the other workers' sums.
+            const got = await op.run(c);
+            bytes += got;
           } catch (err) {
             errors++;
             firstError ??= `${op.name}: ${(err as Error).message}`;
