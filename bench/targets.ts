@@ -151,7 +151,12 @@ export async function startBerthS3(dir: string, launch: BerthLaunch = {}): Promi
     const config = {
       ...berthBase(dir, port),
       // The production part size, not the tests' 5 MiB minimum.
-      storage: { driver: 's3', s3: s3.config({ partSizeBytes: 16 * 1024 * 1024, maxAttempts: 3 }) },
+      storage: {
+        driver: 's3',
+        s3: s3.config({ partSizeBytes: 16 * 1024 * 1024, maxAttempts: 3 }),
+        // BENCH_S3_SHARED_READS=off measures the unshared read path (each GET its own S3 read).
+        ...(process.env.BENCH_S3_SHARED_READS === 'off' ? { sharedReads: { enabled: false } } : {}),
+      },
       metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: 'bench:' } },
     };
     return await startBerth('berth-s3', 'Berth, S3 storage (s3rver, one Node process) + Redis metadata, one process', dir, config, port, launch, cleanup);

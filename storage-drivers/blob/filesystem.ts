@@ -36,6 +36,7 @@ import { deleteEach } from './delete-each.js';
 import { keeps } from './put-keep.js';
 import { SyncCoalescer } from './sync-coalescer.js';
 import { IoBufferPool } from './io-buffers.js';
+import { writeChunk } from './write-chunk.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -509,21 +510,4 @@ function outOfSpace(err: unknown, root: string): StorageFullError | undefined {
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof Error && codes.includes((err as NodeJS.ErrnoException).code ?? '');
-}
-
-/** One write whose buffer may be reused once this resolves; rejects if the destination goes away. */
-function writeChunk(dest: Writable, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (dest.destroyed) {
-      reject(new Error('destination closed'));
-      return;
-    }
-    const onClose = () => reject(new Error('destination closed'));
-    dest.once('close', onClose);
-    dest.write(chunk, (err) => {
-      dest.removeListener('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    });
-  });
 }

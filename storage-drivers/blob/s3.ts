@@ -5,6 +5,7 @@ import {
   CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListPartsCommand,
@@ -24,6 +25,7 @@ import { composeByPartCopy, composableAsParts } from './s3-compose.js';
 import { streamParts } from './compose.js';
 import { sweepInProgress } from './s3-sweep.js';
 import { S3Writer } from './s3-writer.js';
+import { bodySender } from './s3-sender.js';
 import {
   BlobDriverError,
   BlobNotFoundError,
@@ -32,6 +34,7 @@ import {
   StorageUnavailableError,
   type BlobDriver,
   type BlobInfo,
+  type BlobSender,
   type BlobWriter,
   type DeleteManyResult,
   type PutOptions,
@@ -145,6 +148,49 @@ export class S3BlobDriver implements BlobDriver {
     }
     if (signal !== undefined) addAbortSignal(signal, body);
     return body;
+  }
+
+  /**
+   * Sends from two reused buffers filled from the GetObject body (bodySender): fewer, larger socket
+   * writes than piping the body's 16–64 KiB chunks through streams, and the object's size is known
+   * at open, so a size that disagrees with the registry's record is found before any byte is sent.
+   */
+  async openSender(key: string, options: ReadOptions = {}): Promise<BlobSender> {
+    const start = options.start ?? 0;
+    const { end, signal } = options;
+    if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
+    if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
+    const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}`;
+    const target = `${this.config.bucket}/${this.keys.object(key)}`;
+    let out: GetObjectCommandOutput;
+    try {
+      out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.config.bucket, Key: this.keys.object(key), Range: range }),
+        signal === undefined ? {} : { abortSignal: signal },
+      );
+    } catch (err) {
+      if (isInvalidRange(err) && !isAbort(err)) {
+        const { size } = await this.stat(key);
+        if (start === size) return emptySender(size);
+        throw new InvalidOffsetError(key, start);
+      }
+      throw this.mapError('GetObject', key, err);
+    }
+    const body = out.Body as Readable;
+    const length = out.ContentLength;
+    if (length === undefined) {
+      body.destroy();
+      throw new StorageUnavailableError(`GetObject ${target} answered without a Content-Length`);
+    }
+    const total = totalFromContentRange(out.ContentRange);
+    // No ContentRange: the whole object, asked for or not (a store that ignores Range sends it all).
+    const size = total ?? length;
+    const span = { skip: total === undefined ? start : 0, length: Math.max(0, Math.min(end ?? size - 1, size - 1) - start + 1) };
+    if (start > size) {
+      body.destroy();
+      throw new InvalidOffsetError(key, start);
+    }
+    return bodySender(key, body, size, span, start, (err) => (isAbort(err) ? (err as Error) : unavailable('GetObject', target, err)));
   }
 
   async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
@@ -371,6 +417,15 @@ export class S3BlobDriver implements BlobDriver {
     if (isNotFound(err)) return new BlobNotFoundError(key);
     return unavailable(operation, `${this.config.bucket}/${this.keys.object(key)}`, err);
   }
+}
+
+/** What a range starting at the end of an object sends: nothing. */
+function emptySender(size: number): BlobSender {
+  return {
+    size,
+    sendTo: async (_dest, _signal, check) => check?.beforeLast(),
+    close: async () => undefined,
+  };
 }
 
 /** Parses the total size from `bytes a-b/total`. */

@@ -17,7 +17,7 @@
 //   suite never creates `a/b` next to `a/b/c`.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { composeParts } from '../../storage-drivers/blob/compose.js';
 import { instrument } from '../../storage-drivers/blob/instrumented.js';
@@ -27,6 +27,8 @@ import {
   InvalidKeyError,
   InvalidOffsetError,
   type BlobDriver,
+  type BlobSender,
+  type SendCheck,
   type WriterCheckpoint,
 } from '../../storage-drivers/blob/types.js';
 
@@ -140,6 +142,44 @@ async function hashAll(stream: Readable): Promise<{ digest: string; size: number
     hash.update(buf);
   }
   return { digest: hash.digest('hex'), size };
+}
+
+/** A destination that copies what it is given (senders reuse their buffers once a write completes). */
+class Collector extends Writable {
+  private readonly parts: Buffer[] = [];
+  size = 0;
+
+  constructor(private readonly afterFirst?: () => void) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.parts.push(Buffer.from(chunk));
+    this.size += chunk.length;
+    if (this.parts.length === 1) this.afterFirst?.();
+    callback();
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** Opens a sender for `key` and sends it to `dest` (a fresh Collector by default), closing it either way. */
+async function sendAll(
+  driver: BlobDriver,
+  key: string,
+  options: { start?: number; end?: number },
+  check?: SendCheck,
+  dest = new Collector(),
+): Promise<{ sent: Buffer; sender: BlobSender }> {
+  const sender = await (driver.openSender as NonNullable<BlobDriver['openSender']>)(key, options);
+  try {
+    await sender.sendTo(dest, undefined, check);
+  } finally {
+    await sender.close();
+  }
+  return { sent: dest.bytes, sender };
 }
 
 async function collect(iterable: AsyncIterable<string>): Promise<string[]> {
@@ -681,6 +721,95 @@ export function runBlobDriverContract(name: string, setup: () => Promise<BlobDri
         controller.abort();
         await assert.rejects(readAll(stream));
         assert.deepEqual(await driver.get(key), bytes(100), 'the object is untouched');
+        await driver.delete(key);
+      });
+    });
+
+    describe('senders', () => {
+      // Over two send buffers (1 MiB on the filesystem and S3), with a tail that fills neither.
+      const size = 2 * MiB + 17;
+
+      it('sends an object or a range of it, and fails at open for a missing object or a bad offset', async (t) => {
+        if (!driver.openSender) return t.skip('the driver has no sender');
+        const key = k('sent');
+        const data = bytes(size);
+        await driver.put(key, data);
+        const send = async (options: { start?: number; end?: number }): Promise<Buffer> => {
+          const { sent, sender } = await sendAll(driver, key, options);
+          assert.equal(sender.size, size, 'the whole object size is known at open');
+          return sent;
+        };
+        assert.deepEqual(await send({}), data);
+        assert.deepEqual(await send({ start: 5 }), data.subarray(5));
+        assert.deepEqual(await send({ start: 5, end: 5 }), data.subarray(5, 6));
+        assert.deepEqual(await send({ start: 0, end: 0 }), data.subarray(0, 1));
+        assert.deepEqual(await send({ start: MiB - 3, end: 2 * MiB + 3 }), data.subarray(MiB - 3, 2 * MiB + 4), 'across buffer boundaries');
+        assert.deepEqual(await send({ start: size - 1 }), data.subarray(size - 1));
+        assert.deepEqual(await send({ start: 1000, end: size + 1000 }), data.subarray(1000), 'end is clamped');
+        assert.deepEqual(await send({ start: size }), Buffer.alloc(0), 'start at the end sends nothing');
+        await rejectsWith(() => sendAll(driver, key, { start: size + 1 }), InvalidOffsetError, 'start past end');
+        await rejectsWith(() => sendAll(driver, key, { start: -1 }), InvalidOffsetError, 'negative start');
+        await rejectsWith(() => sendAll(driver, key, { start: 10, end: 5 }), InvalidOffsetError, 'end before start');
+        await rejectsWith(() => sendAll(driver, k('missing'), {}), BlobNotFoundError, 'missing object');
+        await driver.put(k('empty'), Buffer.alloc(0));
+        assert.deepEqual((await sendAll(driver, k('empty'), {})).sent, Buffer.alloc(0), 'an empty object');
+        await driver.delete(key);
+        await driver.delete(k('empty'));
+      });
+
+      it('shows every byte to the check before the last one is written, and a failing check keeps it unsent', async (t) => {
+        if (!driver.openSender) return t.skip('the driver has no sender');
+        const key = k('checked');
+        const data = bytes(size);
+        await driver.put(key, data);
+        const seen = createHash('sha256');
+        let seenBytes = 0;
+        let writtenAtCheck = -1;
+        const dest = new Collector();
+        const check = {
+          update: (chunk: Buffer) => {
+            seen.update(chunk);
+            seenBytes += chunk.length;
+          },
+          beforeLast: () => {
+            writtenAtCheck = dest.size;
+          },
+        };
+        const { sent } = await sendAll(driver, key, {}, check, dest);
+        assert.deepEqual(sent, data);
+        assert.equal(seenBytes, size);
+        assert.equal(seen.digest('hex'), createHash('sha256').update(data).digest('hex'));
+        assert.ok(writtenAtCheck >= 0 && writtenAtCheck < size, `the check ran with ${writtenAtCheck} of ${size} bytes written`);
+
+        const refused = new Collector();
+        const failing = {
+          update: () => undefined,
+          beforeLast: () => {
+            throw new Error('digest mismatch');
+          },
+        };
+        await assert.rejects(sendAll(driver, key, {}, failing, refused), /digest mismatch/);
+        assert.ok(refused.size < size, 'the last chunk was not sent');
+        await driver.delete(key);
+      });
+
+      it('stops a send whose signal aborts, and the object can be sent again', async (t) => {
+        const openSender = driver.openSender?.bind(driver);
+        if (!openSender) return t.skip('the driver has no sender');
+        const key = k('abort-send');
+        const data = bytes(size);
+        await driver.put(key, data);
+        const controller = new AbortController();
+        // A destination that takes one chunk and then aborts, like a client that goes away.
+        const dest = new Collector(() => controller.abort());
+        const sender = await openSender(key);
+        try {
+          await assert.rejects(sender.sendTo(dest, controller.signal));
+        } finally {
+          await sender.close();
+        }
+        assert.ok(dest.size < size, `${dest.size} of ${size} bytes went out`);
+        assert.deepEqual((await sendAll(driver, key, {})).sent, data);
         await driver.delete(key);
       });
     });
