@@ -48,6 +48,13 @@ const IN_PROGRESS = '@inprogress';
 const TMP = '@tmp';
 const DATA = '@data';
 const NAME = /^[A-Za-z0-9._-]+$/;
+/**
+ * An in-progress file is synced by close() when it crossed a multiple of this since its writer
+ * opened, not only at commit: the dirty pages of a large upload stay bounded, so the disk writes them
+ * back while the next chunks arrive, instead of one commit (and every lmdb commit queued behind it on
+ * the disk) waiting for half a gigabyte at once.
+ */
+const SYNC_EVERY = 16 * 1024 * 1024;
 /** Unlinks in flight at once in deleteMany(): enough to overlap disk latency, few enough for any descriptor limit. */
 const DELETE_CONCURRENCY = 16;
 
@@ -341,7 +348,11 @@ class FilesystemWriter implements BlobWriter {
     private readonly signal: AbortSignal | undefined,
   ) {
     this.handle = handle;
+    this.opened = bytes;
   }
+
+  /** Where this writer started: what an earlier writer's close() may have left unsynced begins after it. */
+  private readonly opened: number;
 
   get size(): number {
     return this.bytes;
@@ -383,16 +394,24 @@ class FilesystemWriter implements BlobWriter {
   }
 
   /**
-   * No fsync: a chunk's bytes are in the page cache, which every process on this host (and, through
-   * close-to-open consistency, an NFS client) sees. One fsync at commit() covers the whole object,
-   * instead of one per PATCH that serialises the disk's write-back with receiving the next chunk.
+   * Mostly no fsync: a chunk's bytes are in the page cache, which every process on this host (and,
+   * through close-to-open consistency, an NFS client) sees. The fsync at commit() covers the whole
+   * object, instead of one per PATCH that serialises the disk's write-back with receiving the next
+   * chunk; only every SYNC_EVERY bytes does a close() sync too.
    */
   async close(): Promise<WriterCheckpoint> {
     // The size is final, and the handle free to close, once the last write has seen its stream close.
     await this.writing;
     const handle = this.handle;
     this.handle = undefined;
-    await handle?.close();
+    if (!handle) return { size: this.bytes };
+    try {
+      if (Math.floor(this.bytes / SYNC_EVERY) > Math.floor(this.opened / SYNC_EVERY)) {
+        await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+      }
+    } finally {
+      await handle.close();
+    }
     return { size: this.bytes };
   }
 
