@@ -96,6 +96,19 @@ export class UploadService {
   }
 
   /**
+   * The session as a status request reports it. While no request holds it, its offset is where its
+   * bytes really end: after an OS crash fewer may be there than it records (chunks are not synced
+   * before their 202), and the client resumes from the Range it is told. The next chunk records it.
+   */
+  async status(repo: string, id: string): Promise<UploadSession> {
+    const session = await this.get(repo, id);
+    if (this.leased(session) || session.verified !== undefined || session.driverState !== undefined || !this.driver.inProgressSize) return session;
+    const size = await this.driver.inProgressSize(uploadKey(id));
+    if (size === undefined || size >= session.offset) return session;
+    return { ...session, offset: size };
+  }
+
+  /**
    * Appends one chunk. `range` (from Content-Range) must start at the current offset; without it the
    * chunk is appended wherever the upload stands (docker's streamed PATCH).
    */
@@ -271,7 +284,9 @@ export class UploadService {
   /**
    * A writer at the session's checkpoint; a session whose bytes are gone is dead, and discarded.
    * With `committedOk`, bytes this session already committed at its own key (a finish cut short) give
-   * undefined instead.
+   * undefined instead. Bytes that are only partly there (an OS crash took the unsynced tail of what
+   * earlier chunks wrote) move the session back to where they end: the session records that offset
+   * when the lease is released, and the client, told the real Range, sends the rest again.
    */
   private async openWriter(held: UploadSession, signal: AbortSignal): Promise<BlobWriter>;
   private async openWriter(held: UploadSession, signal: AbortSignal, committedOk: true): Promise<BlobWriter | undefined>;
@@ -281,8 +296,28 @@ export class UploadService {
     } catch (err) {
       if (!(err instanceof InProgressLostError)) throw err;
       if (committedOk && (await this.exists(uploadKey(held.id)))) return undefined;
+      if (err.held !== undefined && err.held < held.offset && held.driverState === undefined) {
+        const writer = await this.reopenShorter(held, err.held, signal);
+        if (writer) return writer;
+      }
       await this.discard(held);
       throw lostError(held);
+    }
+  }
+
+  /**
+   * A writer where the bytes really end, `size` of the session's recorded offset. The hash state covers
+   * bytes that are no longer all there, so it goes: the finish reads the bytes back and hashes them.
+   */
+  private async reopenShorter(held: UploadSession, size: number, signal: AbortSignal): Promise<BlobWriter | undefined> {
+    try {
+      const writer = await this.driver.writer(uploadKey(held.id), { resume: { size }, signal });
+      this.hashes.delete(held.id);
+      setCheckpoint(held, { size }, undefined);
+      return writer;
+    } catch (err) {
+      if (err instanceof InProgressLostError) return undefined;
+      throw err;
     }
   }
 

@@ -99,7 +99,7 @@ export async function uploadRoutes(app: FastifyInstance, ctx: RouteContext): Pro
   app.get<{ Params: { name: string; uuid: string } }>(sessionPath, async (request, reply) => {
     const { name, id } = ids(request);
     await ctx.authorizer.authorize(request, [{ type: 'repository', name, actions: ['pull', 'push'] }]);
-    const session = await ctx.uploads.get(name, id);
+    const session = await ctx.uploads.status(name, id);
     return sessionHeaders(reply.code(204), name, session).send();
   });
 

@@ -1,4 +1,5 @@
 // Blob driver on a local directory, crash-safe through temporary files, fsync and rename.
+// In-progress writers are synced once, at commit; see FilesystemWriter.close.
 //
 // Layout under `root` (`@` is outside the key alphabet, so no key can reach these names and list()
 // skips them):
@@ -54,6 +55,13 @@ const IN_PROGRESS = '@inprogress';
 const TMP = '@tmp';
 const DATA = '@data';
 const NAME = /^[A-Za-z0-9._-]+$/;
+/**
+ * An in-progress file is synced by close() when it crossed a multiple of this since its writer
+ * opened, not only at commit: the dirty pages of a large upload stay bounded, so the disk writes them
+ * back while the next chunks arrive, instead of one commit (and every lmdb commit queued behind it on
+ * the disk) waiting for half a gigabyte at once.
+ */
+const SYNC_EVERY = 16 * 1024 * 1024;
 /** Unlinks in flight at once in deleteMany(): enough to overlap disk latency, few enough for any descriptor limit. */
 const DELETE_CONCURRENCY = 16;
 
@@ -217,11 +225,15 @@ export class FilesystemDriver implements BlobDriver {
       const held = await stat(data).then(
         (info) => info.size,
         (err: unknown) => {
-          if (isCode(err, 'ENOENT', 'ENOTDIR')) return 0;
+          if (isCode(err, 'ENOENT', 'ENOTDIR')) return undefined;
           throw err;
         },
       );
-      if (held < resume.size) throw new InProgressLostError(key, `holds ${held} of the ${resume.size} bytes its checkpoint records`);
+      if (held === undefined) throw new InProgressLostError(key, `holds none of the ${resume.size} bytes its checkpoint records`);
+      // A file that is there but shorter lost its unsynced tail in an OS crash (close() does not
+      // fsync). Appends reach the disk in order on the filesystems this runs on (ext4 data=ordered,
+      // XFS, btrfs, ZFS: the size grows only once the data is written), so what is left is a prefix.
+      if (held < resume.size) throw new InProgressLostError(key, `holds ${held} of the ${resume.size} bytes its checkpoint records`, held);
     }
     await mkdir(dir, { recursive: true }).catch((err: unknown) => rethrow(err, key, this.root));
     // O_APPEND: every write lands at the end of what the checkpoint (or nothing) left there.
@@ -229,15 +241,23 @@ export class FilesystemDriver implements BlobDriver {
     try {
       const size = resume?.size ?? 0;
       // Bytes past the checkpoint come from a write that was cut short and never acknowledged.
+      // Nothing is synced here: commit() syncs the data and the directory it is renamed into.
       if ((await handle.stat()).size !== size) await handle.truncate(size);
-      // A new in-progress file: make its directory entry durable, so data acknowledged after close()
-      // survives a power loss too.
-      if (size === 0) await this.syncDir(dir);
       return new FilesystemWriter(this, key, data, handle, size, options.signal);
     } catch (err) {
       await handle.close();
       rethrow(err, key, this.root);
     }
+  }
+
+  async inProgressSize(key: string): Promise<number | undefined> {
+    return stat(join(this.inProgressDir(key), DATA)).then(
+      (info) => info.size,
+      (err: unknown) => {
+        if (isCode(err, 'ENOENT', 'ENOTDIR')) return undefined;
+        throw err;
+      },
+    );
   }
 
   async move(from: string, to: string): Promise<void> {
@@ -343,6 +363,8 @@ function contained(path: string, prefix: string, key: string): string {
 class FilesystemWriter implements BlobWriter {
   private handle: FileHandle | undefined;
   private finished = false;
+  /** The write under way: close() waits for it to settle, as its caller may give up on it sooner. */
+  private writing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly driver: FilesystemDriver,
@@ -353,13 +375,23 @@ class FilesystemWriter implements BlobWriter {
     private readonly signal: AbortSignal | undefined,
   ) {
     this.handle = handle;
+    this.opened = bytes;
   }
+
+  /** Where this writer started: what an earlier writer's close() may have left unsynced begins after it. */
+  private readonly opened: number;
 
   get size(): number {
     return this.bytes;
   }
 
-  async write(src: Readable, signal?: AbortSignal): Promise<number> {
+  write(src: Readable, signal?: AbortSignal): Promise<number> {
+    const written = this.append(src, signal);
+    this.writing = written.catch(() => undefined);
+    return written;
+  }
+
+  private async append(src: Readable, signal?: AbortSignal): Promise<number> {
     const handle = this.openHandle();
     const before = this.bytes;
     // A stream with its own descriptor: destroying it on abort must not close `handle`, which stays
@@ -388,13 +420,22 @@ class FilesystemWriter implements BlobWriter {
     return this.bytes - before;
   }
 
+  /**
+   * Mostly no fsync: a chunk's bytes are in the page cache, which every process on this host (and,
+   * through close-to-open consistency, an NFS client) sees. The fsync at commit() covers the whole
+   * object, instead of one per PATCH that serialises the disk's write-back with receiving the next
+   * chunk; only every SYNC_EVERY bytes does a close() sync too.
+   */
   async close(): Promise<WriterCheckpoint> {
+    // The size is final, and the handle free to close, once the last write has seen its stream close.
+    await this.writing;
     const handle = this.handle;
-    if (!handle) return { size: this.bytes };
     this.handle = undefined;
+    if (!handle) return { size: this.bytes };
     try {
-      // Filesystems that allocate late (ext4, XFS) may only find out at fsync that space ran out.
-      await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+      if (Math.floor(this.bytes / SYNC_EVERY) > Math.floor(this.opened / SYNC_EVERY)) {
+        await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+      }
     } finally {
       await handle.close();
     }
@@ -402,8 +443,16 @@ class FilesystemWriter implements BlobWriter {
   }
 
   async commit(): Promise<void> {
-    this.openHandle();
-    await this.close();
+    await this.writing;
+    const handle = this.openHandle();
+    this.handle = undefined;
+    try {
+      // Every write of this object, by any earlier writer too, is on disk before the rename makes it
+      // visible. Filesystems that allocate late (ext4, XFS) may only find out here that space ran out.
+      await handle.sync().catch((err: unknown) => rethrow(err, this.key, this.driver.root));
+    } finally {
+      await handle.close();
+    }
     this.finished = true;
     const target = this.driver.committedPath(this.key);
     await mkdir(dirname(target), { recursive: true }).catch((err: unknown) => rethrow(err, this.key, this.driver.root));
@@ -413,6 +462,7 @@ class FilesystemWriter implements BlobWriter {
   }
 
   async cancel(): Promise<void> {
+    await this.writing;
     const handle = this.handle;
     this.handle = undefined;
     this.finished = true;

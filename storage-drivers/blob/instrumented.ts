@@ -19,7 +19,7 @@ import {
 export interface BlobOperation {
   /** The wrapped driver's name. */
   driver: string;
-  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `deleteMany`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, `compose`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
+  /** `stat`, `reader`, `put`, `get`, `writer`, `move`, `delete`, `deleteMany`, `list`, `ping`, `close`, `redirectUrl`, `sweep`, `compose`, `inProgressSize`, or `writer.write` / `writer.close` / `writer.commit` / `writer.cancel`. */
   op: string;
   seconds: number;
   /** Class name of the error the caller saw (after mapping), when the operation failed. */
@@ -44,6 +44,7 @@ class InstrumentedDriver implements BlobDriver {
   readonly sweep?: (olderThan: Date, isLive: (key: string) => Promise<boolean>) => Promise<number>;
   readonly openSender?: (key: string, options?: ReadOptions) => Promise<BlobSender>;
   readonly compose?: (parts: string[], to: string) => Promise<void>;
+  readonly inProgressSize?: (key: string) => Promise<number | undefined>;
 
   constructor(
     private readonly inner: BlobDriver,
@@ -58,6 +59,8 @@ class InstrumentedDriver implements BlobDriver {
     if (compose) this.compose = (parts, to) => this.run('compose', [...parts, to], () => compose(parts, to));
     const openSender = inner.openSender?.bind(inner);
     if (openSender) this.openSender = (key, options) => this.run('openSender', [key], () => openSender(key, options));
+    const inProgressSize = inner.inProgressSize?.bind(inner);
+    if (inProgressSize) this.inProgressSize = (key) => this.run('inProgressSize', [key], () => inProgressSize(key));
   }
 
   stat(key: string): Promise<BlobInfo> {

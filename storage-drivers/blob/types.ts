@@ -50,17 +50,26 @@ export interface WriterCheckpoint {
 
 /**
  * A writer for an in-progress object. Data written is not visible through `stat`/`reader` at `key`
- * until `commit()`; `close()` persists what was written and returns the checkpoint from which a later
- * `writer(key, { resume })` (in this or another process) continues.
+ * until `commit()`; `close()` returns the checkpoint from which a later `writer(key, { resume })` (in
+ * this or another process) continues. Only `commit()` makes the bytes durable: after an OS crash or
+ * power loss an in-progress object may hold fewer bytes than its last checkpoint (then resuming throws
+ * InProgressLostError, with `held` where the driver knows the bytes still there are a prefix).
  */
 export interface BlobWriter {
   /** Bytes written so far, across all writers of this in-progress object. */
   readonly size: number;
   /** Appends the whole stream; resolves with the number of bytes appended. */
   write(src: Readable, signal?: AbortSignal): Promise<number>;
-  /** Makes what was written durable and releases the writer; resume later from the returned checkpoint. */
+  /**
+   * Releases the writer; resume later from the returned checkpoint. The bytes are visible to a writer
+   * in any process at once, but durable only where the backend makes every write so (S3), not on a
+   * filesystem: there a crash of the OS may lose them, and the owner re-derives where it stands.
+   */
   close(): Promise<WriterCheckpoint>;
-  /** Makes the written bytes readable at `key`, replacing any object there. The writer is unusable afterwards. */
+  /**
+   * Makes the written bytes durable and readable at `key`, replacing any object there (on disk before
+   * it resolves). The writer is unusable afterwards.
+   */
   commit(): Promise<void>;
   /** Discards the in-progress object and everything written. */
   cancel(): Promise<void>;
@@ -139,6 +148,11 @@ export interface BlobDriver {
    * cutoff whose owner is gone: `isLive(key)` says whether something still owns the object at `key`.
    */
   sweep?(olderThan: Date, isLive: (key: string) => Promise<boolean>): Promise<number>;
+  /**
+   * How many bytes the in-progress object at `key` holds right now (undefined: none there), where the
+   * driver can tell without a writer: after an OS crash that can be fewer than its last checkpoint.
+   */
+  inProgressSize?(key: string): Promise<number | undefined>;
   /** Checks the backend is reachable (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -172,11 +186,16 @@ export class InvalidOffsetError extends BlobDriverError {
   }
 }
 
-/** The in-progress object no longer holds the bytes its checkpoint records (swept, deleted, or cut short). */
+/**
+ * The in-progress object no longer holds the bytes its checkpoint records (swept, deleted, or cut
+ * short). `held`, where the driver can vouch for it, is how many of the checkpoint's first bytes are
+ * still there, unchanged: a file the OS lost the unsynced tail of after a crash (see BlobWriter.close).
+ */
 export class InProgressLostError extends BlobDriverError {
   constructor(
     readonly key: string,
     detail: string,
+    readonly held?: number,
   ) {
     super(`in-progress object ${key} ${detail}`);
   }

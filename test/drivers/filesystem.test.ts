@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { link, mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
 import { makeScratchDir, type ScratchDir } from '../helpers/scratch.js';
@@ -67,6 +67,37 @@ describe('FilesystemDriver', () => {
     await driver.delete('layout');
   });
 
+  it('says how much of a checkpoint a shorter file still holds (an unsynced tail lost), and nothing for a missing one', async () => {
+    const writer = await driver.writer('tail/blob', {});
+    await writer.write(textSource('abcdef'));
+    const checkpoint = await writer.close();
+    assert.equal(checkpoint.size, 6);
+    const data = join(driver.inProgressDir('tail/blob'), '@data');
+    await truncate(data, 2);
+    assert.equal(await driver.inProgressSize('tail/blob'), 2);
+    await assert.rejects(driver.writer('tail/blob', { resume: checkpoint }), (err: unknown) => err instanceof InProgressLostError && err.held === 2);
+    const resumed = await driver.writer('tail/blob', { resume: { size: 2 } });
+    await resumed.write(textSource('XY'));
+    await resumed.commit();
+    assert.equal(await readFile(join(root, 'tail', 'blob'), 'utf8'), 'abXY');
+    assert.equal(await driver.inProgressSize('tail/blob'), undefined);
+    await assert.rejects(driver.writer('tail/blob', { resume: checkpoint }), (err: unknown) => err instanceof InProgressLostError && err.held === undefined);
+    await driver.delete('tail');
+  });
+
+  it('close() waits for a write still settling, so its checkpoint counts every byte that write stored', async () => {
+    const writer = await driver.writer('settling/blob', {});
+    const src = new PassThrough();
+    // The caller gives up on the write (an upload whose request body failed first) and closes at once.
+    const writing = writer.write(src).catch(() => undefined);
+    src.end(Buffer.alloc(1000, 7));
+    const checkpoint = await writer.close();
+    await writing;
+    assert.equal(checkpoint.size, 1000);
+    assert.equal(await driver.inProgressSize('settling/blob'), 1000);
+    await driver.delete('settling');
+  });
+
   it('does not write a kept object again: the file stays the one first written', async () => {
     const path = join(root, 'kept', 'manifest');
     await driver.put('kept/manifest', Buffer.from('{"a":1}'), { keep: 'same-size' });
@@ -90,7 +121,7 @@ describe('FilesystemDriver', () => {
     // The child writes and closes `closed` bytes (printing the checkpoint, as an upload session would
     // store it), resumes, writes up to `before` bytes, says so, then waits for more data that never comes.
     const script = `
-      import { Readable } from 'node:stream';
+      import { PassThrough, Readable } from 'node:stream';
       const { FilesystemDriver } = await import(${JSON.stringify(moduleUrl)});
       const driver = new FilesystemDriver({ root: ${JSON.stringify(root)} });
       let sent = 0;
