@@ -10,11 +10,15 @@ import { instrument, type BlobOperation } from '../../storage-drivers/blob/instr
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 import { BlobNotFoundError, InvalidKeyError, StorageUnavailableError } from '../../storage-drivers/blob/types.js';
 
-runBlobDriverContract('instrumented memory', async () => {
-  const inner = new MemoryDriver();
-  const driver = instrument(inner, () => {});
-  return { driver, cleanup: () => driver.close(), rawKeys: async () => inner.rawKeys() };
-});
+runBlobDriverContract(
+  'instrumented memory',
+  async () => {
+    const inner = new MemoryDriver();
+    const driver = instrument(inner, () => {});
+    return { driver, cleanup: () => driver.close(), rawKeys: async () => inner.rawKeys() };
+  },
+  { sender: false },
+);
 
 describe('instrument()', () => {
   it('reports every operation with its duration and error class', async () => {

@@ -4,10 +4,14 @@ import { describe, it } from 'node:test';
 import { runBlobDriverContract } from '../contract/blob-driver.contract.js';
 import { MemoryDriver } from '../../storage-drivers/blob/memory.js';
 
-runBlobDriverContract('memory', async () => {
-  const driver = new MemoryDriver();
-  return { driver, cleanup: () => driver.close(), rawKeys: async () => driver.rawKeys() };
-});
+runBlobDriverContract(
+  'memory',
+  async () => {
+    const driver = new MemoryDriver();
+    return { driver, cleanup: () => driver.close(), rawKeys: async () => driver.rawKeys() };
+  },
+  { sender: false },
+);
 
 describe('MemoryDriver', () => {
   it('sweeps in-progress objects idle since the cutoff that nothing owns, never committed ones', async () => {
