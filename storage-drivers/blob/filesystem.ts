@@ -17,7 +17,6 @@ import {
   BlobNotFoundError,
   InProgressLostError,
   InvalidKeyError,
-  InvalidOffsetError,
   StorageFullError,
   StorageUnavailableError,
   type BlobDriver,
@@ -37,7 +36,7 @@ import { deleteEach } from './delete-each.js';
 import { keeps } from './put-keep.js';
 import { SyncCoalescer } from './sync-coalescer.js';
 import { IoBufferPool } from './io-buffers.js';
-import { writeChunk } from './write-chunk.js';
+import { sendThroughBuffers } from './write-chunk.js';
 
 export interface FilesystemDriverOptions {
   /** Directory holding every object; created on first write. */
@@ -143,36 +142,17 @@ export class FilesystemDriver implements BlobDriver {
         }
         for (const b of buffers) pool.release(b);
 
-        async function sendFrom(buffers: Buffer[]): Promise<void> {
-          let position = range.start;
-          let left = range.length;
-          let writing: Promise<void> = Promise.resolve();
-          if (left === 0) check?.beforeLast();
-          for (let i = 0; left > 0; i = (i + 1) % buffers.length) {
-            signal?.throwIfAborted();
-            // One buffer (a short read of a blob that fits it) is read into again only once its write is done.
-            if (buffers.length === 1) await writing;
-            const buffer = buffers[i] as Buffer;
-            const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, left), position);
-            if (bytesRead === 0) throw new InvalidOffsetError(key, position);
-            const chunk = buffer.subarray(0, bytesRead);
-            const last = bytesRead === left;
-            // The other buffer's write must finish before it is read into again, two turns from now.
-            await writing;
-            if (last && check) {
-              check.update(chunk);
-              check.beforeLast();
-            }
-            writing = writeChunk(dest, chunk);
-            // Awaited on the next turn; until then a failure must not count as unhandled.
-            writing.catch(() => undefined);
-            // Hashed while the socket drains the chunk: this buffer is not read into again before the
-            // write has finished (two turns from now), so the hash runs off the sending path.
-            if (!last) check?.update(chunk);
-            position += bytesRead;
-            left -= bytesRead;
-          }
-          await writing;
+        function sendFrom(buffers: Buffer[]): Promise<void> {
+          return sendThroughBuffers({
+            key,
+            buffers,
+            start: range.start,
+            length: range.length,
+            dest,
+            signal,
+            check,
+            read: async (buffer, want, position) => (await handle.read(buffer, 0, want, position)).bytesRead,
+          });
         }
       },
       close: () => handle.close(),

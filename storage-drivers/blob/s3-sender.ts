@@ -2,7 +2,7 @@
 // file: into two reused buffers, each written whole and awaited before it is filled again.
 import type { Readable, Writable } from 'node:stream';
 import { InvalidOffsetError, type BlobSender, type SendCheck } from './types.js';
-import { writeChunk } from './write-chunk.js';
+import { sendThroughBuffers } from './write-chunk.js';
 
 /**
  * One socket write per MiB rather than one per 16–64 KiB body chunk. Two of these per send, and the
@@ -57,39 +57,27 @@ async function sendSpan(
 ): Promise<void> {
   const bufferSize = Math.min(SEND_BUFFER, length);
   const buffers = [Buffer.allocUnsafeSlow(bufferSize), Buffer.allocUnsafeSlow(bufferSize)];
-  let position = start;
-  let left = length;
-  let writing: Promise<void> = Promise.resolve();
-  if (left === 0) check?.beforeLast();
-  for (let i = 0; left > 0; i ^= 1) {
-    signal?.throwIfAborted();
-    const buffer = buffers[i] as Buffer;
-    const want = Math.min(bufferSize, left);
-    let got: number;
-    try {
-      got = await filler.fill(buffer, want);
-    } catch (err) {
-      signal?.throwIfAborted();
-      throw failure(err);
-    }
-    if (got < want) throw new InvalidOffsetError(key, position + got);
-    const chunk = buffer.subarray(0, got);
-    const last = got === left;
-    // The other buffer's write must finish before it is filled again, two turns from now.
-    await writing;
-    if (last && check) {
-      check.update(chunk);
-      check.beforeLast();
-    }
-    writing = writeChunk(dest, chunk);
-    // Awaited on the next turn; until then a failure must not count as unhandled.
-    writing.catch(() => undefined);
-    // Hashed while the socket drains the chunk, as the filesystem sender does.
-    if (!last) check?.update(chunk);
-    position += got;
-    left -= got;
-  }
-  await writing;
+  await sendThroughBuffers({
+    key,
+    buffers,
+    start,
+    length,
+    dest,
+    signal,
+    check,
+    async read(buffer, want, position) {
+      let got: number;
+      try {
+        got = await filler.fill(buffer, want);
+      } catch (err) {
+        signal?.throwIfAborted();
+        throw failure(err);
+      }
+      // A body is read to the end of each buffer: a short fill means the object ended early.
+      if (got < want) throw new InvalidOffsetError(key, position + got);
+      return got;
+    },
+  });
 }
 
 /**
