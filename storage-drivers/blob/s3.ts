@@ -112,12 +112,8 @@ export class S3BlobDriver implements BlobDriver {
   }
 
   async reader(key: string, options: ReadOptions = {}): Promise<Readable> {
-    const start = options.start ?? 0;
-    const { end, signal } = options;
-    if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
-    if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
-    // No Range header for whole-object reads: S3 answers 416 to any range of an empty object.
-    const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}`;
+    const { start, end, range } = requestedRange(key, options);
+    const { signal } = options;
     let body: Readable;
     try {
       const out = await this.client.send(
@@ -156,11 +152,8 @@ export class S3BlobDriver implements BlobDriver {
    * at open, so a size that disagrees with the registry's record is found before any byte is sent.
    */
   async openSender(key: string, options: ReadOptions = {}): Promise<BlobSender> {
-    const start = options.start ?? 0;
-    const { end, signal } = options;
-    if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
-    if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
-    const range = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}`;
+    const { start, end, range } = requestedRange(key, options);
+    const { signal } = options;
     const target = `${this.config.bucket}/${this.keys.object(key)}`;
     let out: GetObjectCommandOutput;
     try {
@@ -417,6 +410,16 @@ export class S3BlobDriver implements BlobDriver {
     if (isNotFound(err)) return new BlobNotFoundError(key);
     return unavailable(operation, `${this.config.bucket}/${this.keys.object(key)}`, err);
   }
+}
+
+/** The checked bounds of a read and its Range header (none for a whole-object read). */
+function requestedRange(key: string, options: ReadOptions): { start: number; end: number | undefined; range: string | undefined } {
+  const start = options.start ?? 0;
+  const { end } = options;
+  if (!Number.isSafeInteger(start) || start < 0) throw new InvalidOffsetError(key, start);
+  if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) throw new InvalidOffsetError(key, end);
+  // No Range header for whole-object reads: S3 answers 416 to any range of an empty object.
+  return { start, end, range: start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ''}` };
 }
 
 /** What a range starting at the end of an object sends: nothing. */
