@@ -14,6 +14,7 @@ import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
 import { measure } from './proc.js';
 import { berthBase, DISTRIBUTION_BINARY, distributionAvailable, launchBerth, startDistribution } from './targets.js';
 import { MiB, percentile } from './workloads.js';
+import { S3_DEFAULT_PART_BYTES } from '../storage-drivers/blob/s3-config.js';
 
 export type FanoutCaseId = 'berth-shared' | 'berth-unshared' | 'distribution' | 'berth-proxy' | 'distribution-proxy';
 
@@ -157,7 +158,7 @@ export async function startBerthPair(
         ...berthBase(own, port),
         storage: {
           driver: 's3',
-          s3: s3.config({ endpoint: proxy.url, partSizeBytes: 16 * MiB, maxAttempts: 3 }),
+          s3: s3.config({ endpoint: proxy.url, partSizeBytes: S3_DEFAULT_PART_BYTES, maxAttempts: 3 }),
           sharedReads: { enabled: shared, spoolDir: join(own, 'spool') },
         },
         metadata: { store: 'redis', redis: { url: redis.url, keyPrefix: 'fanout:' } },

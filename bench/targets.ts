@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../test/helpers/berth-process.js';
 import { startRedisServer, type RedisServer } from '../test/helpers/redis-server.js';
 import { startS3rver, type S3rverHandle } from '../test/helpers/s3rver.js';
+import { S3_DEFAULT_PART_BYTES } from '../storage-drivers/blob/s3-config.js';
 
 export type TargetId = 'berth-fs' | 'distribution' | 'berth-s3';
 
@@ -150,10 +151,10 @@ export async function startBerthS3(dir: string, launch: BerthLaunch = {}): Promi
     redis = await startRedisServer();
     const config = {
       ...berthBase(dir, port),
-      // The production part size, not the tests' 5 MiB minimum.
+      // The default part size (8 MiB), not the tests' 5 MiB minimum.
       storage: {
         driver: 's3',
-        s3: s3.config({ partSizeBytes: 16 * 1024 * 1024, maxAttempts: 3 }),
+        s3: s3.config({ partSizeBytes: S3_DEFAULT_PART_BYTES, maxAttempts: 3 }),
         // BENCH_S3_SHARED_READS=off measures the unshared read path (each GET its own S3 read).
         ...(process.env.BENCH_S3_SHARED_READS === 'off' ? { sharedReads: { enabled: false } } : {}),
       },

@@ -35,7 +35,7 @@ import { combineSignals } from './signals.js';
 import { deleteEach } from './delete-each.js';
 import { keeps } from './put-keep.js';
 import { SyncCoalescer } from './sync-coalescer.js';
-import { IoBufferPool } from './io-buffers.js';
+import { IO_BUFFER, IoBufferPool, SMALL_IO_BUFFER } from './io-buffers.js';
 import { sendThroughBuffers } from './write-chunk.js';
 
 export interface FilesystemDriverOptions {
@@ -45,10 +45,6 @@ export interface FilesystemDriverOptions {
   sendBufferBytes?: number;
 }
 
-/** Large buffers keep syscalls few: one 1 MiB read or write instead of sixteen 64 KiB ones. */
-const IO_BUFFER = 1024 * 1024;
-/** A sender's buffers once the pool's budget is spent: the size Node's own file streams read in. */
-const SMALL_IO_BUFFER = 64 * 1024;
 export const DEFAULT_SEND_BUFFER_BYTES = 16 * IO_BUFFER;
 const IN_PROGRESS = '@inprogress';
 const TMP = '@tmp';
@@ -130,20 +126,8 @@ export class FilesystemDriver implements BlobDriver {
     return {
       size,
       async sendTo(dest: Writable, signal?: AbortSignal, check?: SendCheck): Promise<void> {
-        const first = pool.acquire(range.length);
-        // A blob that fits in one buffer is read once: no second buffer to alternate with.
-        const buffers = range.length > first.length ? [first, pool.acquire(range.length - first.length)] : [first];
-        try {
-          await sendFrom(buffers);
-        } catch (err) {
-          // A write from these buffers may still be queued on the socket: they must not be lent again.
-          for (const b of buffers) pool.discard(b);
-          throw err;
-        }
-        for (const b of buffers) pool.release(b);
-
-        function sendFrom(buffers: Buffer[]): Promise<void> {
-          return sendThroughBuffers({
+        await pool.withSendBuffers(range.length, (buffers) =>
+          sendThroughBuffers({
             key,
             buffers,
             start: range.start,
@@ -152,8 +136,8 @@ export class FilesystemDriver implements BlobDriver {
             signal,
             check,
             read: async (buffer, want, position) => (await handle.read(buffer, 0, want, position)).bytesRead,
-          });
-        }
+          }),
+        );
       },
       close: () => handle.close(),
     };

@@ -2,6 +2,8 @@ import { z } from 'zod';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
+/** Parts of 8 MiB: two held per upload in memory, and 10,000 of them still reach 78 GiB before parts grow. */
+export const S3_DEFAULT_PART_BYTES = 8 * MiB;
 
 /** Same alphabet as storage keys, so the prefix can never produce a key the driver would reject. */
 const PREFIX = /^([A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*)?$/;
@@ -69,8 +71,16 @@ export const s3ConfigSchema = z
       .int()
       .min(5 * MiB)
       .max(5 * GiB)
-      .default(8 * MiB)
+      .default(S3_DEFAULT_PART_BYTES)
       .describe('Size of the first multipart parts (about two are held in memory per upload); parts grow for huge blobs so 10,000 parts reach 5 TiB.'),
+    bufferPoolBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(32 * MiB)
+      .describe(
+        'Memory a process may hold in reused 1 MiB buffers for the parts being uploaded and the GETs being sent (two buffers each); beyond it they use 64 KiB buffers of their own. Bounds RSS under many concurrent pushes.',
+      ),
     redirect: redirectSchema.prefault({}),
   })
   .strict()

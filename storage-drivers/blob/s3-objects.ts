@@ -14,12 +14,16 @@ import {
 import type { S3Keys } from './s3-keys.js';
 import type { PartPlan, S3Limits } from './s3-parts.js';
 import type { SegmentRecord } from './s3-upload-state.js';
+import type { IoBufferPool } from './io-buffers.js';
+import type { PartBuffer } from './s3-part-buffer.js';
 import { isRetryable, unavailable } from './s3-errors.js';
 import { withContentMd5 } from './s3-content-md5.js';
 
 /** Everything a driver and its writers share. */
 export interface S3Context {
   client: S3Client;
+  /** Large buffers for upload parts and sends, reused and bounded by bytes. */
+  buffers: IoBufferPool;
   bucket: string;
   keys: S3Keys;
   limits: S3Limits;
@@ -163,21 +167,22 @@ export function concatBody(ctx: S3Context, segments: readonly SegmentRecord[], c
 }
 
 /**
- * Sends a request whose body is `segments` then `chunks` (see concatBody), retrying with a fresh body.
- * Empties `chunks` afterwards: the SDK and http agent may keep the finished body stream reachable for
- * a while, and it must not pin a whole part's buffers.
+ * Sends a request whose body is `segments` then the bytes in `buffer` (see concatBody), retrying with a
+ * fresh body. A failure taints the buffer, so its slabs are not lent again while a write from them may
+ * still be queued on a dead socket; the caller releases it either way.
  */
 export async function sendConcatenated<T>(
   ctx: S3Context,
   segments: readonly SegmentRecord[],
-  chunks: Buffer[],
+  buffer: PartBuffer,
   total: number,
   send: (body: Readable) => Promise<T>,
 ): Promise<T> {
   try {
-    return await withStreamRetries(ctx, () => send(concatBody(ctx, segments, chunks, total)));
-  } finally {
-    chunks.length = 0;
+    return await withStreamRetries(ctx, () => send(concatBody(ctx, segments, buffer.views(), total)));
+  } catch (err) {
+    buffer.taint();
+    throw err;
   }
 }
 

@@ -1,14 +1,10 @@
 // Sends an S3 object (a GetObject response body) to a socket the way the filesystem sender sends a
-// file: into two reused buffers, each written whole and awaited before it is filled again.
+// file: into two buffers from the driver's pool, each written whole and awaited before it is filled
+// again, so a send holds at most ~2 MiB plus the socket's own buffers (the body is paused meanwhile).
 import type { Readable, Writable } from 'node:stream';
 import { InvalidOffsetError, type BlobSender, type SendCheck } from './types.js';
 import { sendThroughBuffers } from './write-chunk.js';
-
-/**
- * One socket write per MiB rather than one per 16–64 KiB body chunk. Two of these per send, and the
- * body is paused while both are full, so a send holds at most ~2 MiB plus the socket's own buffers.
- */
-const SEND_BUFFER = 1024 * 1024;
+import type { IoBufferPool } from './io-buffers.js';
 
 /** Which bytes of a response body are the object range asked for. */
 export interface BodySpan {
@@ -23,7 +19,15 @@ export interface BodySpan {
  * InvalidOffsetError (the object is shorter than it said); one that errors or closes early (the
  * connection to S3 broke) fails it with `failure(err)`. Either way the caller cuts its response.
  */
-export function bodySender(key: string, body: Readable, size: number, span: BodySpan, start: number, failure: (err: unknown) => Error): BlobSender {
+export function bodySender(
+  key: string,
+  body: Readable,
+  size: number,
+  span: BodySpan,
+  start: number,
+  pool: IoBufferPool,
+  failure: (err: unknown) => Error,
+): BlobSender {
   const filler = new BodyFiller(body, span.skip);
   return {
     size,
@@ -32,7 +36,7 @@ export function bodySender(key: string, body: Readable, size: number, span: Body
       const onAbort = () => body.destroy();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        await sendSpan(key, filler, span.length, start, dest, failure, signal, check);
+        await sendSpan(key, filler, span.length, start, dest, pool, failure, signal, check);
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
@@ -51,33 +55,34 @@ async function sendSpan(
   length: number,
   start: number,
   dest: Writable,
+  pool: IoBufferPool,
   failure: (err: unknown) => Error,
   signal: AbortSignal | undefined,
   check: SendCheck | undefined,
 ): Promise<void> {
-  const bufferSize = Math.min(SEND_BUFFER, length);
-  const buffers = [Buffer.allocUnsafeSlow(bufferSize), Buffer.allocUnsafeSlow(bufferSize)];
-  await sendThroughBuffers({
-    key,
-    buffers,
-    start,
-    length,
-    dest,
-    signal,
-    check,
-    async read(buffer, want, position) {
-      let got: number;
-      try {
-        got = await filler.fill(buffer, want);
-      } catch (err) {
-        signal?.throwIfAborted();
-        throw failure(err);
-      }
-      // A body is read to the end of each buffer: a short fill means the object ended early.
-      if (got < want) throw new InvalidOffsetError(key, position + got);
-      return got;
-    },
-  });
+  await pool.withSendBuffers(length, (buffers) =>
+    sendThroughBuffers({
+      key,
+      buffers,
+      start,
+      length,
+      dest,
+      signal,
+      check,
+      async read(buffer, want, position) {
+        let got: number;
+        try {
+          got = await filler.fill(buffer, want);
+        } catch (err) {
+          signal?.throwIfAborted();
+          throw failure(err);
+        }
+        // A body is read to the end of each buffer: a short fill means the object ended early.
+        if (got < want) throw new InvalidOffsetError(key, position + got);
+        return got;
+      },
+    }),
+  );
 }
 
 /**

@@ -3,7 +3,8 @@
 // checkpoint every close() returns; the owner (the upload session) stores it in metadata, so the next
 // PATCH can land on any process and no copy in the bucket can disagree with it.
 //
-// Memory: the writer buffers at most one part while the previous part uploads (two parts at most).
+// Memory: the writer buffers at most one part while the previous part uploads (two parts at most), in
+// buffers lent by the driver's pool (s3-part-buffer.ts).
 // A close() with an unfinished part writes the buffered bytes as a new segment; when later writes fill
 // the part, the segments are streamed back from S3 together with the new bytes as that part. Commit
 // completes the multipart upload server-side (or, below one part, writes or copies a single object),
@@ -12,6 +13,7 @@ import { addAbortSignal, type Readable } from 'node:stream';
 import { CompleteMultipartUploadCommand, CopyObjectCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from '@aws-sdk/client-s3';
 import { copySource } from './s3-copy.js';
 import { partSizeFor } from './s3-parts.js';
+import { PartBuffer } from './s3-part-buffer.js';
 import { deleteKeys, deletePrefix, sendConcatenated, type S3Context } from './s3-objects.js';
 import { abortUpload, discardInProgress, stateSize, type PartRecord, type SegmentRecord, type UploadState } from './s3-upload-state.js';
 import { unavailable } from './s3-errors.js';
@@ -20,8 +22,7 @@ import { BlobDriverError, StorageUnavailableError, type BlobWriter, type WriterC
 export class S3Writer implements BlobWriter {
   private readonly s3Key: string;
   /** Bytes received since the last part or segment, not yet stored anywhere. */
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private part: PartBuffer;
   private segmentBytes: number;
   private written: number;
   private nextPart: number;
@@ -43,6 +44,11 @@ export class S3Writer implements BlobWriter {
     this.written = stateSize(state);
     this.segmentBytes = state.segments.reduce((sum, segment) => sum + segment.size, 0);
     this.nextPart = state.parts.length + 1;
+    this.part = new PartBuffer(ctx.buffers);
+  }
+
+  private get buffered(): number {
+    return this.part.length;
   }
 
   get size(): number {
@@ -71,8 +77,14 @@ export class S3Writer implements BlobWriter {
             continue;
           }
           const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-          this.chunks.push(piece);
-          this.buffered += piece.length;
+          if (this.inflight !== undefined && !this.part.fits(piece.length) && !this.ctx.buffers.canLend) {
+            // The pool is spent: this upload's own part in flight hands its buffers back before more
+            // are taken, so concurrent uploads stay within the pool instead of allocating around it.
+            await this.settle();
+            this.throwIfFailed();
+            continue;
+          }
+          this.part.append(piece);
           this.written += piece.length;
           appended += piece.length;
           chunk = chunk.subarray(piece.length);
@@ -129,13 +141,13 @@ export class S3Writer implements BlobWriter {
     } else {
       const parts = [...state.parts];
       if (pending > 0) {
-        // Copies of the lists: a failed upload must leave segments and chunks in place for close().
-        parts.push(await this.uploadPart(this.nextPart, [...state.segments], [...this.chunks], pending));
+        // A copy of the list and views of the buffer: a failed upload must leave both in place for close().
+        parts.push(await this.uploadPart(this.nextPart, [...state.segments], this.part, pending));
       }
       await this.completeUpload(state.uploadId, parts);
       this.finished = true;
     }
-    this.takeChunks();
+    this.takePart().release();
     // The blob is in place; temporary objects that fail to go now are left to the sweeper.
     await deletePrefix(this.ctx, this.ctx.keys.uploadDir(this.key), '/').catch(() => undefined);
   }
@@ -144,7 +156,7 @@ export class S3Writer implements BlobWriter {
     this.assertOpen();
     this.finished = true;
     await this.settle();
-    this.chunks = [];
+    this.takePart().release();
     await discardInProgress(this.ctx, this.key, this.state.uploadId);
   }
 
@@ -166,24 +178,25 @@ export class S3Writer implements BlobWriter {
     const segments = this.state.segments.splice(0);
     const bytes = this.segmentBytes + this.buffered;
     this.segmentBytes = 0;
-    const chunks = this.takeChunks();
-    this.inflight = this.uploadPart(partNumber, segments, chunks, bytes, uploadId).then(
+    const buffer = this.takePart();
+    this.inflight = this.uploadPart(partNumber, segments, buffer, bytes, uploadId).then(
       (part) => {
+        buffer.release();
         this.state.parts.push(part);
         for (const segment of segments) this.obsolete.push(segment.key);
       },
       (err: unknown) => {
+        buffer.release(); // tainted by the failed send: it leaves the pool
         this.failure = err;
         this.rollback = { partNumber, segments };
       },
     );
   }
 
-  private takeChunks(): Buffer[] {
-    const chunks = this.chunks;
-    this.chunks = [];
-    this.buffered = 0;
-    return chunks;
+  private takePart(): PartBuffer {
+    const part = this.part;
+    this.part = new PartBuffer(this.ctx.buffers);
+    return part;
   }
 
   private async settle(): Promise<void> {
@@ -205,7 +218,7 @@ export class S3Writer implements BlobWriter {
     this.state.segments = rollback.segments;
     this.segmentBytes = rollback.segments.reduce((sum, segment) => sum + segment.size, 0);
     this.nextPart = rollback.partNumber;
-    this.takeChunks();
+    this.takePart().release();
     this.written = stateSize(this.state);
   }
 
@@ -242,7 +255,7 @@ export class S3Writer implements BlobWriter {
   private async uploadPart(
     partNumber: number,
     segments: SegmentRecord[],
-    chunks: Buffer[],
+    buffer: PartBuffer,
     bytes: number,
     uploadId = this.state.uploadId,
   ): Promise<PartRecord> {
@@ -253,7 +266,7 @@ export class S3Writer implements BlobWriter {
       throw new BlobTooLargeError(`${this.key}: part ${partNumber} of ${bytes} bytes exceeds the part limit`);
     }
     try {
-      const out = await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>
+      const out = await sendConcatenated(this.ctx, segments, buffer, bytes, (body) =>
         this.ctx.client.send(
           new UploadPartCommand({
             Bucket: this.ctx.bucket,
@@ -278,10 +291,10 @@ export class S3Writer implements BlobWriter {
   /** Stores the buffered bytes as one more tail segment. */
   private async storeSegment(): Promise<SegmentRecord> {
     const bytes = this.buffered;
-    const chunks = this.takeChunks();
+    const buffer = this.takePart();
     const key = this.ctx.keys.segment(this.key, this.written - bytes);
     try {
-      await sendConcatenated(this.ctx, [], chunks, bytes, (body) =>
+      await sendConcatenated(this.ctx, [], buffer, bytes, (body) =>
         this.ctx.client.send(
           new PutObjectCommand({
             Bucket: this.ctx.bucket,
@@ -294,6 +307,8 @@ export class S3Writer implements BlobWriter {
       );
     } catch (err) {
       throw unavailable('PutObject', key, err);
+    } finally {
+      buffer.release();
     }
     return { key, size: bytes };
   }
@@ -319,9 +334,8 @@ export class S3Writer implements BlobWriter {
       return;
     }
     const bytes = this.segmentBytes + this.buffered;
-    const chunks = [...this.chunks];
     try {
-      await sendConcatenated(this.ctx, segments, chunks, bytes, (body) =>
+      await sendConcatenated(this.ctx, segments, this.part, bytes, (body) =>
         this.ctx.client.send(
           new PutObjectCommand({
             Bucket: this.ctx.bucket,

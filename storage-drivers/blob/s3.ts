@@ -26,6 +26,7 @@ import { streamParts } from './compose.js';
 import { sweepInProgress } from './s3-sweep.js';
 import { S3Writer } from './s3-writer.js';
 import { bodySender } from './s3-sender.js';
+import { IO_BUFFER, IoBufferPool, SMALL_IO_BUFFER } from './io-buffers.js';
 import {
   BlobDriverError,
   BlobNotFoundError,
@@ -65,6 +66,8 @@ export class S3BlobDriver implements BlobDriver {
   /** The SDK client; tests attach middleware to it to record requests. */
   readonly client: S3Client;
   private readonly ctx: S3Context;
+  /** Buffers of the uploads and sends in progress (tests read how much it holds). */
+  readonly buffers: IoBufferPool;
   private readonly keys: S3Keys;
   private readonly copyRangeBytes: number;
   private readonly now: () => number;
@@ -76,6 +79,7 @@ export class S3BlobDriver implements BlobDriver {
   ) {
     this.client = createS3Client(config);
     this.keys = new S3Keys(config.prefix);
+    this.buffers = new IoBufferPool(IO_BUFFER, config.bufferPoolBytes, SMALL_IO_BUFFER);
     const limits: S3Limits = { ...S3_LIMITS, ...options.limits };
     const objectParams: ObjectParams = {};
     const tempParams: ObjectParams = {};
@@ -86,6 +90,7 @@ export class S3BlobDriver implements BlobDriver {
     if (config.storageClass !== undefined) objectParams.StorageClass = config.storageClass as NonNullable<ObjectParams['StorageClass']>;
     this.ctx = {
       client: this.client,
+      buffers: this.buffers,
       bucket: config.bucket,
       keys: this.keys,
       limits,
@@ -183,7 +188,7 @@ export class S3BlobDriver implements BlobDriver {
       body.destroy();
       throw new InvalidOffsetError(key, start);
     }
-    return bodySender(key, body, size, span, start, (err) => (isAbort(err) ? (err as Error) : unavailable('GetObject', target, err)));
+    return bodySender(key, body, size, span, start, this.ctx.buffers, (err) => (isAbort(err) ? (err as Error) : unavailable('GetObject', target, err)));
   }
 
   async put(key: string, data: Buffer, options: PutOptions = {}): Promise<void> {
