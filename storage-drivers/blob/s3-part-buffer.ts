@@ -41,7 +41,7 @@ export class PartBuffer {
     this.total += chunk.length;
   }
 
-  /** Views of the bytes in order, valid until release() or discard(). */
+  /** Views of the bytes in order, valid until release(). */
   views(): Buffer[] {
     return this.slabs.map((slab, i) => (i === this.slabs.length - 1 ? slab.subarray(0, this.used) : slab));
   }
