@@ -179,14 +179,14 @@ export class S3Writer implements BlobWriter {
     const bytes = this.segmentBytes + this.buffered;
     this.segmentBytes = 0;
     const buffer = this.takePart();
-    this.inflight = this.uploadPart(partNumber, segments, buffer, bytes, uploadId).then(
+    // Released either way; a send that failed has tainted it, so it leaves the pool.
+    const upload = this.uploadPart(partNumber, segments, buffer, bytes, uploadId).finally(() => buffer.release());
+    this.inflight = upload.then(
       (part) => {
-        buffer.release();
         this.state.parts.push(part);
         for (const segment of segments) this.obsolete.push(segment.key);
       },
       (err: unknown) => {
-        buffer.release(); // tainted by the failed send: it leaves the pool
         this.failure = err;
         this.rollback = { partNumber, segments };
       },
